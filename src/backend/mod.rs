@@ -1,0 +1,1 @@
+//! One server connection: connect, authenticate, ParameterStatus, cancel keys.

@@ -1,0 +1,235 @@
+//! `routing.toml`: typed configuration, loading with line-numbered errors, and
+//! whole-file validation. A config is built and validated whole before use.
+
+mod load;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, ConfigErrors, load_file, load_str};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, pool mode and timeouts.
+    pub server: ServerConfig,
+    /// Tenant key column and session variable.
+    #[serde(default)]
+    pub tenancy: TenancyConfig,
+    /// Who may connect.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Backend databases.
+    #[serde(default)]
+    pub shards: Vec<ShardConfig>,
+    /// Placement of tenants not listed explicitly.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Explicit tenant placements.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Transaction or session pooling.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A server connection is held for one transaction.
+    #[default]
+    Transaction,
+    /// A server connection is held for the client's whole session.
+    Session,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address Postgres clients connect to.
+    pub listen: String,
+    /// Address of the HTTP endpoint (/metrics, /healthz); none disables it.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// The database name clients ask for.
+    #[serde(default = "defaults::database")]
+    pub database: String,
+    /// Transaction (default) or session pooling.
+    #[serde(default)]
+    pub pool_mode: PoolMode,
+    /// Most client connections served at once; more are refused with 53300.
+    #[serde(default = "defaults::max_client_conn")]
+    pub max_client_conn: usize,
+    /// How long a client waits for a server connection before 57014.
+    #[serde(default = "defaults::query_wait_timeout", with = "humantime_serde")]
+    pub query_wait_timeout: Duration,
+    /// How long connecting and authenticating to a backend may take.
+    #[serde(default = "defaults::server_connect_timeout", with = "humantime_serde")]
+    pub server_connect_timeout: Duration,
+    /// Idle server connections older than this are closed.
+    #[serde(default = "defaults::server_idle_timeout", with = "humantime_serde")]
+    pub server_idle_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long open transactions may run before the proxy exits.
+    #[serde(default = "defaults::shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Largest protocol message accepted from a client, in bytes.
+    #[serde(default = "defaults::max_message_size")]
+    pub max_message_size: usize,
+    /// Database name of the admin console.
+    #[serde(default = "defaults::admin_database")]
+    pub admin_database: String,
+}
+
+/// `[tenancy]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Tenant key column.
+    #[serde(default = "defaults::column")]
+    pub column: String,
+    /// Session variable naming the current tenant.
+    #[serde(default = "defaults::session_variable")]
+    pub session_variable: String,
+    /// Tables without the column that tenant sessions may read.
+    #[serde(default)]
+    pub global_tables: Vec<String>,
+    /// Also `SET LOCAL` the session variable on the server in every transaction.
+    #[serde(default)]
+    pub rls: bool,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        TenancyConfig {
+            column: defaults::column(),
+            session_variable: defaults::session_variable(),
+            global_tables: Vec::new(),
+            rls: false,
+        }
+    }
+}
+
+/// How a client proves its password.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum AuthMethod {
+    /// SCRAM-SHA-256 (default).
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// MD5 challenge (needs a plain-text or md5-hashed password).
+    #[serde(rename = "md5")]
+    Md5,
+}
+
+/// `[[users]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// Plain text, `SCRAM-SHA-256$…` verifier, or `md5…` hash.
+    pub password: String,
+    /// Tenant-bound credentials: this user is always this tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// May use the admin console.
+    #[serde(default)]
+    pub admin: bool,
+    /// Authentication method offered to this user.
+    #[serde(default)]
+    pub auth: AuthMethod,
+}
+
+/// `[[shards]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// Shard name used by routing.
+    pub name: String,
+    /// `postgres://user[:password]@host:port/db` used to log in to the backend.
+    pub url: String,
+    /// Server connections in this shard's pool.
+    #[serde(default = "defaults::pool_size")]
+    pub pool_size: usize,
+    /// One tenant lives here alone; statements pass through unrewritten.
+    #[serde(default)]
+    pub dedicated: bool,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Shards that unlisted tenants are hashed over.
+    #[serde(default)]
+    pub hash_shards: Vec<String>,
+    /// Optional separate file listing `[[tenants]]`.
+    #[serde(default)]
+    pub tenants_file: Option<PathBuf>,
+}
+
+/// `[[tenants]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant id as sessions name it.
+    pub id: String,
+    /// Shard holding this tenant.
+    pub shard: String,
+    /// Schema-per-tenant: the schema pinned as search_path.
+    #[serde(default)]
+    pub schema: Option<String>,
+}
+
+impl Config {
+    /// The shard named `name`.
+    pub fn shard(&self, name: &str) -> Option<&ShardConfig> {
+        self.shards.iter().find(|s| s.name == name)
+    }
+
+    /// The user named `name`.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn database() -> String {
+        "app".into()
+    }
+    pub fn admin_database() -> String {
+        "tenantgate".into()
+    }
+    pub fn max_client_conn() -> usize {
+        10_000
+    }
+    pub fn query_wait_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn server_connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn server_idle_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_message_size() -> usize {
+        64 * 1024 * 1024
+    }
+    pub fn column() -> String {
+        "tenant_id".into()
+    }
+    pub fn session_variable() -> String {
+        "app.current_tenant".into()
+    }
+    pub fn pool_size() -> usize {
+        20
+    }
+}

@@ -1,0 +1,295 @@
+//! The proxy's error type and the one place where errors become client-visible
+//! ErrorResponses. Every message a client can see from tenantgate itself is
+//! constructed in this file, so `grep` finds them all.
+
+use crate::protocol::sqlstate::SqlState;
+
+/// Where an error came from; decides logging and whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The client sent something invalid or not allowed.
+    Client,
+    /// A backend server failed or refused (connection level; SQL errors from
+    /// Postgres are forwarded byte for byte and never become this type).
+    Server,
+    /// A bug or resource problem inside tenantgate.
+    Internal,
+}
+
+/// Severity sent to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session is terminated after this message.
+    Fatal,
+}
+
+impl Severity {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+/// A client-visible error: SQLSTATE, message and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProxyError {
+    /// SQLSTATE sent to the client.
+    pub code: SqlState,
+    /// Primary message (no internal detail such as hostnames or paths).
+    pub message: String,
+    /// Optional DETAIL field.
+    pub detail: Option<String>,
+    /// Optional HINT field.
+    pub hint: Option<String>,
+    /// ERROR or FATAL.
+    pub severity: Severity,
+    /// Origin of the problem.
+    pub origin: Source,
+}
+
+/// Result alias used across the data path.
+pub type Result<T, E = ProxyError> = std::result::Result<T, E>;
+
+impl ProxyError {
+    fn new(code: SqlState, source: Source, severity: Severity, message: impl Into<String>) -> Self {
+        ProxyError {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+            severity,
+            origin: source,
+        }
+    }
+
+    /// Adds a HINT.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a DETAIL.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Whether the session must end after this error is sent.
+    pub fn is_fatal(&self) -> bool {
+        self.severity == Severity::Fatal
+    }
+
+    // ---- protocol and startup -------------------------------------------------
+
+    /// A malformed or out-of-place protocol message (session ends).
+    pub fn protocol_violation(what: impl Into<String>) -> Self {
+        Self::new(SqlState::PROTOCOL_VIOLATION, Source::Client, Severity::Fatal, what)
+    }
+
+    /// A message longer than the configured maximum (session ends).
+    pub fn message_too_large(len: usize, max: usize) -> Self {
+        Self::new(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            Source::Client,
+            Severity::Fatal,
+            format!("message of {len} bytes exceeds the limit of {max} bytes"),
+        )
+    }
+
+    /// Startup asked for a protocol major version we do not speak.
+    pub fn unsupported_protocol(major: u16, minor: u16) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Fatal,
+            format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"),
+        )
+    }
+
+    /// Startup packet without a user name.
+    pub fn no_user_in_startup() -> Self {
+        Self::new(
+            SqlState::INVALID_AUTHORIZATION,
+            Source::Client,
+            Severity::Fatal,
+            "no PostgreSQL user name specified in startup packet",
+        )
+    }
+
+    /// The database asked for is not served here.
+    pub fn unknown_database(name: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_CATALOG_NAME,
+            Source::Client,
+            Severity::Fatal,
+            format!("database \"{name}\" does not exist"),
+        )
+    }
+
+    /// Too many client connections.
+    pub fn too_many_clients() -> Self {
+        Self::new(
+            SqlState::TOO_MANY_CONNECTIONS,
+            Source::Client,
+            Severity::Fatal,
+            "sorry, too many clients already",
+        )
+    }
+
+    /// The proxy is shutting down and accepts no new work.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            SqlState::ADMIN_SHUTDOWN,
+            Source::Internal,
+            Severity::Fatal,
+            "terminating connection because tenantgate is shutting down",
+        )
+    }
+
+    // ---- authentication -------------------------------------------------------
+
+    /// Wrong password or unknown user (same message for both, as Postgres does).
+    pub fn auth_failed(user: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_PASSWORD,
+            Source::Client,
+            Severity::Fatal,
+            format!("password authentication failed for user \"{user}\""),
+        )
+    }
+
+    /// A user tried to reach the admin console without `admin = true`.
+    pub fn admin_not_allowed(user: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Fatal,
+            format!("user \"{user}\" is not allowed to use the admin console"),
+        )
+    }
+
+    /// The authentication exchange itself was malformed.
+    pub fn auth_protocol(what: impl Into<String>) -> Self {
+        Self::new(SqlState::PROTOCOL_VIOLATION, Source::Client, Severity::Fatal, what)
+    }
+
+    // ---- routing and pooling --------------------------------------------------
+
+    /// The session's user is bound to a tenant that has no home.
+    pub fn tenant_unroutable(tenant: &str) -> Self {
+        Self::new(
+            SqlState::CONNECTION_REJECTED,
+            Source::Client,
+            Severity::Fatal,
+            format!("tenant \"{tenant}\" has no shard in the routing table"),
+        )
+    }
+
+    /// No shard could be chosen for an untenanted session.
+    pub fn no_shard_for_session() -> Self {
+        Self::new(
+            SqlState::CONNECTION_REJECTED,
+            Source::Client,
+            Severity::Error,
+            "no shard is configured for this session",
+        )
+        .with_hint("bind the user to a tenant, or list shards in routing.hash_shards")
+    }
+
+    /// A backend could not be reached or refused us.
+    pub fn shard_unavailable(shard: &str) -> Self {
+        Self::new(
+            SqlState::CANNOT_CONNECT,
+            Source::Server,
+            Severity::Error,
+            format!("shard \"{shard}\" is unavailable"),
+        )
+        .with_hint("the connection to the database server failed; retry later")
+    }
+
+    /// The server connection broke while a transaction was using it.
+    pub fn server_connection_lost(shard: &str) -> Self {
+        Self::new(
+            SqlState::CONNECTION_FAILURE,
+            Source::Server,
+            Severity::Fatal,
+            format!("server connection to shard \"{shard}\" was lost"),
+        )
+    }
+
+    /// Waited too long for a pooled server connection.
+    pub fn pool_timeout(shard: &str, waited: std::time::Duration) -> Self {
+        Self::new(
+            SqlState::QUERY_CANCELED,
+            Source::Server,
+            Severity::Error,
+            format!(
+                "timed out after {} ms waiting for a server connection to shard \"{shard}\"",
+                waited.as_millis()
+            ),
+        )
+    }
+
+    /// The shard (or the whole proxy) is paused and the wait timed out.
+    pub fn paused_timeout(what: &str) -> Self {
+        Self::new(
+            SqlState::QUERY_CANCELED,
+            Source::Server,
+            Severity::Error,
+            format!("{what} is paused and did not resume in time"),
+        )
+    }
+
+    // ---- session features -----------------------------------------------------
+
+    /// A statement that cannot work under the current pool mode.
+    pub fn unsupported_in_pool_mode(what: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("{what} is not supported in transaction pooling mode"),
+        )
+    }
+
+    /// Bind/Describe/Close named a prepared statement this client never prepared.
+    pub fn unknown_prepared_statement(name: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_SQL_STATEMENT_NAME,
+            Source::Client,
+            Severity::Error,
+            format!("prepared statement \"{name}\" does not exist"),
+        )
+    }
+
+    /// Parse reused a statement name that is still defined.
+    pub fn duplicate_prepared_statement(name: &str) -> Self {
+        Self::new(
+            SqlState::DUPLICATE_PREPARED_STATEMENT,
+            Source::Client,
+            Severity::Error,
+            format!("prepared statement \"{name}\" already exists"),
+        )
+    }
+
+    /// The admin console received something it does not understand.
+    pub fn admin_syntax(what: impl Into<String>) -> Self {
+        Self::new(SqlState::SYNTAX_ERROR, Source::Client, Severity::Error, what)
+    }
+
+    /// Something unexpected inside tenantgate; no internal detail leaks.
+    pub fn internal() -> Self {
+        Self::new(
+            SqlState::INTERNAL_ERROR,
+            Source::Internal,
+            Severity::Fatal,
+            "internal error in tenantgate",
+        )
+    }
+}

@@ -1,0 +1,1 @@
+//! The client session: startup, authentication, and the query loop.

@@ -1,0 +1,1 @@
+//! Throwaway local Postgres clusters (initdb / pg_ctl) for the demo and tests.

@@ -1,0 +1,1 @@
+//! Per-shard pools of server connections.

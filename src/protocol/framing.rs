@@ -1,0 +1,150 @@
+//! Message framing for the regular (tagged) protocol: a one-byte tag followed by
+//! a big-endian i32 length that counts itself. Incomplete input is not an error;
+//! the caller reads more and asks again.
+
+use crate::error::ProxyError;
+
+/// Size of the tag plus the length word.
+pub const HEADER_LEN: usize = 5;
+
+/// Tag and total length (tag byte included) of the message at the start of `buf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Message type byte.
+    pub tag: u8,
+    /// Total bytes the message occupies in the stream (1 + length field).
+    pub total_len: usize,
+}
+
+/// Looks at the start of `buf`. `Ok(None)` means more bytes are needed.
+/// A length below 4 or above `max_len` is a protocol error.
+#[inline]
+pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, ProxyError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let tag = buf[0];
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(ProxyError::protocol_violation(format!(
+            "invalid length {len} in message of type '{}'",
+            tag.escape_ascii()
+        )));
+    }
+    let len = len as usize;
+    if len > max_len {
+        return Err(ProxyError::message_too_large(len, max_len));
+    }
+    Ok(Some(Header {
+        tag,
+        total_len: len + 1,
+    }))
+}
+
+/// Iterates over the complete messages at the front of a buffer, yielding each
+/// message's tag and byte range. Stops at the first incomplete message.
+pub struct Messages<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    max_len: usize,
+}
+
+impl<'a> Messages<'a> {
+    /// Frames messages in `buf`, refusing any longer than `max_len`.
+    pub fn new(buf: &'a [u8], max_len: usize) -> Self {
+        Messages { buf, pos: 0, max_len }
+    }
+
+    /// Bytes consumed by the complete messages yielded so far.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Result<(u8, &'a [u8]), ProxyError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match peek_header(&self.buf[self.pos..], self.max_len) {
+            Ok(Some(h)) if self.buf.len() - self.pos >= h.total_len => {
+                let msg = &self.buf[self.pos..self.pos + h.total_len];
+                self.pos += h.total_len;
+                Some(Ok((h.tag, msg)))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Reads a NUL-terminated string starting at `*pos`, advancing past the NUL.
+pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyError> {
+    let rest = body
+        .get(*pos..)
+        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+    let end = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| ProxyError::protocol_violation("unterminated string in message"))?;
+    *pos += end + 1;
+    Ok(&rest[..end])
+}
+
+/// Reads a big-endian i16 at `*pos`.
+pub fn read_i16(body: &[u8], pos: &mut usize) -> Result<i16, ProxyError> {
+    let b = body
+        .get(*pos..*pos + 2)
+        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+    *pos += 2;
+    Ok(i16::from_be_bytes([b[0], b[1]]))
+}
+
+/// Reads a big-endian i32 at `*pos`.
+pub fn read_i32(body: &[u8], pos: &mut usize) -> Result<i32, ProxyError> {
+    let b = body
+        .get(*pos..*pos + 4)
+        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+    *pos += 4;
+    Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_is_none() {
+        assert_eq!(peek_header(b"Q\0\0", 100).unwrap(), None);
+        let mut it = Messages::new(b"Q\0\0\0\x09SELE", 100);
+        assert!(it.next().is_none());
+        assert_eq!(it.consumed(), 0);
+    }
+
+    #[test]
+    fn frames_several() {
+        let buf = b"S\0\0\0\x04H\0\0\0\x04Q\0\0";
+        let mut it = Messages::new(buf, 100);
+        assert_eq!(it.next().unwrap().unwrap().0, b'S');
+        assert_eq!(it.next().unwrap().unwrap().0, b'H');
+        assert!(it.next().is_none());
+        assert_eq!(it.consumed(), 10);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        assert!(peek_header(b"Q\0\0\0\x03", 100).is_err());
+        assert!(peek_header(b"Q\xff\xff\xff\xff", 100).is_err());
+        assert!(peek_header(b"Q\0\0\x10\0", 100).is_err());
+    }
+
+    #[test]
+    fn cstr_reading() {
+        let body = b"abc\0de\0";
+        let mut pos = 0;
+        assert_eq!(read_cstr(body, &mut pos).unwrap(), b"abc");
+        assert_eq!(read_cstr(body, &mut pos).unwrap(), b"de");
+        assert!(read_cstr(body, &mut pos).is_err());
+        let mut pos = 0;
+        assert!(read_cstr(b"abc", &mut pos).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! Builders for the messages tenantgate itself writes, appended to a `BytesMut`.
+//! Messages that pass through the proxy unchanged are never re-encoded.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::ProxyError;
+
+/// Backend message tags (server → client).
+pub mod tag {
+    /// Authentication request.
+    pub const AUTHENTICATION: u8 = b'R';
+    /// BackendKeyData.
+    pub const BACKEND_KEY_DATA: u8 = b'K';
+    /// ParameterStatus.
+    pub const PARAMETER_STATUS: u8 = b'S';
+    /// ReadyForQuery.
+    pub const READY_FOR_QUERY: u8 = b'Z';
+    /// ErrorResponse.
+    pub const ERROR_RESPONSE: u8 = b'E';
+    /// NoticeResponse.
+    pub const NOTICE_RESPONSE: u8 = b'N';
+    /// ParseComplete.
+    pub const PARSE_COMPLETE: u8 = b'1';
+    /// BindComplete.
+    pub const BIND_COMPLETE: u8 = b'2';
+    /// CloseComplete.
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    /// CommandComplete.
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    /// CopyInResponse.
+    pub const COPY_IN_RESPONSE: u8 = b'G';
+    /// CopyOutResponse.
+    pub const COPY_OUT_RESPONSE: u8 = b'H';
+    /// CopyBothResponse.
+    pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    /// NegotiateProtocolVersion.
+    pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+}
+
+/// Frontend message tags (client → server).
+pub mod ftag {
+    /// Simple Query.
+    pub const QUERY: u8 = b'Q';
+    /// Parse.
+    pub const PARSE: u8 = b'P';
+    /// Bind.
+    pub const BIND: u8 = b'B';
+    /// Describe.
+    pub const DESCRIBE: u8 = b'D';
+    /// Execute.
+    pub const EXECUTE: u8 = b'E';
+    /// Close.
+    pub const CLOSE: u8 = b'C';
+    /// Sync.
+    pub const SYNC: u8 = b'S';
+    /// Flush.
+    pub const FLUSH: u8 = b'H';
+    /// Terminate.
+    pub const TERMINATE: u8 = b'X';
+    /// CopyData.
+    pub const COPY_DATA: u8 = b'd';
+    /// CopyDone.
+    pub const COPY_DONE: u8 = b'c';
+    /// CopyFail.
+    pub const COPY_FAIL: u8 = b'f';
+    /// FunctionCall.
+    pub const FUNCTION_CALL: u8 = b'F';
+    /// Password / SASL response.
+    pub const PASSWORD: u8 = b'p';
+}
+
+/// Starts a message with `tag`, returning the offset of its length word.
+#[inline]
+fn begin(buf: &mut BytesMut, tag: u8) -> usize {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    at
+}
+
+/// Patches the length word written by [`begin`].
+#[inline]
+fn finish(buf: &mut BytesMut, at: usize) {
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+#[inline]
+fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
+    buf.put_slice(s);
+    buf.put_u8(0);
+}
+
+/// AuthenticationOk.
+pub fn auth_ok(buf: &mut BytesMut) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(0);
+    finish(buf, at);
+}
+
+/// AuthenticationCleartextPassword.
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(3);
+    finish(buf, at);
+}
+
+/// AuthenticationMD5Password with its salt.
+pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(5);
+    buf.put_slice(&salt);
+    finish(buf, at);
+}
+
+/// AuthenticationSASL offering the given mechanisms.
+pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(10);
+    for m in mechanisms {
+        put_cstr(buf, m.as_bytes());
+    }
+    buf.put_u8(0);
+    finish(buf, at);
+}
+
+/// AuthenticationSASLContinue.
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(11);
+    buf.put_slice(data);
+    finish(buf, at);
+}
+
+/// AuthenticationSASLFinal.
+pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    let at = begin(buf, tag::AUTHENTICATION);
+    buf.put_i32(12);
+    buf.put_slice(data);
+    finish(buf, at);
+}
+
+/// ParameterStatus.
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    let at = begin(buf, tag::PARAMETER_STATUS);
+    put_cstr(buf, name.as_bytes());
+    put_cstr(buf, value.as_bytes());
+    finish(buf, at);
+}
+
+/// BackendKeyData.
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
+    let at = begin(buf, tag::BACKEND_KEY_DATA);
+    buf.put_i32(pid);
+    buf.put_i32(secret);
+    finish(buf, at);
+}
+
+/// ReadyForQuery with a transaction status byte (`I`, `T` or `E`).
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    let at = begin(buf, tag::READY_FOR_QUERY);
+    buf.put_u8(status);
+    finish(buf, at);
+}
+
+/// NegotiateProtocolVersion: newest minor supported and unrecognised options.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unknown: &[&str]) {
+    let at = begin(buf, tag::NEGOTIATE_PROTOCOL_VERSION);
+    buf.put_i32(minor);
+    buf.put_i32(unknown.len() as i32);
+    for o in unknown {
+        put_cstr(buf, o.as_bytes());
+    }
+    finish(buf, at);
+}
+
+/// ErrorResponse built from a [`ProxyError`].
+pub fn error_response(buf: &mut BytesMut, err: &ProxyError) {
+    notice_or_error(buf, tag::ERROR_RESPONSE, err.severity.as_str(), err);
+}
+
+/// NoticeResponse (severity WARNING) carrying the fields of `err`.
+pub fn warning(buf: &mut BytesMut, err: &ProxyError) {
+    notice_or_error(buf, tag::NOTICE_RESPONSE, "WARNING", err);
+}
+
+fn notice_or_error(buf: &mut BytesMut, t: u8, severity: &str, err: &ProxyError) {
+    let at = begin(buf, t);
+    buf.put_u8(b'S');
+    put_cstr(buf, severity.as_bytes());
+    buf.put_u8(b'V');
+    put_cstr(buf, severity.as_bytes());
+    buf.put_u8(b'C');
+    put_cstr(buf, err.code.code().as_bytes());
+    buf.put_u8(b'M');
+    put_cstr(buf, sanitize(&err.message).as_bytes());
+    if let Some(d) = &err.detail {
+        buf.put_u8(b'D');
+        put_cstr(buf, sanitize(d).as_bytes());
+    }
+    if let Some(h) = &err.hint {
+        buf.put_u8(b'H');
+        put_cstr(buf, sanitize(h).as_bytes());
+    }
+    buf.put_u8(0);
+    finish(buf, at);
+}
+
+/// NUL cannot appear inside a protocol string.
+fn sanitize(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\\0"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// RowDescription for text columns (used by the admin console).
+pub fn row_description_text(buf: &mut BytesMut, columns: &[&str]) {
+    let at = begin(buf, b'T');
+    buf.put_i16(columns.len() as i16);
+    for c in columns {
+        put_cstr(buf, c.as_bytes());
+        buf.put_i32(0); // table oid
+        buf.put_i16(0); // column number
+        buf.put_i32(25); // text
+        buf.put_i16(-1);
+        buf.put_i32(-1);
+        buf.put_i16(0); // text format
+    }
+    finish(buf, at);
+}
+
+/// DataRow of text values (`None` is NULL).
+pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+    let at = begin(buf, b'D');
+    buf.put_i16(values.len() as i16);
+    for v in values {
+        match v {
+            Some(v) => {
+                buf.put_i32(v.len() as i32);
+                buf.put_slice(v.as_bytes());
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+    finish(buf, at);
+}
+
+/// CommandComplete with its tag (e.g. `SELECT 3`).
+pub fn command_complete(buf: &mut BytesMut, tag_text: &str) {
+    let at = begin(buf, tag::COMMAND_COMPLETE);
+    put_cstr(buf, tag_text.as_bytes());
+    finish(buf, at);
+}
+
+/// EmptyQueryResponse.
+pub fn empty_query(buf: &mut BytesMut) {
+    let at = begin(buf, b'I');
+    finish(buf, at);
+}
+
+/// ParseComplete.
+pub fn parse_complete(buf: &mut BytesMut) {
+    let at = begin(buf, tag::PARSE_COMPLETE);
+    finish(buf, at);
+}
+
+/// CloseComplete.
+pub fn close_complete(buf: &mut BytesMut) {
+    let at = begin(buf, tag::CLOSE_COMPLETE);
+    finish(buf, at);
+}
+
+// ---- frontend messages tenantgate writes to servers ---------------------------
+
+/// A simple Query.
+pub fn query(buf: &mut BytesMut, sql: &str) {
+    let at = begin(buf, ftag::QUERY);
+    put_cstr(buf, sql.as_bytes());
+    finish(buf, at);
+}
+
+/// Parse of a named statement with explicit parameter type OIDs (raw bytes:
+/// the i16 count followed by the OIDs, exactly as the client sent them).
+pub fn parse(buf: &mut BytesMut, name: &str, sql: &[u8], param_types: &[u8]) {
+    let at = begin(buf, ftag::PARSE);
+    put_cstr(buf, name.as_bytes());
+    put_cstr(buf, sql);
+    buf.put_slice(param_types);
+    finish(buf, at);
+}
+
+/// Close of a statement (`S`) or portal (`P`).
+pub fn close(buf: &mut BytesMut, kind: u8, name: &str) {
+    let at = begin(buf, ftag::CLOSE);
+    buf.put_u8(kind);
+    put_cstr(buf, name.as_bytes());
+    finish(buf, at);
+}
+
+/// Sync.
+pub fn sync(buf: &mut BytesMut) {
+    let at = begin(buf, ftag::SYNC);
+    finish(buf, at);
+}
+
+/// Terminate.
+pub fn terminate(buf: &mut BytesMut) {
+    let at = begin(buf, ftag::TERMINATE);
+    finish(buf, at);
+}
+
+/// Extracts SQLSTATE and message from an ErrorResponse/NoticeResponse body.
+pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut message = String::new();
+    let mut pos = 5;
+    while pos < msg.len() && msg[pos] != 0 {
+        let field = msg[pos];
+        pos += 1;
+        let end = msg[pos..].iter().position(|&b| b == 0).map_or(msg.len(), |e| pos + e);
+        let value = String::from_utf8_lossy(&msg[pos..end]).into_owned();
+        match field {
+            b'C' => code = value,
+            b'M' => message = value,
+            _ => {}
+        }
+        pos = end + 1;
+    }
+    (code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::Messages;
+
+    #[test]
+    fn error_round_trip() {
+        let mut b = BytesMut::new();
+        error_response(&mut b, &ProxyError::unknown_database("x"));
+        let mut it = Messages::new(&b, 1 << 20);
+        let (t, msg) = it.next().unwrap().unwrap();
+        assert_eq!(t, b'E');
+        assert_eq!(msg.len(), b.len());
+        let (code, m) = parse_error_fields(msg);
+        assert_eq!(code, "3D000");
+        assert_eq!(m, "database \"x\" does not exist");
+    }
+
+    #[test]
+    fn lengths_are_patched() {
+        let mut b = BytesMut::new();
+        ready_for_query(&mut b, b'I');
+        assert_eq!(&b[..], b"Z\0\0\0\x05I");
+        parameter_status(&mut b, "a", "b");
+        assert_eq!(&b[6..], b"S\0\0\0\x08a\0b\0");
+    }
+}

@@ -1,0 +1,1 @@
+//! Tenant to shard placement.
