@@ -51,6 +51,8 @@ pub struct ProxyError {
     pub severity: Severity,
     /// Origin of the problem.
     pub origin: Source,
+    /// A SQLSTATE reported by a server, sent instead of `code` when set.
+    pub server_code: Option<String>,
 }
 
 /// Result alias used across the data path.
@@ -65,6 +67,7 @@ impl ProxyError {
             hint: None,
             severity,
             origin: source,
+            server_code: None,
         }
     }
 
@@ -89,7 +92,12 @@ impl ProxyError {
 
     /// A malformed or out-of-place protocol message (session ends).
     pub fn protocol_violation(what: impl Into<String>) -> Self {
-        Self::new(SqlState::PROTOCOL_VIOLATION, Source::Client, Severity::Fatal, what)
+        Self::new(
+            SqlState::PROTOCOL_VIOLATION,
+            Source::Client,
+            Severity::Fatal,
+            what,
+        )
     }
 
     /// A message longer than the configured maximum (session ends).
@@ -176,7 +184,12 @@ impl ProxyError {
 
     /// The authentication exchange itself was malformed.
     pub fn auth_protocol(what: impl Into<String>) -> Self {
-        Self::new(SqlState::PROTOCOL_VIOLATION, Source::Client, Severity::Fatal, what)
+        Self::new(
+            SqlState::PROTOCOL_VIOLATION,
+            Source::Client,
+            Severity::Fatal,
+            what,
+        )
     }
 
     // ---- routing and pooling --------------------------------------------------
@@ -280,7 +293,35 @@ impl ProxyError {
 
     /// The admin console received something it does not understand.
     pub fn admin_syntax(what: impl Into<String>) -> Self {
-        Self::new(SqlState::SYNTAX_ERROR, Source::Client, Severity::Error, what)
+        Self::new(
+            SqlState::SYNTAX_ERROR,
+            Source::Client,
+            Severity::Error,
+            what,
+        )
+    }
+
+    /// A startup parameter or session setting the server refused; its own
+    /// SQLSTATE and message are passed on (session ends, as in Postgres).
+    pub fn setting_rejected(code: &str, message: &str) -> Self {
+        let mut e = Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Server,
+            Severity::Fatal,
+            message.to_string(),
+        );
+        e.server_code = Some(code.to_string());
+        e
+    }
+
+    /// The admin console database was asked for but is not served.
+    pub fn admin_console_unavailable() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Fatal,
+            "the admin console is not enabled on this listener",
+        )
     }
 
     /// Something unexpected inside tenantgate; no internal detail leaks.

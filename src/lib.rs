@@ -14,3 +14,4 @@ pub mod pool;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod state;

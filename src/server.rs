@@ -1,28 +1,71 @@
-//! Wiring: the listener, shared state, and graceful shutdown.
+//! Wiring: the listener, the connection cap, reload, and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::error::ProxyError;
+use crate::frontend::connection::serve_connection;
+use crate::protocol::messages;
+use crate::state::{ProxyState, StateError};
 
 /// A bound, not yet running proxy.
 pub struct Proxy {
     listener: TcpListener,
-    #[allow(dead_code)]
-    config: Config,
-    shutdown: CancellationToken,
+    state: Arc<ProxyState>,
+    config_path: Option<PathBuf>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address from the config.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config could not be turned into running state.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<StartError> for std::io::Error {
+    fn from(e: StartError) -> Self {
+        std::io::Error::other(e.to_string())
+    }
 }
 
 impl Proxy {
     /// Binds `config.server.listen` (port 0 picks a free port).
     pub async fn bind(config: Config) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(&config.server.listen).await?;
+        Ok(Self::bind_with_path(config, None).await?)
+    }
+
+    /// Like [`Proxy::bind`], remembering the file to re-read on SIGHUP.
+    pub async fn bind_with_path(
+        config: Config,
+        path: Option<PathBuf>,
+    ) -> Result<Proxy, StartError> {
+        let addr = config.server.listen.clone();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let state = ProxyState::new(config)?;
         Ok(Proxy {
             listener,
-            config,
-            shutdown: CancellationToken::new(),
+            state,
+            config_path: path,
         })
     }
 
@@ -31,16 +74,109 @@ impl Proxy {
         self.listener.local_addr()
     }
 
-    /// Cancelling this token stops accepting, drains open transactions
+    /// Cancelling this token stops accepting, lets open transactions finish
     /// (bounded by `server.shutdown_timeout`) and makes [`Proxy::run`] return.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.state.shutdown.clone()
     }
 
-    /// Serves clients until the shutdown token is cancelled.
+    /// The shared state (for the admin console and tests).
+    pub fn state(&self) -> Arc<ProxyState> {
+        self.state.clone()
+    }
+
+    /// Serves clients until the shutdown token is cancelled, then drains.
     pub async fn run(self) -> std::io::Result<()> {
-        self.shutdown.cancelled().await;
+        let state = self.state;
+        let max = state.loaded().config.server.max_client_conn;
+        let slots = Arc::new(Semaphore::new(max));
+        let tracker = TaskTracker::new();
+        if let Some(path) = self.config_path {
+            tokio::spawn(reload_on_sighup(state.clone(), path));
+        }
+        loop {
+            let accepted = tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            let (mut stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let state = state.clone();
+                    tracker.spawn(async move {
+                        serve_connection(state, stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(client = %peer, "refusing client: max_client_conn reached");
+                    tokio::spawn(async move {
+                        let mut out = BytesMut::new();
+                        messages::error_response(&mut out, &ProxyError::too_many_clients());
+                        let _ = stream.write_all(&out).await;
+                    });
+                }
+            }
+        }
         drop(self.listener);
+        tracker.close();
+        let timeout = state.loaded().config.server.shutdown_timeout;
+        tracing::info!(sessions = tracker.len(), ?timeout, "draining");
+        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                sessions = tracker.len(),
+                "shutdown timeout: closing remaining sessions"
+            );
+        }
+        for pool in state.pools().values() {
+            pool.close_idle();
+        }
         Ok(())
+    }
+}
+
+/// Re-reads the config file on every SIGHUP; a broken file changes nothing.
+async fn reload_on_sighup(state: Arc<ProxyState>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install SIGHUP handler; reload disabled");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        reload(&state, &path);
+    }
+}
+
+/// Loads, validates and swaps in the config at `path`.
+pub fn reload(state: &ProxyState, path: &std::path::Path) -> bool {
+    match crate::config::load_file(path) {
+        Ok(config) => match state.reload(config) {
+            Ok(generation) => {
+                tracing::info!(generation, "configuration reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                false
+            }
+        },
+        Err(errors) => {
+            for e in &errors.errors {
+                tracing::error!(file = %errors.origin, error = %e, "reload refused; keeping the running configuration");
+            }
+            false
+        }
     }
 }

@@ -1,1 +1,7 @@
 //! One server connection: connect, authenticate, ParameterStatus, cancel keys.
+
+mod cancel;
+mod connection;
+
+pub use cancel::send_cancel;
+pub use connection::{BackendError, BackendTarget, ServerConn};

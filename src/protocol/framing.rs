@@ -52,7 +52,11 @@ pub struct Messages<'a> {
 impl<'a> Messages<'a> {
     /// Frames messages in `buf`, refusing any longer than `max_len`.
     pub fn new(buf: &'a [u8], max_len: usize) -> Self {
-        Messages { buf, pos: 0, max_len }
+        Messages {
+            buf,
+            pos: 0,
+            max_len,
+        }
     }
 
     /// Bytes consumed by the complete messages yielded so far.

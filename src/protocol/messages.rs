@@ -191,7 +191,13 @@ fn notice_or_error(buf: &mut BytesMut, t: u8, severity: &str, err: &ProxyError) 
     buf.put_u8(b'V');
     put_cstr(buf, severity.as_bytes());
     buf.put_u8(b'C');
-    put_cstr(buf, err.code.code().as_bytes());
+    put_cstr(
+        buf,
+        err.server_code
+            .as_deref()
+            .unwrap_or(err.code.code())
+            .as_bytes(),
+    );
     buf.put_u8(b'M');
     put_cstr(buf, sanitize(&err.message).as_bytes());
     if let Some(d) = &err.detail {
@@ -319,7 +325,10 @@ pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
     while pos < msg.len() && msg[pos] != 0 {
         let field = msg[pos];
         pos += 1;
-        let end = msg[pos..].iter().position(|&b| b == 0).map_or(msg.len(), |e| pos + e);
+        let end = msg[pos..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(msg.len(), |e| pos + e);
         let value = String::from_utf8_lossy(&msg[pos..end]).into_owned();
         match field {
             b'C' => code = value,

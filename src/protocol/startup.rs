@@ -195,7 +195,10 @@ mod tests {
 
     #[test]
     fn special_codes() {
-        assert_eq!(parse_startup(&packet(SSL_REQUEST, b"")).unwrap(), StartupPacket::SslRequest);
+        assert_eq!(
+            parse_startup(&packet(SSL_REQUEST, b"")).unwrap(),
+            StartupPacket::SslRequest
+        );
         assert_eq!(
             parse_startup(&packet(GSSENC_REQUEST, b"")).unwrap(),
             StartupPacket::GssEncRequest
@@ -221,7 +224,9 @@ mod tests {
 
     #[test]
     fn options_parsing() {
-        let o = parse_options("-c app.current_tenant=acme --search-path=x -cstatement_timeout=5 -c a=b\\ c");
+        let o = parse_options(
+            "-c app.current_tenant=acme --search-path=x -cstatement_timeout=5 -c a=b\\ c",
+        );
         assert_eq!(
             o,
             vec![

@@ -1,0 +1,414 @@
+//! A light lexer that finds, in each statement of a query string, what matters
+//! for pooling: session settings (`SET`/`RESET`), statements that tie a client
+//! to its server connection (LISTEN, session advisory locks, temporary tables,
+//! `DECLARE … WITH HOLD`, SQL `PREPARE`), and statements that drop state
+//! (`DISCARD ALL`, `DEALLOCATE ALL`). It understands quotes, dollar quotes and
+//! comments, so keywords inside literals are never mistaken for statements.
+
+/// What one statement does to session state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// `SET [SESSION] name …` or `RESET name`: the setting's name (lower
+    /// case) and the statement text to replay it elsewhere.
+    Setting {
+        /// Parameter name, lower case.
+        name: String,
+        /// The statement as written (to replay), without trailing `;`.
+        statement: String,
+    },
+    /// `RESET ALL`.
+    ResetAll,
+    /// `DISCARD ALL`: everything the session had is gone.
+    DiscardAll,
+    /// `DEALLOCATE [PREPARE] ALL`: every prepared statement is gone.
+    DeallocateAll,
+    /// The statement leaves state only its server connection holds.
+    Pins(&'static str),
+}
+
+/// Effects of every statement in `sql`, in order. Plain statements with no
+/// session effect produce nothing; the common case allocates nothing.
+pub fn classify(sql: &str) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for stmt in split_statements(sql) {
+        if let Some(e) = classify_one(stmt) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn classify_one(stmt: &str) -> Option<Effect> {
+    let words = Words::new(stmt);
+    let mut w = words.clone();
+    let first = w.next()?;
+    let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    if kw(first, "set") {
+        let mut second = w.next()?;
+        if kw(second, "local") || kw(second, "transaction") || kw(second, "constraints") {
+            return None;
+        }
+        if kw(second, "session") {
+            second = w.next()?;
+            if kw(second, "characteristics") {
+                return Some(Effect::Pins("SET SESSION CHARACTERISTICS"));
+            }
+            if kw(second, "authorization") {
+                return Some(Effect::Pins("SET SESSION AUTHORIZATION"));
+            }
+        }
+        let name = match second.to_ascii_lowercase().as_str() {
+            "time" => "timezone".to_string(),
+            "schema" => "search_path".to_string(),
+            "names" => "client_encoding".to_string(),
+            "xml" => "xmloption".to_string(),
+            other => unquote(other),
+        };
+        return Some(Effect::Setting {
+            name,
+            statement: stmt.trim().to_string(),
+        });
+    }
+    if kw(first, "reset") {
+        let second = w.next()?;
+        if kw(second, "all") {
+            return Some(Effect::ResetAll);
+        }
+        if kw(second, "session") {
+            return Some(Effect::Pins("RESET SESSION AUTHORIZATION"));
+        }
+        let name = match second.to_ascii_lowercase().as_str() {
+            "time" => "timezone".to_string(),
+            other => unquote(other),
+        };
+        return Some(Effect::Setting {
+            name,
+            statement: stmt.trim().to_string(),
+        });
+    }
+    if kw(first, "discard") {
+        return match w.next() {
+            Some(s) if kw(s, "all") => Some(Effect::DiscardAll),
+            _ => None,
+        };
+    }
+    if kw(first, "deallocate") {
+        let mut second = w.next()?;
+        if kw(second, "prepare") {
+            second = w.next()?;
+        }
+        return kw(second, "all").then_some(Effect::DeallocateAll);
+    }
+    if kw(first, "listen") {
+        return Some(Effect::Pins("LISTEN"));
+    }
+    if kw(first, "prepare") {
+        let second = w.next()?;
+        if kw(second, "transaction") {
+            return None;
+        }
+        return Some(Effect::Pins("PREPARE"));
+    }
+    if kw(first, "declare") {
+        // DECLARE name [BINARY] [ASENSITIVE|INSENSITIVE] [[NO] SCROLL] CURSOR { WITH | WITHOUT } HOLD FOR …
+        let mut prev_with = false;
+        for word in w {
+            if kw(word, "for") {
+                break;
+            }
+            if prev_with && kw(word, "hold") {
+                return Some(Effect::Pins("DECLARE … WITH HOLD"));
+            }
+            prev_with = kw(word, "with");
+        }
+        return None;
+    }
+    if kw(first, "create") {
+        for word in w.take(4) {
+            if kw(word, "temp") || kw(word, "temporary") {
+                return Some(Effect::Pins("temporary objects"));
+            }
+            if kw(word, "table") || kw(word, "view") || kw(word, "sequence") || kw(word, "as") {
+                break;
+            }
+        }
+        return None;
+    }
+    // Anything else (SELECT, INSERT, …) may still call a session-level function
+    // or create a temporary table with SELECT … INTO TEMP.
+    let mut prev_into = false;
+    for word in words {
+        let lower_starts =
+            |p: &str| word.len() >= p.len() && word[..p.len()].eq_ignore_ascii_case(p);
+        if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
+            return Some(Effect::Pins("session advisory locks"));
+        }
+        if lower_starts("set_config") {
+            return Some(Effect::Pins("set_config()"));
+        }
+        if prev_into && (kw(word, "temp") || kw(word, "temporary")) {
+            return Some(Effect::Pins("temporary objects"));
+        }
+        prev_into = kw(word, "into");
+    }
+    None
+}
+
+fn unquote(s: &str) -> String {
+    s.trim_matches('"').to_string()
+}
+
+/// Splits a query string into statements at top-level semicolons.
+pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
+    let bytes = sql.as_bytes();
+    let mut start = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut i = start;
+        while i < bytes.len() {
+            match bytes[i] {
+                b';' => {
+                    let s = &sql[start..i];
+                    start = i + 1;
+                    return Some(s);
+                }
+                _ => i = skip_token(bytes, i),
+            }
+        }
+        done = true;
+        let s = &sql[start..];
+        (!s.trim().is_empty()).then_some(s)
+    })
+    .filter(|s| !s.trim().is_empty())
+}
+
+/// Returns the index after the token starting at `i` (quoted strings,
+/// identifiers, dollar quotes and comments are one token each).
+fn skip_token(b: &[u8], i: usize) -> usize {
+    match b[i] {
+        b'\'' | b'"' => {
+            let q = b[i];
+            let mut j = i + 1;
+            while j < b.len() {
+                if b[j] == q {
+                    if j + 1 < b.len() && b[j + 1] == q {
+                        j += 2;
+                        continue;
+                    }
+                    return j + 1;
+                }
+                // E'' strings: a backslash escapes the next byte.
+                if b[j] == b'\\' && q == b'\'' && i > 0 && b[i - 1].eq_ignore_ascii_case(&b'e') {
+                    j += 2;
+                    continue;
+                }
+                j += 1;
+            }
+            b.len()
+        }
+        b'-' if b.get(i + 1) == Some(&b'-') => b[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |p| i + p + 1),
+        b'/' if b.get(i + 1) == Some(&b'*') => {
+            let mut depth = 1;
+            let mut j = i + 2;
+            while j < b.len() && depth > 0 {
+                if b[j] == b'/' && b.get(j + 1) == Some(&b'*') {
+                    depth += 1;
+                    j += 2;
+                } else if b[j] == b'*' && b.get(j + 1) == Some(&b'/') {
+                    depth -= 1;
+                    j += 2;
+                } else {
+                    j += 1;
+                }
+            }
+            j
+        }
+        b'$' => {
+            // $tag$ … $tag$ (a bare $1 parameter is not a quote).
+            let tag_end = b[i + 1..]
+                .iter()
+                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+                .map(|p| i + 1 + p);
+            match tag_end {
+                Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
+                    let tag = &b[i..=e];
+                    let body = e + 1;
+                    match b[body..].windows(tag.len()).position(|w| w == tag) {
+                        Some(p) => body + p + tag.len(),
+                        None => b.len(),
+                    }
+                }
+                _ => i + 1,
+            }
+        }
+        _ => i + 1,
+    }
+}
+
+/// Iterator over the bare words of a statement (identifiers and keywords),
+/// skipping literals, comments and punctuation.
+#[derive(Clone)]
+struct Words<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Words<'a> {
+    fn new(s: &'a str) -> Self {
+        Words { s, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        while self.pos < b.len() {
+            let c = b[self.pos];
+            if c.is_ascii_alphabetic() || c == b'_' || c == b'"' {
+                let start = self.pos;
+                if c == b'"' {
+                    self.pos = skip_token(b, self.pos);
+                } else {
+                    while self.pos < b.len()
+                        && (b[self.pos].is_ascii_alphanumeric()
+                            || b[self.pos] == b'_'
+                            || b[self.pos] == b'.'
+                            || b[self.pos] >= 0x80)
+                    {
+                        self.pos += 1;
+                    }
+                }
+                return Some(&self.s[start..self.pos]);
+            }
+            if c >= 0x80 || c.is_ascii_digit() {
+                // Skip a non-ASCII identifier or a number as one unit.
+                while self.pos < b.len()
+                    && (b[self.pos].is_ascii_alphanumeric()
+                        || b[self.pos] >= 0x80
+                        || b[self.pos] == b'_')
+                {
+                    self.pos += 1;
+                }
+                continue;
+            }
+            self.pos = skip_token(b, self.pos);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(name: &str, stmt: &str) -> Effect {
+        Effect::Setting {
+            name: name.into(),
+            statement: stmt.into(),
+        }
+    }
+
+    #[test]
+    fn plain_statements_have_no_effect() {
+        assert!(classify("SELECT abalance FROM pgbench_accounts WHERE aid = 42;").is_empty());
+        assert!(classify("BEGIN; UPDATE t SET a = 1; COMMIT").is_empty());
+        assert!(classify("SET LOCAL statement_timeout = 5").is_empty());
+        assert!(classify("").is_empty());
+    }
+
+    #[test]
+    fn settings_are_found() {
+        assert_eq!(
+            classify("SET statement_timeout = 5"),
+            vec![setting("statement_timeout", "SET statement_timeout = 5")]
+        );
+        assert_eq!(
+            classify("set session TIME ZONE 'UTC';"),
+            vec![setting("timezone", "set session TIME ZONE 'UTC'")]
+        );
+        assert_eq!(
+            classify("RESET search_path"),
+            vec![setting("search_path", "RESET search_path")]
+        );
+        assert_eq!(classify("reset all"), vec![Effect::ResetAll]);
+        assert_eq!(
+            classify("SELECT 1; SET a.b TO 'x;y'"),
+            vec![setting("a.b", "SET a.b TO 'x;y'")]
+        );
+    }
+
+    #[test]
+    fn pins_are_found() {
+        assert_eq!(classify("LISTEN chan"), vec![Effect::Pins("LISTEN")]);
+        assert_eq!(
+            classify("select pg_advisory_lock(1)"),
+            vec![Effect::Pins("session advisory locks")]
+        );
+        assert!(classify("select pg_advisory_xact_lock(1)").is_empty());
+        assert_eq!(
+            classify("CREATE TEMP TABLE x (a int)"),
+            vec![Effect::Pins("temporary objects")]
+        );
+        assert_eq!(
+            classify("create global temporary table x (a int)"),
+            vec![Effect::Pins("temporary objects")]
+        );
+        assert!(classify("CREATE TABLE temp (a int)").is_empty());
+        assert_eq!(
+            classify("SELECT 1 INTO TEMP t"),
+            vec![Effect::Pins("temporary objects")]
+        );
+        assert_eq!(
+            classify("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
+            vec![Effect::Pins("DECLARE … WITH HOLD")]
+        );
+        assert!(classify("DECLARE c CURSOR FOR SELECT 'with hold'").is_empty());
+        assert_eq!(
+            classify("PREPARE p AS SELECT 1"),
+            vec![Effect::Pins("PREPARE")]
+        );
+        assert!(classify("PREPARE TRANSACTION 'x'").is_empty());
+        assert_eq!(
+            classify("select set_config('a.b','c',false)"),
+            vec![Effect::Pins("set_config()")]
+        );
+    }
+
+    #[test]
+    fn state_drops_are_found() {
+        assert_eq!(classify("DISCARD ALL"), vec![Effect::DiscardAll]);
+        assert!(classify("DISCARD PLANS").is_empty());
+        assert_eq!(
+            classify("DEALLOCATE PREPARE ALL"),
+            vec![Effect::DeallocateAll]
+        );
+        assert_eq!(classify("deallocate all"), vec![Effect::DeallocateAll]);
+        assert!(classify("deallocate p1").is_empty());
+    }
+
+    #[test]
+    fn literals_and_comments_hide_keywords() {
+        assert!(classify("SELECT 'LISTEN x; SET a=1'").is_empty());
+        assert!(classify("SELECT $$; LISTEN x;$$").is_empty());
+        assert!(classify("SELECT $tag$ ; pg_advisory_lock( $tag$").is_empty());
+        assert!(classify("-- LISTEN x\nSELECT 1").is_empty());
+        assert!(classify("/* LISTEN /* nested */ x; */ SELECT 1").is_empty());
+        assert!(classify("SELECT \"listen\" FROM t").is_empty());
+        assert_eq!(classify("/* c */ LISTEN x"), vec![Effect::Pins("LISTEN")]);
+        assert!(classify("SELECT $1::int; SELECT E'\\';listen'").is_empty());
+    }
+
+    #[test]
+    fn splitting() {
+        let v: Vec<_> = split_statements("a; b ;; 'c;d'; $$e;f$$").collect();
+        assert_eq!(v, vec!["a", " b ", " 'c;d'", " $$e;f$$"]);
+    }
+}

@@ -1,0 +1,194 @@
+//! The life of one client connection: handshake, cancel requests, login
+//! (route, first server contact, ParameterStatus, BackendKeyData), then the
+//! session loop.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::handshake::{self, Login, Opening};
+use super::session::{Session, SessionParts, prepare_server};
+use super::settings::Settings;
+use crate::config::PoolMode;
+use crate::error::ProxyError;
+use crate::protocol::messages;
+use crate::protocol::startup::parse_options;
+use crate::state::ProxyState;
+
+/// Serves one accepted client connection to the end.
+pub async fn serve_connection(
+    state: Arc<ProxyState>,
+    mut client: TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let _ = client.set_nodelay(true);
+    let id = state.next_session_id();
+    let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty, tenant = tracing::field::Empty);
+    async move {
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let loaded = state.loaded();
+        let opened = tokio::time::timeout(
+            handshake::AUTH_TIMEOUT,
+            handshake::open(&mut client, &mut buf, &loaded),
+        )
+        .await;
+        let login = match opened {
+            Ok(Ok(Opening::Session(login))) => login,
+            Ok(Ok(Opening::Cancel { pid, secret })) => {
+                if let Some(slot) = state.cancels.lookup(pid, secret) {
+                    slot.cancel().await;
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
+                    tracing::warn!(error = %e, "authentication failed");
+                } else {
+                    tracing::debug!(error = %e, "startup failed");
+                }
+                send_fatal(&mut client, &e).await;
+                return;
+            }
+            Err(_) => {
+                send_fatal(
+                    &mut client,
+                    &ProxyError::protocol_violation("authentication timed out"),
+                )
+                .await;
+                return;
+            }
+        };
+        tracing::Span::current().record("user", login.user.as_str());
+        if login.database == loaded.config.server.admin_database {
+            send_fatal(&mut client, &ProxyError::admin_console_unavailable()).await;
+            return;
+        }
+        if let Err(e) = start_session(state, id, client, buf, login).await {
+            tracing::debug!(error = %e, "session ended with an error");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn start_session(
+    state: Arc<ProxyState>,
+    id: u64,
+    mut client: TcpStream,
+    buf: BytesMut,
+    login: Login,
+) -> Result<(), ProxyError> {
+    let loaded = state.loaded();
+    let user = loaded
+        .config
+        .user(&login.user)
+        .ok_or_else(ProxyError::internal)?;
+    let route = match &user.tenant {
+        Some(t) => {
+            tracing::Span::current().record("tenant", t.as_str());
+            loaded
+                .router
+                .route(t)
+                .map_err(|_| ProxyError::tenant_unroutable(t))?
+        }
+        None => loaded
+            .router
+            .default_route()
+            .map_err(|_| ProxyError::no_shard_for_session())?,
+    };
+    let Some(pool) = state.pool(&route.shard) else {
+        let e = ProxyError::internal();
+        send_fatal(&mut client, &e).await;
+        return Err(e);
+    };
+    let settings = Settings::new(startup_settings(
+        &login.params,
+        &loaded.config.tenancy.session_variable,
+    ));
+
+    // First contact with the shard: proves it is reachable, validates the
+    // client's settings, and yields the ParameterStatus values to report.
+    let first = async {
+        let mut checkout = pool
+            .checkout(loaded.config.server.query_wait_timeout)
+            .await?;
+        prepare_server(&mut checkout, &settings).await?;
+        Ok::<_, ProxyError>(checkout)
+    };
+    let checkout = match first.await {
+        Ok(c) => c,
+        Err(mut e) => {
+            e.severity = crate::error::Severity::Fatal;
+            send_fatal(&mut client, &e).await;
+            return Err(e);
+        }
+    };
+    let ((pid, secret), cancel) = state.cancels.register();
+    let mut out = BytesMut::with_capacity(512);
+    for (name, value) in &checkout.conn.params {
+        messages::parameter_status(&mut out, name, value);
+    }
+    messages::backend_key_data(&mut out, pid, secret);
+    messages::ready_for_query(&mut out, b'I');
+    let server = match loaded.config.server.pool_mode {
+        PoolMode::Session => {
+            cancel
+                .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
+                .await;
+            Some(checkout)
+        }
+        PoolMode::Transaction => {
+            checkout.release();
+            None
+        }
+    };
+    if client.write_all(&out).await.is_err() {
+        state.cancels.unregister(pid);
+        return Ok(());
+    }
+    tracing::debug!(shard = %route.shard, "session started");
+    Session::new(SessionParts {
+        id,
+        state: state.clone(),
+        pool,
+        client,
+        client_in: buf,
+        settings,
+        cancel,
+        server,
+    })
+    .run()
+    .await;
+    state.cancels.unregister(pid);
+    tracing::debug!("session ended");
+    Ok(())
+}
+
+/// Startup parameters to apply on server connections: everything but the
+/// protocol's own keys, with `options` expanded; the tenant variable is the
+/// proxy's, not the server's.
+fn startup_settings(params: &[(String, String)], tenant_var: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "options" => out.extend(
+                parse_options(v)
+                    .into_iter()
+                    .filter(|(k, _)| k != tenant_var),
+            ),
+            "replication" => {}
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    out
+}
+
+async fn send_fatal(client: &mut TcpStream, e: &ProxyError) {
+    let mut out = BytesMut::new();
+    messages::error_response(&mut out, e);
+    let _ = client.write_all(&out).await;
+    let _ = client.shutdown().await;
+}

@@ -1,0 +1,220 @@
+//! The startup phase of a client connection: SSL/GSS negotiation (declined:
+//! TLS is not configured), the StartupMessage, protocol version negotiation,
+//! and password authentication (SCRAM-SHA-256 or md5) against `[[users]]`.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::AuthMethod;
+use crate::error::ProxyError;
+use crate::protocol::auth::{
+    AuthError, SCRAM_SHA_256, ScramServer, ScramVerifier, md5_salt, md5_verify, parse_sasl_initial,
+};
+use crate::protocol::framing::peek_header;
+use crate::protocol::messages::{self, ftag};
+use crate::protocol::startup::{StartupPacket, parse_startup, peek_startup_len};
+use crate::state::Loaded;
+
+/// How long a client may take from connecting to being authenticated.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest password / SASL message accepted.
+const MAX_AUTH_MESSAGE: usize = 16 * 1024;
+
+/// An authenticated client.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// User name from `[[users]]`.
+    pub user: String,
+    /// Database asked for.
+    pub database: String,
+    /// Startup parameters other than user and database, in order.
+    pub params: Vec<(String, String)>,
+}
+
+/// What a new connection turned out to be.
+#[derive(Debug)]
+pub enum Opening {
+    /// An authenticated session.
+    Session(Login),
+    /// A CancelRequest for another session.
+    Cancel {
+        /// BackendKeyData pid.
+        pid: i32,
+        /// BackendKeyData secret.
+        secret: i32,
+    },
+}
+
+/// Runs the startup phase. `buf` keeps any bytes read past the handshake.
+pub async fn open(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    loaded: &Loaded,
+) -> Result<Opening, ProxyError> {
+    let startup = loop {
+        let packet = read_startup_packet(stream, buf).await?;
+        match parse_startup(&packet)? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                // Data sent before our answer would be read as plaintext after
+                // it: refuse it, as Postgres does.
+                if !buf.is_empty() {
+                    return Err(ProxyError::protocol_violation(
+                        "received unencrypted data after SSL request",
+                    ));
+                }
+                write(stream, b"N").await?;
+            }
+            StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
+            StartupPacket::Startup(s) => break s,
+        }
+    };
+    let mut out = BytesMut::new();
+    let unknown = startup.unknown_protocol_options();
+    if startup.minor > 0 || !unknown.is_empty() {
+        messages::negotiate_protocol_version(&mut out, 0, &unknown);
+    }
+    let user = startup
+        .get("user")
+        .ok_or_else(ProxyError::no_user_in_startup)?
+        .to_string();
+    let database = startup.get("database").unwrap_or(&user).to_string();
+    let params = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k != "user" && k != "database" && !k.starts_with("_pq_."))
+        .cloned()
+        .collect();
+
+    let user_config = loaded.config.user(&user);
+    let stored = loaded.passwords.get(&user);
+    let method = user_config.map(|u| u.auth).unwrap_or_default();
+    let verified = match method {
+        AuthMethod::ScramSha256 => {
+            let verifier = stored
+                .and_then(|p| p.scram_verifier())
+                .cloned()
+                .unwrap_or_else(|| ScramVerifier::mock(&user, b"tenantgate-unknown-user"));
+            scram_exchange(stream, buf, &mut out, &verifier).await?
+        }
+        AuthMethod::Md5 => {
+            let salt = md5_salt();
+            messages::auth_md5(&mut out, salt);
+            write(stream, &out).await?;
+            out.clear();
+            let response = read_password_message(stream, buf).await?;
+            match stored {
+                Some(p) => md5_verify(&user, p, salt, &response).is_ok(),
+                None => false,
+            }
+        }
+    };
+    if !verified || user_config.is_none() {
+        return Err(ProxyError::auth_failed(&user));
+    }
+    let admin_db = &loaded.config.server.admin_database;
+    if database == *admin_db {
+        if !user_config.is_some_and(|u| u.admin) {
+            return Err(ProxyError::admin_not_allowed(&user));
+        }
+    } else if database != loaded.config.server.database {
+        return Err(ProxyError::unknown_database(&database));
+    }
+    messages::auth_ok(&mut out);
+    write(stream, &out).await?;
+    Ok(Opening::Session(Login {
+        user,
+        database,
+        params,
+    }))
+}
+
+/// SCRAM-SHA-256; returns whether the proof was right.
+async fn scram_exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    verifier: &ScramVerifier,
+) -> Result<bool, ProxyError> {
+    messages::auth_sasl(out, &[SCRAM_SHA_256]);
+    write(stream, out).await?;
+    out.clear();
+    let mut server = ScramServer::new(verifier);
+    let first = read_password_message(stream, buf).await?;
+    let (mechanism, data) = parse_sasl_initial(&first).map_err(auth_protocol)?;
+    let server_first = server
+        .client_first(mechanism, data)
+        .map_err(auth_protocol)?;
+    messages::auth_sasl_continue(out, &server_first);
+    write(stream, out).await?;
+    out.clear();
+    let fin = read_password_message(stream, buf).await?;
+    match server.client_final(&fin) {
+        Ok(server_final) => {
+            messages::auth_sasl_final(out, &server_final);
+            Ok(true)
+        }
+        Err(AuthError::WrongPassword) => Ok(false),
+        Err(e) => Err(auth_protocol(e)),
+    }
+}
+
+fn auth_protocol(e: AuthError) -> ProxyError {
+    ProxyError::auth_protocol(e.to_string())
+}
+
+async fn write(stream: &mut TcpStream, data: &[u8]) -> Result<(), ProxyError> {
+    stream
+        .write_all(data)
+        .await
+        .map_err(|_| ProxyError::protocol_violation("client closed the connection"))
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ProxyError> {
+    match stream.read_buf(buf).await {
+        Ok(0) | Err(_) => Err(ProxyError::protocol_violation(
+            "client closed the connection during startup",
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+async fn read_startup_packet(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ProxyError> {
+    loop {
+        if let Some(len) = peek_startup_len(buf)?
+            && buf.len() >= len
+        {
+            return Ok(buf.split_to(len));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+/// Reads a PasswordMessage / SASL response and returns its body.
+async fn read_password_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ProxyError> {
+    loop {
+        if let Some(h) = peek_header(buf, MAX_AUTH_MESSAGE)? {
+            if h.tag != ftag::PASSWORD {
+                return Err(ProxyError::auth_protocol(format!(
+                    "expected password response, got message type '{}'",
+                    h.tag.escape_ascii()
+                )));
+            }
+            if buf.len() >= h.total_len {
+                let mut msg = buf.split_to(h.total_len);
+                msg.advance(5);
+                return Ok(msg);
+            }
+        }
+        read_more(stream, buf).await?;
+    }
+}

@@ -1,0 +1,157 @@
+//! Named prepared statements under transaction pooling. Each distinct
+//! (query text, parameter types) gets one proxy-wide id and a server-side name
+//! `_tg_<id>`; a client's own names map onto those. A server connection
+//! records which ids it has prepared, so a client's statement works on
+//! whichever server its next transaction gets: it is prepared there on demand.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+/// Prefix of every server-side statement name tenantgate creates.
+pub const SERVER_NAME_PREFIX: &str = "_tg_";
+
+/// A statement name that never exists on a server: a Close of it answers
+/// CloseComplete and does nothing.
+pub const NOOP_NAME: &str = "_tg_noop";
+
+/// One distinct prepared statement.
+#[derive(Debug)]
+pub struct Statement {
+    /// Proxy-wide id.
+    pub id: u64,
+    /// Name on every server (`_tg_<id>`).
+    pub server_name: String,
+    /// Query text as the client sent it (no NUL terminator).
+    pub query: Bytes,
+    /// Raw parameter type section of Parse: i16 count then the OIDs.
+    pub param_types: Bytes,
+    /// A server has accepted this statement at least once, so a client's
+    /// Parse of it can be answered without a server connection.
+    validated: AtomicBool,
+}
+
+impl Statement {
+    /// Whether a server has accepted this statement.
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
+
+    /// Records that a server accepted it.
+    pub fn mark_validated(&self) {
+        self.validated.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Proxy-wide registry of distinct statements, shared by all sessions.
+#[derive(Debug, Default)]
+pub struct StatementRegistry {
+    by_text: DashMap<Bytes, Arc<Statement>>,
+    next_id: AtomicU64,
+}
+
+/// Above this many distinct statements, unused entries are pruned.
+const REGISTRY_SOFT_CAP: usize = 50_000;
+
+impl StatementRegistry {
+    /// The statement for `query` with `param_types`, created on first use.
+    pub fn intern(&self, query: &[u8], param_types: &[u8]) -> Arc<Statement> {
+        let mut key = Vec::with_capacity(query.len() + 1 + param_types.len());
+        key.extend_from_slice(query);
+        key.push(0);
+        key.extend_from_slice(param_types);
+        let key = Bytes::from(key);
+        if let Some(s) = self.by_text.get(&key) {
+            return s.clone();
+        }
+        if self.by_text.len() > REGISTRY_SOFT_CAP {
+            self.by_text.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        self.by_text
+            .entry(key)
+            .or_insert_with(|| {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+                Arc::new(Statement {
+                    id,
+                    server_name: format!("{SERVER_NAME_PREFIX}{id}"),
+                    query: Bytes::copy_from_slice(query),
+                    param_types: Bytes::copy_from_slice(param_types),
+                    validated: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+
+    /// Distinct statements currently known.
+    pub fn len(&self) -> usize {
+        self.by_text.len()
+    }
+
+    /// Whether no statement is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_text.is_empty()
+    }
+}
+
+/// One client's statement names.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    names: HashMap<String, Arc<Statement>>,
+}
+
+impl ClientStatements {
+    /// Defines (or redefines) `name`.
+    pub fn insert(&mut self, name: &str, stmt: Arc<Statement>) {
+        self.names.insert(name.to_string(), stmt);
+    }
+
+    /// The statement behind `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
+        self.names.get(name)
+    }
+
+    /// Whether `name` is defined.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    /// Forgets `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.names.clear();
+    }
+
+    /// Number of names defined.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name is defined.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_same_statement() {
+        let r = StatementRegistry::default();
+        let a = r.intern(b"select 1", b"\0\0");
+        let b = r.intern(b"select 1", b"\0\0");
+        let c = r.intern(b"select 1", b"\0\x01\0\0\0\x17");
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.server_name, format!("_tg_{}", a.id));
+        assert_eq!(r.len(), 2);
+    }
+}

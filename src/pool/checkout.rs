@@ -1,0 +1,64 @@
+//! A checked-out server connection. It goes back to its pool only when the
+//! holder says it is clean; dropped any other way, it is closed, so a
+//! connection in an unknown state can never reach another client.
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Pool;
+use crate::backend::ServerConn;
+
+/// A server connection held by one client session.
+#[derive(Debug)]
+pub struct Checkout {
+    /// The connection (closing it is dropping it).
+    pub conn: ServerConn,
+    lease: Lease,
+}
+
+/// The pool slot behind a checkout: frees the slot when dropped and, unless
+/// the connection was given back, accounts for it as closed.
+#[derive(Debug)]
+struct Lease {
+    pool: Arc<Pool>,
+    returned: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.returned {
+            self.pool.forget();
+        }
+    }
+}
+
+impl Checkout {
+    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>, permit: OwnedSemaphorePermit) -> Self {
+        Checkout {
+            conn,
+            lease: Lease {
+                pool,
+                returned: false,
+                _permit: permit,
+            },
+        }
+    }
+
+    /// The pool this connection belongs to.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.lease.pool
+    }
+
+    /// Returns a clean connection (idle, no open transaction, nothing unread)
+    /// to the pool and frees the slot for the next waiter. A connection with
+    /// unread bytes is closed instead.
+    pub fn release(self) {
+        let Checkout { conn, mut lease } = self;
+        if conn.is_drained() {
+            lease.pool.put_idle(conn);
+            lease.returned = true;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! One shard's pool. A semaphore with `pool_size` permits is the queue: it is
+//! FIFO-fair and cancel-safe (a waiter that gives up leaves the queue). A
+//! permit entitles its holder to one server connection, idle or new.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::Checkout;
+use crate::backend::{BackendTarget, ServerConn};
+use crate::error::ProxyError;
+
+/// Static settings of one pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Shard name, for errors and metrics.
+    pub shard: String,
+    /// How to log in.
+    pub target: BackendTarget,
+    /// Most server connections at once.
+    pub size: usize,
+    /// Connect + authenticate limit.
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+}
+
+/// Counters readable by the admin console and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Server connections open (idle + in use + being created).
+    pub open: AtomicUsize,
+    /// Server connections being created right now.
+    pub connecting: AtomicUsize,
+    /// Clients waiting for a permit.
+    pub waiting: AtomicUsize,
+    /// Checkouts served.
+    pub checkouts: AtomicU64,
+    /// Connections opened over the pool's life.
+    pub connects: AtomicU64,
+    /// Failed connection attempts.
+    pub connect_errors: AtomicU64,
+    /// Sessions that pinned a server connection (LISTEN, temp tables, …).
+    pub pinned: AtomicU64,
+    /// Total microseconds clients spent waiting.
+    pub wait_us: AtomicU64,
+}
+
+/// A shard's pool of server connections.
+#[derive(Debug)]
+pub struct Pool {
+    settings: PoolSettings,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<ServerConn>>,
+    next_id: AtomicU64,
+    /// Live counters.
+    pub stats: PoolStats,
+}
+
+impl Pool {
+    /// Creates an empty pool (connections are opened on demand) and starts its
+    /// idle reaper.
+    pub fn new(settings: PoolSettings) -> Arc<Pool> {
+        let size = settings.size.max(1);
+        let pool = Arc::new(Pool {
+            settings,
+            permits: Arc::new(Semaphore::new(size)),
+            idle: Mutex::new(Vec::with_capacity(size)),
+            next_id: AtomicU64::new(1),
+            stats: PoolStats::default(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(reap_idle(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    /// The pool's settings.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// Shard name.
+    pub fn shard(&self) -> &str {
+        &self.settings.shard
+    }
+
+    /// Number of idle connections.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|g| g.len()).unwrap_or(0)
+    }
+
+    /// Number of permits (connections) in use by clients.
+    pub fn in_use(&self) -> usize {
+        self.settings.size.max(1) - self.permits.available_permits()
+    }
+
+    /// Waits (FIFO, up to `wait`) for a connection: an idle one that is still
+    /// alive, or a new one. Dropping the future leaves the queue.
+    pub async fn checkout(self: &Arc<Self>, wait: Duration) -> Result<Checkout, ProxyError> {
+        let started = Instant::now();
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+                let r = tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await;
+                self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+                self.stats
+                    .wait_us
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                match r {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(ProxyError::shard_unavailable(self.shard())),
+                    Err(_) => return Err(ProxyError::pool_timeout(self.shard(), wait)),
+                }
+            }
+        };
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let conn = self.idle.lock().ok().and_then(|mut g| g.pop());
+            let Some(conn) = conn else { break };
+            if is_alive(&conn) {
+                return Ok(Checkout::new(conn, self.clone(), permit));
+            }
+            tracing::debug!(
+                shard = self.shard(),
+                server = conn.id,
+                "dropping dead idle server connection"
+            );
+            self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        let conn = self.connect().await?;
+        Ok(Checkout::new(conn, self.clone(), permit))
+    }
+
+    async fn connect(&self) -> Result<ServerConn, ProxyError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.stats.connecting.fetch_add(1, Ordering::Relaxed);
+        let r = ServerConn::connect(&self.settings.target, id, self.settings.connect_timeout).await;
+        self.stats.connecting.fetch_sub(1, Ordering::Relaxed);
+        match r {
+            Ok(c) => {
+                self.stats.open.fetch_add(1, Ordering::Relaxed);
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                Ok(c)
+            }
+            Err(e) => {
+                self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(shard = self.shard(), error = %e, "cannot open server connection");
+                Err(ProxyError::shard_unavailable(self.shard()))
+            }
+        }
+    }
+
+    /// Puts a clean connection back (called by [`Checkout`]).
+    pub(super) fn put_idle(&self, mut conn: ServerConn) {
+        conn.last_used = Instant::now();
+        match self.idle.lock() {
+            Ok(mut g) => g.push(conn),
+            Err(_) => {
+                self.stats.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Accounts for a connection that was closed instead of returned.
+    pub(super) fn forget(&self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Closes every idle connection (used when the shard is removed or on shutdown).
+    pub fn close_idle(&self) {
+        let drained: Vec<ServerConn> = match self.idle.lock() {
+            Ok(mut g) => g.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        self.stats.open.fetch_sub(drained.len(), Ordering::Relaxed);
+        for c in drained {
+            tokio::spawn(c.terminate());
+        }
+    }
+}
+
+/// A pooled connection is dead if the server closed it or sent something
+/// unsolicited (e.g. FATAL on shutdown) while idle. Costs no syscall when
+/// the reactor has seen no event on the socket.
+fn is_alive(conn: &ServerConn) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+async fn reap_idle(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let limit = pool.settings.idle_timeout;
+        let expired: Vec<ServerConn> = match pool.idle.lock() {
+            Ok(mut g) => {
+                let (old, keep): (Vec<_>, Vec<_>) = g
+                    .drain(..)
+                    .partition(|c| c.last_used.elapsed() > limit || !is_alive(c));
+                *g = keep;
+                old
+            }
+            Err(_) => return,
+        };
+        pool.stats.open.fetch_sub(expired.len(), Ordering::Relaxed);
+        for c in expired {
+            c.terminate().await;
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! State shared by every session of one proxy: the loaded config, the routing
+//! table, pools, prepared statements and cancel keys. Passed as `Arc`, never
+//! global, so tests can run many proxies in one process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::BackendTarget;
+use crate::config::{Config, ShardUrl};
+use crate::frontend::cancel::CancelRegistry;
+use crate::frontend::prepared::StatementRegistry;
+use crate::pool::{Pool, PoolSettings};
+use crate::protocol::auth::StoredPassword;
+use crate::router::Router;
+
+/// One loaded configuration with everything derived from it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The config as validated.
+    pub config: Config,
+    /// Tenant placement.
+    pub router: Router,
+    /// Parsed passwords by user name (SCRAM verifiers derived once).
+    pub passwords: HashMap<String, StoredPassword>,
+    /// Increases by one on every successful reload.
+    pub generation: u64,
+}
+
+/// Everything sessions share.
+#[derive(Debug)]
+pub struct ProxyState {
+    loaded: ArcSwap<Loaded>,
+    pools: ArcSwap<HashMap<String, Arc<Pool>>>,
+    /// Distinct prepared statements.
+    pub statements: StatementRegistry,
+    /// Live sessions' cancel keys.
+    pub cancels: CancelRegistry,
+    /// Cancelled when the proxy starts draining.
+    pub shutdown: CancellationToken,
+    next_session: AtomicU64,
+}
+
+/// Why a config could not be turned into running state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A user's password entry is malformed.
+    #[error("user \"{user}\": {reason}")]
+    Password {
+        /// User name.
+        user: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A shard URL is malformed.
+    #[error("shard \"{shard}\": {reason}")]
+    ShardUrl {
+        /// Shard name.
+        shard: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ProxyState {
+    /// Builds state from a validated config.
+    pub fn new(config: Config) -> Result<Arc<ProxyState>, StateError> {
+        let loaded = derive(config, 1)?;
+        let pools = build_pools(&loaded.config, &HashMap::new())?;
+        Ok(Arc::new(ProxyState {
+            loaded: ArcSwap::from_pointee(loaded),
+            pools: ArcSwap::from_pointee(pools),
+            statements: StatementRegistry::default(),
+            cancels: CancelRegistry::default(),
+            shutdown: CancellationToken::new(),
+            next_session: AtomicU64::new(1),
+        }))
+    }
+
+    /// The current configuration snapshot.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded.load_full()
+    }
+
+    /// The pool of `shard` in the current configuration.
+    pub fn pool(&self, shard: &str) -> Option<Arc<Pool>> {
+        self.pools.load().get(shard).cloned()
+    }
+
+    /// Every pool, by shard name.
+    pub fn pools(&self) -> Arc<HashMap<String, Arc<Pool>>> {
+        self.pools.load_full()
+    }
+
+    /// A new session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Swaps in a new validated config. Pools of unchanged shards are kept;
+    /// removed shards' idle connections are closed.
+    pub fn reload(&self, config: Config) -> Result<u64, StateError> {
+        let generation = self.loaded.load().generation + 1;
+        let loaded = derive(config, generation)?;
+        let old = self.pools.load_full();
+        let pools = build_pools(&loaded.config, &old)?;
+        for (name, pool) in old.iter() {
+            if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
+                pool.close_idle();
+            }
+        }
+        self.pools.store(Arc::new(pools));
+        self.loaded.store(Arc::new(loaded));
+        Ok(generation)
+    }
+}
+
+fn derive(config: Config, generation: u64) -> Result<Loaded, StateError> {
+    let mut passwords = HashMap::with_capacity(config.users.len());
+    for u in &config.users {
+        let p = StoredPassword::parse(&u.password).map_err(|e| StateError::Password {
+            user: u.name.clone(),
+            reason: e.to_string(),
+        })?;
+        passwords.insert(u.name.clone(), p);
+    }
+    Ok(Loaded {
+        router: Router::new(&config),
+        config,
+        passwords,
+        generation,
+    })
+}
+
+fn build_pools(
+    config: &Config,
+    old: &HashMap<String, Arc<Pool>>,
+) -> Result<HashMap<String, Arc<Pool>>, StateError> {
+    let mut pools = HashMap::with_capacity(config.shards.len());
+    for s in &config.shards {
+        let url = ShardUrl::parse(&s.url).map_err(|e| StateError::ShardUrl {
+            shard: s.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let settings = PoolSettings {
+            shard: s.name.clone(),
+            target: BackendTarget {
+                host: url.host.clone(),
+                port: url.port,
+                user: url.user.clone(),
+                password: url.password.clone(),
+                dbname: url.dbname.clone(),
+            },
+            size: s.pool_size,
+            connect_timeout: config.server.server_connect_timeout,
+            idle_timeout: config.server.server_idle_timeout,
+        };
+        let pool = match old.get(&s.name) {
+            Some(p)
+                if p.settings().target == settings.target && p.settings().size == settings.size =>
+            {
+                p.clone()
+            }
+            _ => Pool::new(settings),
+        };
+        pools.insert(s.name.clone(), pool);
+    }
+    Ok(pools)
+}
