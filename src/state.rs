@@ -41,6 +41,8 @@ pub struct ProxyState {
     pub cancels: CancelRegistry,
     /// Cancelled when the proxy starts draining.
     pub shutdown: CancellationToken,
+    /// Cancelled when draining time is up: every session closes at once.
+    pub force_close: CancellationToken,
     next_session: AtomicU64,
 }
 
@@ -76,6 +78,7 @@ impl ProxyState {
             statements: StatementRegistry::default(),
             cancels: CancelRegistry::default(),
             shutdown: CancellationToken::new(),
+            force_close: CancellationToken::new(),
             next_session: AtomicU64::new(1),
         }))
     }

@@ -109,41 +109,55 @@ async fn start_session(
         &loaded.config.tenancy.session_variable,
     ));
 
-    // First contact with the shard: proves it is reachable, validates the
-    // client's settings, and yields the ParameterStatus values to report.
-    let first = async {
-        let mut checkout = pool
-            .checkout(loaded.config.server.query_wait_timeout)
-            .await?;
-        prepare_server(&mut checkout, &settings).await?;
-        Ok::<_, ProxyError>(checkout)
+    // The ParameterStatus values to report come from a server that applied
+    // these exact settings: remembered per pool, or learnt now (which also
+    // proves the shard reachable and the client's settings valid).
+    let session_mode = loaded.config.server.pool_mode == PoolMode::Session;
+    let cached = if session_mode {
+        None
+    } else {
+        pool.reported_params(settings.fingerprint())
     };
-    let checkout = match first.await {
-        Ok(c) => c,
-        Err(mut e) => {
-            e.severity = crate::error::Severity::Fatal;
-            send_fatal(&mut client, &e).await;
-            return Err(e);
+    let (params, checkout) = match cached {
+        Some(params) => (params, None),
+        None => {
+            let first = async {
+                let mut checkout = pool
+                    .checkout(loaded.config.server.query_wait_timeout)
+                    .await?;
+                prepare_server(&mut checkout, &settings).await?;
+                Ok::<_, ProxyError>(checkout)
+            };
+            match first.await {
+                Ok(c) => {
+                    pool.remember_params(settings.fingerprint(), &c.conn.params);
+                    (Arc::new(c.conn.params.clone()), Some(c))
+                }
+                Err(mut e) => {
+                    e.severity = crate::error::Severity::Fatal;
+                    send_fatal(&mut client, &e).await;
+                    return Err(e);
+                }
+            }
         }
     };
     let ((pid, secret), cancel) = state.cancels.register();
     let mut out = BytesMut::with_capacity(512);
-    for (name, value) in &checkout.conn.params {
+    for (name, value) in params.iter() {
         messages::parameter_status(&mut out, name, value);
     }
     messages::backend_key_data(&mut out, pid, secret);
     messages::ready_for_query(&mut out, b'I');
-    let server = match loaded.config.server.pool_mode {
-        PoolMode::Session => {
-            cancel
-                .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
-                .await;
-            Some(checkout)
+    let server = match checkout {
+        Some(c) if session_mode => {
+            cancel.set(Some((c.conn.addr, c.conn.backend_key))).await;
+            Some(c)
         }
-        PoolMode::Transaction => {
-            checkout.release();
+        Some(c) => {
+            c.release();
             None
         }
+        None => None,
     };
     if client.write_all(&out).await.is_err() {
         state.cancels.unregister(pid);

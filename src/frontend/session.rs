@@ -242,6 +242,7 @@ impl Session {
         let idle = self.server.is_none();
         tokio::select! {
             biased;
+            _ = self.state.force_close.cancelled() => Event::Shutdown,
             _ = self.state.shutdown.cancelled(), if idle => Event::Shutdown,
             r = self.client.writable(), if !self.to_client.is_empty() => { let _ = r; Event::ClientWritable }
             r = maybe_writable(server), if !self.to_server.is_empty() => { let _ = r; Event::ServerWritable }

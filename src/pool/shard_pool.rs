@@ -2,6 +2,7 @@
 //! FIFO-fair and cancel-safe (a waiter that gives up leaves the queue). A
 //! permit entitles its holder to one server connection, idle or new.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -55,6 +56,8 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<ServerConn>>,
     next_id: AtomicU64,
+    /// ParameterStatus values servers reported, by session-settings fingerprint.
+    reported: Mutex<HashMap<u64, Arc<Vec<(String, String)>>>>,
     /// Live counters.
     pub stats: PoolStats,
 }
@@ -69,6 +72,7 @@ impl Pool {
             permits: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::with_capacity(size)),
             next_id: AtomicU64::new(1),
+            reported: Mutex::new(HashMap::new()),
             stats: PoolStats::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -85,6 +89,22 @@ impl Pool {
     /// Shard name.
     pub fn shard(&self) -> &str {
         &self.settings.shard
+    }
+
+    /// ParameterStatus values a server reported for settings `fingerprint`.
+    pub fn reported_params(&self, fingerprint: u64) -> Option<Arc<Vec<(String, String)>>> {
+        self.reported.lock().ok()?.get(&fingerprint).cloned()
+    }
+
+    /// Remembers what a server reported for settings `fingerprint`, so later
+    /// logins with the same settings need no server round trip.
+    pub fn remember_params(&self, fingerprint: u64, params: &[(String, String)]) {
+        if let Ok(mut g) = self.reported.lock() {
+            if g.len() >= 1024 {
+                g.clear();
+            }
+            g.insert(fingerprint, Arc::new(params.to_vec()));
+        }
     }
 
     /// Number of idle connections.
