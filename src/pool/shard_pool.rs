@@ -13,6 +13,9 @@ use super::Checkout;
 use crate::backend::{BackendTarget, ServerConn};
 use crate::error::ProxyError;
 
+/// ParameterStatus (name, value) pairs a server reported.
+pub type ReportedParams = Arc<Vec<(String, String)>>;
+
 /// Static settings of one pool.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -57,7 +60,7 @@ pub struct Pool {
     idle: Mutex<Vec<ServerConn>>,
     next_id: AtomicU64,
     /// ParameterStatus values servers reported, by session-settings fingerprint.
-    reported: Mutex<HashMap<u64, Arc<Vec<(String, String)>>>>,
+    reported: Mutex<HashMap<u64, ReportedParams>>,
     /// Live counters.
     pub stats: PoolStats,
 }
@@ -92,7 +95,7 @@ impl Pool {
     }
 
     /// ParameterStatus values a server reported for settings `fingerprint`.
-    pub fn reported_params(&self, fingerprint: u64) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn reported_params(&self, fingerprint: u64) -> Option<ReportedParams> {
         self.reported.lock().ok()?.get(&fingerprint).cloned()
     }
 
