@@ -1,7 +1,23 @@
 //! `routing.toml`: typed configuration, loading with line-numbered errors, and
 //! whole-file validation. A config is built and validated whole before use.
+//!
+//! - [`load_file`] / [`load_str`] parse, read `routing.tenants_file`, validate,
+//!   and return either a [`Config`] or [`ConfigErrors`] listing every problem
+//!   with its file and line;
+//! - [`ShardUrl`] parses a shard's `url` (the backend connects with it);
+//! - [`summary`] is what `tenantgate check` prints;
+//! - [`Config::restart_required`] tells a reload what it cannot apply.
+//!
+//! docs/configuration.md documents every key.
 
 mod load;
+mod locate;
+mod reload;
+mod shard_url;
+mod summary;
+mod tenants_file;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use std::path::PathBuf;
@@ -9,7 +25,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use load::{ConfigError, ConfigErrors, load_file, load_str};
+pub use load::{ConfigError, ConfigErrors, load_file, load_str, load_str_in};
+pub use reload::RESTART_REQUIRED;
+pub use shard_url::{ShardUrl, ShardUrlError, SslMode};
+pub use summary::summary;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -29,7 +48,8 @@ pub struct Config {
     /// Placement of tenants not listed explicitly.
     #[serde(default)]
     pub routing: RoutingConfig,
-    /// Explicit tenant placements.
+    /// Explicit tenant placements: the inline `[[tenants]]`, then (after
+    /// loading) those of `routing.tenants_file`.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
@@ -149,7 +169,8 @@ pub struct UserConfig {
 pub struct ShardConfig {
     /// Shard name used by routing.
     pub name: String,
-    /// `postgres://user[:password]@host:port/db` used to log in to the backend.
+    /// `postgres://user[:password]@host[:port]/db` used to log in to the
+    /// backend; see [`ShardUrl`] (validation checks that it parses).
     pub url: String,
     /// Server connections in this shard's pool.
     #[serde(default = "defaults::pool_size")]
@@ -166,7 +187,9 @@ pub struct RoutingConfig {
     /// Shards that unlisted tenants are hashed over.
     #[serde(default)]
     pub hash_shards: Vec<String>,
-    /// Optional separate file listing `[[tenants]]`.
+    /// Optional separate TOML file holding only `[[tenants]]` entries,
+    /// relative to the config file. After loading, this is the resolved path
+    /// and its tenants are in [`Config::tenants`].
     #[serde(default)]
     pub tenants_file: Option<PathBuf>,
 }
@@ -193,6 +216,13 @@ impl Config {
     /// The user named `name`.
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
         self.users.iter().find(|u| u.name == name)
+    }
+}
+
+impl ShardConfig {
+    /// The parsed `url`. Always `Ok` for a config that passed validation.
+    pub fn parsed_url(&self) -> Result<ShardUrl, ShardUrlError> {
+        ShardUrl::parse(&self.url)
     }
 }
 
