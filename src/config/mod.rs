@@ -36,9 +36,10 @@ pub use summary::summary;
 pub struct Config {
     /// Listener, pool mode and timeouts.
     pub server: ServerConfig,
-    /// Tenant key column and session variable.
+    /// Tenant isolation. Without a `[tenancy]` table tenantgate is a plain
+    /// pooler: statements are not parsed or rewritten.
     #[serde(default)]
-    pub tenancy: TenancyConfig,
+    pub tenancy: Option<TenancyConfig>,
     /// Who may connect.
     #[serde(default)]
     pub users: Vec<UserConfig>,

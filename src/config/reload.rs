@@ -26,7 +26,9 @@ impl Config {
     /// reload as a whole.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &new.server);
-        let (t, u) = (&self.tenancy, &new.tenancy);
+        let default = super::TenancyConfig::default();
+        let t = self.tenancy.as_ref().unwrap_or(&default);
+        let u = new.tenancy.as_ref().unwrap_or(&default);
         let changed = [
             a.listen != b.listen,
             a.metrics_listen != b.metrics_listen,
@@ -58,7 +60,7 @@ mod tests {
         new.server.database = "other".into();
         assert!(old.restart_required(&new).is_empty());
         new.server.pool_mode = PoolMode::Session;
-        new.tenancy.rls = true;
+        new.tenancy.get_or_insert_with(Default::default).rls = true;
         assert_eq!(
             old.restart_required(&new),
             vec!["server.pool_mode", "tenancy.rls"]

@@ -110,7 +110,7 @@ fn server(config: &Config, issues: &mut Vec<Issue>) {
 }
 
 fn tenancy(config: &Config, issues: &mut Vec<Issue>) {
-    let t = &config.tenancy;
+    let Some(t) = &config.tenancy else { return };
     if t.column.trim().is_empty() {
         issues.push(Issue::at(
             Loc::Key("tenancy", "column"),

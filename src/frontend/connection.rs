@@ -106,7 +106,11 @@ async fn start_session(
     };
     let settings = Settings::new(startup_settings(
         &login.params,
-        &loaded.config.tenancy.session_variable,
+        loaded
+            .config
+            .tenancy
+            .as_ref()
+            .map(|t| t.session_variable.as_str()),
     ));
 
     // The ParameterStatus values to report come from a server that applied
@@ -184,14 +188,14 @@ async fn start_session(
 /// Startup parameters to apply on server connections: everything but the
 /// protocol's own keys, with `options` expanded; the tenant variable is the
 /// proxy's, not the server's.
-fn startup_settings(params: &[(String, String)], tenant_var: &str) -> Vec<(String, String)> {
+fn startup_settings(params: &[(String, String)], tenant_var: Option<&str>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (k, v) in params {
         match k.as_str() {
             "options" => out.extend(
                 parse_options(v)
                     .into_iter()
-                    .filter(|(k, _)| k != tenant_var),
+                    .filter(|(k, _)| Some(k.as_str()) != tenant_var),
             ),
             "replication" => {}
             _ => out.push((k.clone(), v.clone())),
