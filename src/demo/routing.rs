@@ -211,7 +211,10 @@ mod tests {
                 ("bigcorp", "bigcorp-db")
             ]
         );
-        assert_eq!(config.tenancy.as_ref().unwrap().global_tables, vec!["plans"]);
+        assert_eq!(
+            config.tenancy.as_ref().unwrap().global_tables,
+            vec!["plans"]
+        );
     }
 
     #[test]
