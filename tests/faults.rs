@@ -1,0 +1,754 @@
+//! Faults: cancels, clients vanishing, a shard going away and coming back,
+//! pool exhaustion, the connection cap, graceful shutdown, and a huge COPY.
+//! Each must end in a clear error or a clean result, with the proxy still
+//! serving everyone else.
+
+mod raw_client;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use raw_client::{MustFail, RawClient, ReadEnd, cancel_request, copy_data, copy_done, query_msg};
+use support::{
+    ProxyHandle, STANDARD_USERS, connect, connect_direct, error_chain, exec, load_config, sqlstate,
+    start_app_cluster, start_proxy, toml_str, try_connect,
+};
+use tenantgate::localpg::Cluster;
+use tokio_postgres::NoTls;
+
+/// A cluster with database `app` and table `items` holding one row of t1.
+async fn items_cluster() -> Cluster {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE TABLE items (tenant_id text NOT NULL, id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO items VALUES ('t1', 1, 0);
+         CREATE TABLE big (tenant_id text NOT NULL, id int NOT NULL, payload text NOT NULL);",
+    )
+    .await;
+    cluster
+}
+
+/// The standard users and tenant t1 on shard s0 (= `cluster`/app) with
+/// `pool_size`, plus extra `[server]` lines.
+fn fault_config_text(cluster: &Cluster, server_extra: &str, pool_size: usize) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
+         \n[tenancy]\nglobal_tables = [\"plans\"]\n{STANDARD_USERS}\n\
+         [routing]\nhash_shards = [\"s0\"]\n\n\
+         [[tenants]]\nid = \"t1\"\nshard = \"s0\"\n\n\
+         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = {pool_size}\n",
+        toml_str(&cluster.url("app"))
+    )
+}
+
+async fn start(cluster: &Cluster, server_extra: &str, pool_size: usize) -> ProxyHandle {
+    start_proxy(load_config(&fault_config_text(
+        cluster,
+        server_extra,
+        pool_size,
+    )))
+    .await
+}
+
+async fn app(proxy: &ProxyHandle) -> tokio_postgres::Client {
+    connect(proxy.port, "app", "app-secret", "app").await
+}
+
+async fn t1(proxy: &ProxyHandle) -> tokio_postgres::Client {
+    connect(proxy.port, "t1user", "t1-secret", "app").await
+}
+
+/// Waits (up to 10 s) until `n` backends run a query whose text contains
+/// `marker`, as seen directly on the cluster.
+async fn wait_active(cluster: &Cluster, marker: &str, n: i64) {
+    let direct = connect_direct(cluster, "app").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE state = 'active' AND query LIKE '%' || $1 || '%' \
+                 AND pid <> pg_backend_pid()",
+                &[&marker],
+            )
+            .await
+            .expect("pg_stat_activity");
+        let count: i64 = row.get(0);
+        if count == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} backends run {marker:?}, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Backends running a query that contains `marker`.
+async fn active_count(cluster: &Cluster, marker: &str) -> i64 {
+    let direct = connect_direct(cluster, "app").await;
+    direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'active' AND query LIKE '%' || $1 || '%' \
+             AND pid <> pg_backend_pid()",
+            &[&marker],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+async fn send_cancel(proxy: &ProxyHandle, pid: i32, secret: i32) {
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&cancel_request(pid, secret)).await;
+    // The proxy answers a cancel request with nothing and closes.
+    let seen = c.expect_closed_within(Duration::from_secs(10)).await;
+    assert!(seen.is_empty(), "answer to a CancelRequest: {seen:?}");
+}
+
+async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", error_chain(&e)));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+// ------------------------------------------------------------------ cancel
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_query() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 4).await;
+    let client = app(&proxy).await;
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move {
+        let r = client.simple_query("SELECT pg_sleep(30) -- tok").await;
+        (client, r)
+    });
+    wait_active(&cluster, "-- tok", 1).await;
+    let asked = Instant::now();
+    token.cancel_query(NoTls).await.expect("cancel_query");
+    let (client, result) = tokio::time::timeout(Duration::from_secs(5), sleeper)
+        .await
+        .expect("the cancelled query still runs after 5 s")
+        .expect("task");
+    let err = result.must_fail("the cancelled query succeeded");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err:?}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    // The session goes on, and so does the server connection.
+    assert_eq!(
+        value(&client, "SELECT 'after cancel'").await,
+        "after cancel"
+    );
+    let row = client
+        .query_one("SELECT $1::int + 1", &[&1i32])
+        .await
+        .expect("extended query after cancel");
+    assert_eq!(row.get::<_, i32>(0), 2);
+    // A cancel of an idle session does nothing harmful.
+    client
+        .cancel_token()
+        .cancel_query(NoTls)
+        .await
+        .expect("idle cancel");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(value(&client, "SELECT 'still fine'").await, "still fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_with_a_wrong_key_does_nothing() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 4).await;
+    let mut c = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+    let (pid, secret) = c.key.expect("BackendKeyData");
+    c.send(&query_msg("SELECT pg_sleep(30) -- wrongkey")).await;
+    wait_active(&cluster, "-- wrongkey", 1).await;
+    // Right pid, wrong secret; a random pid; the server's own key space.
+    send_cancel(&proxy, pid, secret.wrapping_add(1)).await;
+    send_cancel(&proxy, pid ^ 0x5a5a, rand_i32()).await;
+    send_cancel(&proxy, 0, 0).await;
+    assert_eq!(
+        c.read_msg_within(Duration::from_millis(1500)).await,
+        Err(ReadEnd::TimedOut),
+        "a cancel with a wrong key reached the query"
+    );
+    assert_eq!(active_count(&cluster, "-- wrongkey").await, 1);
+    // The right key cancels it.
+    let asked = Instant::now();
+    send_cancel(&proxy, pid, secret).await;
+    let msgs = c.until_ready().await;
+    let err = msgs.iter().find(|m| m.is_error()).expect("no error");
+    assert_eq!(err.code().as_deref(), Some("57014"), "{:?}", err.fields());
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.query_values("SELECT 1").await, [Some("1".into())]);
+}
+
+fn rand_i32() -> i32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(12345);
+    (nanos as i32) ^ 0x2d3c_4b5a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_hits_only_its_own_session() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 4).await;
+    let mut a = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+    let mut b = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+    a.send(&query_msg("SELECT pg_sleep(30) -- sleeper_a")).await;
+    b.send(&query_msg("SELECT pg_sleep(30) -- sleeper_b")).await;
+    wait_active(&cluster, "-- sleeper_a", 1).await;
+    wait_active(&cluster, "-- sleeper_b", 1).await;
+    let (pid, secret) = a.key.expect("key");
+    send_cancel(&proxy, pid, secret).await;
+    let msgs = a.until_ready().await;
+    let err = msgs.iter().find(|m| m.is_error()).expect("a not cancelled");
+    assert_eq!(err.code().as_deref(), Some("57014"));
+    // b is still sleeping.
+    assert_eq!(
+        b.read_msg_within(Duration::from_millis(1000)).await,
+        Err(ReadEnd::TimedOut),
+        "cancelling a disturbed b"
+    );
+    assert_eq!(active_count(&cluster, "-- sleeper_b").await, 1);
+    assert_eq!(active_count(&cluster, "-- sleeper_a").await, 0);
+    // a is usable, then b is cancelled with its own key.
+    assert_eq!(a.query_values("SELECT 'a ok'").await, [Some("a ok".into())]);
+    let (pid, secret) = b.key.expect("key");
+    send_cancel(&proxy, pid, secret).await;
+    let msgs = b.until_ready().await;
+    assert!(msgs.iter().any(|m| m.code().as_deref() == Some("57014")));
+}
+
+// -------------------------------------------------------- vanishing client
+
+/// Drops the socket with a RST (SO_LINGER 0), as a killed client would.
+fn kill(c: RawClient) {
+    let s = c.into_stream();
+    let _ = s.set_zero_linger();
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_killed_mid_transaction_releases_its_locks() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "query_wait_timeout = \"20s\"", 1).await;
+    let mut a = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    a.query_values("BEGIN").await;
+    let msgs = a.query("UPDATE items SET v = 1 WHERE id = 1").await;
+    assert!(
+        msgs.iter()
+            .any(|m| m.command_tag().as_deref() == Some("UPDATE 1")),
+        "{msgs:?}"
+    );
+    assert_eq!(msgs.last().and_then(|m| m.ready_status()), Some(b'T'));
+    kill(a);
+
+    let started = Instant::now();
+    let b = tokio::time::timeout(Duration::from_secs(10), async {
+        let b = t1(&proxy).await;
+        let n = b
+            .execute("UPDATE items SET v = 2 WHERE id = 1", &[])
+            .await
+            .expect("update after the holder vanished");
+        (b, n)
+    })
+    .await;
+    let (b, n) = b.expect("the vanished client's lock or server was not released");
+    assert_eq!(n, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // a's update was rolled back, b's is there.
+    let direct = connect_direct(&cluster, "app").await;
+    let v: i32 = direct
+        .query_one("SELECT v FROM items WHERE id = 1", &[])
+        .await
+        .expect("direct read")
+        .get(0);
+    assert_eq!(v, 2);
+    // The single pooled connection keeps serving one client after another.
+    drop(b);
+    for i in 0..5 {
+        let c = t1(&proxy).await;
+        assert_eq!(value(&c, &format!("SELECT {i}")).await, i.to_string());
+    }
+}
+
+/// A client killed while its query runs: the server must not keep running
+/// the query (and holding the transaction's locks) for a client that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: when a client vanishes mid-query the proxy just drops the server \
+            connection; the backend keeps running the query and holding the \
+            transaction's locks until it ends (no CancelRequest is sent)"]
+async fn client_killed_mid_query_releases_its_locks() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "query_wait_timeout = \"20s\"", 2).await;
+    let mut a = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    a.query_values("BEGIN").await;
+    a.query("UPDATE items SET v = 10 WHERE id = 1").await;
+    a.send(&query_msg("SELECT pg_sleep(25) -- vanishing")).await;
+    wait_active(&cluster, "-- vanishing", 1).await;
+    kill(a);
+
+    let b = t1(&proxy).await;
+    let updated = tokio::time::timeout(
+        Duration::from_secs(8),
+        b.execute("UPDATE items SET v = 20 WHERE id = 1", &[]),
+    )
+    .await;
+    let n = updated
+        .expect("the vanished client's query still holds its row lock after 8 s")
+        .expect("update");
+    assert_eq!(n, 1);
+    assert_eq!(active_count(&cluster, "-- vanishing").await, 0);
+}
+
+// --------------------------------------------------------------- shard down
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_stopped_and_restarted() {
+    let mut cluster = items_cluster().await;
+    let proxy = start(&cluster, "server_connect_timeout = \"2s\"", 4).await;
+    let a = app(&proxy).await;
+    assert_eq!(value(&a, "SELECT 'before'").await, "before");
+
+    cluster.stop_async().await.expect("stop cluster");
+
+    // A query of a connected client: a clear, bounded error.
+    let asked = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(15), a.simple_query("SELECT 1"))
+        .await
+        .expect("a query hung while the shard was down");
+    let err = r.must_fail("a query succeeded with the shard down");
+    let code = sqlstate(&err).unwrap_or_default();
+    assert!(
+        code.starts_with("08"),
+        "SQLSTATE {code}: {}",
+        error_chain(&err)
+    );
+    let msg = err.as_db_error().map(|d| d.message().to_string());
+    assert!(
+        msg.as_deref().is_some_and(|m| m.contains("s0")),
+        "the error does not name the shard: {}",
+        error_chain(&err)
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    let a_survives = err.as_db_error().is_some_and(|d| d.severity() != "FATAL");
+
+    // A new client: refused at login, or logged in (the proxy may answer a
+    // login from what it knows) and refused at its first query; clearly and
+    // quickly either way.
+    let asked = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(15), async {
+        let c = try_connect(proxy.port, "app", "app-secret", "app").await?;
+        c.simple_query("SELECT 1").await.map(|_| ())
+    })
+    .await
+    .expect("a new client hung while the shard was down");
+    let err = r.must_fail("a new client ran a query with the shard down");
+    let code = sqlstate(&err).unwrap_or_default();
+    assert!(
+        code.starts_with("08"),
+        "SQLSTATE {code}: {}",
+        error_chain(&err)
+    );
+    assert!(
+        err.as_db_error()
+            .is_some_and(|d| d.message().contains("s0")),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10));
+
+    cluster.start_again_async().await.expect("restart cluster");
+
+    // New clients and new queries work, with the same proxy.
+    let b = app(&proxy).await;
+    assert_eq!(value(&b, "SELECT 'after'").await, "after");
+    let c = t1(&proxy).await;
+    c.execute("UPDATE items SET v = v + 1 WHERE id = 1", &[])
+        .await
+        .expect("write after restart");
+    if a_survives {
+        assert_eq!(value(&a, "SELECT 'a again'").await, "a again");
+    } else {
+        assert!(a.is_closed() || a.simple_query("SELECT 1").await.is_err());
+    }
+    // Several clients at once after the restart (fresh server connections).
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let port = proxy.port;
+        tasks.push(tokio::spawn(async move {
+            let c = connect(port, "app", "app-secret", "app").await;
+            value(&c, &format!("SELECT {i}, pg_sleep(0.1)")).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.expect("task"), i.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_lost_mid_transaction_is_a_clear_fatal() {
+    let mut cluster = items_cluster().await;
+    let proxy = start(&cluster, "server_connect_timeout = \"2s\"", 2).await;
+    let mut a = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    a.query_values("BEGIN").await;
+    a.query("UPDATE items SET v = 5 WHERE id = 1").await;
+    cluster.stop_async().await.expect("stop");
+    // The server told the proxy it is going away; the client hears of it
+    // (now or at its next message) with a class 08 / 57P01 error naming the
+    // problem, and the connection ends.
+    let _ = a.try_send(&query_msg("SELECT 1")).await;
+    let seen = a.expect_closed_within(Duration::from_secs(15)).await;
+    let err = seen
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("no error before the close: {seen:?}"));
+    let code = err.code().unwrap_or_default();
+    assert!(
+        code.starts_with("08") || code == "57P01",
+        "SQLSTATE {code}: {:?}",
+        err.fields()
+    );
+    assert_eq!(err.severity().as_deref(), Some("FATAL"));
+    cluster.start_again_async().await.expect("restart");
+    let b = t1(&proxy).await;
+    // The lost transaction was rolled back.
+    assert_eq!(value(&b, "SELECT v FROM items WHERE id = 1").await, "0");
+}
+
+// ------------------------------------------------------------- pool limits
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_wait_timeout_is_57014_then_recovers() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "query_wait_timeout = \"1s\"", 1).await;
+    // Both log in while the single server connection is free.
+    let a = t1(&proxy).await;
+    let b = t1(&proxy).await;
+    a.batch_execute("BEGIN; UPDATE items SET v = 3 WHERE id = 1")
+        .await
+        .expect("a begins");
+    let asked = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), b.simple_query("SELECT 1"))
+        .await
+        .expect("b waited far past query_wait_timeout");
+    let waited = asked.elapsed();
+    let err = r.must_fail("b got a server connection a holds");
+    assert_eq!(
+        sqlstate(&err).as_deref(),
+        Some("57014"),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_millis(3000),
+        "waited {waited:?} for a 1 s query_wait_timeout"
+    );
+    // The extended protocol times out the same way, and b stays usable.
+    let r = b.query_one("SELECT $1::int", &[&1i32]).await;
+    let err = r.must_fail("extended query got the held connection");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"));
+    a.batch_execute("COMMIT").await.expect("a commits");
+    assert_eq!(value(&b, "SELECT v FROM items WHERE id = 1").await, "3");
+    let row = b.query_one("SELECT $1::int", &[&7i32]).await.expect("b");
+    assert_eq!(row.get::<_, i32>(0), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_client_conn_refuses_the_third_with_53300() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "max_client_conn = 2", 4).await;
+    let a = app(&proxy).await;
+    let b = app(&proxy).await;
+    let err = try_connect(proxy.port, "app", "app-secret", "app")
+        .await
+        .must_fail("a third client got in");
+    assert_eq!(
+        sqlstate(&err).as_deref(),
+        Some("53300"),
+        "{}",
+        error_chain(&err)
+    );
+    // Raw: the refusal is an ErrorResponse, then the close.
+    let mut raw = RawClient::connect(proxy.addr).await;
+    let seen = raw.expect_closed().await;
+    assert_eq!(
+        seen.iter().find_map(|m| m.code()).as_deref(),
+        Some("53300"),
+        "{seen:?}"
+    );
+    // The two admitted clients are unaffected.
+    assert_eq!(value(&a, "SELECT 'a'").await, "a");
+    assert_eq!(value(&b, "SELECT 'b'").await, "b");
+    // When one leaves, its slot is free again.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let c = loop {
+        match try_connect(proxy.port, "app", "app-secret", "app").await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(sqlstate(&e).as_deref(), Some("53300"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("slot not freed: {}", error_chain(&e)),
+        }
+    };
+    assert_eq!(value(&c, "SELECT 'c'").await, "c");
+}
+
+// --------------------------------------------------------------- shutdown
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_open_transactions_finish() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "shutdown_timeout = \"10s\"", 4).await;
+    let a = t1(&proxy).await;
+    let mut b = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+    a.batch_execute("BEGIN; UPDATE items SET v = 42 WHERE id = 1")
+        .await
+        .expect("a begins");
+
+    let cancelled = Instant::now();
+    proxy.token().cancel();
+
+    // The idle client is told and disconnected.
+    let seen = b.expect_closed_within(Duration::from_secs(5)).await;
+    let err = seen
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("idle client got no FATAL: {seen:?}"));
+    assert_eq!(err.code().as_deref(), Some("57P01"), "{:?}", err.fields());
+    assert_eq!(err.severity().as_deref(), Some("FATAL"));
+
+    // New connections are refused.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the listener still accepts during shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The open transaction finishes.
+    a.batch_execute("UPDATE items SET v = v + 1 WHERE id = 1")
+        .await
+        .expect("statement in the open transaction during shutdown");
+    a.batch_execute("COMMIT")
+        .await
+        .expect("commit during shutdown");
+
+    // Then a is disconnected.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if a.is_closed() || a.simple_query("SELECT 1").await.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a is still served after its transaction ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // And the proxy finishes well within shutdown_timeout.
+    let result = tokio::time::timeout(Duration::from_secs(15), proxy.shutdown())
+        .await
+        .expect("proxy did not stop");
+    result.expect("run() result");
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        cancelled.elapsed()
+    );
+
+    // Nothing was lost: the commit is there.
+    let direct = connect_direct(&cluster, "app").await;
+    let v: i32 = direct
+        .query_one("SELECT v FROM items WHERE id = 1", &[])
+        .await
+        .expect("direct read")
+        .get(0);
+    assert_eq!(v, 43);
+}
+
+/// When `shutdown_timeout` expires, `run()` returns and the sessions still
+/// open are closed (their transactions roll back), as the design says:
+/// "let transactions finish up to a timeout, then close".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: after shutdown_timeout, Proxy::run returns but sessions still in a \
+            transaction keep being served (state.force_close is never cancelled)"]
+async fn shutdown_timeout_bounds_the_drain() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "shutdown_timeout = \"2s\"", 4).await;
+    let a = t1(&proxy).await;
+    a.batch_execute("BEGIN; UPDATE items SET v = 99 WHERE id = 1")
+        .await
+        .expect("a begins");
+    let cancelled = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(15), proxy.shutdown())
+        .await
+        .expect("proxy did not stop after shutdown_timeout");
+    result.expect("run() result");
+    let took = cancelled.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "drain took {took:?} with shutdown_timeout 2s"
+    );
+    // After run() returns, the straggler is closed and its transaction
+    // rolled back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if a.is_closed() || a.simple_query("SELECT 1").await.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a session is still served after the proxy stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let direct = connect_direct(&cluster, "app").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: i32 = direct
+            .query_one("SELECT v FROM items WHERE id = 1", &[])
+            .await
+            .expect("direct read")
+            .get(0);
+        if v == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the open transaction committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// -------------------------------------------------------------------- COPY
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_copy_from_stdin_streams_through() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 2).await;
+    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    let mut witness = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+
+    // About 50 MB of rows, cut into CopyData messages regardless of line
+    // boundaries: mostly 1 MiB, one of 8 MiB, some small ones.
+    let payload = "p".repeat(90);
+    let mut data = Vec::with_capacity(52 * 1024 * 1024);
+    let mut rows = 0u64;
+    while data.len() < 50 * 1024 * 1024 {
+        rows += 1;
+        data.extend_from_slice(format!("t1\t{rows}\t{payload}\n").as_bytes());
+    }
+    let sizes = [1 << 20, 8 << 20, 100, 1 << 20, 70_000, 3];
+    c.send(&query_msg("COPY big (tenant_id, id, payload) FROM STDIN"))
+        .await;
+    let first = c.expect_msg().await;
+    assert_eq!(first.tag, b'G', "not CopyInResponse: {:?}", first.fields());
+
+    let started = Instant::now();
+    let mut pos = 0;
+    let mut i = 0;
+    let mut messages = 0;
+    while pos < data.len() {
+        let n = sizes[i % sizes.len()].min(data.len() - pos);
+        c.send(&copy_data(&data[pos..pos + n])).await;
+        pos += n;
+        i += 1;
+        messages += 1;
+    }
+    c.send(&copy_done()).await;
+    let msgs = c.until_ready().await;
+    let tags: Vec<String> = msgs
+        .iter()
+        .map(|m| {
+            m.command_tag()
+                .or_else(|| m.code())
+                .unwrap_or_else(|| m.tag_char().to_string())
+        })
+        .collect();
+    assert_eq!(tags, [format!("COPY {rows}"), "Z".to_string()], "{msgs:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{messages} messages took {:?}",
+        started.elapsed()
+    );
+    // Meanwhile another session was fine.
+    assert_eq!(witness.query_values("SELECT 1").await, [Some("1".into())]);
+
+    // Every row arrived intact (lines cut across messages included).
+    let direct = connect_direct(&cluster, "app").await;
+    let row = direct
+        .query_one(
+            "SELECT count(*), count(DISTINCT id), min(id), max(id), \
+             bool_and(payload = repeat('p', 90) AND tenant_id = 't1') FROM big",
+            &[],
+        )
+        .await
+        .expect("direct check");
+    assert_eq!(row.get::<_, i64>(0), rows as i64);
+    assert_eq!(row.get::<_, i64>(1), rows as i64);
+    assert_eq!(row.get::<_, i32>(2), 1);
+    assert_eq!(row.get::<_, i32>(3), rows as i32);
+    assert!(row.get::<_, bool>(4));
+    // The session is usable after the COPY.
+    assert_eq!(
+        c.query_values("SELECT 'after copy'").await,
+        [Some("after copy".into())]
+    );
+}
+
+/// A COPY that fails on the server half way (bad row) reports the error,
+/// stores nothing, and the session and pool recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_copy_recovers() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 1).await;
+    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    c.send(&query_msg("COPY big (tenant_id, id, payload) FROM STDIN"))
+        .await;
+    assert_eq!(c.expect_msg().await.tag, b'G');
+    let mut data = Vec::new();
+    for i in 0..20_000 {
+        data.extend_from_slice(format!("t1\t{i}\tok\n").as_bytes());
+    }
+    data.extend_from_slice(b"t1\tnot-a-number\tbad\n");
+    for chunk in data.chunks(256 * 1024) {
+        let _ = c.try_send(&copy_data(chunk)).await;
+    }
+    let _ = c.try_send(&copy_data(&vec![b'x'; 200_000])).await;
+    c.send(&copy_done()).await;
+    let msgs = c.until_ready().await;
+    let err = msgs.iter().find(|m| m.is_error()).expect("no error");
+    assert_eq!(err.code().as_deref(), Some("22P02"), "{:?}", err.fields());
+    assert_eq!(msgs.last().and_then(|m| m.ready_status()), Some(b'I'));
+    assert_eq!(
+        c.query_values("SELECT count(*) FROM big").await,
+        [Some("0".into())]
+    );
+    let other = t1(&proxy).await;
+    assert_eq!(value(&other, "SELECT 'pool ok'").await, "pool ok");
+}

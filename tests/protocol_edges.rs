@@ -1,0 +1,1032 @@
+//! Protocol edge cases at the wire level: SSL/GSS negotiation, protocol
+//! versions, broken startup packets, authentication outcomes, what a login
+//! reports, malformed messages after login, and pipelined extended-protocol
+//! traffic compared message for message with Postgres itself.
+
+mod raw_client;
+mod support;
+
+use std::time::Duration;
+
+use raw_client::{
+    LoginEnd, Msg, MustFail, RawClient, ReadEnd, batch, bind, close, describe, execute, flush,
+    gssenc_request, message, parse, query_msg, ssl_request, startup_message, startup_packet, sync,
+    tags, terminate,
+};
+use support::{
+    ProxyHandle, STANDARD_USERS, config_for, connect, psql, psql_ok, sqlstate, start_app_cluster,
+    start_proxy, try_connect,
+};
+use tenantgate::localpg::Cluster;
+
+const MD5_USER: &str = "md5user";
+const MD5_PASSWORD: &str = "md5-secret";
+/// `server.max_message_size` of the proxy under test.
+const MAX_MESSAGE: usize = 65_536;
+
+/// A cluster with database `app`, and a proxy over it: the standard users plus
+/// an md5 user, and a small `max_message_size`.
+async fn setup() -> (Cluster, ProxyHandle) {
+    let cluster = start_app_cluster().await;
+    let rest = format!(
+        "max_message_size = {MAX_MESSAGE}\n\
+         \n[tenancy]\nglobal_tables = [\"plans\"]\n{STANDARD_USERS}\n\
+         [[users]]\nname = \"{MD5_USER}\"\npassword = \"{MD5_PASSWORD}\"\nauth = \"md5\"\n\n\
+         [routing]\nhash_shards = [\"s0\"]\n\n\
+         [[tenants]]\nid = \"t1\"\nshard = \"s0\"\n"
+    );
+    let config = config_for(&[("s0", &cluster, "app")], &rest);
+    let proxy = start_proxy(config).await;
+    (cluster, proxy)
+}
+
+async fn app_login(proxy: &ProxyHandle) -> RawClient {
+    RawClient::login(proxy.port, "app", "app-secret", "app").await
+}
+
+/// Asserts a fresh client can log in and run a query: the proxy still serves.
+async fn assert_proxy_serves(proxy: &ProxyHandle) {
+    let mut c = app_login(proxy).await;
+    assert_eq!(c.query_values("SELECT 40 + 2").await, [Some("42".into())]);
+    c.terminate().await;
+}
+
+/// Reads what the proxy sends until it closes the connection and checks that
+/// it refused: no AuthenticationOk / ReadyForQuery, and any ErrorResponse is a
+/// FATAL with one of `codes`. Returns the ErrorResponse, if one came.
+async fn expect_refused(c: &mut RawClient, codes: &[&str]) -> Option<Msg> {
+    let seen = c.expect_closed().await;
+    assert!(
+        !seen.iter().any(|m| m.tag == b'Z' || m.tag == b'R'),
+        "the proxy did not refuse: {seen:?}"
+    );
+    let err = seen.iter().find(|m| m.is_error()).cloned();
+    if let Some(e) = &err {
+        assert_eq!(e.severity().as_deref(), Some("FATAL"), "{:?}", e.fields());
+        let code = e.code().unwrap_or_default();
+        assert!(
+            codes.contains(&code.as_str()),
+            "SQLSTATE {code} not in {codes:?}: {:?}",
+            e.fields()
+        );
+    }
+    err
+}
+
+// ------------------------------------------------------------ negotiation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_request_is_declined_then_startup_works() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&ssl_request()).await;
+    assert_eq!(c.read_byte().await, Ok(b'N'));
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    c.authenticate("app", "app-secret")
+        .await
+        .expect("login after a declined SSLRequest");
+    assert_eq!(
+        c.query_values("SELECT 'after ssl'").await,
+        [Some("after ssl".into())]
+    );
+    c.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssenc_request_is_declined_then_startup_works() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&gssenc_request()).await;
+    assert_eq!(c.read_byte().await, Ok(b'N'));
+    // libpq then tries SSL, then plain text on the same connection.
+    c.send(&ssl_request()).await;
+    assert_eq!(c.read_byte().await, Ok(b'N'));
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    c.authenticate("app", "app-secret")
+        .await
+        .expect("login after declined GSSENC and SSL requests");
+    assert_eq!(c.query_values("SELECT 1").await, [Some("1".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_right_after_ssl_request_is_refused() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    // The StartupMessage arrives before the client could have read the 'N':
+    // it would be read as plaintext that was meant to be encrypted.
+    let mut both = ssl_request();
+    both.extend_from_slice(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ));
+    c.send(&both).await;
+    // The refusal, if any, comes before any 'N': a first byte 'N' would mean
+    // the request was answered as usual.
+    let first = c.read_byte().await;
+    assert_ne!(first, Ok(b'N'), "the SSLRequest was answered normally");
+    if first == Ok(b'E') {
+        // The rest of the ErrorResponse follows the tag byte.
+        let mut len = [0u8; 4];
+        for b in &mut len {
+            *b = c.read_byte().await.expect("error length");
+        }
+        let len = i32::from_be_bytes(len) as usize;
+        let mut body = Vec::with_capacity(len - 4);
+        for _ in 4..len {
+            body.push(c.read_byte().await.expect("error body"));
+        }
+        let err = Msg { tag: b'E', body };
+        assert_eq!(err.code().as_deref(), Some("08P01"), "{:?}", err.fields());
+        assert_eq!(err.severity().as_deref(), Some("FATAL"));
+        c.expect_closed().await;
+    } else {
+        assert_eq!(first, Err(ReadEnd::Closed), "unexpected answer");
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_minor_protocol_gets_negotiate_protocol_version() {
+    let (_cluster, proxy) = setup().await;
+    for minor in [2u16, 1] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            3,
+            minor,
+            &[
+                ("user", "app"),
+                ("database", "app"),
+                ("_pq_.foo", "bar"),
+                ("application_name", "edges"),
+            ],
+        ))
+        .await;
+        let msgs = c
+            .authenticate("app", "app-secret")
+            .await
+            .unwrap_or_else(|e| panic!("3.{minor} login failed: {e:?}"));
+        let v = msgs
+            .iter()
+            .find(|m| m.tag == b'v')
+            .unwrap_or_else(|| panic!("no NegotiateProtocolVersion for 3.{minor}: {msgs:?}"));
+        let b = &v.body;
+        let newest_minor = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let unrecognised = i32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        assert_eq!(newest_minor, 0, "newest supported minor version");
+        assert_eq!(unrecognised, 1, "number of unrecognised options");
+        assert_eq!(&b[8..], b"_pq_.foo\0", "the unrecognised option");
+        assert_eq!(c.query_values("SELECT 7").await, [Some("7".into())]);
+        // The _pq_ option is a protocol option, not a setting.
+        assert_eq!(
+            c.query_values("SHOW application_name").await,
+            [Some("edges".into())]
+        );
+        c.terminate().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_3_0_startup_gets_no_negotiation() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    let msgs = c.authenticate("app", "app-secret").await.expect("login");
+    assert!(!msgs.iter().any(|m| m.tag == b'v'), "{msgs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_major_protocols_are_refused() {
+    let (_cluster, proxy) = setup().await;
+    for (major, minor) in [(2u16, 0u16), (4, 0), (1, 0)] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            major,
+            minor,
+            &[("user", "app"), ("database", "app")],
+        ))
+        .await;
+        let err = expect_refused(&mut c, &["0A000"]).await;
+        let err = err.unwrap_or_else(|| panic!("no ErrorResponse for protocol {major}.{minor}"));
+        assert!(
+            err.message().contains(&format!("{major}.{minor}")),
+            "{:?}",
+            err.fields()
+        );
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
+// ------------------------------------------------------ broken startup
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_startup_packet_is_refused() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    let mut p = 20_000i32.to_be_bytes().to_vec();
+    p.extend_from_slice(&196_608i32.to_be_bytes());
+    c.send(&p).await;
+    let err = expect_refused(&mut c, &["08P01"]).await;
+    assert!(err.is_some(), "no ErrorResponse for a 20000-byte startup");
+    // A complete startup of 10001+ bytes (a huge parameter) too.
+    let mut c = RawClient::connect(proxy.addr).await;
+    let big = "x".repeat(10_100);
+    let packet = startup_message(3, 0, &[("user", "app"), ("application_name", &big)]);
+    let _ = c.try_send(&packet).await;
+    expect_refused(&mut c, &["08P01"]).await;
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_short_startup_packets_are_refused() {
+    let (_cluster, proxy) = setup().await;
+    for len in [0i32, 4, 7, -1] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        let mut p = len.to_be_bytes().to_vec();
+        p.extend_from_slice(&196_608i32.to_be_bytes());
+        c.send(&p).await;
+        let err = expect_refused(&mut c, &["08P01"]).await;
+        assert!(err.is_some(), "no ErrorResponse for startup length {len}");
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_startup_then_close_is_survived() {
+    let (_cluster, proxy) = setup().await;
+    let full = startup_message(3, 0, &[("user", "app"), ("database", "app")]);
+    for cut in [2, 6, full.len() - 3] {
+        let c = RawClient::connect(proxy.addr).await;
+        let mut s = c.into_stream();
+        tokio::io::AsyncWriteExt::write_all(&mut s, &full[..cut])
+            .await
+            .expect("write");
+        drop(s);
+    }
+    // Half-closed: the client stops writing but still reads.
+    let c = RawClient::connect(proxy.addr).await;
+    let mut s = c.into_stream();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &full[..full.len() - 3])
+        .await
+        .expect("write");
+    tokio::io::AsyncWriteExt::shutdown(&mut s)
+        .await
+        .expect("shutdown");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "proxy kept a half-closed startup open");
+    assert!(
+        !rest.contains(&b'R'),
+        "authentication started on a truncated packet: {rest:?}"
+    );
+    // A malformed body (no terminator) is refused too.
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_packet(196_608, b"user\0app\0database\0app"))
+        .await;
+    expect_refused(&mut c, &["08P01"]).await;
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_without_user_is_refused_with_28000() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(3, 0, &[("database", "app")])).await;
+    let err = expect_refused(&mut c, &["28000"]).await;
+    assert!(err.is_some(), "no ErrorResponse for a startup without user");
+    assert_proxy_serves(&proxy).await;
+}
+
+// ------------------------------------------------------- authentication
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let (_cluster, proxy) = setup().await;
+    let wrong = try_connect(proxy.port, "app", "not-the-secret", "app")
+        .await
+        .must_fail("wrong password accepted");
+    assert_eq!(sqlstate(&wrong).as_deref(), Some("28P01"), "{wrong:?}");
+    let unknown = try_connect(proxy.port, "nobody", "app-secret", "app")
+        .await
+        .must_fail("unknown user accepted");
+    assert_eq!(sqlstate(&unknown).as_deref(), Some("28P01"), "{unknown:?}");
+    let m1 = wrong.as_db_error().expect("db error").message().to_string();
+    let m2 = unknown
+        .as_db_error()
+        .expect("db error")
+        .message()
+        .to_string();
+    assert_eq!(
+        m1.replace("\"app\"", "\"X\""),
+        m2.replace("\"nobody\"", "\"X\""),
+        "an unknown user must not be distinguishable from a wrong password"
+    );
+    // The unknown user is offered the same method (SCRAM) as a real one.
+    for user in ["app", "nobody"] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            3,
+            0,
+            &[("user", user), ("database", "app")],
+        ))
+        .await;
+        let first = c.expect_msg().await;
+        assert_eq!(first.tag, b'R', "{first:?}");
+        assert_eq!(&first.body[..4], &10i32.to_be_bytes(), "SASL for {user}");
+    }
+    // The md5 user with a wrong password.
+    let md5_wrong = try_connect(proxy.port, MD5_USER, "nope", "app")
+        .await
+        .must_fail("wrong md5 password accepted");
+    assert_eq!(sqlstate(&md5_wrong).as_deref(), Some("28P01"));
+    // Raw: the error is FATAL and the connection closes.
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    let err = c.authenticate("app", "bad").await.must_fail("accepted");
+    let LoginEnd::Error(err) = err else {
+        panic!("login ended without an error: {err:?}")
+    };
+    assert_eq!(err.code().as_deref(), Some("28P01"));
+    assert_eq!(err.severity().as_deref(), Some("FATAL"));
+    c.expect_closed().await;
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_is_3d000() {
+    let (_cluster, proxy) = setup().await;
+    let e = try_connect(proxy.port, "app", "app-secret", "no_such_db")
+        .await
+        .must_fail("unknown database accepted");
+    assert_eq!(sqlstate(&e).as_deref(), Some("3D000"), "{e:?}");
+    assert!(
+        e.as_db_error()
+            .expect("db error")
+            .message()
+            .contains("no_such_db"),
+        "{e:?}"
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_user_works_with_psql_and_raw() {
+    let (_cluster, proxy) = setup().await;
+    let out = psql(proxy.port, MD5_USER, MD5_PASSWORD, "app", "SELECT 'md5 ok'").await;
+    assert_eq!(psql_ok(&out), "md5 ok");
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", MD5_USER), ("database", "app")],
+    ))
+    .await;
+    let first = c.expect_msg().await;
+    assert_eq!(first.tag, b'R');
+    assert_eq!(&first.body[..4], &5i32.to_be_bytes(), "md5 requested");
+    let salt = [first.body[4], first.body[5], first.body[6], first.body[7]];
+    let hash = postgres_protocol::authentication::md5_hash(
+        MD5_USER.as_bytes(),
+        MD5_PASSWORD.as_bytes(),
+        salt,
+    );
+    c.send(&raw_client::password_message(hash.as_bytes())).await;
+    c.authenticate(MD5_USER, MD5_PASSWORD)
+        .await
+        .expect("md5 login");
+    assert_eq!(c.query_values("SELECT 5").await, [Some("5".into())]);
+    // psql with a wrong password fails.
+    let bad = psql(proxy.port, MD5_USER, "wrong", "app", "SELECT 1").await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_works_with_tokio_postgres_and_psql() {
+    let (_cluster, proxy) = setup().await;
+    let client = connect(proxy.port, "app", "app-secret", "app").await;
+    let row = client.query_one("SELECT $1::int * 2", &[&21i32]).await;
+    let v: i32 = row.expect("query").get(0);
+    assert_eq!(v, 42);
+    let out = psql(proxy.port, "app", "app-secret", "app", "SELECT 'scram ok'").await;
+    assert_eq!(psql_ok(&out), "scram ok");
+}
+
+// ------------------------------------------------------- what login says
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_reports_parameters_key_and_idle_status() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    let msgs = c.authenticate("app", "app-secret").await.expect("login");
+    for name in [
+        "server_version",
+        "client_encoding",
+        "DateStyle",
+        "TimeZone",
+        "integer_datetimes",
+        "standard_conforming_strings",
+    ] {
+        let value = c.params.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        assert!(
+            value.is_some_and(|v| !v.is_empty()),
+            "ParameterStatus {name} missing: {:?}",
+            c.params
+        );
+    }
+    assert!(
+        c.params
+            .contains(&("integer_datetimes".into(), "on".into()))
+    );
+    let keys = msgs.iter().filter(|m| m.tag == b'K').count();
+    assert_eq!(keys, 1, "exactly one BackendKeyData: {msgs:?}");
+    let key = msgs.iter().find(|m| m.tag == b'K').expect("key");
+    assert_eq!(key.body.len(), 8, "BackendKeyData of protocol 3.0");
+    let last = msgs.last().expect("messages");
+    assert_eq!(last.ready_status(), Some(b'I'), "{msgs:?}");
+    // Everything between AuthenticationOk and ReadyForQuery is S or K.
+    assert!(
+        msgs[..msgs.len() - 1]
+            .iter()
+            .all(|m| m.tag == b'S' || m.tag == b'K'),
+        "{}",
+        tags(&msgs)
+    );
+    // The reported server_version is the server's.
+    let shown = c.query_values("SHOW server_version").await;
+    let reported = c
+        .params
+        .iter()
+        .find(|(n, _)| n == "server_version")
+        .map(|(_, v)| v.clone());
+    assert_eq!(shown, [reported]);
+    // Two sessions get different keys.
+    let mut other = app_login(&proxy).await;
+    assert_ne!(other.key, c.key);
+    other.query_values("SELECT 1").await;
+}
+
+// ------------------------------------------- malformed messages after login
+
+/// Sends `bytes` on a fresh session and expects a FATAL with one of `codes`
+/// and the connection closed, while a witness session keeps working.
+async fn assert_malformed_is_fatal(proxy: &ProxyHandle, what: &str, bytes: &[u8], codes: &[&str]) {
+    let mut witness = app_login(proxy).await;
+    assert_eq!(witness.query_values("SELECT 1").await, [Some("1".into())]);
+    let mut victim = app_login(proxy).await;
+    assert_eq!(victim.query_values("SELECT 2").await, [Some("2".into())]);
+    // A peer that closes early may reset a large write; that is fine.
+    let _ = victim.try_send(bytes).await;
+    let mut seen = Vec::new();
+    let end = loop {
+        match victim.read_msg().await {
+            Ok(m) => seen.push(m),
+            Err(end) => break end,
+        }
+    };
+    assert_eq!(
+        end,
+        ReadEnd::Closed,
+        "{what}: connection not closed: {seen:?}"
+    );
+    let err = seen
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("{what}: no ErrorResponse before the close: {seen:?}"));
+    assert_eq!(
+        err.severity().as_deref(),
+        Some("FATAL"),
+        "{what}: {:?}",
+        err.fields()
+    );
+    let code = err.code().unwrap_or_default();
+    assert!(
+        codes.contains(&code.as_str()),
+        "{what}: SQLSTATE {code}, expected one of {codes:?}: {:?}",
+        err.fields()
+    );
+    assert!(
+        !seen.iter().any(|m| m.tag == b'Z'),
+        "{what}: a ReadyForQuery came with the error: {seen:?}"
+    );
+    assert_eq!(
+        witness.query_values("SELECT 3").await,
+        [Some("3".into())],
+        "{what}: the witness session broke"
+    );
+    witness.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_message_type_is_fatal_08p01() {
+    let (_cluster, proxy) = setup().await;
+    assert_malformed_is_fatal(
+        &proxy,
+        "unknown type '@'",
+        &message(b'@', b"xyz"),
+        &["08P01"],
+    )
+    .await;
+    // A backend-only tag sent by a client.
+    assert_malformed_is_fatal(&proxy, "type 'Z'", &message(b'Z', b"I"), &["08P01"]).await;
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_below_four_is_fatal_08p01() {
+    let (_cluster, proxy) = setup().await;
+    assert_malformed_is_fatal(&proxy, "Query length 3", b"Q\0\0\0\x03", &["08P01"]).await;
+    assert_malformed_is_fatal(&proxy, "Sync length 0", b"S\0\0\0\0", &["08P01"]).await;
+    assert_malformed_is_fatal(
+        &proxy,
+        "negative length",
+        b"Q\xff\xff\xff\xf0",
+        &["08P01", "54000"],
+    )
+    .await;
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_with_truncated_strings_is_fatal_08p01() {
+    let (_cluster, proxy) = setup().await;
+    // The portal name runs to the end of the message: no NUL.
+    assert_malformed_is_fatal(
+        &proxy,
+        "Bind, unterminated portal",
+        &batch(&[message(b'B', b"portal_without_terminator"), sync()]),
+        &["08P01"],
+    )
+    .await;
+    // The statement name is cut off.
+    assert_malformed_is_fatal(
+        &proxy,
+        "Bind, unterminated statement",
+        &batch(&[message(b'B', b"\0named_stmt"), sync()]),
+        &["08P01"],
+    )
+    .await;
+    // Parse and Describe / Close with cut-off names.
+    assert_malformed_is_fatal(
+        &proxy,
+        "Parse, unterminated query",
+        &batch(&[message(b'P', b"s\0SELECT 1"), sync()]),
+        &["08P01"],
+    )
+    .await;
+    assert_malformed_is_fatal(
+        &proxy,
+        "Describe, empty body",
+        &batch(&[message(b'D', b""), sync()]),
+        &["08P01"],
+    )
+    .await;
+    assert_proxy_serves(&proxy).await;
+}
+
+/// A Bind whose parameter length claims more bytes than the message holds:
+/// Postgres reports 08P01 as an ERROR and the session goes on after Sync.
+/// Through the proxy the result must be the same as direct (or, at worst, a
+/// FATAL 08P01 — never a hang or a broken pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_with_overlong_parameter_matches_postgres() {
+    let (cluster, proxy) = setup().await;
+    let mut bad_bind = Vec::new();
+    bad_bind.extend_from_slice(b"\0\0"); // portal, statement
+    bad_bind.extend_from_slice(&0i16.to_be_bytes()); // format codes
+    bad_bind.extend_from_slice(&1i16.to_be_bytes()); // one parameter
+    bad_bind.extend_from_slice(&1000i32.to_be_bytes()); // of 1000 bytes…
+    bad_bind.extend_from_slice(b"abc"); // …of which 3 are there
+    let script = batch(&[
+        parse("", "SELECT $1::text"),
+        message(b'B', &bad_bind),
+        execute(""),
+        sync(),
+    ]);
+    let mut direct = direct_login(&cluster).await;
+    direct.send(&script).await;
+    let direct_msgs = direct.until_ready().await;
+    assert_eq!(tags(&direct_msgs), "1EZ");
+    assert_eq!(
+        direct_msgs[1].code().as_deref(),
+        Some("08P01"),
+        "{:?}",
+        direct_msgs[1].fields()
+    );
+
+    let mut witness = app_login(&proxy).await;
+    let mut c = app_login(&proxy).await;
+    c.send(&script).await;
+    let mut seen = Vec::new();
+    let end = loop {
+        match c.read_msg().await {
+            Ok(m) => {
+                let done = m.tag == b'Z';
+                seen.push(m);
+                if done {
+                    break None;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    let err = seen
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("no error: {seen:?}"));
+    assert_eq!(err.code().as_deref(), Some("08P01"), "{:?}", err.fields());
+    match end {
+        None => {
+            assert_eq!(tags(&seen), tags(&direct_msgs));
+            assert_eq!(
+                c.query_values("SELECT 'still ok'").await,
+                [Some("still ok".into())]
+            );
+        }
+        Some(end) => assert_eq!(end, ReadEnd::Closed, "{seen:?}"),
+    }
+    assert_eq!(witness.query_values("SELECT 1").await, [Some("1".into())]);
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_over_max_message_size_is_fatal_54000() {
+    let (_cluster, proxy) = setup().await;
+    let sql = format!("SELECT '{}'", "x".repeat(100 * 1024));
+    assert_malformed_is_fatal(&proxy, "100 KB Query", &query_msg(&sql), &["54000"]).await;
+    // Just the header announcing a huge message is enough.
+    assert_malformed_is_fatal(&proxy, "header of a 1 GB Parse", b"P\x40\0\0\0", &["54000"]).await;
+    // Just under the limit is fine.
+    let mut c = app_login(&proxy).await;
+    let n = MAX_MESSAGE - 100;
+    let sql = format!("SELECT length('{}')", "y".repeat(n));
+    assert_eq!(c.query_values(&sql).await, [Some(n.to_string())]);
+    assert_proxy_serves(&proxy).await;
+}
+
+// ------------------------------------------------- pipelining, extended
+
+async fn direct_login(cluster: &Cluster) -> RawClient {
+    RawClient::login(cluster.port(), "postgres", "", "app").await
+}
+
+/// Sends `script` and reads `syncs` ReadyForQuery answers.
+async fn run_script(c: &mut RawClient, script: &[u8], syncs: usize) -> Vec<Msg> {
+    c.send(script).await;
+    let mut out = Vec::new();
+    for _ in 0..syncs {
+        out.extend(c.until_ready().await);
+    }
+    out
+}
+
+/// Tags, with the SQLSTATE of errors and the values of rows: what must match
+/// between the proxy and Postgres.
+fn shape(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| match m.tag {
+            b'E' => format!("E:{}", m.code().unwrap_or_default()),
+            b'D' => format!("D:{:?}", m.data_row().unwrap_or_default()),
+            b'C' => format!("C:{}", m.command_tag().unwrap_or_default()),
+            b'Z' => format!("Z:{}", m.ready_status().unwrap_or(b'?') as char),
+            t => (t as char).to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_error_skips_to_sync_like_postgres() {
+    let (cluster, proxy) = setup().await;
+    let script = batch(&[
+        parse("", "SELECT 1"),
+        bind("", "", &[]),
+        execute(""),
+        parse("", "SELECT 1/0"),
+        bind("", "", &[]),
+        execute(""),
+        parse("", "SELECT 3"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+    ]);
+    let mut direct = direct_login(&cluster).await;
+    let expected = run_script(&mut direct, &script, 1).await;
+    // Postgres folds 1/0 while planning, so the error comes at Bind.
+    assert_eq!(tags(&expected), "12DC1EZ", "Postgres itself");
+    let mut c = app_login(&proxy).await;
+    let got = run_script(&mut c, &script, 1).await;
+    assert_eq!(shape(&got), shape(&expected));
+    assert_eq!(got[5].code().as_deref(), Some("22012"));
+    // Nothing more arrives after ReadyForQuery.
+    assert_eq!(
+        c.read_msg_within(Duration::from_millis(300)).await,
+        Err(ReadEnd::TimedOut)
+    );
+    // And the session goes on.
+    assert_eq!(c.query_values("SELECT 4").await, [Some("4".into())]);
+
+    // The same inside an explicit transaction: the error aborts it and
+    // later Syncs report 'E' until ROLLBACK.
+    let script = batch(&[
+        query_msg("BEGIN"),
+        parse("", "SELECT 1/0"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+        parse("", "SELECT 1"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+        query_msg("ROLLBACK"),
+    ]);
+    let expected = run_script(&mut direct, &script, 4).await;
+    let got = run_script(&mut c, &script, 4).await;
+    assert_eq!(shape(&got), shape(&expected));
+    assert!(
+        shape(&got).contains(&"Z:E".to_string()),
+        "{:?}",
+        shape(&got)
+    );
+    assert_eq!(shape(&got).last().map(String::as_str), Some("Z:I"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_without_sync_returns_results() {
+    let (cluster, proxy) = setup().await;
+    let script = batch(&[
+        parse("", "SELECT 'flushed'"),
+        bind("", "", &[]),
+        execute(""),
+        flush(),
+    ]);
+    for (who, mut c) in [
+        ("direct", direct_login(&cluster).await),
+        ("proxy", app_login(&proxy).await),
+    ] {
+        c.send(&script).await;
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            match c.read_msg_within(Duration::from_secs(5)).await {
+                Ok(m) => got.push(m),
+                Err(e) => panic!("{who}: Flush did not deliver the results: {e:?} after {got:?}"),
+            }
+        }
+        assert_eq!(tags(&got), "12DC", "{who}");
+        assert_eq!(got[2].data_row(), Some(vec![Some("flushed".into())]));
+        // Nothing else (no ReadyForQuery) before the Sync.
+        assert_eq!(
+            c.read_msg_within(Duration::from_millis(300)).await,
+            Err(ReadEnd::TimedOut),
+            "{who}"
+        );
+        c.send(&sync()).await;
+        let rest = c.until_ready().await;
+        assert_eq!(shape(&rest), ["Z:I"], "{who}");
+        // A Flush with an error pending reports the error at once, too.
+        c.send(&batch(&[parse("", "SELEC oops"), flush()])).await;
+        let e = c
+            .read_msg_within(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{who}: no error after Flush: {e:?}"));
+        assert_eq!(e.code().as_deref(), Some("42601"), "{who}");
+        c.send(&sync()).await;
+        assert_eq!(shape(&c.until_ready().await), ["Z:I"], "{who}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_statements_live_across_syncs() {
+    let (cluster, proxy) = setup().await;
+    let steps: Vec<Vec<u8>> = vec![
+        batch(&[parse("s_add", "SELECT $1::int + 1 AS n"), sync()]),
+        batch(&[describe(b'S', "s_add"), sync()]),
+        batch(&[bind("", "s_add", &[Some("41")]), execute(""), sync()]),
+        batch(&[
+            bind("p1", "s_add", &[Some("1")]),
+            describe(b'P', "p1"),
+            execute("p1"),
+            sync(),
+        ]),
+        // A second statement, and both used in one batch.
+        batch(&[
+            parse("s_cat", "SELECT $1::text || $2::text"),
+            bind("", "s_cat", &[Some("a"), Some("b")]),
+            execute(""),
+            bind("", "s_add", &[None]),
+            execute(""),
+            sync(),
+        ]),
+        query_msg("SELECT 'simple in between'"),
+        batch(&[close(b'S', "s_add"), sync()]),
+        // Closed: using it is 26000.
+        batch(&[bind("", "s_add", &[Some("1")]), execute(""), sync()]),
+        batch(&[describe(b'S', "never_prepared"), sync()]),
+        batch(&[
+            bind("", "s_cat", &[Some("c"), Some("d")]),
+            execute(""),
+            sync(),
+        ]),
+    ];
+    let mut direct = direct_login(&cluster).await;
+    let mut c = app_login(&proxy).await;
+    // Another client in between, so transaction pooling may move the session
+    // to another server connection between Syncs.
+    let mut other = app_login(&proxy).await;
+    for (i, step) in steps.iter().enumerate() {
+        let expected = run_script(&mut direct, step, 1).await;
+        let got = run_script(&mut c, step, 1).await;
+        assert_eq!(shape(&got), shape(&expected), "step {i}");
+        // Describe answers carry the same parameter and row descriptions.
+        for (g, e) in got.iter().zip(&expected) {
+            if g.tag == b't' {
+                assert_eq!(g.body, e.body, "step {i}: ParameterDescription");
+            }
+            if g.tag == b'T' {
+                assert_eq!(
+                    g.body[..2],
+                    e.body[..2],
+                    "step {i}: RowDescription column count"
+                );
+            }
+        }
+        other.query_values("SELECT 1").await;
+    }
+    // The checks that matter, spelled out.
+    let got = run_script(
+        &mut c,
+        &batch(&[
+            bind("", "s_cat", &[Some("x"), Some("y")]),
+            execute(""),
+            sync(),
+        ]),
+        1,
+    )
+    .await;
+    assert_eq!(shape(&got), ["2", "D:[Some(\"xy\")]", "C:SELECT 1", "Z:I"]);
+}
+
+/// Postgres refuses a Parse that reuses the name of an existing prepared
+/// statement (42P05) and keeps the old statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a Parse reusing an existing statement name silently redefines it \
+            (ParseComplete) instead of failing with 42P05 and keeping the old one"]
+async fn reparse_of_existing_name_is_refused_like_postgres() {
+    let (cluster, proxy) = setup().await;
+    let steps: Vec<Vec<u8>> = vec![
+        batch(&[parse("dup", "SELECT 1 AS one"), sync()]),
+        batch(&[parse("dup", "SELECT 2 AS two"), sync()]),
+        batch(&[bind("", "dup", &[]), execute(""), sync()]),
+        // In one batch with a valid one after: the error skips the rest.
+        batch(&[parse("dup", "SELECT 3"), parse("fresh", "SELECT 4"), sync()]),
+        batch(&[bind("", "fresh", &[]), execute(""), sync()]),
+    ];
+    assert_steps_match(&cluster, &proxy, &steps).await;
+}
+
+/// A named Parse that fails (or is skipped after an earlier error in its
+/// batch) defines nothing: later use of the name is 26000, as in Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the proxy records a named Parse before the server accepts it; \
+            after the Parse fails (or is skipped after an earlier error) Bind/Describe \
+            of the name re-prepare it (42601 or success) instead of 26000"]
+async fn failed_named_parse_defines_nothing() {
+    let (cluster, proxy) = setup().await;
+    let steps: Vec<Vec<u8>> = vec![
+        batch(&[parse("broken", "SELEC 1"), sync()]),
+        batch(&[bind("", "broken", &[]), execute(""), sync()]),
+        batch(&[describe(b'S', "broken"), sync()]),
+        batch(&[
+            parse("", "SELECT 1/0"),
+            bind("", "", &[]),
+            execute(""),
+            parse("skipped", "SELECT 5"),
+            sync(),
+        ]),
+        batch(&[bind("", "skipped", &[]), execute(""), sync()]),
+    ];
+    assert_steps_match(&cluster, &proxy, &steps).await;
+}
+
+/// Runs each step directly and through the proxy (one Sync each) and
+/// asserts the answers have the same shape, listing every mismatch.
+async fn assert_steps_match(cluster: &Cluster, proxy: &ProxyHandle, steps: &[Vec<u8>]) {
+    let mut direct = direct_login(cluster).await;
+    let mut c = app_login(proxy).await;
+    let mut mismatches = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let expected = shape(&run_script(&mut direct, step, 1).await);
+        let got = shape(&run_script(&mut c, step, 1).await);
+        if got != expected {
+            mismatches.push(format!("step {i}: proxy {got:?}, Postgres {expected:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_query_batches_match_postgres() {
+    let (cluster, proxy) = setup().await;
+    let queries = [
+        "SELECT 1; SELECT 1/(random() * 0)::int; SELECT 3",
+        "",
+        ";",
+        "SELECT 1; ; SELECT 2",
+        "BEGIN; SELECT 1; COMMIT",
+        "BEGIN; SELECT nope; SELECT 2",
+        "SELECT 3",
+        "ROLLBACK",
+        "SELECT generate_series(1, 3)",
+    ];
+    let mut direct = direct_login(&cluster).await;
+    let mut c = app_login(&proxy).await;
+    for q in queries {
+        let expected = direct.query(q).await;
+        let got = c.query(q).await;
+        assert_eq!(shape(&got), shape(&expected), "query {q:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_statement_reports_types() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = app_login(&proxy).await;
+    let got = run_script(
+        &mut c,
+        &batch(&[
+            parse("d1", "SELECT $1::int4 AS a, $2::text AS b"),
+            describe(b'S', "d1"),
+            sync(),
+        ]),
+        1,
+    )
+    .await;
+    assert_eq!(tags(&got), "1tTZ");
+    let t = &got[1].body;
+    assert_eq!(&t[..2], &2i16.to_be_bytes());
+    assert_eq!(&t[2..6], &23i32.to_be_bytes(), "int4");
+    assert_eq!(&t[6..10], &25i32.to_be_bytes(), "text");
+    let row_desc = &got[2].body;
+    assert_eq!(&row_desc[..2], &2i16.to_be_bytes());
+    assert!(row_desc.windows(2).any(|w| w == b"a\0"));
+    assert!(row_desc.windows(2).any(|w| w == b"b\0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_closes_cleanly() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = app_login(&proxy).await;
+    c.query_values("SELECT 1").await;
+    c.send(&terminate()).await;
+    let seen = c.expect_closed_within(Duration::from_secs(5)).await;
+    assert!(seen.is_empty(), "messages after Terminate: {seen:?}");
+    // Terminate in the middle of a transaction: closed too, and the
+    // transaction does not leak into the next client.
+    let mut c = app_login(&proxy).await;
+    c.query("BEGIN").await;
+    c.query("CREATE TEMP TABLE gone (x int)").await;
+    c.send(&terminate()).await;
+    let seen = c.expect_closed_within(Duration::from_secs(5)).await;
+    assert!(seen.is_empty(), "messages after Terminate: {seen:?}");
+    let mut next = app_login(&proxy).await;
+    let status = next.query("SELECT 1").await;
+    assert_eq!(shape(&status).last().map(String::as_str), Some("Z:I"));
+    let msgs = next
+        .query("SELECT count(*) FROM pg_class WHERE relname = 'gone'")
+        .await;
+    assert_eq!(shape(&msgs)[1], "D:[Some(\"0\")]");
+    assert_proxy_serves(&proxy).await;
+}
