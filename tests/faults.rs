@@ -752,3 +752,87 @@ async fn failed_copy_recovers() {
     let other = t1(&proxy).await;
     assert_eq!(value(&other, "SELECT 'pool ok'").await, "pool ok");
 }
+
+/// A client that vanishes in the middle of a large CopyData message: the
+/// COPY is aborted (nothing stored), the server connection is not reused
+/// half-way through a message, and the single pooled slot serves the next
+/// client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_killed_mid_copy_message() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "query_wait_timeout = \"10s\"", 1).await;
+    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    c.send(&query_msg("COPY big (tenant_id, id, payload) FROM STDIN"))
+        .await;
+    assert_eq!(c.expect_msg().await.tag, b'G');
+    let mut rows = Vec::new();
+    for i in 0..5_000 {
+        rows.extend_from_slice(format!("t1\t{i}\tcomplete\n").as_bytes());
+    }
+    c.send(&copy_data(&rows)).await;
+    // A CopyData announcing 1 MiB, of which 300 KB arrive.
+    let mut partial = copy_data(&vec![b'z'; 1 << 20]);
+    partial.truncate(300 * 1024);
+    c.send(&partial).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(c);
+
+    let started = Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(10), t1(&proxy))
+        .await
+        .expect("the pool slot was not freed");
+    assert_eq!(value(&next, "SELECT count(*) FROM big").await, "0");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    next.execute("UPDATE items SET v = 7 WHERE id = 1", &[])
+        .await
+        .expect("write on the pool after the vanished COPY");
+}
+
+/// Large results: a single 16 MiB row, and 50 MB of rows to a client that
+/// reads nothing for a while. Others are served meanwhile and the reader
+/// gets every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_reach_a_slow_reader() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 2).await;
+    let mut c = RawClient::login(proxy.port, "app", "app-secret", "app").await;
+    let big = c.query("SELECT repeat('x', 16 * 1024 * 1024)").await;
+    let row = big
+        .iter()
+        .find_map(|m| m.data_row())
+        .expect("no DataRow for the 16 MiB value");
+    let v = row[0].as_deref().expect("value");
+    assert_eq!(v.len(), 16 * 1024 * 1024);
+    assert!(v.bytes().all(|b| b == b'x'));
+
+    let rows = 50_000usize;
+    c.send(&query_msg(&format!(
+        "SELECT g, repeat('r', 1000) FROM generate_series(1, {rows}) g"
+    )))
+    .await;
+    // Not reading: the proxy must apply back-pressure, not block others.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let other = app(&proxy).await;
+    for i in 0..5 {
+        assert_eq!(value(&other, &format!("SELECT {i}")).await, i.to_string());
+    }
+    let msgs = c.until_ready().await;
+    let data: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(data.len(), rows);
+    assert_eq!(
+        data[rows - 1][0].as_deref(),
+        Some(rows.to_string().as_str())
+    );
+    assert!(
+        data.iter()
+            .all(|r| r[1].as_deref().map(str::len) == Some(1000))
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.command_tag() == Some(format!("SELECT {rows}")))
+    );
+    assert_eq!(
+        c.query_values("SELECT 'after'").await,
+        [Some("after".into())]
+    );
+}

@@ -376,6 +376,60 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// Garbage in place of the password response: refused, never authenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_auth_responses_are_refused() {
+    let (_cluster, proxy) = setup().await;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a Query instead of a password", query_msg("SELECT 1")),
+        (
+            "a 100 KB SASL response",
+            raw_client::sasl_initial_response("SCRAM-SHA-256", &vec![b'n'; 100 * 1024]),
+        ),
+        (
+            "an unknown SASL mechanism",
+            raw_client::sasl_initial_response("SCRAM-SHA-1", b"n,,n=,r=abc"),
+        ),
+        (
+            "a SASL response with a lying length",
+            message(b'p', b"SCRAM-SHA-256\0\0\0\x10\0n,,"),
+        ),
+        ("a length below four", b"p\0\0\0\x01".to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            3,
+            0,
+            &[("user", "app"), ("database", "app")],
+        ))
+        .await;
+        let first = c.expect_msg().await;
+        assert_eq!(first.tag, b'R', "{what}");
+        let _ = c.try_send(&bytes).await;
+        let err = expect_refused(&mut c, &["08P01", "28000", "28P01", "54000"]).await;
+        assert!(err.is_some(), "{what}: closed without an ErrorResponse");
+    }
+    // md5: an empty password message and a wrong-format one.
+    for bytes in [
+        raw_client::password_message(b""),
+        raw_client::password_message(b"md5zzzz"),
+    ] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            3,
+            0,
+            &[("user", MD5_USER), ("database", "app")],
+        ))
+        .await;
+        assert_eq!(c.expect_msg().await.tag, b'R');
+        c.send(&bytes).await;
+        let err = expect_refused(&mut c, &["28P01", "08P01"]).await;
+        assert!(err.is_some());
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_is_3d000() {
     let (_cluster, proxy) = setup().await;
