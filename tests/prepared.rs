@@ -1,0 +1,980 @@
+//! Named prepared statements under transaction pooling: the proxy renames
+//! them on servers and prepares them on demand, so a client's statement works
+//! on whichever server connection its next transaction gets. Checked with
+//! pool_size 1 and 2 and several clients, and, wherever an error is
+//! involved, against what Postgres itself answers.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tenantgate::localpg::Cluster;
+use tokio_postgres::Client;
+
+const USER: &str = "app";
+const PASSWORD: &str = "app-secret";
+const DB: &str = "app";
+
+// ------------------------------------------------------------------ helpers
+
+/// Standard config with transaction pooling and shard `s0`'s `pool_size`.
+fn config_text(cluster: &Cluster, pool_size: usize) -> String {
+    let mut text = support::standard_config_text(cluster);
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    assert!(text.contains(listen), "unexpected config text:\n{text}");
+    text = text.replacen(
+        listen,
+        &format!("{listen}pool_mode = \"transaction\"\nquery_wait_timeout = \"30s\"\n"),
+        1,
+    );
+    // The shard table comes last, so this key belongs to it.
+    text.push_str(&format!("pool_size = {pool_size}\n"));
+    text
+}
+
+async fn start(cluster: &Cluster, pool_size: usize) -> support::ProxyHandle {
+    support::start_proxy(support::load_config(&config_text(cluster, pool_size))).await
+}
+
+async fn connect(port: u16) -> Client {
+    support::connect(port, USER, PASSWORD, DB).await
+}
+
+async fn backend_pid(c: &Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid()")
+        .get(0)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    support::sqlstate(e).unwrap_or_else(|| format!("no sqlstate: {}", support::error_chain(e)))
+}
+
+/// Holds every one of the pool's `pool_size` server connections in an open
+/// transaction, then lets go of all but the one whose backend pid is
+/// `avoid`. The next transaction of any other (idle) client therefore runs on
+/// a different server connection. Commit the returned client afterwards.
+async fn occupy(port: u16, pool_size: usize, avoid: i32) -> Client {
+    let mut blockers = Vec::new();
+    for _ in 0..pool_size {
+        let b = connect(port).await;
+        b.batch_execute("BEGIN").await.expect("blocker BEGIN");
+        let pid = backend_pid(&b).await;
+        blockers.push((pid, b));
+    }
+    let pids: BTreeSet<i32> = blockers.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        pids.len(),
+        pool_size,
+        "{pool_size} open transactions must hold {pool_size} distinct server connections"
+    );
+    let mut keep = None;
+    for (pid, b) in blockers {
+        if pid == avoid {
+            keep = Some(b);
+        } else {
+            b.batch_execute("COMMIT").await.expect("blocker COMMIT");
+        }
+    }
+    keep.unwrap_or_else(|| panic!("no server connection has pid {avoid} (pids: {pids:?})"))
+}
+
+/// Clients that keep the pool busy (so server connections change hands)
+/// until the token is cancelled.
+fn noise(
+    port: u16,
+    clients: usize,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinSet<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let stop = stop.clone();
+        set.spawn(async move {
+            let c = connect(port).await;
+            let s = c
+                .prepare(&format!("SELECT pg_backend_pid() + {i} - $1::int4"))
+                .await
+                .expect("noise prepare");
+            while !stop.is_cancelled() {
+                c.query_one(&s, &[&(i as i32)]).await.expect("noise query");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    (stop, set)
+}
+
+async fn stop_noise(
+    (stop, mut set): (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinSet<()>,
+    ),
+) {
+    stop.cancel();
+    while let Some(r) = set.join_next().await {
+        r.expect("noise client");
+    }
+}
+
+/// Runs `steps` on a fresh raw connection to the proxy (`proxy = true`) or
+/// directly to the cluster; each step must end with exactly one Sync or
+/// Query. Returns the summarised answer of each step.
+async fn raw_script(
+    cluster: &Cluster,
+    proxy_port: u16,
+    proxy: bool,
+    steps: &[Vec<u8>],
+) -> Vec<Vec<String>> {
+    let mut r = if proxy {
+        raw::Raw::connect(proxy_port, USER, PASSWORD, DB).await
+    } else {
+        raw::Raw::connect(cluster.port(), "postgres", "", DB).await
+    };
+    let mut out = Vec::new();
+    for step in steps {
+        r.send(step).await;
+        out.push(r.until_ready().await);
+    }
+    r.terminate().await;
+    out
+}
+
+/// [`raw_script`] directly and through the proxy; asserts both answer the
+/// same and returns the answer.
+async fn same_as_postgres(
+    cluster: &Cluster,
+    proxy_port: u16,
+    steps: &[Vec<u8>],
+) -> Vec<Vec<String>> {
+    let direct = raw_script(cluster, proxy_port, false, steps).await;
+    let proxied = raw_script(cluster, proxy_port, true, steps).await;
+    assert_eq!(
+        proxied, direct,
+        "through the proxy (left) vs Postgres (right)"
+    );
+    direct
+}
+
+fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+// ------------------------------------------------------- raw protocol client
+
+/// A minimal Postgres wire-protocol client, for what tokio-postgres cannot
+/// express (statement names of our choosing, unknown names, one Sync for
+/// several messages).
+#[allow(dead_code)]
+mod raw {
+    use bytes::{Buf, Bytes, BytesMut};
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Raw {
+        stream: TcpStream,
+        buf: BytesMut,
+    }
+
+    pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(body.len() + 5);
+        v.push(tag);
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn cstr(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0);
+    }
+
+    pub fn query(sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, sql);
+        msg(b'Q', &b)
+    }
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, name);
+        cstr(&mut b, sql);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'P', &b)
+    }
+
+    /// Bind with text parameters and text results.
+    pub fn bind(portal: &str, stmt: &str, params: &[Option<&str>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        cstr(&mut b, stmt);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            match p {
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v.as_bytes());
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'B', &b)
+    }
+
+    pub fn execute(portal: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        b.extend_from_slice(&0i32.to_be_bytes());
+        msg(b'E', &b)
+    }
+
+    pub fn describe_stmt(name: &str) -> Vec<u8> {
+        let mut b = vec![b'S'];
+        cstr(&mut b, name);
+        msg(b'D', &b)
+    }
+
+    pub fn close_stmt(name: &str) -> Vec<u8> {
+        let mut b = vec![b'S'];
+        cstr(&mut b, name);
+        msg(b'C', &b)
+    }
+
+    pub fn sync() -> Vec<u8> {
+        msg(b'S', &[])
+    }
+
+    pub fn copy_data(data: &[u8]) -> Vec<u8> {
+        msg(b'd', data)
+    }
+
+    pub fn copy_done() -> Vec<u8> {
+        msg(b'c', &[])
+    }
+
+    /// Parse + Bind + Execute of `sql` (unnamed), no Sync.
+    pub fn pbe(sql: &str) -> Vec<u8> {
+        let mut v = parse("", sql);
+        v.extend(bind("", "", &[]));
+        v.extend(execute(""));
+        v
+    }
+
+    fn fields(body: &[u8]) -> Vec<(u8, String)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < body.len() && body[pos] != 0 {
+            let code = body[pos];
+            let end = pos + 1 + body[pos + 1..].iter().position(|&b| b == 0).unwrap();
+            out.push((
+                code,
+                String::from_utf8_lossy(&body[pos + 1..end]).into_owned(),
+            ));
+            pos = end + 1;
+        }
+        out
+    }
+
+    /// SQLSTATE of an ErrorResponse/NoticeResponse body.
+    pub fn sqlstate(body: &[u8]) -> String {
+        fields(body)
+            .into_iter()
+            .find(|(c, _)| *c == b'C')
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    /// Values of a DataRow body (NULL as "NULL").
+    pub fn data_row(body: &[u8]) -> Vec<String> {
+        let mut b = body;
+        let n = b.get_i16();
+        (0..n)
+            .map(|_| {
+                let len = b.get_i32();
+                if len < 0 {
+                    "NULL".to_string()
+                } else {
+                    let v = String::from_utf8_lossy(&b[..len as usize]).into_owned();
+                    b.advance(len as usize);
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// A comparable one-line summary of a backend message.
+    pub fn describe(tag: u8, body: &[u8]) -> String {
+        match tag {
+            b'E' => format!("Error {}", sqlstate(body)),
+            b'N' => format!("Notice {}", sqlstate(body)),
+            b'C' => format!(
+                "Complete {}",
+                String::from_utf8_lossy(&body[..body.len().saturating_sub(1)])
+            ),
+            b'D' => format!("Row {}", data_row(body).join("|")),
+            b'Z' => format!("Ready {}", body[0] as char),
+            b'1' => "ParseComplete".into(),
+            b'2' => "BindComplete".into(),
+            b'3' => "CloseComplete".into(),
+            b'n' => "NoData".into(),
+            b's' => "PortalSuspended".into(),
+            b'T' => "RowDescription".into(),
+            b't' => "ParameterDescription".into(),
+            b'I' => "EmptyQuery".into(),
+            b'G' => "CopyIn".into(),
+            b'H' => "CopyOut".into(),
+            b'c' => "CopyDone".into(),
+            b'd' => format!("CopyData {}", String::from_utf8_lossy(body)),
+            other => format!("Message {}", other as char),
+        }
+    }
+
+    impl Raw {
+        /// Connects and authenticates (trust, cleartext, md5 or SCRAM).
+        pub async fn connect(port: u16, user: &str, password: &str, db: &str) -> Raw {
+            let stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("raw connect");
+            let mut raw = Raw {
+                stream,
+                buf: BytesMut::new(),
+            };
+            let mut body = Vec::new();
+            body.extend_from_slice(&196608i32.to_be_bytes());
+            for (k, v) in [("user", user), ("database", db)] {
+                cstr(&mut body, k);
+                cstr(&mut body, v);
+            }
+            body.push(0);
+            let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+            startup.extend(body);
+            raw.send(&startup).await;
+            let mut scram: Option<ScramSha256> = None;
+            loop {
+                let (tag, body) = raw.recv().await;
+                match tag {
+                    b'R' => {
+                        let mut b = &body[..];
+                        match b.get_i32() {
+                            0 => {}
+                            3 => {
+                                let mut p = Vec::new();
+                                cstr(&mut p, password);
+                                raw.send(&msg(b'p', &p)).await;
+                            }
+                            5 => {
+                                let salt = [b[0], b[1], b[2], b[3]];
+                                let hash = postgres_protocol::authentication::md5_hash(
+                                    user.as_bytes(),
+                                    password.as_bytes(),
+                                    salt,
+                                );
+                                let mut p = Vec::new();
+                                cstr(&mut p, &hash);
+                                raw.send(&msg(b'p', &p)).await;
+                            }
+                            10 => {
+                                let s = ScramSha256::new(
+                                    password.as_bytes(),
+                                    ChannelBinding::unsupported(),
+                                );
+                                let mut p = Vec::new();
+                                cstr(&mut p, "SCRAM-SHA-256");
+                                p.extend_from_slice(&(s.message().len() as i32).to_be_bytes());
+                                p.extend_from_slice(s.message());
+                                raw.send(&msg(b'p', &p)).await;
+                                scram = Some(s);
+                            }
+                            11 => {
+                                let s = scram.as_mut().expect("SASL continue before start");
+                                s.update(b).expect("SCRAM server-first");
+                                let m = s.message().to_vec();
+                                raw.send(&msg(b'p', &m)).await;
+                            }
+                            12 => {
+                                scram
+                                    .as_mut()
+                                    .expect("SASL final before start")
+                                    .finish(b)
+                                    .expect("SCRAM server-final");
+                            }
+                            other => panic!("unsupported authentication request {other}"),
+                        }
+                    }
+                    b'E' => panic!("raw login failed: {}", describe(tag, &body)),
+                    b'Z' => return raw,
+                    _ => {}
+                }
+            }
+        }
+
+        pub async fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.expect("raw send");
+        }
+
+        /// The next backend message (30 s at most).
+        pub async fn recv(&mut self) -> (u8, Bytes) {
+            loop {
+                if self.buf.len() >= 5 {
+                    let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+                    if self.buf.len() > len {
+                        let m = self.buf.split_to(len + 1).freeze();
+                        return (m[0], m.slice(5..));
+                    }
+                }
+                let n = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    self.stream.read_buf(&mut self.buf),
+                )
+                .await
+                .expect("no backend message within 30 s")
+                .expect("raw read");
+                assert!(n > 0, "server closed the connection");
+            }
+        }
+
+        /// Messages up to and including the next ReadyForQuery, summarised,
+        /// leaving out ParameterStatus.
+        pub async fn until_ready(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            loop {
+                let (tag, body) = self.recv().await;
+                if tag == b'S' {
+                    continue;
+                }
+                out.push(describe(tag, &body));
+                if tag == b'Z' {
+                    return out;
+                }
+            }
+        }
+
+        pub async fn terminate(mut self) {
+            self.send(&msg(b'X', &[])).await;
+        }
+    }
+}
+
+// -------------------------------------------------------------------- tests
+
+fn rows(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Four clients prepare the same statement name "q"; two with the same text,
+/// two with texts of their own. Every execution returns the client's own
+/// result however the server connections are shared.
+async fn same_name_in_different_clients(pool_size: usize) {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, pool_size).await;
+    let sql = |k: usize| {
+        if k < 2 {
+            "SELECT 'shared:' || $1::text".to_string()
+        } else {
+            format!("SELECT 'client{k}:' || $1::text")
+        }
+    };
+    let mut clients = Vec::new();
+    for k in 0..4 {
+        let mut r = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+        r.send(&cat(&[raw::parse("q", &sql(k)), raw::sync()])).await;
+        assert_eq!(r.until_ready().await, ["ParseComplete", "Ready I"]);
+        clients.push(r);
+    }
+    let bind_exec = |p: &str| {
+        cat(&[
+            raw::bind("", "q", &[Some(p)]),
+            raw::execute(""),
+            raw::sync(),
+        ])
+    };
+    for round in 0..25 {
+        // Everyone sends before anyone reads: the proxy serves them at once.
+        for r in clients.iter_mut() {
+            r.send(&bind_exec(&round.to_string())).await;
+        }
+        for (k, r) in clients.iter_mut().enumerate() {
+            let want = if k == 0 && round > 10 {
+                format!("Row client0:{round}")
+            } else if k < 2 {
+                format!("Row shared:{round}")
+            } else {
+                format!("Row client{k}:{round}")
+            };
+            assert_eq!(
+                r.until_ready().await,
+                rows(&["BindComplete", &want, "Complete SELECT 1", "Ready I"]),
+                "client {k}, round {round}, pool_size {pool_size}"
+            );
+        }
+        if round == 10 {
+            // Client 0 redefines "q"; the others keep theirs.
+            let r = &mut clients[0];
+            r.send(&cat(&[
+                raw::close_stmt("q"),
+                raw::parse("q", "SELECT 'client0:' || $1::text"),
+                raw::sync(),
+            ]))
+            .await;
+            assert_eq!(
+                r.until_ready().await,
+                ["CloseComplete", "ParseComplete", "Ready I"]
+            );
+        }
+    }
+    for r in clients {
+        r.terminate().await;
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn same_statement_name_in_different_clients_pool_size_1() {
+    same_name_in_different_clients(1).await;
+}
+
+#[tokio::test]
+async fn same_statement_name_in_different_clients_pool_size_2() {
+    same_name_in_different_clients(2).await;
+}
+
+#[tokio::test]
+async fn statement_survives_server_switches() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let c = connect(port).await;
+    let s = c
+        .prepare("SELECT pg_backend_pid(), $1::int4 * 3")
+        .await
+        .unwrap();
+    let mut pid: i32 = c.query_one(&s, &[&0i32]).await.unwrap().get(0);
+    let mut pids = BTreeSet::from([pid]);
+    for i in 1..6i32 {
+        let blocker = occupy(port, 2, pid).await;
+        let row = c.query_one(&s, &[&i]).await.unwrap_or_else(|e| {
+            panic!(
+                "execute after a server switch: {}",
+                support::error_chain(&e)
+            )
+        });
+        let now: i32 = row.get(0);
+        assert_ne!(now, pid, "expected a different server connection");
+        assert_eq!(row.get::<_, i32>(1), i * 3);
+        blocker.batch_execute("COMMIT").await.unwrap();
+        pid = now;
+        pids.insert(now);
+    }
+    assert_eq!(pids.len(), 2);
+
+    // And with other clients preparing and executing all the while.
+    let busy = noise(port, 3);
+    let mut seen = BTreeSet::new();
+    for i in 0..100i32 {
+        let row = c.query_one(&s, &[&i]).await.unwrap();
+        seen.insert(row.get::<_, i32>(0));
+        assert_eq!(row.get::<_, i32>(1), i * 3);
+        tokio::task::yield_now().await;
+    }
+    stop_noise(busy).await;
+    assert!(seen.len() <= 2, "pool_size 2, backends {seen:?}");
+    proxy.shutdown().await.unwrap();
+}
+
+/// Another client's DEALLOCATE ALL / DISCARD ALL on the (single) server
+/// connection must not take this client's statements away.
+#[tokio::test]
+async fn other_clients_clearing_statements_does_not_break_mine() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let a = connect(proxy.port).await;
+    let b = connect(proxy.port).await;
+    let s = a.prepare("SELECT $1::int4 + 1000").await.unwrap();
+    assert_eq!(
+        a.query_one(&s, &[&1i32]).await.unwrap().get::<_, i32>(0),
+        1001
+    );
+    let clears: [&str; 4] = [
+        "DEALLOCATE ALL",
+        "DISCARD ALL",
+        "DEALLOCATE PREPARE ALL",
+        "BEGIN; DEALLOCATE ALL; ROLLBACK",
+    ];
+    for (i, clear) in clears.iter().enumerate() {
+        b.simple_query(clear)
+            .await
+            .unwrap_or_else(|e| panic!("{clear}: {}", support::error_chain(&e)));
+        let i = i as i32;
+        let got = a.query_one(&s, &[&i]).await.unwrap_or_else(|e| {
+            panic!(
+                "after another client's {clear}: {}",
+                support::error_chain(&e)
+            )
+        });
+        assert_eq!(got.get::<_, i32>(0), i + 1000);
+    }
+    // The extended-protocol form, too.
+    b.execute("DEALLOCATE ALL", &[]).await.unwrap();
+    assert_eq!(
+        a.query_one(&s, &[&7i32]).await.unwrap().get::<_, i32>(0),
+        1007
+    );
+    proxy.shutdown().await.unwrap();
+}
+
+fn outcome(r: Result<tokio_postgres::Row, tokio_postgres::Error>) -> String {
+    match r {
+        Ok(row) => format!("ok {}", row.get::<_, i32>(0)),
+        Err(e) => format!("err {}", code(&e)),
+    }
+}
+
+/// DEALLOCATE ALL and DISCARD ALL by the client itself, then re-preparing.
+async fn clear_and_reprepare(c: &Client) -> Vec<String> {
+    let sql = "SELECT $1::int4 + 1";
+    let mut out = Vec::new();
+    let s1 = c.prepare(sql).await.unwrap();
+    out.push(outcome(c.query_one(&s1, &[&1i32]).await));
+    c.simple_query("DEALLOCATE ALL").await.unwrap();
+    out.push(outcome(c.query_one(&s1, &[&2i32]).await));
+    let s2 = c.prepare(sql).await.unwrap();
+    out.push(outcome(c.query_one(&s2, &[&3i32]).await));
+    c.simple_query("DISCARD ALL").await.unwrap();
+    out.push(outcome(c.query_one(&s2, &[&4i32]).await));
+    out.push(outcome(c.query_one(&s1, &[&5i32]).await));
+    let s3 = c.prepare(sql).await.unwrap();
+    out.push(outcome(c.query_one(&s3, &[&6i32]).await));
+    c.execute("DEALLOCATE ALL", &[]).await.unwrap();
+    out.push(outcome(c.query_one(&s3, &[&7i32]).await));
+    let s4 = c.prepare(sql).await.unwrap();
+    out.push(outcome(c.query_one(&s4, &[&8i32]).await));
+    // Statements that were never deallocated by name but re-prepared
+    // under new names work on whatever server comes next.
+    for i in 0..10i32 {
+        out.push(outcome(c.query_one(&s4, &[&i]).await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn deallocate_all_and_discard_all_then_reprepare_match_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let expected = clear_and_reprepare(&direct).await;
+    assert_eq!(
+        expected[..8],
+        [
+            "ok 2",
+            "err 26000",
+            "ok 4",
+            "err 26000",
+            "err 26000",
+            "ok 7",
+            "err 26000",
+            "ok 9"
+        ]
+    );
+    let busy = noise(proxy.port, 3);
+    let c = connect(proxy.port).await;
+    for _ in 0..3 {
+        assert_eq!(clear_and_reprepare(&c).await, expected);
+    }
+    stop_noise(busy).await;
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn closed_statement_can_be_prepared_again() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let busy = noise(proxy.port, 3);
+    let c = connect(proxy.port).await;
+    for i in 0..30i32 {
+        // Dropping a tokio-postgres Statement sends Close for it.
+        let s = c.prepare("SELECT $1::int4 * 7").await.unwrap();
+        assert_eq!(
+            c.query_one(&s, &[&i]).await.unwrap().get::<_, i32>(0),
+            i * 7
+        );
+        drop(s);
+        tokio::task::yield_now().await;
+    }
+    stop_noise(busy).await;
+
+    let steps = [
+        cat(&[raw::parse("c1", "SELECT 1"), raw::sync()]),
+        cat(&[raw::bind("", "c1", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::close_stmt("c1"), raw::sync()]),
+        cat(&[raw::bind("", "c1", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::close_stmt("never-prepared"), raw::sync()]),
+        cat(&[
+            raw::parse("c1", "SELECT 2"),
+            raw::bind("", "c1", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        // Close and Parse of the same name in one batch.
+        cat(&[
+            raw::close_stmt("c1"),
+            raw::parse("c1", "SELECT 3"),
+            raw::bind("", "c1", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[3], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[4], ["CloseComplete", "Ready I"]);
+    assert_eq!(
+        answer[6],
+        [
+            "CloseComplete",
+            "ParseComplete",
+            "BindComplete",
+            "Row 3",
+            "Complete SELECT 1",
+            "Ready I"
+        ]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
+async fn failed_parse(pool_size: usize) {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, pool_size).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    let b = connect(port).await;
+    let err = a.prepare("SELEC 1").await.expect_err("syntax error");
+    assert_eq!(code(&err), "42601");
+    let message = err.as_db_error().expect("db error").message().to_string();
+    assert!(message.contains("SELEC"), "message: {message}");
+    // The session is usable, with both protocols.
+    assert_eq!(
+        a.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    a.simple_query("SELECT 1").await.unwrap();
+    let pid = backend_pid(&a).await;
+
+    // The same text on another server connection (when there is one) fails
+    // the same way: a failed Parse is never remembered as good.
+    let blocker = if pool_size > 1 {
+        Some(occupy(port, pool_size, pid).await)
+    } else {
+        None
+    };
+    let err_b = b.prepare("SELEC 1").await.expect_err("syntax error again");
+    assert_eq!(code(&err_b), "42601");
+    assert_eq!(err_b.as_db_error().unwrap().message(), message);
+    if pool_size > 1 {
+        assert_ne!(backend_pid(&b).await, pid);
+    }
+    if let Some(blocker) = blocker {
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    for _ in 0..3 {
+        let again = a.prepare("SELEC 1").await.expect_err("syntax error again");
+        assert_eq!(code(&again), "42601");
+    }
+    let ok = a.prepare("SELECT 1::int4").await.unwrap();
+    assert_eq!(a.query_one(&ok, &[]).await.unwrap().get::<_, i32>(0), 1);
+    // A statement that parses but fails to plan (no such table) is not
+    // remembered as good either.
+    for c in [&a, &b] {
+        let err = c
+            .prepare("SELECT * FROM no_such_table")
+            .await
+            .expect_err("42P01");
+        assert_eq!(code(&err), "42P01");
+    }
+    support::exec(&cluster, DB, "CREATE TABLE no_such_table (x int4)").await;
+    let s = b
+        .prepare("SELECT count(*)::int4 FROM no_such_table")
+        .await
+        .unwrap();
+    assert_eq!(b.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), 0);
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_parse_leaves_session_usable_pool_size_1() {
+    failed_parse(1).await;
+}
+
+#[tokio::test]
+async fn failed_parse_leaves_session_usable_pool_size_2() {
+    failed_parse(2).await;
+}
+
+#[tokio::test]
+async fn bind_after_failed_parse_matches_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        cat(&[raw::parse("bad", "SELEC 1"), raw::sync()]),
+        cat(&[raw::bind("", "bad", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::describe_stmt("bad"), raw::sync()]),
+        // A failing Parse in a batch: the rest of the batch is skipped.
+        cat(&[
+            raw::parse("bad2", "SELEC 2"),
+            raw::bind("", "bad2", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        cat(&[raw::bind("", "bad2", &[]), raw::execute(""), raw::sync()]),
+        // The name is free: a good Parse under it works.
+        cat(&[
+            raw::parse("bad", "SELECT 5"),
+            raw::bind("", "bad", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        raw::query("SELECT 1"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[0], ["Error 42601", "Ready I"]);
+    assert_eq!(answer[1], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[2], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[4], ["Error 26000", "Ready I"]);
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_statement_names_give_26000() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    // Make sure some proxy-internal names exist on the servers.
+    let c = connect(proxy.port).await;
+    for i in 0..5 {
+        let s = c.prepare(&format!("SELECT {i}::int4")).await.unwrap();
+        c.query_one(&s, &[]).await.unwrap();
+    }
+    let steps = [
+        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::describe_stmt("nope"), raw::sync()]),
+        cat(&[raw::bind("", "_tg_1", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::describe_stmt("_tg_2"), raw::sync()]),
+        cat(&[
+            raw::bind("", "_tg_noop", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        raw::query("SELECT 1"),
+        // Inside a transaction block the error aborts the transaction.
+        raw::query("BEGIN"),
+        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        raw::query("SELECT 1"),
+        raw::query("ROLLBACK"),
+        raw::query("SELECT 2"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    for i in [0, 1, 2, 3, 4] {
+        assert_eq!(answer[i], ["Error 26000", "Ready I"], "step {i}");
+    }
+    assert_eq!(answer[7], ["Error 26000", "Ready E"]);
+    assert_eq!(answer[8], ["Error 25P02", "Ready E"]);
+    assert_eq!(
+        answer[10],
+        ["RowDescription", "Row 2", "Complete SELECT 1", "Ready I"]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicate_statement_name_matches_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        cat(&[raw::parse("dup", "SELECT 1"), raw::sync()]),
+        cat(&[raw::parse("dup", "SELECT 2"), raw::sync()]),
+        cat(&[raw::parse("dup", "SELECT 1"), raw::sync()]),
+        cat(&[raw::bind("", "dup", &[]), raw::execute(""), raw::sync()]),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
+    assert_eq!(answer[3][..2], ["BindComplete", "Row 1"]);
+    proxy.shutdown().await.unwrap();
+}
+
+/// SQL-level PREPARE/EXECUTE pins the client to its server connection.
+#[tokio::test]
+async fn sql_prepare_and_execute_work() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let busy = noise(proxy.port, 3);
+    let c = connect(proxy.port).await;
+    c.batch_execute("PREPARE p(int4) AS SELECT $1 * 2, pg_backend_pid()")
+        .await
+        .unwrap();
+    let mut pids = BTreeSet::new();
+    for i in 0..30 {
+        let msgs = c.simple_query(&format!("EXECUTE p({i})")).await.unwrap();
+        let row = msgs
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(row.get(0), Some((i * 2).to_string().as_str()));
+        pids.insert(row.get(1).unwrap().to_string());
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pids.len(), 1, "PREPARE must pin the client: {pids:?}");
+    c.batch_execute("DEALLOCATE p").await.unwrap();
+    let err = c
+        .simple_query("EXECUTE p(1)")
+        .await
+        .expect_err("deallocated");
+    assert_eq!(code(&err), "26000");
+    stop_noise(busy).await;
+    proxy.shutdown().await.unwrap();
+}
+
+/// A client that deallocates the proxy's server-side names by SQL must not
+/// break other clients' prepared statements.
+#[tokio::test]
+async fn sql_deallocate_of_proxy_names_does_not_break_other_clients() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let a = connect(proxy.port).await;
+    let b = connect(proxy.port).await;
+    let s = a.prepare("SELECT $1::int4 + 500").await.unwrap();
+    assert_eq!(
+        a.query_one(&s, &[&1i32]).await.unwrap().get::<_, i32>(0),
+        501
+    );
+    let names: Vec<String> = b
+        .query(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE '\\_tg\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!names.is_empty(), "no proxy-named statements on the server");
+    for n in &names {
+        // Whether the proxy refuses this or tracks it, A must not suffer.
+        let _ = b.batch_execute(&format!("DEALLOCATE \"{n}\"")).await;
+    }
+    let got = a.query_one(&s, &[&2i32]).await.unwrap_or_else(|e| {
+        panic!(
+            "A's statement after B's DEALLOCATE: {}",
+            support::error_chain(&e)
+        )
+    });
+    assert_eq!(got.get::<_, i32>(0), 502);
+    proxy.shutdown().await.unwrap();
+}

@@ -1,0 +1,1292 @@
+//! Session state under transaction pooling: startup parameters and
+//! session-level SETs follow their client onto every server connection and
+//! never reach another client; SETs count only when their transaction
+//! commits; LISTEN, session advisory locks, temporary tables, WITH HOLD
+//! cursors and set_config() pin the client to its server connection; session
+//! pooling keeps one backend; a client vanishing mid-transaction leaves no
+//! locks behind.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tenantgate::localpg::Cluster;
+use tokio_postgres::{AsyncMessage, Client, SimpleQueryMessage};
+
+const USER: &str = "app";
+const PASSWORD: &str = "app-secret";
+const DB: &str = "app";
+
+// ------------------------------------------------------------------ helpers
+
+/// Standard config with `pool_mode` and shard `s0`'s `pool_size`.
+fn config_text(cluster: &Cluster, pool_size: usize, pool_mode: &str) -> String {
+    let mut text = support::standard_config_text(cluster);
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    assert!(text.contains(listen), "unexpected config text:\n{text}");
+    text = text.replacen(
+        listen,
+        &format!("{listen}pool_mode = \"{pool_mode}\"\nquery_wait_timeout = \"30s\"\n"),
+        1,
+    );
+    // The shard table comes last, so this key belongs to it.
+    text.push_str(&format!("pool_size = {pool_size}\n"));
+    text
+}
+
+async fn start(cluster: &Cluster, pool_size: usize) -> support::ProxyHandle {
+    start_mode(cluster, pool_size, "transaction").await
+}
+
+async fn start_mode(cluster: &Cluster, pool_size: usize, mode: &str) -> support::ProxyHandle {
+    support::start_proxy(support::load_config(&config_text(cluster, pool_size, mode))).await
+}
+
+async fn connect(port: u16) -> Client {
+    support::connect(port, USER, PASSWORD, DB).await
+}
+
+/// Connects and forwards every asynchronous message (notices,
+/// notifications) to the returned channel.
+async fn connect_with_messages(
+    port: u16,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>) {
+    let cfg = support::client_config(port, USER, PASSWORD, DB);
+    let (client, mut conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {}", support::error_chain(&e)));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            let _ = tx.send(m);
+        }
+    });
+    (client, rx)
+}
+
+async fn backend_pid(c: &Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid()")
+        .get(0)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    support::sqlstate(e).unwrap_or_else(|| format!("no sqlstate: {}", support::error_chain(e)))
+}
+
+/// `SHOW name` through the simple protocol.
+async fn show(c: &Client, name: &str) -> String {
+    let msgs = c
+        .simple_query(&format!("SHOW {name}"))
+        .await
+        .unwrap_or_else(|e| panic!("SHOW {name}: {}", support::error_chain(&e)));
+    msgs.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("SHOW returns a row")
+}
+
+/// Holds every one of the pool's `pool_size` server connections in an open
+/// transaction, then lets go of all but the one whose backend pid is
+/// `avoid`. The next transaction of any other (idle) client therefore runs on
+/// a different server connection. Commit the returned client afterwards.
+async fn occupy(port: u16, pool_size: usize, avoid: i32) -> Client {
+    let mut blockers = Vec::new();
+    for _ in 0..pool_size {
+        let b = connect(port).await;
+        b.batch_execute("BEGIN").await.expect("blocker BEGIN");
+        let pid = backend_pid(&b).await;
+        blockers.push((pid, b));
+    }
+    let pids: BTreeSet<i32> = blockers.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        pids.len(),
+        pool_size,
+        "{pool_size} open transactions must hold {pool_size} distinct server connections"
+    );
+    let mut keep = None;
+    for (pid, b) in blockers {
+        if pid == avoid {
+            keep = Some(b);
+        } else {
+            b.batch_execute("COMMIT").await.expect("blocker COMMIT");
+        }
+    }
+    keep.unwrap_or_else(|| panic!("no server connection has pid {avoid} (pids: {pids:?})"))
+}
+
+/// Clients that keep the pool busy (so server connections change hands)
+/// until the token is cancelled.
+fn noise(
+    port: u16,
+    clients: usize,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinSet<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let stop = stop.clone();
+        set.spawn(async move {
+            let c = connect(port).await;
+            while !stop.is_cancelled() {
+                c.query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .expect("noise query");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    (stop, set)
+}
+
+async fn stop_noise(
+    (stop, mut set): (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinSet<()>,
+    ),
+) {
+    stop.cancel();
+    while let Some(r) = set.join_next().await {
+        r.expect("noise client");
+    }
+}
+
+/// With pool_size 2, checks that idle client `a` keeps its server
+/// connection: its transactions stay on one backend, a client in a
+/// transaction gets the other connection, and a third client has to wait
+/// until that transaction ends. Returns `a`'s backend pid.
+async fn assert_pinned(port: u16, a: &Client, what: &str) -> i32 {
+    let p = backend_pid(a).await;
+    for _ in 0..5 {
+        assert_eq!(
+            backend_pid(a).await,
+            p,
+            "{what}: the client changed backends"
+        );
+    }
+    let x = connect(port).await;
+    x.batch_execute("BEGIN").await.unwrap();
+    let xp = backend_pid(&x).await;
+    assert_ne!(xp, p, "{what}: another client got the pinned connection");
+    let y = connect(port).await;
+    let waiting = y.query_one("SELECT pg_backend_pid()", &[]);
+    tokio::pin!(waiting);
+    if let Ok(r) = tokio::time::timeout(Duration::from_millis(1500), &mut waiting).await {
+        panic!(
+            "{what}: a third client got a server connection ({:?}) while one was pinned \
+             and the other in a transaction",
+            r.map(|r| r.get::<_, i32>(0))
+        );
+    }
+    x.batch_execute("COMMIT").await.unwrap();
+    let yp: i32 = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client never got a connection")
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        yp, p,
+        "{what}: the waiting client got the pinned connection"
+    );
+    assert_eq!(
+        backend_pid(a).await,
+        p,
+        "{what}: the client changed backends"
+    );
+    p
+}
+
+/// With pool_size 2: two other clients can hold both server connections at
+/// once, so `a` holds none while idle.
+async fn assert_not_pinned(port: u16, what: &str) {
+    let x = connect(port).await;
+    let y = connect(port).await;
+    for c in [&x, &y] {
+        tokio::time::timeout(Duration::from_secs(5), c.batch_execute("BEGIN; SELECT 1"))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: a server connection is still pinned"))
+            .unwrap();
+    }
+    for c in [&x, &y] {
+        c.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+/// Polls `f` until it returns true (at most `secs` seconds).
+async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ------------------------------------------------------- raw protocol client
+
+/// A minimal Postgres wire-protocol client, for what tokio-postgres cannot
+/// show (ParameterStatus messages, a socket dropped without Terminate).
+#[allow(dead_code)]
+mod raw {
+    use bytes::{Buf, Bytes, BytesMut};
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Raw {
+        stream: TcpStream,
+        buf: BytesMut,
+    }
+
+    pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(body.len() + 5);
+        v.push(tag);
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn cstr(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0);
+    }
+
+    pub fn query(sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, sql);
+        msg(b'Q', &b)
+    }
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, name);
+        cstr(&mut b, sql);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'P', &b)
+    }
+
+    /// Bind with text parameters and text results.
+    pub fn bind(portal: &str, stmt: &str, params: &[Option<&str>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        cstr(&mut b, stmt);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            match p {
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v.as_bytes());
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'B', &b)
+    }
+
+    pub fn execute(portal: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        b.extend_from_slice(&0i32.to_be_bytes());
+        msg(b'E', &b)
+    }
+
+    pub fn sync() -> Vec<u8> {
+        msg(b'S', &[])
+    }
+
+    pub fn copy_data(data: &[u8]) -> Vec<u8> {
+        msg(b'd', data)
+    }
+
+    pub fn copy_done() -> Vec<u8> {
+        msg(b'c', &[])
+    }
+
+    /// Parse + Bind + Execute of `sql` (unnamed), no Sync.
+    pub fn pbe(sql: &str) -> Vec<u8> {
+        let mut v = parse("", sql);
+        v.extend(bind("", "", &[]));
+        v.extend(execute(""));
+        v
+    }
+
+    fn fields(body: &[u8]) -> Vec<(u8, String)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < body.len() && body[pos] != 0 {
+            let code = body[pos];
+            let end = pos + 1 + body[pos + 1..].iter().position(|&b| b == 0).unwrap();
+            out.push((
+                code,
+                String::from_utf8_lossy(&body[pos + 1..end]).into_owned(),
+            ));
+            pos = end + 1;
+        }
+        out
+    }
+
+    /// SQLSTATE of an ErrorResponse/NoticeResponse body.
+    pub fn sqlstate(body: &[u8]) -> String {
+        fields(body)
+            .into_iter()
+            .find(|(c, _)| *c == b'C')
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    /// Values of a DataRow body (NULL as "NULL").
+    pub fn data_row(body: &[u8]) -> Vec<String> {
+        let mut b = body;
+        let n = b.get_i16();
+        (0..n)
+            .map(|_| {
+                let len = b.get_i32();
+                if len < 0 {
+                    "NULL".to_string()
+                } else {
+                    let v = String::from_utf8_lossy(&b[..len as usize]).into_owned();
+                    b.advance(len as usize);
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// A comparable one-line summary of a backend message.
+    pub fn describe(tag: u8, body: &[u8]) -> String {
+        match tag {
+            b'E' => format!("Error {}", sqlstate(body)),
+            b'N' => format!("Notice {}", sqlstate(body)),
+            b'C' => format!(
+                "Complete {}",
+                String::from_utf8_lossy(&body[..body.len().saturating_sub(1)])
+            ),
+            b'D' => format!("Row {}", data_row(body).join("|")),
+            b'Z' => format!("Ready {}", body[0] as char),
+            b'1' => "ParseComplete".into(),
+            b'2' => "BindComplete".into(),
+            b'3' => "CloseComplete".into(),
+            b'n' => "NoData".into(),
+            b's' => "PortalSuspended".into(),
+            b'T' => "RowDescription".into(),
+            b't' => "ParameterDescription".into(),
+            b'I' => "EmptyQuery".into(),
+            b'G' => "CopyIn".into(),
+            b'H' => "CopyOut".into(),
+            b'c' => "CopyDone".into(),
+            b'd' => format!("CopyData {}", String::from_utf8_lossy(body)),
+            other => format!("Message {}", other as char),
+        }
+    }
+
+    impl Raw {
+        /// Connects and authenticates (trust, cleartext, md5 or SCRAM).
+        pub async fn connect(port: u16, user: &str, password: &str, db: &str) -> Raw {
+            let stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("raw connect");
+            let mut raw = Raw {
+                stream,
+                buf: BytesMut::new(),
+            };
+            let mut body = Vec::new();
+            body.extend_from_slice(&196608i32.to_be_bytes());
+            for (k, v) in [("user", user), ("database", db)] {
+                cstr(&mut body, k);
+                cstr(&mut body, v);
+            }
+            body.push(0);
+            let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+            startup.extend(body);
+            raw.send(&startup).await;
+            let mut scram: Option<ScramSha256> = None;
+            loop {
+                let (tag, body) = raw.recv().await;
+                match tag {
+                    b'R' => {
+                        let mut b = &body[..];
+                        match b.get_i32() {
+                            0 => {}
+                            3 => {
+                                let mut p = Vec::new();
+                                cstr(&mut p, password);
+                                raw.send(&msg(b'p', &p)).await;
+                            }
+                            5 => {
+                                let salt = [b[0], b[1], b[2], b[3]];
+                                let hash = postgres_protocol::authentication::md5_hash(
+                                    user.as_bytes(),
+                                    password.as_bytes(),
+                                    salt,
+                                );
+                                let mut p = Vec::new();
+                                cstr(&mut p, &hash);
+                                raw.send(&msg(b'p', &p)).await;
+                            }
+                            10 => {
+                                let s = ScramSha256::new(
+                                    password.as_bytes(),
+                                    ChannelBinding::unsupported(),
+                                );
+                                let mut p = Vec::new();
+                                cstr(&mut p, "SCRAM-SHA-256");
+                                p.extend_from_slice(&(s.message().len() as i32).to_be_bytes());
+                                p.extend_from_slice(s.message());
+                                raw.send(&msg(b'p', &p)).await;
+                                scram = Some(s);
+                            }
+                            11 => {
+                                let s = scram.as_mut().expect("SASL continue before start");
+                                s.update(b).expect("SCRAM server-first");
+                                let m = s.message().to_vec();
+                                raw.send(&msg(b'p', &m)).await;
+                            }
+                            12 => {
+                                scram
+                                    .as_mut()
+                                    .expect("SASL final before start")
+                                    .finish(b)
+                                    .expect("SCRAM server-final");
+                            }
+                            other => panic!("unsupported authentication request {other}"),
+                        }
+                    }
+                    b'E' => panic!("raw login failed: {}", describe(tag, &body)),
+                    b'Z' => return raw,
+                    _ => {}
+                }
+            }
+        }
+
+        pub async fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.expect("raw send");
+        }
+
+        /// The next backend message (30 s at most).
+        pub async fn recv(&mut self) -> (u8, Bytes) {
+            loop {
+                if self.buf.len() >= 5 {
+                    let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+                    if self.buf.len() > len {
+                        let m = self.buf.split_to(len + 1).freeze();
+                        return (m[0], m.slice(5..));
+                    }
+                }
+                let n = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    self.stream.read_buf(&mut self.buf),
+                )
+                .await
+                .expect("no backend message within 30 s")
+                .expect("raw read");
+                assert!(n > 0, "server closed the connection");
+            }
+        }
+
+        /// Messages up to and including the next ReadyForQuery, summarised,
+        /// leaving out ParameterStatus.
+        pub async fn until_ready(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            loop {
+                let (tag, body) = self.recv().await;
+                if tag == b'S' {
+                    continue;
+                }
+                out.push(describe(tag, &body));
+                if tag == b'Z' {
+                    return out;
+                }
+            }
+        }
+
+        /// ParameterStatus (name, value) pairs up to the next ReadyForQuery.
+        pub async fn parameter_status_until_ready(&mut self) -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            loop {
+                let (tag, body) = self.recv().await;
+                match tag {
+                    b'S' => {
+                        let parts: Vec<String> = body
+                            .split(|&b| b == 0)
+                            .take(2)
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect();
+                        out.push((parts[0].clone(), parts[1].clone()));
+                    }
+                    b'E' => panic!("unexpected error: {}", describe(tag, &body)),
+                    b'Z' => return out,
+                    _ => {}
+                }
+            }
+        }
+
+        pub async fn terminate(mut self) {
+            self.send(&msg(b'X', &[])).await;
+        }
+    }
+}
+
+// -------------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn startup_parameters_apply_in_every_transaction() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let default_tz = show(&direct, "TimeZone").await;
+    let default_ds = show(&direct, "DateStyle").await;
+    assert_ne!(default_tz, "Asia/Tokyo");
+    assert_ne!(default_ds, "SQL, DMY");
+
+    // A: application_name plus options; B: application_name; C: neither.
+    let mut cfg_a = support::client_config(port, USER, PASSWORD, DB);
+    cfg_a
+        .application_name("tg-client-a")
+        .options("-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY");
+    let a = support::try_connect_config(&cfg_a).await.unwrap();
+    let mut cfg_b = support::client_config(port, USER, PASSWORD, DB);
+    cfg_b.application_name("tg-client-b");
+    let b = support::try_connect_config(&cfg_b).await.unwrap();
+    let c = connect(port).await;
+    let c_name = show(&c, "application_name").await;
+    assert!(!c_name.starts_with("tg-client"), "C sees {c_name:?}");
+
+    let expected = [
+        (
+            "tg-client-a".to_string(),
+            "Asia/Tokyo".to_string(),
+            "SQL, DMY".to_string(),
+        ),
+        (
+            "tg-client-b".to_string(),
+            default_tz.clone(),
+            default_ds.clone(),
+        ),
+        (c_name.clone(), default_tz.clone(), default_ds.clone()),
+    ];
+    let clients = [a, b, c];
+    let mut pids: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); 3];
+    for round in 0..40 {
+        let (ra, rb, rc) = tokio::join!(
+            clients[0].query_one(
+                "SELECT current_setting('application_name'), current_setting('TimeZone'), \
+                 current_setting('DateStyle'), pg_backend_pid()",
+                &[]
+            ),
+            clients[1].query_one(
+                "SELECT current_setting('application_name'), current_setting('TimeZone'), \
+                 current_setting('DateStyle'), pg_backend_pid()",
+                &[]
+            ),
+            clients[2].query_one(
+                "SELECT current_setting('application_name'), current_setting('TimeZone'), \
+                 current_setting('DateStyle'), pg_backend_pid()",
+                &[]
+            ),
+        );
+        for (k, r) in [ra, rb, rc].into_iter().enumerate() {
+            let r = r.unwrap();
+            let got: (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            assert_eq!(got, expected[k], "client {k}, round {round}");
+            pids[k].insert(r.get::<_, i32>(3));
+        }
+        if round % 4 == 0 {
+            // The simple protocol's SHOW agrees.
+            assert_eq!(show(&clients[0], "application_name").await, "tg-client-a");
+            assert_eq!(show(&clients[1], "application_name").await, "tg-client-b");
+        }
+    }
+    let all: BTreeSet<i32> = pids.iter().flatten().copied().collect();
+    assert!(all.len() <= 2, "pool_size 2, backends {all:?}");
+
+    // Deterministically on both server connections, for each client.
+    for (k, client) in clients.iter().enumerate() {
+        for _ in 0..2 {
+            let before = backend_pid(client).await;
+            let blocker = occupy(port, 2, before).await;
+            let r = client
+                .query_one(
+                    "SELECT current_setting('application_name'), current_setting('TimeZone'), \
+                     current_setting('DateStyle'), pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_ne!(r.get::<_, i32>(3), before);
+            let got: (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            assert_eq!(got, expected[k], "client {k} after a server switch");
+            blocker.batch_execute("COMMIT").await.unwrap();
+        }
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_set_follows_its_client_and_no_other() {
+    let cluster = support::start_app_cluster().await;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let default_timeout = show(&direct, "statement_timeout").await;
+    let default_work_mem = show(&direct, "work_mem").await;
+    let default_path = show(&direct, "search_path").await;
+    assert_eq!(default_timeout, "0");
+
+    // pool_size 1: A and B share the one server connection.
+    let proxy = start(&cluster, 1).await;
+    let a = connect(proxy.port).await;
+    let b = connect(proxy.port).await;
+    a.batch_execute("SET statement_timeout = '1234ms'")
+        .await
+        .unwrap();
+    a.batch_execute("SET work_mem TO '7MB'; SET search_path = pg_catalog, public")
+        .await
+        .unwrap();
+    for round in 0..30 {
+        let (ta, tb) = tokio::join!(show(&a, "statement_timeout"), show(&b, "statement_timeout"));
+        assert_eq!(ta, "1234ms", "A, round {round}");
+        assert_eq!(tb, default_timeout, "B sees A's SET, round {round}");
+        let (wa, wb) = tokio::join!(
+            a.query_one(
+                "SELECT current_setting('work_mem'), current_setting('search_path')",
+                &[]
+            ),
+            b.query_one(
+                "SELECT current_setting('work_mem'), current_setting('search_path')",
+                &[]
+            ),
+        );
+        let (wa, wb) = (wa.unwrap(), wb.unwrap());
+        assert_eq!(
+            (wa.get::<_, String>(0), wa.get::<_, String>(1)),
+            ("7MB".to_string(), "pg_catalog, public".to_string())
+        );
+        assert_eq!(
+            (wb.get::<_, String>(0), wb.get::<_, String>(1)),
+            (default_work_mem.clone(), default_path.clone()),
+            "B sees A's SETs, round {round}"
+        );
+        // B's own transaction that fails does not disturb either.
+        if round % 5 == 0 {
+            assert!(b.simple_query("SELECT 1/0").await.is_err());
+        }
+    }
+    // B changes its own; A keeps its.
+    b.batch_execute("SET statement_timeout = '4321ms'")
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "statement_timeout").await, "1234ms");
+    assert_eq!(show(&b, "statement_timeout").await, "4321ms");
+    drop(b);
+    // A newcomer on the same server connection sees the defaults.
+    let c = connect(proxy.port).await;
+    assert_eq!(show(&c, "statement_timeout").await, default_timeout);
+    assert_eq!(show(&c, "work_mem").await, default_work_mem);
+    // statement_timeout really is in force for A.
+    let err = a
+        .simple_query("SELECT pg_sleep(3)")
+        .await
+        .expect_err("statement_timeout 1234ms");
+    assert_eq!(code(&err), "57014");
+    proxy.shutdown().await.unwrap();
+}
+
+/// Session SET semantics step by step; with `switch`, every check runs on a
+/// different server connection than the step before it (pool_size 2).
+async fn set_scenario(c: &Client, switch: Option<u16>) -> Vec<String> {
+    async fn check(c: &Client, switch: Option<u16>, step: &str) -> String {
+        let mut blocker = None;
+        if let Some(port) = switch {
+            let before = backend_pid(c).await;
+            blocker = Some((occupy(port, 2, before).await, before));
+        }
+        let r = c
+            .query_one(
+                "SELECT current_setting('statement_timeout'), current_setting('work_mem'), \
+                 pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some((blocker, before)) = blocker {
+            assert_ne!(r.get::<_, i32>(2), before, "{step}: no server switch");
+            blocker.batch_execute("COMMIT").await.unwrap();
+        }
+        format!(
+            "{step}: {} {}",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1)
+        )
+    }
+    let mut out = Vec::new();
+    c.batch_execute("SET statement_timeout = '1s'")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set").await);
+    c.batch_execute("BEGIN; SET statement_timeout = '2s'; ROLLBACK")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set in rolled-back tx").await);
+    c.batch_execute("BEGIN; SET statement_timeout = '3s'; COMMIT")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set in committed tx").await);
+    c.batch_execute("BEGIN; SET statement_timeout = '4s'")
+        .await
+        .unwrap();
+    assert!(c.query("SELECT 1/0", &[]).await.is_err());
+    c.batch_execute("ROLLBACK").await.unwrap();
+    out.push(check(c, switch, "set in failed tx").await);
+    assert!(
+        c.simple_query("SET statement_timeout = '5s'; SELECT 1/0")
+            .await
+            .is_err()
+    );
+    out.push(check(c, switch, "set in failed implicit tx").await);
+    c.batch_execute("BEGIN; SET LOCAL statement_timeout = '6s'")
+        .await
+        .unwrap();
+    out.push(format!(
+        "set local, inside: {}",
+        show(c, "statement_timeout").await
+    ));
+    c.batch_execute("COMMIT").await.unwrap();
+    out.push(check(c, switch, "set local").await);
+    c.execute("SET statement_timeout = '7s'", &[])
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set via extended protocol").await);
+    c.batch_execute("SET SESSION statement_timeout TO 8000")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set session").await);
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    out.push(check(c, switch, "reset").await);
+    c.batch_execute("SET statement_timeout = '9s'; SET work_mem = '5MB'")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "two sets").await);
+    c.batch_execute("RESET ALL").await.unwrap();
+    out.push(check(c, switch, "reset all").await);
+    c.batch_execute("SET statement_timeout = 10000")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; RESET statement_timeout; ROLLBACK")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "reset in rolled-back tx").await);
+    // In one query string, BEGIN turns the implicit transaction the SET ran
+    // in into the explicit one that ROLLBACK undoes.
+    c.batch_execute("SET statement_timeout = 11000; BEGIN; SELECT 1; ROLLBACK")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set before BEGIN in one query, rolled back").await);
+    c.batch_execute("SET statement_timeout = 12000; BEGIN; SELECT 1; COMMIT")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set before BEGIN in one query, committed").await);
+    c.batch_execute("SET work_mem = '6MB'; SET statement_timeout = DEFAULT")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set default").await);
+    c.batch_execute("DISCARD ALL").await.unwrap();
+    out.push(check(c, switch, "discard all").await);
+    out
+}
+
+#[tokio::test]
+async fn set_semantics_match_postgres_across_server_switches() {
+    let cluster = support::start_app_cluster().await;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let wm = show(&direct, "work_mem").await;
+    let expected = set_scenario(&direct, None).await;
+    assert_eq!(
+        expected,
+        [
+            format!("set: 1s {wm}"),
+            format!("set in rolled-back tx: 1s {wm}"),
+            format!("set in committed tx: 3s {wm}"),
+            format!("set in failed tx: 3s {wm}"),
+            format!("set in failed implicit tx: 3s {wm}"),
+            "set local, inside: 6s".to_string(),
+            format!("set local: 3s {wm}"),
+            format!("set via extended protocol: 7s {wm}"),
+            format!("set session: 8s {wm}"),
+            format!("reset: 0 {wm}"),
+            "two sets: 9s 5MB".to_string(),
+            format!("reset all: 0 {wm}"),
+            format!("reset in rolled-back tx: 10s {wm}"),
+            format!("set before BEGIN in one query, rolled back: 10s {wm}"),
+            format!("set before BEGIN in one query, committed: 12s {wm}"),
+            "set default: 0 6MB".to_string(),
+            format!("discard all: 0 {wm}"),
+        ]
+    );
+    let proxy = start(&cluster, 2).await;
+    let c = connect(proxy.port).await;
+    assert_eq!(set_scenario(&c, None).await, expected, "same connection");
+    let c = connect(proxy.port).await;
+    assert_eq!(
+        set_scenario(&c, Some(proxy.port)).await,
+        expected,
+        "switching server connections"
+    );
+    // Nothing leaked onto the pool's connections.
+    let fresh = connect(proxy.port).await;
+    for _ in 0..2 {
+        let pid = backend_pid(&fresh).await;
+        let blocker = occupy(proxy.port, 2, pid).await;
+        assert_eq!(show(&fresh, "statement_timeout").await, "0");
+        assert_eq!(show(&fresh, "work_mem").await, wm);
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+/// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
+/// the client to another server connection.
+#[tokio::test]
+async fn set_rolled_back_to_savepoint_does_not_stick() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let c = connect(port).await;
+    c.batch_execute(
+        "BEGIN; SET statement_timeout = '11s'; SAVEPOINT s; \
+         SET statement_timeout = '12s'; ROLLBACK TO SAVEPOINT s; COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        show(&c, "statement_timeout").await,
+        "11s",
+        "same connection"
+    );
+    let pid = backend_pid(&c).await;
+    let blocker = occupy(port, 2, pid).await;
+    assert_ne!(backend_pid(&c).await, pid);
+    assert_eq!(
+        show(&c, "statement_timeout").await,
+        "11s",
+        "after a server switch"
+    );
+    blocker.batch_execute("COMMIT").await.unwrap();
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn listen_pins_and_notifications_arrive() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let (a, mut inbox) = connect_with_messages(port).await;
+    a.batch_execute("LISTEN tg_chan").await.unwrap();
+    let pid = assert_pinned(port, &a, "LISTEN").await;
+
+    let b = connect(port).await;
+    b.batch_execute("NOTIFY tg_chan, 'from-proxy-client'")
+        .await
+        .unwrap();
+    let direct = support::connect_direct(&cluster, DB).await;
+    direct
+        .batch_execute("SELECT pg_notify('tg_chan', 'from-direct')")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {
+            Ok(Some(AsyncMessage::Notification(n))) => {
+                assert_eq!(n.channel(), "tg_chan");
+                got.push(n.payload().to_string());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert_eq!(got, ["from-proxy-client", "from-direct"]);
+    assert_eq!(backend_pid(&a).await, pid);
+
+    // DISCARD ALL ends the pin (and the LISTEN).
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    assert_not_pinned(port, "after DISCARD ALL").await;
+    direct
+        .batch_execute("SELECT pg_notify('tg_chan', 'after-discard')")
+        .await
+        .unwrap();
+    a.batch_execute("SELECT 1").await.unwrap();
+    if let Ok(Some(AsyncMessage::Notification(n))) =
+        tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await
+    {
+        panic!("notification after DISCARD ALL: {}", n.payload());
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_advisory_lock_pins_and_is_released_on_disconnect() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let try_lock = "SELECT pg_try_advisory_lock(4242)";
+    let a = connect(port).await;
+    let locked: bool = a.query_one(try_lock, &[]).await.unwrap().get(0);
+    assert!(locked);
+    let pid = assert_pinned(port, &a, "pg_try_advisory_lock").await;
+    // Still held by A's backend, across A's transactions.
+    for _ in 0..5 {
+        let holder: Option<i32> = direct
+            .query_one(
+                "SELECT max(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(holder, Some(pid));
+        // Re-entrant for A itself, refused to everybody else.
+        assert!(a.query_one(try_lock, &[]).await.unwrap().get::<_, bool>(0));
+        let b = connect(port).await;
+        assert!(!b.query_one(try_lock, &[]).await.unwrap().get::<_, bool>(0));
+        assert!(
+            !direct
+                .query_one(try_lock, &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        );
+    }
+    drop(a);
+    let freed = eventually(5, || async {
+        direct
+            .query_one(try_lock, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    assert!(freed, "the advisory lock outlived its client");
+    direct
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+
+    // The blocking form pins too, and the unpinned pool serves everyone.
+    let a = connect(port).await;
+    a.batch_execute("SELECT pg_advisory_lock(4343)")
+        .await
+        .unwrap();
+    assert_pinned(port, &a, "pg_advisory_lock").await;
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    assert_not_pinned(port, "after DISCARD ALL").await;
+    assert!(
+        direct
+            .query_one("SELECT pg_try_advisory_lock(4343)", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0),
+        "DISCARD ALL must release session advisory locks"
+    );
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn temp_table_pins_and_stays_private() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    a.batch_execute("CREATE TEMP TABLE tg_tmp (x int); INSERT INTO tg_tmp VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    assert_pinned(port, &a, "CREATE TEMP TABLE").await;
+    let busy = noise(port, 2);
+    for i in 0..20i32 {
+        a.execute("INSERT INTO tg_tmp VALUES ($1)", &[&(i + 10)])
+            .await
+            .unwrap();
+        let n: i64 = a
+            .query_one("SELECT count(*) FROM tg_tmp", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, i64::from(i) + 4);
+    }
+    stop_noise(busy).await;
+    let b = connect(port).await;
+    let err = b
+        .query("SELECT * FROM tg_tmp", &[])
+        .await
+        .expect_err("another client must not see A's temp table");
+    assert_eq!(code(&err), "42P01");
+    drop(a);
+    let direct = support::connect_direct(&cluster, DB).await;
+    let gone = eventually(5, || async {
+        let n: i64 = direct
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname = 'tg_tmp' AND relpersistence = 't'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n == 0
+    })
+    .await;
+    assert!(gone, "A's temp table outlived A's session");
+    // Whoever gets A's old server connection does not see it.
+    for _ in 0..2 {
+        let c = connect(port).await;
+        assert!(c.query("SELECT * FROM tg_tmp", &[]).await.is_err());
+    }
+    // SELECT … INTO TEMP pins as well.
+    let d = connect(port).await;
+    d.batch_execute("SELECT 1 AS y INTO TEMP tg_tmp2")
+        .await
+        .unwrap();
+    assert_pinned(port, &d, "SELECT INTO TEMP").await;
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cursor_with_hold_pins() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    a.batch_execute(
+        "BEGIN; DECLARE tg_cur CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 9) g; COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_pinned(port, &a, "DECLARE … WITH HOLD").await;
+    let mut fetched = Vec::new();
+    for _ in 0..3 {
+        for m in a.simple_query("FETCH 3 FROM tg_cur").await.unwrap() {
+            if let SimpleQueryMessage::Row(r) = m {
+                fetched.push(r.get(0).unwrap().parse::<i32>().unwrap());
+            }
+        }
+    }
+    assert_eq!(fetched, (1..=9).collect::<Vec<_>>());
+    a.batch_execute("CLOSE tg_cur").await.unwrap();
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn set_config_pins_and_does_not_leak() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    a.batch_execute("SELECT set_config('statement_timeout', '4321ms', false)")
+        .await
+        .unwrap();
+    assert_pinned(port, &a, "set_config()").await;
+    assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+    let b = connect(port).await;
+    for _ in 0..5 {
+        assert_eq!(show(&b, "statement_timeout").await, "0");
+    }
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        let c = connect(port).await;
+        let pid = backend_pid(&c).await;
+        assert_eq!(show(&c, "statement_timeout").await, "0");
+        let blocker = occupy(port, 2, pid).await;
+        assert_eq!(show(&c, "statement_timeout").await, "0");
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+/// Schema-qualified calls of the session-level functions have the same
+/// effect as the bare ones, so they must pin the client as well.
+#[tokio::test]
+async fn schema_qualified_session_functions_pin() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+
+    let a = connect(port).await;
+    a.batch_execute("SELECT pg_catalog.set_config('statement_timeout', '4321ms', false)")
+        .await
+        .unwrap();
+    // Postgres semantics for A: the setting holds for the rest of the session.
+    assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+    // And nobody else may see it, on either server connection.
+    let b = connect(port).await;
+    for _ in 0..2 {
+        let pid = backend_pid(&b).await;
+        assert_eq!(
+            show(&b, "statement_timeout").await,
+            "0",
+            "A's pg_catalog.set_config() leaked to B"
+        );
+        let blocker = occupy(port, 2, pid).await;
+        assert_eq!(
+            show(&b, "statement_timeout").await,
+            "0",
+            "A's pg_catalog.set_config() leaked to B"
+        );
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+    drop((a, b));
+
+    let a = connect(port).await;
+    a.batch_execute("SELECT pg_catalog.pg_advisory_lock(4444)")
+        .await
+        .unwrap();
+    assert_pinned(port, &a, "pg_catalog.pg_advisory_lock").await;
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_pool_mode_keeps_one_backend() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start_mode(&cluster, 2, "session").await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    let pid = backend_pid(&a).await;
+    a.batch_execute("SET statement_timeout = '2345ms'; CREATE TEMP TABLE s_tmp (x int)")
+        .await
+        .unwrap();
+    let b = connect(port).await;
+    let pid_b = backend_pid(&b).await;
+    assert_ne!(pid, pid_b);
+    for i in 0..20i32 {
+        let (ra, rb) = tokio::join!(backend_pid(&a), backend_pid(&b));
+        assert_eq!((ra, rb), (pid, pid_b), "round {i}");
+        a.execute("INSERT INTO s_tmp VALUES ($1)", &[&i])
+            .await
+            .unwrap();
+    }
+    assert_eq!(show(&a, "statement_timeout").await, "2345ms");
+    assert_eq!(show(&b, "statement_timeout").await, "0");
+    // Both connections are taken: a third client waits for one (session
+    // pooling takes it at login).
+    let waiting = async {
+        let c = connect(port).await;
+        let pid = backend_pid(&c).await;
+        (c, pid)
+    };
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), &mut waiting)
+            .await
+            .is_err(),
+        "session pooling handed a third client a server connection"
+    );
+    drop(a);
+    let (c, pid_c) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client never got A's connection");
+    assert_ne!(pid_c, pid_b);
+    // Reset before reuse: none of A's state.
+    assert_eq!(show(&c, "statement_timeout").await, "0");
+    assert!(c.query("SELECT * FROM s_tmp", &[]).await.is_err());
+    proxy.shutdown().await.unwrap();
+}
+
+async fn row_lock_released_after(vanish: impl AsyncFnOnce(u16)) {
+    let cluster = support::start_app_cluster().await;
+    support::exec(
+        &cluster,
+        DB,
+        "CREATE TABLE locked (id int PRIMARY KEY, v int); INSERT INTO locked VALUES (1, 0)",
+    )
+    .await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    vanish(port).await;
+    let b = connect(port).await;
+    let updated = tokio::time::timeout(
+        Duration::from_secs(3),
+        b.execute("UPDATE locked SET v = v + 10 WHERE id = 1", &[]),
+    )
+    .await
+    .expect("the vanished client's row lock is still held after 3 s")
+    .unwrap();
+    assert_eq!(updated, 1);
+    let v: i32 = b
+        .query_one("SELECT v FROM locked WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 10, "the vanished client's update must be rolled back");
+    // The pool is whole: two clients can hold both connections.
+    assert_not_pinned(port, "after the vanished client").await;
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn client_dropped_mid_transaction_leaves_no_lock() {
+    row_lock_released_after(async |port| {
+        let a = connect(port).await;
+        a.batch_execute("BEGIN; UPDATE locked SET v = v + 1 WHERE id = 1")
+            .await
+            .unwrap();
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn socket_closed_mid_transaction_leaves_no_lock() {
+    row_lock_released_after(async |port| {
+        let mut r = raw::Raw::connect(port, USER, PASSWORD, DB).await;
+        r.send(&raw::query(
+            "BEGIN; UPDATE locked SET v = v + 1 WHERE id = 1",
+        ))
+        .await;
+        assert_eq!(
+            r.until_ready().await,
+            ["Complete BEGIN", "Complete UPDATE 1", "Ready T"]
+        );
+        // Gone without Terminate.
+        drop(r);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn parameter_status_passes_through() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let mut r = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    r.send(&raw::query("SET application_name = 'tg-status'"))
+        .await;
+    let got = r.parameter_status_until_ready().await;
+    assert!(
+        got.contains(&("application_name".to_string(), "tg-status".to_string())),
+        "ParameterStatus after SET application_name: {got:?}"
+    );
+    r.send(&raw::query("SET TimeZone = 'Europe/Paris'")).await;
+    let got = r.parameter_status_until_ready().await;
+    assert!(
+        got.contains(&("TimeZone".to_string(), "Europe/Paris".to_string())),
+        "ParameterStatus after SET TimeZone: {got:?}"
+    );
+    r.terminate().await;
+    proxy.shutdown().await.unwrap();
+}
