@@ -83,6 +83,12 @@ impl ProxyError {
         self
     }
 
+    /// The same error, ending the session (for failures at login).
+    pub fn fatal(mut self) -> Self {
+        self.severity = Severity::Fatal;
+        self
+    }
+
     /// Whether the session must end after this error is sent.
     pub fn is_fatal(&self) -> bool {
         self.severity == Severity::Fatal
@@ -204,6 +210,16 @@ impl ProxyError {
         )
     }
 
+    /// A tenant chosen during the session has no home.
+    pub fn tenant_not_routable(tenant: &str, why: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Client,
+            Severity::Error,
+            format!("tenant \"{tenant}\" cannot be routed: {why}"),
+        )
+    }
+
     /// No shard could be chosen for an untenanted session.
     pub fn no_shard_for_session() -> Self {
         Self::new(
@@ -321,6 +337,242 @@ impl ProxyError {
             Source::Client,
             Severity::Fatal,
             "the admin console is not enabled on this listener",
+        )
+    }
+
+    // ---- isolation: refusals by the rewriter ---------------------------------
+
+    /// The statement could not be parsed, so it cannot be proven safe.
+    pub fn unparsable(detail: &str) -> Self {
+        Self::new(
+            SqlState::SYNTAX_ERROR,
+            Source::Client,
+            Severity::Error,
+            format!("tenantgate cannot parse this statement: {detail}"),
+        )
+        .with_hint("tenantgate refuses statements it cannot analyse; rewrite the statement or run it outside tenant sessions")
+    }
+
+    /// SQL text that is not valid UTF-8.
+    pub fn invalid_utf8() -> Self {
+        Self::new(
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            Source::Client,
+            Severity::Error,
+            "invalid byte sequence for encoding \"UTF8\"",
+        )
+    }
+
+    /// A construct the rewriter does not handle.
+    pub fn construct_unsupported(what: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("tenantgate does not support {what} in tenant sessions"),
+        )
+    }
+
+    /// A statement kind tenant sessions may not run (DDL, GRANT, …).
+    pub fn statement_refused(kind: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("{kind} is not allowed in tenant sessions"),
+        )
+    }
+
+    /// A relation the session may not read.
+    pub fn relation_refused(name: &str, why: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("access to relation \"{name}\" is refused: {why}"),
+        )
+    }
+
+    /// A relation that is not in the shard's catalog as tenantgate read it.
+    pub fn relation_unknown(name: &str) -> Self {
+        Self::new(
+            SqlState::UNDEFINED_TABLE,
+            Source::Client,
+            Severity::Error,
+            format!("relation \"{name}\" is not known to tenantgate"),
+        )
+        .with_hint("a table created after tenantgate started is picked up on RELOAD or SIGHUP")
+    }
+
+    /// A function that reveals other tenants' data or escapes the rewriter.
+    pub fn function_refused(name: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("function {name}() is not allowed in tenant sessions"),
+        )
+    }
+
+    /// A user-defined function not allowed by the config.
+    pub fn user_function_refused(name: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("user-defined function {name}() is not allowed in tenant sessions"),
+        )
+        .with_hint("list it in tenancy.allowed_functions if it is safe")
+    }
+
+    /// A write to a global or other non-tenant relation.
+    pub fn write_refused(name: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("tenant sessions may not write to \"{name}\""),
+        )
+    }
+
+    /// UPDATE … SET tenant_col = … or ON CONFLICT DO UPDATE of it.
+    pub fn tenant_column_change() -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            "changing the tenant column is not allowed",
+        )
+    }
+
+    /// An INSERT value for the tenant column that is not the session's tenant.
+    pub fn tenant_value_mismatch() -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            "the tenant column value is not the session's tenant",
+        )
+    }
+
+    /// An INSERT gives the tenant column something other than a literal or parameter.
+    pub fn tenant_value_not_checkable() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "the tenant column of an INSERT must be omitted or given as a literal or parameter",
+        )
+        .with_hint("omit the tenant column: tenantgate fills it in")
+    }
+
+    /// INSERT into a tenant table without a column list.
+    pub fn insert_needs_columns(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("INSERT into tenant table \"{name}\" needs a column list"),
+        )
+    }
+
+    /// COPY … FROM into a tenant table.
+    pub fn copy_into_tenant_table(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("COPY into tenant table \"{name}\" is not supported"),
+        )
+        .with_hint("use INSERT; tenantgate fills in the tenant column")
+    }
+
+    /// A statement longer than the rewriter accepts.
+    pub fn statement_too_large(len: usize, max: usize) -> Self {
+        Self::new(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "statement of {len} bytes exceeds the limit of {max} bytes for tenant sessions"
+            ),
+        )
+    }
+
+    /// A statement nested deeper than the rewriter accepts.
+    pub fn statement_too_deep(max: usize) -> Self {
+        Self::new(
+            SqlState::STATEMENT_TOO_COMPLEX,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "statement is too complex: nesting deeper than {max} levels or too many operators"
+            ),
+        )
+    }
+
+    // ---- tenant context -------------------------------------------------------
+
+    /// A tenant-scoped statement before any tenant was chosen.
+    pub fn no_tenant(variable: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            "no tenant is chosen for this session",
+        )
+        .with_hint(format!(
+            "SET {variable} = '<tenant>', or connect with options='-c {variable}=<tenant>'"
+        ))
+    }
+
+    /// A tenant-bound user tried to choose another tenant.
+    pub fn tenant_bound(user: &str, tenant: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("user \"{user}\" is bound to tenant \"{tenant}\" and cannot choose another"),
+        )
+    }
+
+    /// The tenant was changed inside a transaction.
+    pub fn tenant_change_in_transaction() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "cannot change the tenant inside a transaction",
+        )
+    }
+
+    /// A tenant id that does not fit the tenant column's type.
+    pub fn invalid_tenant_id(id: &str, why: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Client,
+            Severity::Error,
+            format!("invalid tenant id \"{}\": {why}", id.escape_default()),
+        )
+    }
+
+    /// set_config() of the tenant variable.
+    pub fn tenant_set_config(variable: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("set_config() of {variable} is not allowed; use SET"),
+        )
+    }
+
+    /// The shard's catalog could not be read, so nothing can be proven safe.
+    pub fn catalog_unavailable(shard: &str) -> Self {
+        Self::new(
+            SqlState::CANNOT_CONNECT,
+            Source::Server,
+            Severity::Error,
+            format!("the catalog of shard \"{shard}\" is not available"),
         )
     }
 

@@ -5,6 +5,7 @@
 //! with `config`, `admin` and `metrics` beside. `server` wires them together.
 
 pub mod backend;
+pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -12,6 +13,8 @@ pub mod frontend;
 pub mod localpg;
 pub mod pool;
 pub mod protocol;
+pub mod rewrite;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod tenant;

@@ -135,6 +135,8 @@ impl Proxy {
                 sessions = tracker.len(),
                 "shutdown timeout: closing remaining sessions"
             );
+            state.force_close.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
         }
         for pool in state.pools().values() {
             pool.close_idle();
@@ -160,11 +162,16 @@ async fn reload_on_sighup(state: Arc<ProxyState>, path: PathBuf) {
 }
 
 /// Loads, validates and swaps in the config at `path`.
-pub fn reload(state: &ProxyState, path: &std::path::Path) -> bool {
+pub fn reload(state: &Arc<ProxyState>, path: &std::path::Path) -> bool {
     match crate::config::load_file(path) {
         Ok(config) => match state.reload(config) {
             Ok(generation) => {
                 tracing::info!(generation, "configuration reloaded");
+                // New tables and changed shards: read the catalogs again.
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    let state = state.clone();
+                    handle.spawn(async move { state.refresh_catalogs().await });
+                }
                 true
             }
             Err(e) => {

@@ -2,19 +2,23 @@
 //! table, pools, prepared statements and cancel keys. Passed as `Arc`, never
 //! global, so tests can run many proxies in one process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::BackendTarget;
+use crate::catalog::Catalog;
 use crate::config::{Config, ShardUrl};
+use crate::error::ProxyError;
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::prepared::StatementRegistry;
 use crate::pool::{Pool, PoolSettings};
 use crate::protocol::auth::StoredPassword;
+use crate::rewrite::RewriteCache;
 use crate::router::Router;
 
 /// One loaded configuration with everything derived from it.
@@ -28,6 +32,37 @@ pub struct Loaded {
     pub passwords: HashMap<String, StoredPassword>,
     /// Increases by one on every successful reload.
     pub generation: u64,
+    /// Isolation rules, when `[tenancy]` is configured.
+    pub isolation: Option<Arc<IsolationRules>>,
+}
+
+/// `[tenancy]` in the form the rewriter uses (names folded).
+#[derive(Debug, Clone)]
+pub struct IsolationRules {
+    /// Tenant column.
+    pub column: String,
+    /// Session variable naming the tenant.
+    pub variable: String,
+    /// Global tables (`name` or `schema.name`).
+    pub global_tables: HashSet<String>,
+    /// Allowed user-defined functions.
+    pub allowed_functions: HashSet<String>,
+    /// Schemas of schema-per-tenant tenants.
+    pub tenant_schemas: HashSet<String>,
+    /// Rewrite cache budget per shard.
+    pub cache_bytes: usize,
+    /// Keep the server's copy of the session variable set to the tenant (for
+    /// row-level security policies).
+    pub rls: bool,
+}
+
+/// A shard's catalog and rewrite cache (replaced together on refresh).
+#[derive(Debug)]
+pub struct ShardIsolation {
+    /// The catalog the rewriter resolves names with.
+    pub catalog: Arc<Catalog>,
+    /// Rewritten statements for this catalog.
+    pub cache: RewriteCache,
 }
 
 /// Everything sessions share.
@@ -43,6 +78,8 @@ pub struct ProxyState {
     pub shutdown: CancellationToken,
     /// Cancelled when draining time is up: every session closes at once.
     pub force_close: CancellationToken,
+    /// Catalog and rewrite cache per shard, read on first use and on reload.
+    isolation: DashMap<String, Arc<ShardIsolation>>,
     next_session: AtomicU64,
 }
 
@@ -79,6 +116,7 @@ impl ProxyState {
             cancels: CancelRegistry::default(),
             shutdown: CancellationToken::new(),
             force_close: CancellationToken::new(),
+            isolation: DashMap::new(),
             next_session: AtomicU64::new(1),
         }))
     }
@@ -96,6 +134,64 @@ impl ProxyState {
     /// Every pool, by shard name.
     pub fn pools(&self) -> Arc<HashMap<String, Arc<Pool>>> {
         self.pools.load_full()
+    }
+
+    /// The catalog and rewrite cache of `shard`, reading the catalog now if
+    /// it has not been read yet.
+    pub async fn shard_isolation(&self, shard: &str) -> Result<Arc<ShardIsolation>, ProxyError> {
+        if let Some(s) = self.isolation.get(shard) {
+            return Ok(s.clone());
+        }
+        self.refresh_catalog(shard).await
+    }
+
+    /// Reads `shard`'s catalog again and starts a fresh rewrite cache for it.
+    pub async fn refresh_catalog(&self, shard: &str) -> Result<Arc<ShardIsolation>, ProxyError> {
+        let loaded = self.loaded();
+        let (Some(rules), Some(pool)) = (&loaded.isolation, self.pool(shard)) else {
+            return Err(ProxyError::catalog_unavailable(shard));
+        };
+        let settings = pool.settings();
+        let catalog =
+            crate::catalog::discover(&settings.target, &rules.column, settings.connect_timeout)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(shard, error = %e, "cannot read the shard's catalog");
+                    ProxyError::catalog_unavailable(shard)
+                })?;
+        tracing::info!(
+            shard,
+            relations = catalog.relation_count(),
+            "catalog loaded"
+        );
+        let iso = Arc::new(ShardIsolation {
+            catalog: Arc::new(catalog),
+            cache: RewriteCache::new(rules.cache_bytes),
+        });
+        self.isolation.insert(shard.to_string(), iso.clone());
+        Ok(iso)
+    }
+
+    /// Re-reads every loaded shard's catalog (after a reload).
+    pub async fn refresh_catalogs(&self) {
+        let shards: Vec<String> = self.pools().keys().cloned().collect();
+        self.isolation.retain(|k, _| shards.contains(k));
+        for shard in shards {
+            let _ = self.refresh_catalog(&shard).await;
+        }
+    }
+
+    /// Rewrite-cache statistics summed over shards.
+    pub fn rewrite_cache_stats(&self) -> crate::rewrite::CacheStats {
+        let mut total = crate::rewrite::CacheStats::default();
+        for e in self.isolation.iter() {
+            let s = e.cache.stats();
+            total.hits += s.hits;
+            total.misses += s.misses;
+            total.bytes += s.bytes;
+            total.entries += s.entries;
+        }
+        total
     }
 
     /// A new session id.
@@ -130,7 +226,24 @@ fn derive(config: Config, generation: u64) -> Result<Loaded, StateError> {
         })?;
         passwords.insert(u.name.clone(), p);
     }
+    let isolation = config.tenancy.as_ref().map(|t| {
+        let fold = |s: &String| s.trim().to_lowercase();
+        Arc::new(IsolationRules {
+            column: fold(&t.column),
+            variable: fold(&t.session_variable),
+            global_tables: t.global_tables.iter().map(fold).collect(),
+            allowed_functions: t.allowed_functions.iter().map(fold).collect(),
+            tenant_schemas: config
+                .tenants
+                .iter()
+                .filter_map(|t| t.schema.clone())
+                .collect(),
+            cache_bytes: t.rewrite_cache_bytes,
+            rls: t.rls,
+        })
+    });
     Ok(Loaded {
+        isolation,
         router: Router::new(&config),
         config,
         passwords,

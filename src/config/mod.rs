@@ -120,6 +120,12 @@ pub struct TenancyConfig {
     /// Also `SET LOCAL` the session variable on the server in every transaction.
     #[serde(default)]
     pub rls: bool,
+    /// User-defined functions tenant sessions may call (all others are refused).
+    #[serde(default)]
+    pub allowed_functions: Vec<String>,
+    /// Bytes of rewritten statements cached per shard.
+    #[serde(default = "defaults::rewrite_cache_bytes")]
+    pub rewrite_cache_bytes: usize,
 }
 
 impl Default for TenancyConfig {
@@ -129,6 +135,8 @@ impl Default for TenancyConfig {
             session_variable: defaults::session_variable(),
             global_tables: Vec::new(),
             rls: false,
+            allowed_functions: Vec::new(),
+            rewrite_cache_bytes: defaults::rewrite_cache_bytes(),
         }
     }
 }
@@ -259,6 +267,9 @@ mod defaults {
     }
     pub fn session_variable() -> String {
         "app.current_tenant".into()
+    }
+    pub fn rewrite_cache_bytes() -> usize {
+        64 * 1024 * 1024
     }
     pub fn pool_size() -> usize {
         20

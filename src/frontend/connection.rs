@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::handshake::{self, Login, Opening};
+use super::isolation::Isolation;
 use super::session::{Session, SessionParts, prepare_server};
 use super::settings::Settings;
 use crate::config::PoolMode;
@@ -17,6 +18,7 @@ use crate::error::ProxyError;
 use crate::protocol::messages;
 use crate::protocol::startup::parse_options;
 use crate::state::ProxyState;
+use crate::tenant::{TenantContext, validate_tenant_id};
 
 /// Serves one accepted client connection to the end.
 pub async fn serve_connection(
@@ -86,32 +88,72 @@ async fn start_session(
         .config
         .user(&login.user)
         .ok_or_else(ProxyError::internal)?;
-    let route = match &user.tenant {
-        Some(t) => {
-            tracing::Span::current().record("tenant", t.as_str());
-            loaded
-                .router
-                .route(t)
-                .map_err(|_| ProxyError::tenant_unroutable(t))?
+    let mut startup = startup_settings(&login.params);
+    // Tenant isolation: who the session is, and where it goes first.
+    let isolation = match &loaded.isolation {
+        Some(rules) => {
+            let from_options = startup
+                .iter()
+                .rev()
+                .find(|(k, _)| k.to_lowercase() == rules.variable)
+                .map(|(_, v)| v.clone());
+            let tenant = match TenantContext::new(&login.user, user.tenant.clone(), from_options) {
+                Ok(t) => t,
+                Err(mut e) => {
+                    e.severity = crate::error::Severity::Fatal;
+                    send_fatal(&mut client, &e).await;
+                    return Err(e);
+                }
+            };
+            if let Some(t) = tenant.current() {
+                tracing::Span::current().record("tenant", t);
+                if validate_tenant_id(t, []).is_err() {
+                    let e = ProxyError::invalid_tenant_id(t, "not a valid tenant id").fatal();
+                    send_fatal(&mut client, &e).await;
+                    return Err(e);
+                }
+                // The server's copy of the variable follows the session's
+                // tenant (SHOW, and row-level security policies, read it).
+                startup.retain(|(k, _)| k.to_lowercase() != rules.variable);
+                if rules.rls {
+                    startup.push((rules.variable.clone(), t.to_string()));
+                }
+            } else {
+                startup.retain(|(k, _)| k.to_lowercase() != rules.variable);
+            }
+            Some(Isolation::new(state.clone(), rules.clone(), tenant))
         }
-        None => loaded
-            .router
-            .default_route()
-            .map_err(|_| ProxyError::no_shard_for_session())?,
+        None => None,
+    };
+    let route = match &isolation {
+        Some(iso) => iso.route().map_err(ProxyError::fatal),
+        None => match &user.tenant {
+            Some(t) => {
+                tracing::Span::current().record("tenant", t.as_str());
+                loaded
+                    .router
+                    .route(t)
+                    .map_err(|_| ProxyError::tenant_unroutable(t))
+            }
+            None => loaded
+                .router
+                .default_route()
+                .map_err(|_| ProxyError::no_shard_for_session().fatal()),
+        },
+    };
+    let route = match route {
+        Ok(r) => r,
+        Err(e) => {
+            send_fatal(&mut client, &e).await;
+            return Err(e);
+        }
     };
     let Some(pool) = state.pool(&route.shard) else {
         let e = ProxyError::internal();
         send_fatal(&mut client, &e).await;
         return Err(e);
     };
-    let settings = Settings::new(startup_settings(
-        &login.params,
-        loaded
-            .config
-            .tenancy
-            .as_ref()
-            .map(|t| t.session_variable.as_str()),
-    ));
+    let settings = Settings::new(startup);
 
     // The ParameterStatus values to report come from a server that applied
     // these exact settings: remembered per pool, or learnt now (which also
@@ -177,6 +219,7 @@ async fn start_session(
         settings,
         cancel,
         server,
+        isolation,
     })
     .run()
     .await;
@@ -186,17 +229,12 @@ async fn start_session(
 }
 
 /// Startup parameters to apply on server connections: everything but the
-/// protocol's own keys, with `options` expanded; the tenant variable is the
-/// proxy's, not the server's.
-fn startup_settings(params: &[(String, String)], tenant_var: Option<&str>) -> Vec<(String, String)> {
+/// protocol's own keys, with `options` expanded.
+fn startup_settings(params: &[(String, String)]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (k, v) in params {
         match k.as_str() {
-            "options" => out.extend(
-                parse_options(v)
-                    .into_iter()
-                    .filter(|(k, _)| Some(k.as_str()) != tenant_var),
-            ),
+            "options" => out.extend(parse_options(v)),
             "replication" => {}
             _ => out.push((k.clone(), v.clone())),
         }

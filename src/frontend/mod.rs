@@ -2,8 +2,11 @@
 
 pub mod cancel;
 pub mod classify;
+mod client_messages;
 pub mod connection;
 pub mod handshake;
+pub mod isolation;
 pub mod prepared;
+mod server_messages;
 pub mod session;
 pub mod settings;

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use dashmap::DashMap;
 
+use super::isolation::TenantBinding;
+
 /// Prefix of every server-side statement name tenantgate creates.
 pub const SERVER_NAME_PREFIX: &str = "_tg_";
 
@@ -29,6 +31,8 @@ pub struct Statement {
     pub query: Bytes,
     /// Raw parameter type section of Parse: i16 count then the OIDs.
     pub param_types: Bytes,
+    /// How the tenant is bound, when tenant isolation rewrote the statement.
+    pub binding: Option<Arc<TenantBinding>>,
     /// A server has accepted this statement at least once, so a client's
     /// Parse of it can be answered without a server connection.
     validated: AtomicBool,
@@ -58,7 +62,12 @@ const REGISTRY_SOFT_CAP: usize = 50_000;
 
 impl StatementRegistry {
     /// The statement for `query` with `param_types`, created on first use.
-    pub fn intern(&self, query: &[u8], param_types: &[u8]) -> Arc<Statement> {
+    pub fn intern(
+        &self,
+        query: &[u8],
+        param_types: &[u8],
+        binding: Option<Arc<TenantBinding>>,
+    ) -> Arc<Statement> {
         let mut key = Vec::with_capacity(query.len() + 1 + param_types.len());
         key.extend_from_slice(query);
         key.push(0);
@@ -79,6 +88,7 @@ impl StatementRegistry {
                     server_name: format!("{SERVER_NAME_PREFIX}{id}"),
                     query: Bytes::copy_from_slice(query),
                     param_types: Bytes::copy_from_slice(param_types),
+                    binding,
                     validated: AtomicBool::new(false),
                 })
             })
@@ -123,6 +133,13 @@ impl ClientStatements {
         self.names.remove(name);
     }
 
+    /// Forgets `name` if it still means `stmt`.
+    pub fn remove_if(&mut self, name: &str, stmt: &Arc<Statement>) {
+        if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
+            self.names.remove(name);
+        }
+    }
+
     /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.names.clear();
@@ -146,9 +163,9 @@ mod tests {
     #[test]
     fn same_text_same_statement() {
         let r = StatementRegistry::default();
-        let a = r.intern(b"select 1", b"\0\0");
-        let b = r.intern(b"select 1", b"\0\0");
-        let c = r.intern(b"select 1", b"\0\x01\0\0\0\x17");
+        let a = r.intern(b"select 1", b"\0\0", None);
+        let b = r.intern(b"select 1", b"\0\0", None);
+        let c = r.intern(b"select 1", b"\0\x01\0\0\0\x17", None);
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
         assert_eq!(a.server_name, format!("_tg_{}", a.id));

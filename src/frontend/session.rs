@@ -11,50 +11,71 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 use super::cancel::CancelSlot;
-use super::classify::{Effect, classify};
-use super::prepared::{ClientStatements, NOOP_NAME, SERVER_NAME_PREFIX, Statement};
-use super::settings::{Committed, Settings};
+use super::isolation::Isolation;
+use super::prepared::{ClientStatements, Statement};
+pub(super) use super::settings::Committed;
+use super::settings::Settings;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::pool::{Checkout, Pool};
-use crate::protocol::framing::{Header, peek_header, read_cstr};
-use crate::protocol::messages::{self, ftag, tag};
+use crate::protocol::messages;
 use crate::state::ProxyState;
 
 /// Stop reading a side while this much is waiting to be written to the other.
-const HIGH_WATER: usize = 1 << 20;
+pub(super) const HIGH_WATER: usize = 1 << 20;
 /// Messages at least this large are streamed through instead of buffered whole.
-const STREAM_THRESHOLD: usize = 64 * 1024;
+pub(super) const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Largest server message tenantgate buffers whole (it inspects these).
-const MAX_SERVER_MESSAGE: usize = 1 << 30;
+pub(super) const MAX_SERVER_MESSAGE: usize = 1 << 30;
 /// A server connection holding more prepared statements than this is cleared
 /// (DEALLOCATE ALL) before its next use.
 const MAX_PREPARED_PER_SERVER: usize = 5_000;
 
-/// What a response the server will send for a Parse we forwarded should become.
+/// What the ParseComplete for a Parse we forwarded should become.
 #[derive(Debug, Clone)]
-enum ParseAction {
-    /// The client's own Parse: forward ParseComplete (the statement, if named).
-    Forward(Option<Arc<Statement>>),
-    /// A Parse tenantgate injected to re-prepare a statement: swallow it.
-    Swallow(Arc<Statement>),
+pub(super) enum ParseAction {
+    /// The client's own Parse: forward it (the statement and the client's
+    /// name for it, if named).
+    Forward(Option<(Arc<Statement>, String)>),
+    /// A Parse tenantgate injected (re-preparing a statement, or raising a
+    /// refusal): swallow it.
+    Swallow(Option<Arc<Statement>>),
 }
 
 /// What the CloseComplete for a Close we forwarded should become.
-#[derive(Debug, Clone, Copy)]
-enum CloseAction {
+#[derive(Debug, Clone)]
+pub(super) enum CloseAction {
     /// Forward it.
     Forward,
-    /// It stands in for a Parse of a statement the server already had.
-    AsParseComplete,
+    /// It stands in for the client's Parse (of this name) of a statement the
+    /// server already had.
+    AsParseComplete(String),
+}
+
+/// What the BindComplete for a Bind we forwarded should become.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum BindAction {
+    /// Forward it.
+    Forward,
+    /// It answers a Bind tenantgate injected: swallow it.
+    Swallow,
+}
+
+/// What the ParameterDescription for a Describe we forwarded should become.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum DescribeAction {
+    /// Forward it.
+    Forward,
+    /// Drop the last parameter: it is the tenant, added by the proxy.
+    HideLastParam,
 }
 
 /// Why the loop ended.
-enum End {
+pub(super) enum End {
     /// Terminate or EOF from the client.
     ClientGone,
 }
@@ -68,48 +89,58 @@ enum Event {
     Shutdown,
 }
 
-/// Per-session protocol accounting.
+/// Per-session protocol accounting. Each queue holds, in reply order, what
+/// to do with the replies to messages sent, tagged with the batch (number of
+/// Syncs/Queries sent before them) so replies skipped after an error can be
+/// dropped at the batch's ReadyForQuery.
 #[derive(Debug, Default)]
-struct Tracker {
+pub(super) struct Tracker {
     /// ReadyForQuery messages still owed by the server.
-    pending: u32,
+    pub(super) pending: u32,
     /// Extended-protocol messages sent since the last Sync.
-    unsynced: bool,
+    pub(super) unsynced: bool,
     /// Z-producing messages sent so far (Sync, Query, FunctionCall).
-    sent: u64,
+    pub(super) sent: u64,
     /// ReadyForQuery messages received so far.
-    answered: u64,
+    pub(super) answered: u64,
     /// Transaction status from the last ReadyForQuery.
-    tx_status: u8,
-    parse_q: VecDeque<(u64, ParseAction)>,
-    close_q: VecDeque<(u64, CloseAction)>,
+    pub(super) tx_status: u8,
+    pub(super) parse_q: VecDeque<(u64, ParseAction)>,
+    pub(super) close_q: VecDeque<(u64, CloseAction)>,
+    pub(super) bind_q: VecDeque<(u64, BindAction)>,
+    pub(super) describe_q: VecDeque<(u64, DescribeAction)>,
 }
 
 /// An authenticated client session.
 pub struct Session {
     /// Session id for logs and the admin console.
     pub id: u64,
-    state: Arc<ProxyState>,
-    pool: Arc<Pool>,
-    mode: PoolMode,
-    max_message: usize,
-    wait_timeout: std::time::Duration,
-    client: TcpStream,
-    client_in: BytesMut,
-    to_client: BytesMut,
-    to_server: BytesMut,
-    server: Option<Checkout>,
-    t: Tracker,
-    settings: Settings,
-    statements: ClientStatements,
-    pin: Option<&'static str>,
-    cancel: Arc<CancelSlot>,
+    pub(super) state: Arc<ProxyState>,
+    pub(super) pool: Arc<Pool>,
+    pub(super) mode: PoolMode,
+    pub(super) max_message: usize,
+    pub(super) wait_timeout: std::time::Duration,
+    pub(super) client: TcpStream,
+    pub(super) client_in: BytesMut,
+    pub(super) to_client: BytesMut,
+    pub(super) to_server: BytesMut,
+    pub(super) server: Option<Checkout>,
+    pub(super) t: Tracker,
+    pub(super) settings: Settings,
+    pub(super) statements: ClientStatements,
+    pub(super) pin: Option<&'static str>,
+    pub(super) cancel: Arc<CancelSlot>,
     /// After a proxy-generated error in the extended protocol: discard until Sync.
-    skip_until_sync: bool,
+    pub(super) skip_until_sync: bool,
     /// Bytes of a large client message still to stream to the server.
-    client_streaming: usize,
+    pub(super) client_streaming: usize,
     /// Bytes of a large server message still to stream to the client.
-    server_streaming: usize,
+    pub(super) server_streaming: usize,
+    /// Tenant isolation, on shared shards when `[tenancy]` is configured.
+    pub(super) iso: Option<Isolation>,
+    /// The server ran a SET of the tenant variable that the proxy does not
+    /// replay: its settings no longer match any fingerprint.
+    pub(super) server_dirty: bool,
 }
 
 /// Everything a session needs at birth.
@@ -130,6 +161,8 @@ pub struct SessionParts {
     pub cancel: Arc<CancelSlot>,
     /// Server connection kept from login (session pooling only).
     pub server: Option<Checkout>,
+    /// Tenant isolation for this session, if any.
+    pub isolation: Option<Isolation>,
 }
 
 impl Session {
@@ -160,6 +193,8 @@ impl Session {
             skip_until_sync: false,
             client_streaming: 0,
             server_streaming: 0,
+            iso: p.isolation,
+            server_dirty: false,
         }
     }
 
@@ -275,460 +310,13 @@ impl Session {
         Ok(())
     }
 
-    // ---- client → server -------------------------------------------------------
-
-    /// Handles every complete message from the client. Returns `Some` when the
-    /// session should end.
-    async fn process_client(&mut self) -> Result<Option<End>, ProxyError> {
-        loop {
-            if self.client_streaming > 0 {
-                let n = self.client_streaming.min(self.client_in.len());
-                if n == 0 {
-                    return Ok(None);
-                }
-                let chunk = self.client_in.split_to(n);
-                self.to_server.extend_from_slice(&chunk);
-                self.client_streaming -= n;
-                continue;
-            }
-            if self.to_server.len() >= HIGH_WATER {
-                return Ok(None);
-            }
-            let Some(h) = peek_header(&self.client_in, self.max_message)? else {
-                return Ok(None);
-            };
-            if self.client_in.len() < h.total_len {
-                // Stream a large CopyData instead of buffering it whole.
-                if h.tag == ftag::COPY_DATA
-                    && h.total_len >= STREAM_THRESHOLD
-                    && self.server.is_some()
-                {
-                    self.client_streaming = h.total_len;
-                    continue;
-                }
-                self.client_in.reserve(h.total_len - self.client_in.len());
-                return Ok(None);
-            }
-            if h.tag == ftag::TERMINATE {
-                return Ok(Some(End::ClientGone));
-            }
-            if self.skip_until_sync {
-                self.client_in.advance(h.total_len);
-                if h.tag == ftag::SYNC {
-                    self.skip_until_sync = false;
-                    messages::ready_for_query(&mut self.to_client, self.t.tx_status);
-                }
-                continue;
-            }
-            if self.server.is_none() {
-                match h.tag {
-                    // Nothing to flush, nothing to sync: answer locally.
-                    ftag::FLUSH | ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {
-                        self.client_in.advance(h.total_len);
-                        continue;
-                    }
-                    ftag::SYNC => {
-                        self.client_in.advance(h.total_len);
-                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
-                        continue;
-                    }
-                    ftag::PARSE | ftag::CLOSE => {
-                        let msg = self.client_in.split_to(h.total_len).freeze();
-                        if self.answer_locally(h.tag, &msg)? {
-                            continue;
-                        }
-                        // Not answerable here: put it back and take a server.
-                        let mut rest = BytesMut::with_capacity(msg.len() + self.client_in.len());
-                        rest.extend_from_slice(&msg);
-                        rest.extend_from_slice(&self.client_in);
-                        self.client_in = rest;
-                    }
-                    _ => {}
-                }
-                if let Err(e) = self.acquire().await {
-                    if e.is_fatal() {
-                        return Err(e);
-                    }
-                    self.client_in.advance(h.total_len);
-                    messages::error_response(&mut self.to_client, &e);
-                    if h.tag == ftag::QUERY || h.tag == ftag::FUNCTION_CALL {
-                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
-                    } else {
-                        self.skip_until_sync = true;
-                    }
-                    continue;
-                }
-            }
-            let msg = self.client_in.split_to(h.total_len).freeze();
-            self.handle_client_message(h, msg)?;
-        }
-    }
-
-    fn handle_client_message(&mut self, h: Header, msg: Bytes) -> Result<(), ProxyError> {
-        match h.tag {
-            ftag::QUERY => {
-                self.on_query_text(&msg[5..msg.len().saturating_sub(1)]);
-                self.to_server.extend_from_slice(&msg);
-                self.expect_ready();
-            }
-            ftag::FUNCTION_CALL => {
-                self.to_server.extend_from_slice(&msg);
-                self.expect_ready();
-            }
-            ftag::SYNC => {
-                self.to_server.extend_from_slice(&msg);
-                self.expect_ready();
-                self.t.unsynced = false;
-            }
-            ftag::PARSE => self.on_parse(&msg)?,
-            ftag::BIND => self.on_bind(&msg)?,
-            ftag::DESCRIBE => self.on_describe(&msg)?,
-            ftag::CLOSE => self.on_close(&msg)?,
-            ftag::EXECUTE | ftag::FLUSH => {
-                self.to_server.extend_from_slice(&msg);
-                self.t.unsynced = true;
-            }
-            ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {
-                self.to_server.extend_from_slice(&msg)
-            }
-            other => {
-                return Err(ProxyError::protocol_violation(format!(
-                    "invalid frontend message type '{}'",
-                    other.escape_ascii()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Without a server connection and outside a transaction, a Parse of a
-    /// statement some server already accepted, or a Close of a statement, can
-    /// be answered by the proxy itself. This keeps clients that prepare
-    /// synchronously (libpq's PQprepare, as pgbench -M prepared does) from
-    /// waiting for a server connection just to be told "ParseComplete".
-    fn answer_locally(&mut self, tag: u8, msg: &[u8]) -> Result<bool, ProxyError> {
-        let mut pos = 6;
-        match tag {
-            ftag::PARSE => {
-                let mut pos = 5;
-                let name = read_cstr(msg, &mut pos)?;
-                let query = read_cstr(msg, &mut pos)?;
-                if name.is_empty() {
-                    return Ok(false);
-                }
-                let stmt = self.state.statements.intern(query, &msg[pos..]);
-                if !stmt.is_validated() || !classify_is_plain(query) {
-                    return Ok(false);
-                }
-                self.statements.insert(&String::from_utf8_lossy(name), stmt);
-                messages::parse_complete(&mut self.to_client);
-                Ok(true)
-            }
-            ftag::CLOSE => {
-                let kind = msg.get(5).copied();
-                let name = read_cstr(msg, &mut pos)?;
-                if kind != Some(b'S') || name.is_empty() {
-                    return Ok(false);
-                }
-                self.statements.remove(&String::from_utf8_lossy(name));
-                messages::close_complete(&mut self.to_client);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    fn expect_ready(&mut self) {
-        self.t.pending += 1;
-        self.t.sent += 1;
-    }
-
-    /// Notes the session effects of SQL text sent by Query or Parse.
-    fn on_query_text(&mut self, sql: &[u8]) {
-        let Ok(sql) = std::str::from_utf8(sql) else {
-            return;
-        };
-        for effect in classify(sql) {
-            match &effect {
-                Effect::Pins(reason) => {
-                    if self.mode == PoolMode::Transaction && self.pin.is_none() {
-                        tracing::info!(
-                            session = self.id,
-                            reason,
-                            "client pinned to its server connection"
-                        );
-                        self.pin = Some(reason);
-                        self.pool
-                            .stats
-                            .pinned
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-                Effect::Setting { .. } | Effect::ResetAll => self.settings.note(&effect),
-                Effect::DiscardAll | Effect::DeallocateAll => {}
-            }
-        }
-    }
-
-    fn server_mut(&mut self) -> Result<&mut Checkout, ProxyError> {
-        self.server.as_mut().ok_or_else(ProxyError::internal)
-    }
-
-    fn on_parse(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        let mut pos = 5;
-        let name = read_cstr(msg, &mut pos)?;
-        let query = read_cstr(msg, &mut pos)?;
-        let types = &msg[pos..];
-        self.t.unsynced = true;
-        self.on_query_text(query);
-        if name.is_empty() {
-            self.to_server.extend_from_slice(msg);
-            self.t
-                .parse_q
-                .push_back((self.t.sent, ParseAction::Forward(None)));
-            return Ok(());
-        }
-        let name = String::from_utf8_lossy(name);
-        let stmt = self.state.statements.intern(query, types);
-        self.statements.insert(&name, stmt.clone());
-        let sent = self.t.sent;
-        let server = self.server_mut()?;
-        if server.conn.prepared.contains(&stmt.id) {
-            messages::close(&mut self.to_server, b'S', NOOP_NAME);
-            self.t
-                .close_q
-                .push_back((sent, CloseAction::AsParseComplete));
-        } else {
-            server.conn.prepared.insert(stmt.id);
-            messages::parse(
-                &mut self.to_server,
-                &stmt.server_name,
-                &stmt.query,
-                &stmt.param_types,
-            );
-            self.t
-                .parse_q
-                .push_back((sent, ParseAction::Forward(Some(stmt))));
-        }
-        Ok(())
-    }
-
-    /// Makes sure the statement the client calls `name` exists on the server
-    /// and returns the server-side name to use.
-    fn server_statement_name(&mut self, name: &[u8]) -> Result<String, ProxyError> {
-        let name = String::from_utf8_lossy(name);
-        let Some(stmt) = self.statements.get(&name).cloned() else {
-            // Unknown to us: let the server report it exactly as Postgres
-            // would, unless the name could collide with ours.
-            return Ok(if name.starts_with(SERVER_NAME_PREFIX) {
-                NOOP_NAME.to_string()
-            } else {
-                name.into_owned()
-            });
-        };
-        let sent = self.t.sent;
-        let server = self.server_mut()?;
-        if !server.conn.prepared.contains(&stmt.id) {
-            server.conn.prepared.insert(stmt.id);
-            messages::parse(
-                &mut self.to_server,
-                &stmt.server_name,
-                &stmt.query,
-                &stmt.param_types,
-            );
-            self.t
-                .parse_q
-                .push_back((sent, ParseAction::Swallow(stmt.clone())));
-        }
-        Ok(stmt.server_name.clone())
-    }
-
-    fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        self.t.unsynced = true;
-        let mut pos = 5;
-        let portal = read_cstr(msg, &mut pos)?;
-        let stmt_start = pos;
-        let stmt = read_cstr(msg, &mut pos)?;
-        if stmt.is_empty() {
-            self.to_server.extend_from_slice(msg);
-            return Ok(());
-        }
-        let server_name = self.server_statement_name(stmt)?;
-        let rest = &msg[pos..];
-        let out = &mut self.to_server;
-        out.put_u8(ftag::BIND);
-        let len = 4 + portal.len() + 1 + server_name.len() + 1 + rest.len();
-        out.put_i32(len as i32);
-        out.extend_from_slice(&msg[5..stmt_start]);
-        out.extend_from_slice(server_name.as_bytes());
-        out.put_u8(0);
-        out.extend_from_slice(rest);
-        Ok(())
-    }
-
-    fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        self.t.unsynced = true;
-        let kind = *msg
-            .get(5)
-            .ok_or_else(|| ProxyError::protocol_violation("short Describe"))?;
-        let mut pos = 6;
-        let name = read_cstr(msg, &mut pos)?;
-        if kind != b'S' || name.is_empty() {
-            self.to_server.extend_from_slice(msg);
-            return Ok(());
-        }
-        let server_name = self.server_statement_name(name)?;
-        let out = &mut self.to_server;
-        out.put_u8(ftag::DESCRIBE);
-        out.put_i32((4 + 1 + server_name.len() + 1) as i32);
-        out.put_u8(b'S');
-        out.extend_from_slice(server_name.as_bytes());
-        out.put_u8(0);
-        Ok(())
-    }
-
-    fn on_close(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        self.t.unsynced = true;
-        let kind = *msg
-            .get(5)
-            .ok_or_else(|| ProxyError::protocol_violation("short Close"))?;
-        let mut pos = 6;
-        let name = read_cstr(msg, &mut pos)?;
-        if kind == b'S' && !name.is_empty() {
-            // The statement stays prepared on the server for others; the
-            // client's name is forgotten. A Close of a name that does not
-            // exist answers CloseComplete, as Postgres does.
-            self.statements.remove(&String::from_utf8_lossy(name));
-            messages::close(&mut self.to_server, b'S', NOOP_NAME);
-        } else {
-            self.to_server.extend_from_slice(msg);
-        }
-        self.t
-            .close_q
-            .push_back((self.t.sent, CloseAction::Forward));
-        Ok(())
-    }
-
-    // ---- server → client -------------------------------------------------------
-
-    fn process_server(&mut self) -> Result<(), ProxyError> {
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        loop {
-            let buf = &mut server.conn.read_buf;
-            if self.server_streaming > 0 {
-                let n = self.server_streaming.min(buf.len());
-                if n == 0 {
-                    return Ok(());
-                }
-                self.to_client.extend_from_slice(&buf[..n]);
-                buf.advance(n);
-                self.server_streaming -= n;
-                continue;
-            }
-            if self.to_client.len() >= HIGH_WATER {
-                return Ok(());
-            }
-            let Some(h) = peek_header(buf, MAX_SERVER_MESSAGE)? else {
-                return Ok(());
-            };
-            if buf.len() < h.total_len {
-                if matches!(h.tag, b'D' | b'd') && h.total_len >= STREAM_THRESHOLD {
-                    self.server_streaming = h.total_len;
-                    continue;
-                }
-                buf.reserve(h.total_len - buf.len());
-                return Ok(());
-            }
-            let msg = buf.split_to(h.total_len);
-            match h.tag {
-                tag::READY_FOR_QUERY => {
-                    self.t.pending = self.t.pending.saturating_sub(1);
-                    self.t.tx_status = msg.get(5).copied().unwrap_or(b'I');
-                    let batch = self.t.answered;
-                    self.t.answered += 1;
-                    while self.t.parse_q.front().is_some_and(|(b, _)| *b <= batch) {
-                        self.t.parse_q.pop_front();
-                    }
-                    while self.t.close_q.front().is_some_and(|(b, _)| *b <= batch) {
-                        self.t.close_q.pop_front();
-                    }
-                    match self.settings.on_ready(self.t.tx_status) {
-                        Committed::Nothing => {}
-                        Committed::InSync => {
-                            server.conn.settings_fingerprint = self.settings.fingerprint()
-                        }
-                        Committed::Unknown => server.conn.settings_fingerprint = u64::MAX,
-                    }
-                    self.to_client.extend_from_slice(&msg);
-                }
-                tag::PARSE_COMPLETE => match self.t.parse_q.pop_front() {
-                    Some((_, ParseAction::Swallow(stmt))) => stmt.mark_validated(),
-                    Some((_, ParseAction::Forward(stmt))) => {
-                        if let Some(stmt) = stmt {
-                            stmt.mark_validated();
-                        }
-                        self.to_client.extend_from_slice(&msg);
-                    }
-                    None => self.to_client.extend_from_slice(&msg),
-                },
-                tag::CLOSE_COMPLETE => match self.t.close_q.pop_front() {
-                    Some((_, CloseAction::AsParseComplete)) => {
-                        messages::parse_complete(&mut self.to_client)
-                    }
-                    _ => self.to_client.extend_from_slice(&msg),
-                },
-                tag::ERROR_RESPONSE => {
-                    // The server skips the rest of this batch: statements it
-                    // was asked to prepare in it do not exist.
-                    let batch = self.t.answered;
-                    for (b, action) in &self.t.parse_q {
-                        if *b == batch
-                            && let ParseAction::Forward(Some(id)) | ParseAction::Swallow(id) =
-                                action
-                        {
-                            server.conn.prepared.remove(&id.id);
-                        }
-                    }
-                    self.t.parse_q.retain(|(b, _)| *b != batch);
-                    self.t.close_q.retain(|(b, _)| *b != batch);
-                    self.settings.on_error();
-                    self.to_client.extend_from_slice(&msg);
-                }
-                tag::PARAMETER_STATUS => {
-                    server.conn.record_parameter(&msg);
-                    self.to_client.extend_from_slice(&msg);
-                }
-                tag::COMMAND_COMPLETE => {
-                    let text = &msg[5..msg.len().saturating_sub(1)];
-                    match text {
-                        b"COMMIT" => self.settings.on_transaction_end(true),
-                        b"ROLLBACK" => self.settings.on_transaction_end(false),
-                        b"DISCARD ALL" => {
-                            server.conn.prepared.clear();
-                            server.conn.settings_fingerprint = 0;
-                            self.statements.clear();
-                            self.settings.on_discard_all();
-                            self.pin = None;
-                        }
-                        b"DEALLOCATE ALL" => {
-                            server.conn.prepared.clear();
-                            self.statements.clear();
-                        }
-                        _ => {}
-                    }
-                    self.to_client.extend_from_slice(&msg);
-                }
-                _ => self.to_client.extend_from_slice(&msg),
-            }
-        }
-    }
-
     // ---- holding and releasing the server ------------------------------------
 
     /// Checks out a server connection and brings its settings in line.
-    async fn acquire(&mut self) -> Result<(), ProxyError> {
+    pub(super) async fn acquire(&mut self) -> Result<(), ProxyError> {
+        if let Some(iso) = &self.iso {
+            self.pool = iso.pool()?;
+        }
         let mut checkout = tokio::select! {
             r = self.pool.checkout(self.wait_timeout) => r?,
             _ = self.state.shutdown.cancelled() => return Err(ProxyError::shutting_down()),
@@ -758,7 +346,10 @@ impl Session {
 
     async fn release(&mut self) {
         self.cancel.set(None).await;
-        if let Some(s) = self.server.take() {
+        if let Some(mut s) = self.server.take() {
+            if std::mem::take(&mut self.server_dirty) {
+                s.conn.settings_fingerprint = u64::MAX;
+            }
             s.release();
         }
     }
@@ -777,8 +368,17 @@ impl Session {
             && s.conn.read_buf.is_empty()
             && self.to_server.is_empty();
         if !quiet || !clean_exit && self.t.pending > 0 {
-            // Mid-query or mid-message: closing is the only safe reset; the
-            // server rolls the transaction back.
+            // Mid-query or mid-message: closing is the only safe reset. A
+            // backend busy with a query would not notice the closed socket
+            // until it finished (holding its locks), so cancel it first; then
+            // the server rolls the transaction back.
+            if self.t.pending > 0 {
+                let (addr, key) = (s.conn.addr, s.conn.backend_key);
+                tokio::spawn(async move {
+                    let _ = crate::backend::send_cancel(addr, key).await;
+                    drop(s);
+                });
+            }
             return;
         }
         let mut reset: Vec<&str> = Vec::new();
@@ -787,6 +387,9 @@ impl Session {
         }
         if self.pin.is_some() || self.mode == PoolMode::Session {
             reset.push("DISCARD ALL");
+        }
+        if std::mem::take(&mut self.server_dirty) {
+            s.conn.settings_fingerprint = u64::MAX;
         }
         if reset.is_empty() {
             s.release();
@@ -846,12 +449,6 @@ pub async fn prepare_server(
         conn.settings_fingerprint = settings.fingerprint();
     }
     Ok(())
-}
-
-/// Whether SQL text has no session effect (so answering its Parse locally
-/// skips nothing the proxy must see on a server).
-fn classify_is_plain(sql: &[u8]) -> bool {
-    std::str::from_utf8(sql).is_ok_and(|s| classify(s).is_empty())
 }
 
 fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {

@@ -33,6 +33,8 @@ pub mod tag {
     pub const COPY_OUT_RESPONSE: u8 = b'H';
     /// CopyBothResponse.
     pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    /// ParameterDescription.
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
     /// NegotiateProtocolVersion.
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 }
@@ -302,6 +304,25 @@ pub fn close(buf: &mut BytesMut, kind: u8, name: &str) {
     let at = begin(buf, ftag::CLOSE);
     buf.put_u8(kind);
     put_cstr(buf, name.as_bytes());
+    finish(buf, at);
+}
+
+/// Bind of the unnamed statement to the unnamed portal, no parameters.
+pub fn bind_unnamed(buf: &mut BytesMut) {
+    let at = begin(buf, ftag::BIND);
+    buf.put_u8(0);
+    buf.put_u8(0);
+    buf.put_i16(0);
+    buf.put_i16(0);
+    buf.put_i16(0);
+    finish(buf, at);
+}
+
+/// Execute of the unnamed portal, all rows.
+pub fn execute_unnamed(buf: &mut BytesMut) {
+    let at = begin(buf, ftag::EXECUTE);
+    buf.put_u8(0);
+    buf.put_i32(0);
     finish(buf, at);
 }
 

@@ -43,6 +43,12 @@ impl SqlState {
     pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
     /// 42601 syntax_error.
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    /// 22021 character_not_in_repertoire.
+    pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState("22021");
+    /// 42P01 undefined_table.
+    pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
+    /// 54001 statement_too_complex.
+    pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState("54001");
     /// 42P05 duplicate_prepared_statement.
     pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState("42P05");
     /// 53300 too_many_connections.

@@ -1,0 +1,517 @@
+//! Client → server: framing what the client sends, deciding what goes to the
+//! server (rewritten for tenant isolation, statement names mapped to the
+//! proxy's), answering what needs no server, and refusing in order.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::classify::{Effect, classify};
+use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
+use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
+use super::session::{
+    BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
+    Session,
+};
+use crate::config::PoolMode;
+use crate::error::ProxyError;
+use crate::pool::Checkout;
+use crate::protocol::framing::{peek_header, read_cstr};
+use crate::protocol::messages::{self, ftag};
+
+/// What isolation decided for one message.
+enum Plan {
+    /// Forward as sent.
+    AsSent,
+    /// Send this SQL instead (simple Query).
+    Query(String),
+    /// Prepare this instead (Parse).
+    Parse(ParsePlan),
+}
+
+impl Session {
+    /// Handles every complete message from the client. Returns `Some` when the
+    /// session should end.
+    pub(super) async fn process_client(&mut self) -> Result<Option<End>, ProxyError> {
+        loop {
+            if self.client_streaming > 0 {
+                let n = self.client_streaming.min(self.client_in.len());
+                if n == 0 {
+                    return Ok(None);
+                }
+                let chunk = self.client_in.split_to(n);
+                self.to_server.extend_from_slice(&chunk);
+                self.client_streaming -= n;
+                continue;
+            }
+            if self.to_server.len() >= HIGH_WATER {
+                return Ok(None);
+            }
+            let Some(h) = peek_header(&self.client_in, self.max_message)? else {
+                return Ok(None);
+            };
+            if self.client_in.len() < h.total_len {
+                // Stream a large CopyData instead of buffering it whole.
+                if h.tag == ftag::COPY_DATA
+                    && h.total_len >= STREAM_THRESHOLD
+                    && self.server.is_some()
+                {
+                    self.client_streaming = h.total_len;
+                    continue;
+                }
+                self.client_in.reserve(h.total_len - self.client_in.len());
+                return Ok(None);
+            }
+            let tag = h.tag;
+            if tag == ftag::TERMINATE {
+                return Ok(Some(End::ClientGone));
+            }
+            let msg = self.client_in.split_to(h.total_len).freeze();
+            if self.skip_until_sync {
+                if tag == ftag::SYNC {
+                    self.skip_until_sync = false;
+                    messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                }
+                continue;
+            }
+            let plan = match self.plan(tag, &msg).await {
+                Ok(p) => p,
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    self.refuse(tag, e);
+                    continue;
+                }
+            };
+            if self.server.is_none() {
+                match tag {
+                    // Nothing to flush, nothing to sync: answer locally.
+                    ftag::FLUSH | ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => continue,
+                    ftag::SYNC => {
+                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                        continue;
+                    }
+                    ftag::PARSE | ftag::CLOSE => match self.answer_locally(tag, &msg, &plan) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.refuse(tag, e);
+                            continue;
+                        }
+                    },
+                    _ => {}
+                }
+                if let Err(e) = self.acquire().await {
+                    if e.is_fatal() {
+                        return Err(e);
+                    }
+                    self.refuse(tag, e);
+                    continue;
+                }
+            }
+            match self.handle_client_message(tag, &msg, plan) {
+                Ok(()) => {}
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => self.refuse(tag, e),
+            }
+        }
+    }
+
+    /// Isolation's decision for a Query or Parse (others are sent as they are).
+    async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
+        let in_transaction = self.t.tx_status != b'I';
+        let Some(iso) = self.iso.as_mut() else {
+            return Ok(Plan::AsSent);
+        };
+        match tag {
+            ftag::QUERY => {
+                let sql = sql_text(&msg[5..msg.len().saturating_sub(1)])?;
+                Ok(match iso.query(sql, in_transaction).await? {
+                    Some(s) => Plan::Query(s),
+                    None => Plan::AsSent,
+                })
+            }
+            ftag::PARSE => {
+                let mut pos = 5;
+                read_cstr(msg, &mut pos)?;
+                let sql = sql_text(read_cstr(msg, &mut pos)?)?;
+                Ok(match iso.parse(sql, &msg[pos..], in_transaction).await? {
+                    Some(p) => Plan::Parse(p),
+                    None => Plan::AsSent,
+                })
+            }
+            ftag::FUNCTION_CALL if iso.tenant.current().is_some() => Err(
+                ProxyError::construct_unsupported("the fast-path function call"),
+            ),
+            _ => Ok(Plan::AsSent),
+        }
+    }
+
+    /// Reports `e` for the message `tag` exactly where Postgres would: with no
+    /// server in hand, locally; otherwise through the server (which raises
+    /// it), so it stays in order with earlier pipelined replies and aborts a
+    /// transaction just as a failing statement does.
+    pub(super) fn refuse(&mut self, tag: u8, e: ProxyError) {
+        tracing::info!(session = self.id, code = %e.code, message = %e.message, "statement refused");
+        let ends_batch = tag == ftag::QUERY || tag == ftag::FUNCTION_CALL;
+        if self.server.is_none() {
+            messages::error_response(&mut self.to_client, &e);
+            if ends_batch {
+                messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+            } else {
+                self.skip_until_sync = true;
+            }
+            return;
+        }
+        let sql = raise_statement(&e);
+        if ends_batch {
+            messages::query(&mut self.to_server, &sql);
+            self.expect_ready();
+        } else {
+            let sent = self.t.sent;
+            messages::parse(&mut self.to_server, "", sql.as_bytes(), &[0, 0]);
+            self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
+            messages::bind_unnamed(&mut self.to_server);
+            self.t.bind_q.push_back((sent, BindAction::Swallow));
+            messages::execute_unnamed(&mut self.to_server);
+            self.t.unsynced = true;
+            if let Some(iso) = self.iso.as_mut() {
+                iso.unnamed = None;
+            }
+        }
+    }
+
+    fn handle_client_message(
+        &mut self,
+        tag: u8,
+        msg: &Bytes,
+        plan: Plan,
+    ) -> Result<(), ProxyError> {
+        match tag {
+            ftag::QUERY => {
+                self.on_query_text(&msg[5..msg.len().saturating_sub(1)]);
+                match plan {
+                    Plan::Query(sql) => messages::query(&mut self.to_server, &sql),
+                    _ => self.to_server.extend_from_slice(msg),
+                }
+                self.expect_ready();
+            }
+            ftag::FUNCTION_CALL => {
+                self.to_server.extend_from_slice(msg);
+                self.expect_ready();
+            }
+            ftag::SYNC => {
+                self.to_server.extend_from_slice(msg);
+                self.expect_ready();
+                self.t.unsynced = false;
+            }
+            ftag::PARSE => self.on_parse(msg, plan)?,
+            ftag::BIND => self.on_bind(msg)?,
+            ftag::DESCRIBE => self.on_describe(msg)?,
+            ftag::CLOSE => self.on_close(msg)?,
+            ftag::EXECUTE | ftag::FLUSH => {
+                self.to_server.extend_from_slice(msg);
+                self.t.unsynced = true;
+            }
+            ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {
+                self.to_server.extend_from_slice(msg)
+            }
+            other => {
+                return Err(ProxyError::protocol_violation(format!(
+                    "invalid frontend message type '{}'",
+                    other.escape_ascii()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Without a server connection and outside a transaction, a Parse of a
+    /// statement some server already accepted, or a Close of a statement, can
+    /// be answered by the proxy itself. This keeps clients that prepare
+    /// synchronously (libpq's PQprepare, as pgbench -M prepared does) from
+    /// waiting for a server connection just to be told "ParseComplete".
+    fn answer_locally(&mut self, tag: u8, msg: &[u8], plan: &Plan) -> Result<bool, ProxyError> {
+        match tag {
+            ftag::PARSE => {
+                let mut pos = 5;
+                let name = read_cstr(msg, &mut pos)?;
+                let query = read_cstr(msg, &mut pos)?;
+                if name.is_empty() {
+                    return Ok(false);
+                }
+                let name = String::from_utf8_lossy(name);
+                if self.statements.contains(&name) {
+                    return Err(ProxyError::duplicate_prepared_statement(&name));
+                }
+                let stmt = match plan {
+                    Plan::Parse(p) => self.state.statements.intern(
+                        p.sql.as_bytes(),
+                        &p.param_types,
+                        p.binding.clone(),
+                    ),
+                    _ => self.state.statements.intern(query, &msg[pos..], None),
+                };
+                if !stmt.is_validated() || !classify_is_plain(query) {
+                    return Ok(false);
+                }
+                self.statements.insert(&name, stmt);
+                messages::parse_complete(&mut self.to_client);
+                Ok(true)
+            }
+            ftag::CLOSE => {
+                let kind = msg.get(5).copied();
+                let mut pos = 6;
+                let name = read_cstr(msg, &mut pos)?;
+                if kind != Some(b'S') || name.is_empty() {
+                    return Ok(false);
+                }
+                self.statements.remove(&String::from_utf8_lossy(name));
+                messages::close_complete(&mut self.to_client);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub(super) fn expect_ready(&mut self) {
+        self.t.pending += 1;
+        self.t.sent += 1;
+    }
+
+    /// Notes the session effects of SQL text sent by Query or Parse.
+    fn on_query_text(&mut self, sql: &[u8]) {
+        let Ok(sql) = std::str::from_utf8(sql) else {
+            return;
+        };
+        for effect in classify(sql) {
+            match &effect {
+                Effect::Pins(reason) => {
+                    if self.mode == PoolMode::Transaction && self.pin.is_none() {
+                        tracing::info!(
+                            session = self.id,
+                            reason,
+                            "client pinned to its server connection"
+                        );
+                        self.pin = Some(reason);
+                        self.pool
+                            .stats
+                            .pinned
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Effect::Setting { name, .. }
+                    if self
+                        .iso
+                        .as_ref()
+                        .is_some_and(|i| !i.server_tracks_variable() && name == i.variable()) =>
+                {
+                    // The tenant variable is the proxy's; the server's copy is
+                    // stale after this and is reset before the next client.
+                    self.server_dirty = true;
+                }
+                Effect::Setting { .. } | Effect::ResetAll => self.settings.note(&effect),
+                Effect::DiscardAll | Effect::DeallocateAll => {}
+            }
+        }
+    }
+
+    fn server_mut(&mut self) -> Result<&mut Checkout, ProxyError> {
+        self.server.as_mut().ok_or_else(ProxyError::internal)
+    }
+
+    fn on_parse(&mut self, msg: &[u8], plan: Plan) -> Result<(), ProxyError> {
+        let mut pos = 5;
+        let name = read_cstr(msg, &mut pos)?;
+        let query = read_cstr(msg, &mut pos)?;
+        let types = &msg[pos..];
+        self.t.unsynced = true;
+        self.on_query_text(query);
+        let (sql, types, binding): (&[u8], &[u8], Option<Arc<TenantBinding>>) = match &plan {
+            Plan::Parse(p) => (p.sql.as_bytes(), &p.param_types, p.binding.clone()),
+            _ => (query, types, None),
+        };
+        let sent = self.t.sent;
+        if name.is_empty() {
+            if let Some(iso) = self.iso.as_mut() {
+                iso.unnamed = binding;
+            }
+            match &plan {
+                Plan::Parse(_) => messages::parse(&mut self.to_server, "", sql, types),
+                _ => self.to_server.extend_from_slice(msg),
+            }
+            self.t.parse_q.push_back((sent, ParseAction::Forward(None)));
+            return Ok(());
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        if self.statements.contains(&name) {
+            return Err(ProxyError::duplicate_prepared_statement(&name));
+        }
+        let stmt = self.state.statements.intern(sql, types, binding);
+        // The name counts from now on for messages pipelined behind it, and
+        // is forgotten again if the batch fails before the server accepts it.
+        self.statements.insert(&name, stmt.clone());
+        let server = self.server_mut()?;
+        if server.conn.prepared.contains(&stmt.id) {
+            messages::close(&mut self.to_server, b'S', NOOP_NAME);
+            self.t
+                .close_q
+                .push_back((sent, CloseAction::AsParseComplete(name)));
+        } else {
+            server.conn.prepared.insert(stmt.id);
+            messages::parse(
+                &mut self.to_server,
+                &stmt.server_name,
+                &stmt.query,
+                &stmt.param_types,
+            );
+            self.t
+                .parse_q
+                .push_back((sent, ParseAction::Forward(Some((stmt, name)))));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the statement the client calls `name` exists on the server;
+    /// returns the server-side name and the statement.
+    fn server_statement(
+        &mut self,
+        name: &[u8],
+    ) -> Result<(String, Option<Arc<Statement>>), ProxyError> {
+        let name = String::from_utf8_lossy(name);
+        let Some(stmt) = self.statements.get(&name).cloned() else {
+            // Unknown to us: let the server report it exactly as Postgres
+            // would, unless the name could collide with ours.
+            return Ok((
+                if name.starts_with(SERVER_NAME_PREFIX) {
+                    NOOP_NAME.to_string()
+                } else {
+                    name.into_owned()
+                },
+                None,
+            ));
+        };
+        let sent = self.t.sent;
+        let server = self.server_mut()?;
+        if !server.conn.prepared.contains(&stmt.id) {
+            server.conn.prepared.insert(stmt.id);
+            messages::parse(
+                &mut self.to_server,
+                &stmt.server_name,
+                &stmt.query,
+                &stmt.param_types,
+            );
+            self.t
+                .parse_q
+                .push_back((sent, ParseAction::Swallow(Some(stmt.clone()))));
+        }
+        Ok((stmt.server_name.clone(), Some(stmt)))
+    }
+
+    fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
+        self.t.unsynced = true;
+        let (stmt_name, stmt_end) = bind_names(msg)?;
+        let mut pos = 5;
+        let portal = read_cstr(msg, &mut pos)?;
+        let (server_name, binding) = if stmt_name.is_empty() {
+            (
+                String::new(),
+                self.iso.as_ref().and_then(|i| i.unnamed.clone()),
+            )
+        } else {
+            let (server_name, stmt) = self.server_statement(stmt_name)?;
+            (server_name, stmt.and_then(|s| s.binding.clone()))
+        };
+        let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
+        head.extend_from_slice(portal);
+        head.push(0);
+        head.extend_from_slice(server_name.as_bytes());
+        head.push(0);
+        match (&binding, &self.iso) {
+            (Some(b), Some(iso)) => {
+                let mut out = BytesMut::new();
+                iso.bind(b, msg, &head, stmt_end, &mut out)?;
+                self.to_server.extend_from_slice(&out);
+            }
+            _ if stmt_name.is_empty() => self.to_server.extend_from_slice(msg),
+            _ => {
+                let rest = &msg[stmt_end..];
+                let out = &mut self.to_server;
+                out.put_u8(ftag::BIND);
+                out.put_i32((4 + head.len() + rest.len()) as i32);
+                out.extend_from_slice(&head);
+                out.extend_from_slice(rest);
+            }
+        }
+        self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
+        Ok(())
+    }
+
+    fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
+        self.t.unsynced = true;
+        let kind = *msg
+            .get(5)
+            .ok_or_else(|| ProxyError::protocol_violation("short Describe"))?;
+        let mut pos = 6;
+        let name = read_cstr(msg, &mut pos)?;
+        if kind != b'S' {
+            self.to_server.extend_from_slice(msg);
+            return Ok(());
+        }
+        let (server_name, binding) = if name.is_empty() {
+            (
+                String::new(),
+                self.iso.as_ref().and_then(|i| i.unnamed.clone()),
+            )
+        } else {
+            let (server_name, stmt) = self.server_statement(name)?;
+            (server_name, stmt.and_then(|s| s.binding.clone()))
+        };
+        let out = &mut self.to_server;
+        out.put_u8(ftag::DESCRIBE);
+        out.put_i32((4 + 1 + server_name.len() + 1) as i32);
+        out.put_u8(b'S');
+        out.extend_from_slice(server_name.as_bytes());
+        out.put_u8(0);
+        // The tenant parameter is the proxy's: hide it from the description.
+        let action = if binding.is_some() {
+            DescribeAction::HideLastParam
+        } else {
+            DescribeAction::Forward
+        };
+        self.t.describe_q.push_back((self.t.sent, action));
+        Ok(())
+    }
+
+    fn on_close(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
+        self.t.unsynced = true;
+        let kind = *msg
+            .get(5)
+            .ok_or_else(|| ProxyError::protocol_violation("short Close"))?;
+        let mut pos = 6;
+        let name = read_cstr(msg, &mut pos)?;
+        if kind == b'S' && !name.is_empty() {
+            // The statement stays prepared on the server for others; the
+            // client's name is forgotten. A Close of a name that does not
+            // exist answers CloseComplete, as Postgres does.
+            self.statements.remove(&String::from_utf8_lossy(name));
+            messages::close(&mut self.to_server, b'S', NOOP_NAME);
+        } else {
+            self.to_server.extend_from_slice(msg);
+        }
+        self.t
+            .close_q
+            .push_back((self.t.sent, CloseAction::Forward));
+        Ok(())
+    }
+}
+
+/// SQL text must be UTF-8 to be analysed.
+fn sql_text(b: &[u8]) -> Result<&str, ProxyError> {
+    std::str::from_utf8(b).map_err(|_| ProxyError::invalid_utf8())
+}
+
+/// Whether SQL text has no session effect (so answering its Parse locally
+/// skips nothing the proxy must see on a server).
+fn classify_is_plain(sql: &[u8]) -> bool {
+    std::str::from_utf8(sql).is_ok_and(|s| classify(s).is_empty())
+}

@@ -1,0 +1,448 @@
+//! Tenant isolation for one session: the tenant context, and turning each
+//! Query / Parse / Bind into what is sent to a shared shard (rewritten via the
+//! shard's cache, or refused). Dedicated shards and configs without
+//! `[tenancy]` never get here.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::ProxyError;
+use crate::frontend::classify::split_statements;
+use crate::pool::Pool;
+use crate::protocol::framing::{read_cstr, read_i16, read_i32};
+use crate::protocol::messages::ftag;
+use crate::rewrite::template::quote_literal;
+use crate::rewrite::{self, RewriteRules, Rewritten, TenantCheck};
+use crate::router::Route;
+use crate::state::{IsolationRules, ProxyState};
+use crate::tenant::{TenantContext, parse_tenant_set, validate_tenant_id};
+
+/// Text OID: the tenant parameter is always sent as text.
+const TEXT_OID: u32 = 25;
+
+/// What a rewritten extended-protocol statement needs at Bind time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantBinding {
+    /// 1-based number of the parameter that carries the tenant.
+    pub param: usize,
+    /// Conditions on client parameters / literals.
+    pub checks: Vec<TenantCheck>,
+}
+
+/// A rewritten Parse.
+#[derive(Debug, Clone)]
+pub struct ParsePlan {
+    /// SQL to prepare on the server.
+    pub sql: String,
+    /// Raw parameter type section (i16 count + OIDs).
+    pub param_types: Vec<u8>,
+    /// Present when the statement takes the tenant as a parameter.
+    pub binding: Option<Arc<TenantBinding>>,
+}
+
+/// Per-session isolation state.
+#[derive(Debug)]
+pub struct Isolation {
+    state: Arc<ProxyState>,
+    rules: Arc<IsolationRules>,
+    /// The tenant context.
+    pub tenant: TenantContext,
+    /// Binding of the unnamed statement last parsed.
+    pub unnamed: Option<Arc<TenantBinding>>,
+}
+
+impl Isolation {
+    /// Isolation for a session on `shard`.
+    pub fn new(
+        state: Arc<ProxyState>,
+        rules: Arc<IsolationRules>,
+        tenant: TenantContext,
+    ) -> Isolation {
+        Isolation {
+            state,
+            rules,
+            tenant,
+            unnamed: None,
+        }
+    }
+
+    /// Where the session's statements go now: the current tenant's home, or
+    /// the default shard while no tenant is chosen.
+    pub fn route(&self) -> Result<Route, ProxyError> {
+        let loaded = self.state.loaded();
+        match self.tenant.current() {
+            Some(t) => loaded
+                .router
+                .route(t)
+                .map_err(|e| ProxyError::tenant_not_routable(t, &e.to_string())),
+            None => loaded
+                .router
+                .default_route()
+                .map_err(|_| ProxyError::no_shard_for_session()),
+        }
+    }
+
+    /// The pool of the current route.
+    pub fn pool(&self) -> Result<Arc<Pool>, ProxyError> {
+        let route = self.route()?;
+        self.state
+            .pool(&route.shard)
+            .ok_or_else(ProxyError::internal)
+    }
+
+    /// The session variable's name.
+    pub fn variable(&self) -> &str {
+        &self.rules.variable
+    }
+
+    /// Applies any SET/RESET of the tenant variable in `sql`.
+    async fn apply_tenant_sets(
+        &mut self,
+        sql: &str,
+        in_transaction: bool,
+    ) -> Result<(), ProxyError> {
+        if !contains_ignore_case(sql, &self.rules.variable) {
+            return Ok(());
+        }
+        for stmt in split_statements(sql) {
+            if let Some(set) = parse_tenant_set(stmt, &self.rules.variable)? {
+                if let Some(v) = &set.value {
+                    validate_tenant_id(v, [])?;
+                    let home = self
+                        .state
+                        .loaded()
+                        .router
+                        .route(v)
+                        .map_err(|e| ProxyError::tenant_not_routable(v, &e.to_string()))?;
+                    if !home.dedicated {
+                        let iso = self.state.shard_isolation(&home.shard).await?;
+                        validate_tenant_id(v, iso.catalog.tenant_column_types())?;
+                    }
+                }
+                self.tenant.apply(&set, in_transaction)?;
+            } else if contains_ignore_case(stmt, "set_config") {
+                return Err(ProxyError::tenant_set_config(&self.rules.variable));
+            }
+        }
+        Ok(())
+    }
+
+    async fn rewritten(&self, sql: &str) -> Result<Rewritten, ProxyError> {
+        let route = self.route()?;
+        if route.dedicated {
+            // The tenant is alone in its database: nothing to scope.
+            return Ok(Rewritten::Unchanged);
+        }
+        let iso = self.state.shard_isolation(&route.shard).await?;
+        let strict = self.tenant.current().is_some();
+        let own_schema: Option<Arc<str>> = route.schema.as_deref().map(Into::into);
+        let key = rewrite::cache_key(strict, own_schema.clone(), sql);
+        let outcome = iso.cache.get_or_insert(key, || {
+            let rules = RewriteRules {
+                catalog: &iso.catalog,
+                column: &self.rules.column,
+                global_tables: &self.rules.global_tables,
+                allowed_functions: &self.rules.allowed_functions,
+                tenant_schemas: &self.rules.tenant_schemas,
+                own_schema: own_schema.as_deref(),
+                strict,
+            };
+            rewrite::rewrite(sql, &rules)
+        });
+        outcome.as_ref().clone()
+    }
+
+    /// Whether the server keeps its own copy of the tenant variable.
+    pub fn server_tracks_variable(&self) -> bool {
+        self.rules.rls
+    }
+
+    /// `SHOW <variable>` answered from the session's tenant (the servers'
+    /// copy of the variable is not kept unless `rls` is on).
+    fn show_variable(&self, sql: &str) -> Option<String> {
+        if self.rules.rls {
+            return None;
+        }
+        let mut stmts = split_statements(sql);
+        let (Some(only), None) = (stmts.next(), stmts.next()) else {
+            return None;
+        };
+        let mut words = only.split_whitespace();
+        let (Some(show), Some(var), None) = (words.next(), words.next(), words.next()) else {
+            return None;
+        };
+        if !show.eq_ignore_ascii_case("show")
+            || var.trim_matches('"').to_lowercase() != self.rules.variable
+        {
+            return None;
+        }
+        Some(format!(
+            "SELECT CAST({} AS text) AS \"{}\"",
+            quote_literal(self.tenant.current().unwrap_or_default()),
+            self.rules.variable.replace('"', "")
+        ))
+    }
+
+    /// A simple Query: `None` to forward it as sent, or the SQL to send.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        in_transaction: bool,
+    ) -> Result<Option<String>, ProxyError> {
+        if let Some(show) = self.show_variable(sql) {
+            return Ok(Some(show));
+        }
+        self.apply_tenant_sets(sql, in_transaction).await?;
+        match self.rewritten(sql).await? {
+            Rewritten::Unchanged => Ok(None),
+            Rewritten::Template(t) => {
+                let tenant = self.require_tenant(t.has_holes() || !t.checks.is_empty())?;
+                for c in &t.checks {
+                    match c {
+                        TenantCheck::Literal(v) if Some(v.as_str()) == tenant => {}
+                        _ => return Err(ProxyError::tenant_value_mismatch()),
+                    }
+                }
+                Ok(Some(t.render_literal(tenant.unwrap_or_default())))
+            }
+        }
+    }
+
+    /// A Parse: `None` to forward it as sent.
+    pub async fn parse(
+        &mut self,
+        sql: &str,
+        param_types: &[u8],
+        in_transaction: bool,
+    ) -> Result<Option<ParsePlan>, ProxyError> {
+        if let Some(show) = self.show_variable(sql) {
+            return Ok(Some(ParsePlan {
+                sql: show,
+                param_types: param_types.to_vec(),
+                binding: None,
+            }));
+        }
+        self.apply_tenant_sets(sql, in_transaction).await?;
+        let t = match self.rewritten(sql).await? {
+            Rewritten::Unchanged => return Ok(None),
+            Rewritten::Template(t) => t,
+        };
+        if !t.has_holes() && t.checks.is_empty() {
+            return Ok(Some(ParsePlan {
+                sql: t.render_param(0),
+                param_types: param_types.to_vec(),
+                binding: None,
+            }));
+        }
+        let mut pos = 0;
+        let declared = read_i16(param_types, &mut pos)?.max(0) as usize;
+        let k = declared.max(t.max_param) + 1;
+        let mut types = Vec::with_capacity(2 + 4 * k);
+        types.extend_from_slice(&(k as i16).to_be_bytes());
+        types.extend_from_slice(&param_types[2..2 + 4 * declared.min((param_types.len() - 2) / 4)]);
+        for _ in declared..k - 1 {
+            types.extend_from_slice(&0u32.to_be_bytes());
+        }
+        types.extend_from_slice(&TEXT_OID.to_be_bytes());
+        Ok(Some(ParsePlan {
+            sql: t.render_param(k),
+            param_types: types,
+            binding: Some(Arc::new(TenantBinding {
+                param: k,
+                checks: t.checks.clone(),
+            })),
+        }))
+    }
+
+    fn require_tenant(&self, needed: bool) -> Result<Option<&str>, ProxyError> {
+        match self.tenant.current() {
+            Some(t) => Ok(Some(t)),
+            None if needed => Err(ProxyError::no_tenant(&self.rules.variable)),
+            None => Ok(None),
+        }
+    }
+
+    /// A Bind of a statement that takes the tenant as a parameter: checks the
+    /// client's values and appends the tenant. `msg` is the whole message;
+    /// `stmt_end` is where the statement name's NUL ends.
+    pub fn bind(
+        &self,
+        binding: &TenantBinding,
+        msg: &[u8],
+        head: &[u8],
+        stmt_end: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), ProxyError> {
+        let tenant = self
+            .tenant
+            .current()
+            .ok_or_else(|| ProxyError::no_tenant(&self.rules.variable))?;
+        let mut pos = stmt_end;
+        let nfmt = read_i16(msg, &mut pos)?.max(0) as usize;
+        let mut formats = Vec::with_capacity(nfmt);
+        for _ in 0..nfmt {
+            formats.push(read_i16(msg, &mut pos)?);
+        }
+        let nparams = read_i16(msg, &mut pos)?.max(0) as usize;
+        let params_start = pos;
+        let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(nparams);
+        for _ in 0..nparams {
+            let len = read_i32(msg, &mut pos)?;
+            if len < 0 {
+                values.push(None);
+            } else {
+                let end = pos + len as usize;
+                values.push(Some(msg.get(pos..end).ok_or_else(|| {
+                    ProxyError::protocol_violation("Bind parameter runs past the message")
+                })?));
+                pos = end;
+            }
+        }
+        let params_end = pos;
+        for c in &binding.checks {
+            let ok = match c {
+                TenantCheck::Literal(v) => v == tenant,
+                TenantCheck::Param(n) => {
+                    let format = match formats.len() {
+                        0 => 0,
+                        1 => formats[0],
+                        _ => formats.get(n - 1).copied().unwrap_or(0),
+                    };
+                    values
+                        .get(n - 1)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|v| param_equals(v, format, tenant))
+                }
+            };
+            if !ok {
+                return Err(ProxyError::tenant_value_mismatch());
+            }
+        }
+        if nparams + 1 != binding.param {
+            // Let the server report the count mismatch against the client's statement.
+            out.extend_from_slice(msg);
+            return Ok(());
+        }
+        // Rebuild: head, formats (extended if needed), params + tenant, rest.
+        let at = out.len();
+        out.put_u8(ftag::BIND);
+        out.put_i32(0);
+        out.extend_from_slice(head);
+        match formats.as_slice() {
+            [] => out.put_i16(0),
+            [0] => {
+                out.put_i16(1);
+                out.put_i16(0);
+            }
+            fs => {
+                out.put_i16((nparams + 1) as i16);
+                for i in 0..nparams {
+                    out.put_i16(if fs.len() == 1 {
+                        fs[0]
+                    } else {
+                        fs.get(i).copied().unwrap_or(0)
+                    });
+                }
+                out.put_i16(0);
+            }
+        }
+        out.put_i16((nparams + 1) as i16);
+        out.extend_from_slice(&msg[params_start..params_end]);
+        out.put_i32(tenant.len() as i32);
+        out.extend_from_slice(tenant.as_bytes());
+        out.extend_from_slice(&msg[params_end..]);
+        let len = (out.len() - at - 1) as i32;
+        out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Whether a Bind value equals the tenant (text format, or binary for the
+/// integer, uuid and text types).
+fn param_equals(v: &[u8], format: i16, tenant: &str) -> bool {
+    if format == 0 {
+        return v == tenant.as_bytes();
+    }
+    match v.len() {
+        2 => i16::from_be_bytes([v[0], v[1]]).to_string() == tenant,
+        4 => i32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string() == tenant,
+        8 => {
+            i64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]).to_string()
+                == tenant
+        }
+        16 => {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            let uuid = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            );
+            uuid.eq_ignore_ascii_case(tenant) || v == tenant.as_bytes()
+        }
+        _ => v == tenant.as_bytes(),
+    }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let n = needle.as_bytes();
+    haystack
+        .as_bytes()
+        .windows(n.len())
+        .any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// A statement that makes the server raise `e`, so a refusal reaches the
+/// client in its place in a pipeline and aborts a transaction as Postgres
+/// would.
+pub fn raise_statement(e: &ProxyError) -> String {
+    let clean = |s: &str| s.replace('$', "＄");
+    let mut sql = format!(
+        "DO $tenantgate$ BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = {}",
+        e.code,
+        quote_literal(&clean(&e.message))
+    );
+    if let Some(h) = &e.hint {
+        sql.push_str(&format!(", HINT = {}", quote_literal(&clean(h))));
+    }
+    if let Some(d) = &e.detail {
+        sql.push_str(&format!(", DETAIL = {}", quote_literal(&clean(d))));
+    }
+    sql.push_str("; END $tenantgate$");
+    sql
+}
+
+/// Reads Bind's portal and statement names; returns (statement name, the
+/// byte offset after the statement name's NUL).
+pub fn bind_names(msg: &[u8]) -> Result<(&[u8], usize), ProxyError> {
+    let mut pos = 5;
+    read_cstr(msg, &mut pos)?;
+    let stmt = read_cstr(msg, &mut pos)?;
+    Ok((stmt, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_is_safe() {
+        let e = ProxyError::relation_refused("x$tenantgate$; DROP TABLE t; --", "why's");
+        let sql = raise_statement(&e);
+        assert_eq!(sql.matches("$tenantgate$").count(), 2);
+        assert!(sql.contains("why''s"));
+    }
+
+    #[test]
+    fn binary_params_compare() {
+        assert!(param_equals(&42i64.to_be_bytes(), 1, "42"));
+        assert!(param_equals(&42i32.to_be_bytes(), 1, "42"));
+        assert!(!param_equals(&43i32.to_be_bytes(), 1, "42"));
+        assert!(param_equals(b"acme", 0, "acme"));
+        assert!(!param_equals(b"acme", 0, "acm"));
+    }
+}

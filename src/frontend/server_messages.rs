@@ -1,0 +1,187 @@
+//! Server → client: forwarding replies unchanged, except those that answer
+//! messages the proxy injected or renamed, and keeping the session's view
+//! (transaction status, settings, tenant, prepared statements) in step.
+
+use bytes::{Buf, BytesMut};
+
+use super::session::{
+    BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
+    ParseAction, STREAM_THRESHOLD, Session,
+};
+use crate::error::ProxyError;
+use crate::protocol::framing::peek_header;
+use crate::protocol::messages::{self, tag};
+
+impl Session {
+    /// Handles every complete message the server has sent.
+    pub(super) fn process_server(&mut self) -> Result<(), ProxyError> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let buf = &mut server.conn.read_buf;
+            if self.server_streaming > 0 {
+                let n = self.server_streaming.min(buf.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                self.to_client.extend_from_slice(&buf[..n]);
+                buf.advance(n);
+                self.server_streaming -= n;
+                continue;
+            }
+            if self.to_client.len() >= HIGH_WATER {
+                return Ok(());
+            }
+            let Some(h) = peek_header(buf, MAX_SERVER_MESSAGE)? else {
+                return Ok(());
+            };
+            if buf.len() < h.total_len {
+                if matches!(h.tag, b'D' | b'd') && h.total_len >= STREAM_THRESHOLD {
+                    self.server_streaming = h.total_len;
+                    continue;
+                }
+                buf.reserve(h.total_len - buf.len());
+                return Ok(());
+            }
+            let msg = buf.split_to(h.total_len);
+            let t = &mut self.t;
+            match h.tag {
+                tag::READY_FOR_QUERY => {
+                    t.pending = t.pending.saturating_sub(1);
+                    t.tx_status = msg.get(5).copied().unwrap_or(b'I');
+                    let batch = t.answered;
+                    t.answered += 1;
+                    // Replies still expected for this batch were skipped.
+                    t.parse_q.retain(|(b, _)| *b > batch);
+                    t.close_q.retain(|(b, _)| *b > batch);
+                    t.bind_q.retain(|(b, _)| *b > batch);
+                    t.describe_q.retain(|(b, _)| *b > batch);
+                    match self.settings.on_ready(t.tx_status) {
+                        Committed::Nothing => {}
+                        Committed::InSync => {
+                            server.conn.settings_fingerprint = self.settings.fingerprint()
+                        }
+                        Committed::Unknown => server.conn.settings_fingerprint = u64::MAX,
+                    }
+                    if let Some(iso) = self.iso.as_mut() {
+                        iso.tenant.on_ready(t.tx_status);
+                    }
+                    self.to_client.extend_from_slice(&msg);
+                }
+                tag::PARSE_COMPLETE => match t.parse_q.pop_front() {
+                    Some((_, ParseAction::Swallow(stmt))) => {
+                        if let Some(s) = stmt {
+                            s.mark_validated();
+                        }
+                    }
+                    Some((_, ParseAction::Forward(Some((stmt, _))))) => {
+                        stmt.mark_validated();
+                        self.to_client.extend_from_slice(&msg);
+                    }
+                    _ => self.to_client.extend_from_slice(&msg),
+                },
+                tag::BIND_COMPLETE => match t.bind_q.pop_front() {
+                    Some((_, BindAction::Swallow)) => {}
+                    _ => self.to_client.extend_from_slice(&msg),
+                },
+                tag::CLOSE_COMPLETE => match t.close_q.pop_front() {
+                    Some((_, CloseAction::AsParseComplete(_))) => {
+                        messages::parse_complete(&mut self.to_client)
+                    }
+                    _ => self.to_client.extend_from_slice(&msg),
+                },
+                tag::PARAMETER_DESCRIPTION => match t.describe_q.pop_front() {
+                    Some((_, DescribeAction::HideLastParam)) => {
+                        hide_last_param(&msg, &mut self.to_client)
+                    }
+                    _ => self.to_client.extend_from_slice(&msg),
+                },
+                tag::ERROR_RESPONSE => {
+                    // The server skips the rest of this batch: statements it
+                    // was asked to prepare in it do not exist, and names the
+                    // client gave them are not defined (as in Postgres).
+                    let batch = t.answered;
+                    for (b, action) in &t.parse_q {
+                        if *b != batch {
+                            continue;
+                        }
+                        match action {
+                            ParseAction::Forward(Some((stmt, name))) => {
+                                server.conn.prepared.remove(&stmt.id);
+                                self.statements.remove_if(name, stmt);
+                            }
+                            ParseAction::Swallow(Some(stmt)) => {
+                                server.conn.prepared.remove(&stmt.id);
+                            }
+                            _ => {}
+                        }
+                    }
+                    for (b, action) in &t.close_q {
+                        if *b == batch
+                            && let CloseAction::AsParseComplete(name) = action
+                        {
+                            self.statements.remove(name);
+                        }
+                    }
+                    t.parse_q.retain(|(b, _)| *b != batch);
+                    t.close_q.retain(|(b, _)| *b != batch);
+                    t.bind_q.retain(|(b, _)| *b != batch);
+                    t.describe_q.retain(|(b, _)| *b != batch);
+                    self.settings.on_error();
+                    if let Some(iso) = self.iso.as_mut() {
+                        iso.tenant.on_error();
+                    }
+                    self.to_client.extend_from_slice(&msg);
+                }
+                tag::PARAMETER_STATUS => {
+                    server.conn.record_parameter(&msg);
+                    self.to_client.extend_from_slice(&msg);
+                }
+                tag::COMMAND_COMPLETE => {
+                    let text = &msg[5..msg.len().saturating_sub(1)];
+                    match text {
+                        b"COMMIT" | b"ROLLBACK" => {
+                            let committed = text == b"COMMIT";
+                            self.settings.on_transaction_end(committed);
+                            if let Some(iso) = self.iso.as_mut() {
+                                iso.tenant.on_transaction_end(committed);
+                            }
+                        }
+                        b"DISCARD ALL" => {
+                            server.conn.prepared.clear();
+                            server.conn.settings_fingerprint = 0;
+                            self.statements.clear();
+                            self.settings.on_discard_all();
+                            self.pin = None;
+                        }
+                        b"DEALLOCATE ALL" => {
+                            server.conn.prepared.clear();
+                            self.statements.clear();
+                        }
+                        _ => {}
+                    }
+                    self.to_client.extend_from_slice(&msg);
+                }
+                _ => self.to_client.extend_from_slice(&msg),
+            }
+        }
+    }
+}
+
+/// ParameterDescription without its last parameter (the proxy's tenant).
+fn hide_last_param(msg: &[u8], out: &mut BytesMut) {
+    let count = msg
+        .get(5..7)
+        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]));
+    if count < 1 || msg.len() < 7 + 4 * count as usize {
+        out.extend_from_slice(msg);
+        return;
+    }
+    let keep = count - 1;
+    let len = 4 + 2 + 4 * keep as i32;
+    out.extend_from_slice(&[tag::PARAMETER_DESCRIPTION]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&keep.to_be_bytes());
+    out.extend_from_slice(&msg[7..7 + 4 * keep as usize]);
+}

@@ -1,0 +1,336 @@
+//! INSERT, UPDATE and DELETE (also inside data-modifying CTEs). The target
+//! relation gets a `target.tenant_col = <tenant>` predicate (UPDATE, DELETE,
+//! ON CONFLICT DO UPDATE) or the tenant's value (INSERT); changing the tenant
+//! column is refused; writes to global and other tables are refused.
+
+use sqlparser::ast::{
+    AssignmentTarget, BinaryOperator, CastKind, Expr, FromTable, Ident, ObjectName, ObjectNamePart,
+    OnConflictAction, OnInsert, SelectItem, SetExpr, Statement, TableFactor, TableObject,
+    UpdateTableFromKind, Value,
+};
+
+use super::scope::name_parts;
+use super::{Rewriter, TenantCheck, fold, parse_query};
+use crate::error::ProxyError;
+
+type R<T = ()> = Result<T, ProxyError>;
+
+/// How a write target was classified.
+enum Target {
+    /// A tenant relation: the cast for its tenant value.
+    Tenant(Option<String>),
+    /// Writable without scoping (trusted sessions only).
+    Free,
+}
+
+impl Rewriter<'_> {
+    /// INSERT / UPDATE / DELETE, top level or inside a CTE.
+    pub(super) fn data_statement(&mut self, s: &mut Statement) -> R {
+        match s {
+            Statement::Insert(ins) => self.insert(ins),
+            Statement::Update(u) => self.update(u),
+            Statement::Delete(d) => self.delete(d),
+            _ => Err(ProxyError::construct_unsupported(
+                "this data-modifying statement",
+            )),
+        }
+    }
+
+    fn write_target(&mut self, parts: &[String]) -> R<Target> {
+        match self.classify_relation(parts)? {
+            Some(cast) => Ok(Target::Tenant(cast)),
+            None if self.strict => Err(ProxyError::write_refused(&parts.join("."))),
+            None => Ok(Target::Free),
+        }
+    }
+
+    fn insert(&mut self, ins: &mut sqlparser::ast::Insert) -> R {
+        if ins.or.is_some()
+            || ins.ignore
+            || ins.overwrite
+            || ins.partitioned.is_some()
+            || !ins.after_columns.is_empty()
+            || ins.replace_into
+            || ins.priority.is_some()
+            || ins.insert_alias.is_some()
+            || ins.settings.is_some()
+            || ins.format_clause.is_some()
+            || !ins.assignments.is_empty()
+            || ins.has_table_keyword
+        {
+            return Err(ProxyError::construct_unsupported("this form of INSERT"));
+        }
+        let TableObject::TableName(name) = &ins.table else {
+            return Err(ProxyError::construct_unsupported(
+                "INSERT into a table function",
+            ));
+        };
+        let parts = name_parts(name)?;
+        let qualifier = ins.table_alias.clone().unwrap_or_else(|| last_ident(name));
+        let target = self.write_target(&parts)?;
+        if let Some(source) = &mut ins.source {
+            self.query(source)?;
+        }
+        if let Some(returning) = &mut ins.returning {
+            for item in returning {
+                self.exprs_in(item)?;
+            }
+        }
+        let Target::Tenant(cast) = target else {
+            return Ok(());
+        };
+        if ins.columns.is_empty() {
+            return Err(ProxyError::insert_needs_columns(&parts.join(".")));
+        }
+        let col = self.column.clone();
+        let position = ins.columns.iter().position(|c| fold(c) == col);
+        match (position, &mut ins.source) {
+            (Some(i), Some(source)) => {
+                // The client names the tenant column: each value must be the
+                // tenant's (checked when the tenant is known).
+                let SetExpr::Values(values) = source.body.as_mut() else {
+                    return Err(ProxyError::tenant_value_not_checkable());
+                };
+                for row in &values.rows {
+                    let e = row.get(i).ok_or_else(|| {
+                        ProxyError::unparsable("VALUES row shorter than the column list")
+                    })?;
+                    let check = self.tenant_check_for(e)?;
+                    self.checks.push(check);
+                }
+            }
+            (Some(_), None) => return Err(ProxyError::internal()),
+            (None, None) => {
+                // DEFAULT VALUES: the tenant column is the only one we give.
+                ins.columns.push(self.column_ident.clone());
+                let mut q = parse_query("VALUES (NULL)")?;
+                if let SetExpr::Values(v) = q.body.as_mut()
+                    && let Some(cell) = v.rows.first_mut().and_then(|r| r.first_mut())
+                {
+                    *cell = self.hole_expr(cast.clone());
+                }
+                ins.source = Some(Box::new(q));
+            }
+            (None, Some(source)) => {
+                ins.columns.push(self.column_ident.clone());
+                let plain_values = source.with.is_none()
+                    && source.order_by.is_none()
+                    && source.limit_clause.is_none()
+                    && matches!(source.body.as_ref(), SetExpr::Values(_));
+                if plain_values {
+                    if let SetExpr::Values(values) = source.body.as_mut() {
+                        for row in &mut values.rows {
+                            row.push(self.hole_expr(cast.clone()));
+                        }
+                    }
+                } else {
+                    // INSERT … SELECT: `SELECT s.*, <tenant> FROM (<select>) AS s`.
+                    let mut wrapper = parse_query("SELECT s.* FROM (SELECT 1) AS s")?;
+                    let hole = self.hole_expr(cast.clone());
+                    if let SetExpr::Select(sel) = wrapper.body.as_mut() {
+                        sel.projection.push(SelectItem::UnnamedExpr(hole));
+                        if let Some(TableFactor::Derived { subquery, .. }) =
+                            sel.from.first_mut().map(|t| &mut t.relation)
+                        {
+                            std::mem::swap(subquery.as_mut(), source.as_mut());
+                        }
+                    }
+                    **source = wrapper;
+                }
+            }
+        }
+        if let Some(on) = &mut ins.on {
+            match on {
+                OnInsert::OnConflict(oc) => {
+                    if let OnConflictAction::DoUpdate(du) = &mut oc.action {
+                        self.check_assignments(&du.assignments)?;
+                        for a in &mut du.assignments {
+                            self.expr(&mut a.value)?;
+                        }
+                        if let Some(sel) = &mut du.selection {
+                            self.expr(sel)?;
+                        }
+                        let pred = self.predicate(&qualifier, cast);
+                        du.selection = Some(and(du.selection.take(), pred));
+                    }
+                }
+                _ => return Err(ProxyError::construct_unsupported("ON DUPLICATE KEY")),
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, u: &mut sqlparser::ast::Update) -> R {
+        if u.or.is_some() || u.limit.is_some() || !u.table.joins.is_empty() {
+            return Err(ProxyError::construct_unsupported("this form of UPDATE"));
+        }
+        let (parts, qualifier) = target_of(&u.table.relation)?;
+        let target = self.write_target(&parts)?;
+        if let Target::Tenant(_) = target {
+            self.check_assignments(&u.assignments)?;
+        }
+        for a in &mut u.assignments {
+            self.expr(&mut a.value)?;
+        }
+        match &mut u.from {
+            Some(UpdateTableFromKind::AfterSet(from)) => {
+                for t in from {
+                    self.table_with_joins(t)?;
+                }
+            }
+            Some(UpdateTableFromKind::BeforeSet(_)) => {
+                return Err(ProxyError::construct_unsupported("UPDATE FROM before SET"));
+            }
+            None => {}
+        }
+        if let Some(sel) = &mut u.selection {
+            self.expr(sel)?;
+        }
+        if let Some(returning) = &mut u.returning {
+            for item in returning {
+                self.exprs_in(item)?;
+            }
+        }
+        if let Target::Tenant(cast) = target {
+            let pred = self.predicate(&qualifier, cast);
+            u.selection = Some(and(u.selection.take(), pred));
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, d: &mut sqlparser::ast::Delete) -> R {
+        if !d.tables.is_empty() || !d.order_by.is_empty() || d.limit.is_some() {
+            return Err(ProxyError::construct_unsupported("this form of DELETE"));
+        }
+        let from = match &mut d.from {
+            FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+        };
+        let [only] = from.as_slice() else {
+            return Err(ProxyError::construct_unsupported(
+                "DELETE from several tables",
+            ));
+        };
+        if !only.joins.is_empty() {
+            return Err(ProxyError::construct_unsupported("DELETE with joins"));
+        }
+        let (parts, qualifier) = target_of(&only.relation)?;
+        let target = self.write_target(&parts)?;
+        if let Some(using) = &mut d.using {
+            for t in using {
+                self.table_with_joins(t)?;
+            }
+        }
+        if let Some(sel) = &mut d.selection {
+            self.expr(sel)?;
+        }
+        if let Some(returning) = &mut d.returning {
+            for item in returning {
+                self.exprs_in(item)?;
+            }
+        }
+        if let Target::Tenant(cast) = target {
+            let pred = self.predicate(&qualifier, cast);
+            d.selection = Some(and(d.selection.take(), pred));
+        }
+        Ok(())
+    }
+
+    /// Refuses assignments to the tenant column.
+    fn check_assignments(&self, assignments: &[sqlparser::ast::Assignment]) -> R {
+        for a in assignments {
+            let names: Vec<&ObjectName> = match &a.target {
+                AssignmentTarget::ColumnName(n) => vec![n],
+                AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            for n in names {
+                if name_parts(n)?.last().is_some_and(|c| *c == self.column) {
+                    return Err(ProxyError::tenant_column_change());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `qualifier.tenant_col = <tenant>`.
+    fn predicate(&mut self, qualifier: &Ident, cast: Option<String>) -> Expr {
+        Expr::BinaryOp {
+            left: Box::new(Expr::CompoundIdentifier(vec![
+                qualifier.clone(),
+                self.column_ident.clone(),
+            ])),
+            op: BinaryOperator::Eq,
+            right: Box::new(self.hole_expr(cast)),
+        }
+    }
+
+    /// What must hold for a value the client put in the tenant column.
+    fn tenant_check_for(&self, e: &Expr) -> R<TenantCheck> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => Ok(TenantCheck::Literal(s.clone())),
+                Value::Number(n, _) => Ok(TenantCheck::Literal(n.to_string())),
+                Value::Placeholder(p) => p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse().ok())
+                    .map(TenantCheck::Param)
+                    .ok_or_else(ProxyError::tenant_value_not_checkable),
+                _ => Err(ProxyError::tenant_value_not_checkable()),
+            },
+            Expr::Cast {
+                kind: CastKind::DoubleColon | CastKind::Cast,
+                expr,
+                ..
+            } => self.tenant_check_for(expr),
+            Expr::Nested(inner) => self.tenant_check_for(inner),
+            _ => Err(ProxyError::tenant_value_not_checkable()),
+        }
+    }
+}
+
+/// `(original) AND predicate`, parenthesised so precedence cannot leak.
+fn and(original: Option<Expr>, predicate: Expr) -> Expr {
+    match original {
+        Some(e) => Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(e))),
+            op: BinaryOperator::And,
+            right: Box::new(predicate),
+        },
+        None => predicate,
+    }
+}
+
+fn last_ident(name: &ObjectName) -> Ident {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => i.clone(),
+        _ => Ident::new("t"),
+    }
+}
+
+/// The target relation of UPDATE/DELETE: its folded name parts and the
+/// identifier that refers to it (alias, or the table name).
+fn target_of(tf: &TableFactor) -> R<(Vec<String>, Ident)> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = tf
+    else {
+        return Err(ProxyError::construct_unsupported("this write target"));
+    };
+    // `ONLY t [alias]` reads as a table named ONLY aliased t.
+    if let [ObjectNamePart::Identifier(i)] = name.0.as_slice()
+        && i.quote_style.is_none()
+        && i.value.eq_ignore_ascii_case("only")
+    {
+        let a = alias
+            .as_ref()
+            .ok_or_else(|| ProxyError::unparsable("ONLY without a table"))?;
+        return Ok((vec![fold(&a.name)], a.name.clone()));
+    }
+    let qualifier = alias
+        .as_ref()
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| last_ident(name));
+    Ok((name_parts(name)?, qualifier))
+}

@@ -1,0 +1,480 @@
+//! SQL analysis and rewriting for tenant isolation. Every statement a session
+//! sends to a shared shard passes through [`rewrite`]: references to tenant
+//! relations are scoped to the session's tenant, INSERTs get the tenant's
+//! value, and anything that cannot be made safe is refused with a SQLSTATE.
+//! The output is a [`Template`] with holes for the tenant value, identical
+//! for every tenant, cached by statement text.
+
+mod cache;
+mod dml;
+pub mod policy;
+mod scope;
+pub mod template;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sqlparser::ast::{CopySource, CopyTarget, Ident, Query, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+pub use cache::{CacheStats, Key as CacheKey, RewriteCache};
+pub use template::{Template, TenantCheck};
+
+use crate::catalog::Catalog;
+use crate::error::ProxyError;
+use crate::frontend::classify::split_statements;
+
+/// The cache key for `sql` under the given session rules.
+pub fn cache_key(strict: bool, schema: Option<Arc<str>>, sql: &str) -> cache::Key {
+    cache::Key {
+        strict,
+        schema,
+        text: sql.into(),
+    }
+}
+
+/// Statements longer than this are refused before parsing.
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+/// Deepest nesting (parentheses) accepted before parsing.
+pub const MAX_NESTING: usize = 200;
+
+/// What the rewriter needs to know about the session's shard and config.
+#[derive(Debug, Clone)]
+pub struct RewriteRules<'a> {
+    /// The shard's catalog.
+    pub catalog: &'a Catalog,
+    /// Tenant column (folded).
+    pub column: &'a str,
+    /// Global tables, folded, as `name` or `schema.name`.
+    pub global_tables: &'a HashSet<String>,
+    /// User-defined functions tenant sessions may call (folded names).
+    pub allowed_functions: &'a HashSet<String>,
+    /// Schemas that belong to schema-per-tenant tenants.
+    pub tenant_schemas: &'a HashSet<String>,
+    /// The session tenant's own schema, for schema-per-tenant tenants.
+    pub own_schema: Option<&'a str>,
+    /// A tenant session (refuse what is not provably safe) rather than a
+    /// trusted session that has not chosen a tenant (only tenant data is off
+    /// limits).
+    pub strict: bool,
+}
+
+/// The result of rewriting one query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewritten {
+    /// Forward the client's text unchanged.
+    Unchanged,
+    /// Forward this instead.
+    Template(Arc<Template>),
+}
+
+/// The walker's state for one statement.
+pub(crate) struct Rewriter<'a> {
+    catalog: &'a Catalog,
+    column: String,
+    column_ident: Ident,
+    global_tables: &'a HashSet<String>,
+    allowed_functions: &'a HashSet<String>,
+    tenant_schemas: &'a HashSet<String>,
+    own_schema: Option<&'a str>,
+    strict: bool,
+    /// CTE names visible, innermost last.
+    ctes: Vec<Vec<String>>,
+    /// Cast of each tenant hole created so far.
+    casts: Vec<Option<String>>,
+    checks: Vec<TenantCheck>,
+    max_param: usize,
+}
+
+/// Rewrites a query string (one or more statements).
+pub fn rewrite(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
+    precheck(sql)?;
+    let mut rw = Rewriter::new(rules);
+    let mut pieces: Vec<String> = Vec::new();
+    let mut changed = false;
+    for stmt in split_statements(sql) {
+        match rw.statement_text(stmt)? {
+            Some(printed) => {
+                changed = true;
+                pieces.push(printed);
+            }
+            None => pieces.push(stmt.trim().to_string()),
+        }
+    }
+    if !changed {
+        return Ok(Rewritten::Unchanged);
+    }
+    let joined = pieces.join("; ");
+    Ok(Rewritten::Template(Arc::new(Template::from_printed(
+        &joined,
+        rw.casts,
+        rw.max_param,
+        rw.checks,
+    )?)))
+}
+
+/// Cheap checks before the parser sees anything: size, nesting depth (a very
+/// deep expression would overflow the stack while parsing or dropping), and
+/// the hole marker.
+fn precheck(sql: &str) -> Result<(), ProxyError> {
+    if sql.len() > MAX_STATEMENT_BYTES {
+        return Err(ProxyError::statement_too_large(
+            sql.len(),
+            MAX_STATEMENT_BYTES,
+        ));
+    }
+    if sql.contains(template::MARK) {
+        return Err(ProxyError::construct_unsupported(
+            "the control character U+0001",
+        ));
+    }
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    for b in sql.bytes() {
+        match b {
+            b'(' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_NESTING {
+        return Err(ProxyError::statement_too_deep(MAX_NESTING));
+    }
+    // Long chains of binary operators recurse in the parser too.
+    let operators = sql
+        .bytes()
+        .filter(|&b| b == b'=' || b == b'<' || b == b'>')
+        .count()
+        + count_words(sql, "or")
+        + count_words(sql, "and");
+    if operators > MAX_OPERATORS {
+        return Err(ProxyError::statement_too_deep(MAX_NESTING));
+    }
+    Ok(())
+}
+
+/// Most comparison / boolean operators in one statement.
+pub const MAX_OPERATORS: usize = 5_000;
+
+fn count_words(sql: &str, word: &str) -> usize {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| w.eq_ignore_ascii_case(word))
+        .count()
+}
+
+/// Parses text that must be exactly one query.
+pub(crate) fn parse_query(sql: &str) -> Result<Query, ProxyError> {
+    match parse(sql)?.pop() {
+        Some(Statement::Query(q)) => Ok(*q),
+        _ => Err(ProxyError::internal()),
+    }
+}
+
+fn parse(sql: &str) -> Result<Vec<Statement>, ProxyError> {
+    Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(MAX_NESTING)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| ProxyError::unparsable(&e.to_string()))
+}
+
+/// Folds an identifier as Postgres does: unquoted names are lower-cased.
+pub(crate) fn fold(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn first_words(stmt: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    let mut rest = strip_comments(stmt);
+    while out.len() < n {
+        rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '"'))
+            .unwrap_or(rest.len());
+        if end == 0 {
+            break;
+        }
+        out.push(rest[..end].to_ascii_lowercase());
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn strip_comments(s: &str) -> &str {
+    let mut s = s.trim_start();
+    loop {
+        if let Some(r) = s.strip_prefix("--") {
+            s = r.find('\n').map_or("", |i| &r[i + 1..]).trim_start();
+        } else if let Some(r) = s.strip_prefix("/*") {
+            s = r.find("*/").map_or("", |i| &r[i + 2..]).trim_start();
+        } else {
+            return s;
+        }
+    }
+}
+
+impl<'a> Rewriter<'a> {
+    fn new(rules: &RewriteRules<'a>) -> Rewriter<'a> {
+        let column = rules.column.to_string();
+        let simple = column
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !column.starts_with(|c: char| c.is_ascii_digit());
+        let column_ident = if simple {
+            Ident::new(&column)
+        } else {
+            Ident::with_quote('"', &column)
+        };
+        Rewriter {
+            catalog: rules.catalog,
+            column,
+            column_ident,
+            global_tables: rules.global_tables,
+            allowed_functions: rules.allowed_functions,
+            tenant_schemas: rules.tenant_schemas,
+            own_schema: rules.own_schema,
+            strict: rules.strict,
+            ctes: Vec::new(),
+            casts: Vec::new(),
+            checks: Vec::new(),
+            max_param: 0,
+        }
+    }
+
+    /// One statement's text: `None` to forward it as written, or the
+    /// rewritten text (with hole markers).
+    fn statement_text(&mut self, stmt: &str) -> Result<Option<String>, ProxyError> {
+        let words = first_words(stmt, 3);
+        let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        match w(0) {
+            "" => return Ok(None),
+            "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
+            | "release" => {
+                if w(1) == "prepared" && self.strict {
+                    return Err(ProxyError::statement_refused("two-phase commit"));
+                }
+                return Ok(None);
+            }
+            "prepare" if w(1) == "transaction" => {
+                return if self.strict {
+                    Err(ProxyError::statement_refused("two-phase commit"))
+                } else {
+                    Ok(None)
+                };
+            }
+            "show" | "discard" | "deallocate" | "fetch" | "move" | "close" | "execute"
+            | "unlisten" => return Ok(None),
+            "set" | "reset" => {
+                let name = if matches!(w(1), "session" | "local") {
+                    w(2)
+                } else {
+                    w(1)
+                };
+                if self.strict && matches!(name, "role" | "session" | "search_path" | "schema") {
+                    return Err(ProxyError::statement_refused(&format!(
+                        "{} {name}",
+                        w(0).to_uppercase()
+                    )));
+                }
+                return Ok(None);
+            }
+            "table" => {
+                // `TABLE t` is `SELECT * FROM t`; sqlparser does not read it.
+                let rest = strip_comments(stmt).trim_start()[5..].trim();
+                return self
+                    .statement_text(&format!("SELECT * FROM {rest}"))
+                    .map(|r| r.or_else(|| Some(format!("SELECT * FROM {rest}"))));
+            }
+            "copy" => return self.copy_text(stmt),
+            "listen" | "notify" if self.strict => {
+                return Err(ProxyError::statement_refused("LISTEN/NOTIFY"));
+            }
+            _ => {}
+        }
+        let mut parsed = parse(stmt)?;
+        if parsed.len() != 1 {
+            return Err(ProxyError::unparsable("expected one statement"));
+        }
+        let mut statement = parsed.remove(0);
+        let before_holes = self.casts.len();
+        let before_checks = self.checks.len();
+        if !self.data_statement_top(&mut statement)? {
+            return Ok(None);
+        }
+        if self.casts.len() == before_holes && self.checks.len() == before_checks {
+            // Nothing to scope: forward the client's own text.
+            return Ok(None);
+        }
+        Ok(Some(statement.to_string()))
+    }
+
+    /// Rewrites a statement in place. Returns `false` for statements passed
+    /// through as written (only in trusted sessions).
+    fn data_statement_top(&mut self, s: &mut Statement) -> Result<bool, ProxyError> {
+        match s {
+            Statement::Query(q) => self.query(q).map(|_| true),
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                self.data_statement(s).map(|_| true)
+            }
+            Statement::Explain { statement, .. } => self.data_statement_top(statement),
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    if d.hold == Some(true) && self.strict {
+                        // Allowed: the cursor's query is scoped like any other.
+                    }
+                    if let Some(q) = &mut d.for_query {
+                        self.query(q)?;
+                    } else if self.strict {
+                        return Err(ProxyError::construct_unsupported("this DECLARE"));
+                    }
+                }
+                Ok(true)
+            }
+            Statement::Prepare { statement, .. } => self.data_statement_top(statement),
+            Statement::Copy { .. } => Err(ProxyError::internal()),
+            other => {
+                if self.strict {
+                    Err(ProxyError::statement_refused(statement_kind(other)))
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    /// COPY: out of a tenant relation is scoped; into one is refused.
+    fn copy_text(&mut self, stmt: &str) -> Result<Option<String>, ProxyError> {
+        let words = first_words(stmt, 2);
+        let target_name = words.get(1).cloned().unwrap_or_default();
+        let mut parsed = match parse(stmt) {
+            Ok(p) => p,
+            Err(e) => {
+                // sqlparser wants inline data after FROM STDIN; decide on the
+                // relation name alone.
+                if !target_name.starts_with('(') && !target_name.is_empty() {
+                    let parts: Vec<String> = target_name
+                        .split('.')
+                        .map(|p| p.trim_matches('"').to_string())
+                        .collect();
+                    return match self.classify_relation(&parts)? {
+                        Some(_) => Err(ProxyError::copy_into_tenant_table(&target_name)),
+                        None if self.strict => Err(ProxyError::statement_refused("COPY FROM")),
+                        None => Ok(None),
+                    };
+                }
+                return Err(e);
+            }
+        };
+        let Some(Statement::Copy {
+            source, to, target, ..
+        }) = parsed.first_mut()
+        else {
+            return Err(ProxyError::unparsable("expected one COPY statement"));
+        };
+        if !matches!(target, CopyTarget::Stdout | CopyTarget::Stdin) && self.strict {
+            return Err(ProxyError::statement_refused(
+                "COPY to or from a server file or program",
+            ));
+        }
+        if !*to {
+            if let CopySource::Table { table_name, .. } = source {
+                let parts = scope::name_parts(table_name)?;
+                return match self.classify_relation(&parts)? {
+                    Some(_) => Err(ProxyError::copy_into_tenant_table(&parts.join("."))),
+                    None if self.strict => Err(ProxyError::statement_refused("COPY FROM")),
+                    None => Ok(None),
+                };
+            }
+            return Err(ProxyError::unparsable("COPY FROM needs a table"));
+        }
+        let before = self.casts.len();
+        match source {
+            CopySource::Query(q) => self.query(q)?,
+            CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let cols = if columns.is_empty() {
+                    "*".to_string()
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let mut q = parse_query(&format!("SELECT {cols} FROM {table_name}"))?;
+                self.query(&mut q)?;
+                if self.casts.len() == before {
+                    return Ok(None);
+                }
+                *source = CopySource::Query(Box::new(q));
+            }
+        }
+        if self.casts.len() == before {
+            return Ok(None);
+        }
+        Ok(parsed.pop().map(|s| s.to_string()))
+    }
+
+    /// Refuses relations in another tenant's schema.
+    pub(crate) fn check_schema(&self, schema: &str) -> Result<(), ProxyError> {
+        if self.tenant_schemas.contains(schema) && self.own_schema != Some(schema) {
+            return Err(ProxyError::relation_refused(
+                schema,
+                "it is another tenant's schema",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `schema.name` is configured as a global table.
+    pub(crate) fn is_global(&self, schema: &str, name: &str) -> bool {
+        self.global_tables.contains(name)
+            || self.global_tables.contains(&format!("{schema}.{name}"))
+    }
+
+    /// Records a `$n` parameter reference.
+    pub(crate) fn note_placeholder(&mut self, p: &str) {
+        if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            self.max_param = self.max_param.max(n);
+        }
+    }
+}
+
+/// A short name for a statement kind, for refusals.
+fn statement_kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::CreateTable(_)
+        | Statement::CreateView { .. }
+        | Statement::CreateIndex(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateFunction(_)
+        | Statement::CreateSequence { .. }
+        | Statement::CreateType { .. }
+        | Statement::CreateExtension { .. }
+        | Statement::CreateRole { .. }
+        | Statement::CreateTrigger { .. }
+        | Statement::AlterTable { .. }
+        | Statement::AlterIndex { .. }
+        | Statement::AlterView { .. }
+        | Statement::AlterRole { .. }
+        | Statement::Drop { .. }
+        | Statement::DropFunction { .. } => "DDL",
+        Statement::Truncate { .. } => "TRUNCATE",
+        Statement::Grant { .. } | Statement::Revoke { .. } => "GRANT/REVOKE",
+        Statement::Call(_) => "CALL",
+        Statement::Merge(_) => "MERGE",
+        Statement::LockTables { .. } => "LOCK",
+        Statement::Vacuum(_) | Statement::Analyze { .. } => "VACUUM/ANALYZE",
+        _ => "this statement",
+    }
+}

@@ -1,0 +1,113 @@
+//! What tenant sessions may not touch: relations and functions that reveal
+//! other tenants' data or escape the rewriter (statistics and activity views,
+//! functions that run SQL text or reach files and other sessions).
+
+/// System relations refused to tenant sessions (all in `pg_catalog`).
+/// Prefix entries end with `*`.
+const DENIED_RELATIONS: &[&str] = &[
+    "pg_stat*",
+    "pg_statio*",
+    "pg_statistic*",
+    "pg_stats*",
+    "pg_locks",
+    "pg_prepared_xacts",
+    "pg_prepared_statements",
+    "pg_cursors",
+    "pg_authid",
+    "pg_shadow",
+    "pg_user_mapping*",
+    "pg_largeobject*",
+    "pg_replication*",
+    "pg_subscription*",
+    "pg_hba_file_rules",
+    "pg_ident_file_mappings",
+    "pg_file_settings",
+    "pg_settings",
+    "pg_db_role_setting",
+    "pg_backend_memory_contexts",
+    "pg_shmem_allocations",
+    "pg_policy",
+    "pg_policies",
+];
+
+/// Functions refused to tenant sessions (unqualified, folded names).
+const DENIED_FUNCTIONS: &[&str] = &[
+    // Run SQL text: the text would escape the rewriter.
+    "query_to_xml*",
+    "query_to_xmlschema",
+    "table_to_xml*",
+    "table_to_xmlschema",
+    "cursor_to_xml*",
+    "schema_to_xml*",
+    "database_to_xml*",
+    "ts_stat",
+    "crosstab*",
+    "dblink*",
+    // Files, large objects, other sessions, server control.
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_*",
+    "pg_stat_file",
+    "lo_*",
+    "loread",
+    "lowrite",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_promote",
+    "pg_logical_emit_message",
+    "pg_notify",
+    "set_config",
+    "pg_stat_*",
+    "pg_blocking_pids",
+    "pg_safe_snapshot_blocking_pids",
+    "pg_backend_pid",
+    "pg_export_snapshot",
+    "pg_import_system_collations",
+    // Sizes of shared relations reveal other tenants' volumes.
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_database_size",
+];
+
+fn matches(list: &[&str], name: &str) -> bool {
+    list.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => *p == name,
+    })
+}
+
+/// Whether a `pg_catalog` relation is refused.
+pub fn relation_denied(name: &str) -> bool {
+    matches(DENIED_RELATIONS, name)
+}
+
+/// Whether a function is refused whatever the config says.
+pub fn function_denied(name: &str) -> bool {
+    matches(DENIED_FUNCTIONS, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists() {
+        assert!(relation_denied("pg_stats"));
+        assert!(relation_denied("pg_stat_activity"));
+        assert!(relation_denied("pg_statistic"));
+        assert!(!relation_denied("pg_class"));
+        assert!(!relation_denied("pg_type"));
+        assert!(function_denied("query_to_xml"));
+        assert!(function_denied("query_to_xml_and_xmlschema"));
+        assert!(function_denied("dblink_exec"));
+        assert!(function_denied("lo_import"));
+        assert!(!function_denied("lower"));
+        assert!(!function_denied("now"));
+    }
+}

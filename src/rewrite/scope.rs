@@ -1,0 +1,528 @@
+//! The walker that scopes every relation reference in a query. A reference
+//! to a tenant relation in any FROM position (joins of every kind, LATERAL,
+//! subqueries, CTEs, set operations, UPDATE … FROM, DELETE … USING) becomes
+//! `(SELECT * FROM rel WHERE tenant_col = <tenant>) AS alias`, which keeps
+//! outer joins outer and is flattened by the Postgres planner. CTE names are
+//! tracked with Postgres's visibility rules so a CTE can never hide a table.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, JoinConstraint,
+    JoinOperator, ObjectName, ObjectNamePart, Query, Select, SetExpr, TableAlias, TableFactor,
+    TableWithJoins, Value, ValueWithSpan, VisitMut, VisitorMut,
+};
+
+use super::{Rewriter, fold};
+use crate::catalog::RelationKind;
+use crate::error::ProxyError;
+
+type R<T = ()> = Result<T, ProxyError>;
+
+impl Rewriter<'_> {
+    /// Scopes a whole query (WITH, body, ORDER BY, LIMIT).
+    pub(super) fn query(&mut self, q: &mut Query) -> R {
+        if !q.pipe_operators.is_empty()
+            || q.for_clause.is_some()
+            || q.settings.is_some()
+            || q.format_clause.is_some()
+        {
+            return Err(ProxyError::construct_unsupported("this query clause"));
+        }
+        let pushed = if let Some(with) = &mut q.with {
+            let names: Vec<String> = with
+                .cte_tables
+                .iter()
+                .map(|c| fold(&c.alias.name))
+                .collect();
+            if with.recursive {
+                self.ctes.push(names);
+                for cte in &mut with.cte_tables {
+                    self.query(&mut cte.query)?;
+                }
+            } else {
+                self.ctes.push(Vec::new());
+                for (cte, name) in with.cte_tables.iter_mut().zip(names) {
+                    self.query(&mut cte.query)?;
+                    if let Some(frame) = self.ctes.last_mut() {
+                        frame.push(name);
+                    }
+                }
+            }
+            true
+        } else {
+            false
+        };
+        let r = self.query_rest(q);
+        if pushed {
+            self.ctes.pop();
+        }
+        r
+    }
+
+    fn query_rest(&mut self, q: &mut Query) -> R {
+        self.set_expr(&mut q.body)?;
+        if let Some(order_by) = &mut q.order_by {
+            self.exprs_in(order_by)?;
+        }
+        if let Some(limit) = &mut q.limit_clause {
+            self.exprs_in(limit)?;
+        }
+        if let Some(fetch) = &mut q.fetch {
+            self.exprs_in(fetch)?;
+        }
+        Ok(())
+    }
+
+    /// A query body: SELECT, set operation, VALUES, data-modifying statement.
+    pub(super) fn set_expr(&mut self, s: &mut SetExpr) -> R {
+        match s {
+            SetExpr::Select(sel) => self.select(sel),
+            SetExpr::Query(q) => self.query(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left)?;
+                self.set_expr(right)
+            }
+            SetExpr::Values(v) => {
+                for row in &mut v.rows {
+                    for e in row {
+                        self.expr(e)?;
+                    }
+                }
+                Ok(())
+            }
+            SetExpr::Insert(stmt) | SetExpr::Update(stmt) | SetExpr::Delete(stmt) => {
+                self.data_statement(stmt)
+            }
+            SetExpr::Merge(_) => Err(ProxyError::construct_unsupported("MERGE")),
+            SetExpr::Table(_) => Err(ProxyError::construct_unsupported("TABLE inside a query")),
+        }
+    }
+
+    fn select(&mut self, sel: &mut Select) -> R {
+        if sel.into.is_some() {
+            return Err(ProxyError::statement_refused("SELECT INTO"));
+        }
+        if !sel.lateral_views.is_empty()
+            || sel.prewhere.is_some()
+            || !sel.connect_by.is_empty()
+            || sel.top.is_some()
+            || !sel.cluster_by.is_empty()
+            || !sel.distribute_by.is_empty()
+            || !sel.sort_by.is_empty()
+            || sel.qualify.is_some()
+            || sel.value_table_mode.is_some()
+        {
+            return Err(ProxyError::construct_unsupported("this SELECT clause"));
+        }
+        for twj in &mut sel.from {
+            self.table_with_joins(twj)?;
+        }
+        for item in &mut sel.projection {
+            self.exprs_in(item)?;
+        }
+        if let Some(e) = &mut sel.selection {
+            self.expr(e)?;
+        }
+        self.exprs_in(&mut sel.group_by)?;
+        if let Some(e) = &mut sel.having {
+            self.expr(e)?;
+        }
+        for w in &mut sel.named_window {
+            self.exprs_in(w)?;
+        }
+        if let Some(d) = &mut sel.distinct {
+            self.exprs_in(d)?;
+        }
+        Ok(())
+    }
+
+    /// A FROM item with its joins.
+    pub(super) fn table_with_joins(&mut self, t: &mut TableWithJoins) -> R {
+        self.table_factor(&mut t.relation)?;
+        for j in &mut t.joins {
+            self.table_factor(&mut j.relation)?;
+            let constraint = match &mut j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => c,
+                _ => return Err(ProxyError::construct_unsupported("this kind of join")),
+            };
+            match constraint {
+                JoinConstraint::On(e) => self.expr(e)?,
+                JoinConstraint::Using(_) | JoinConstraint::Natural | JoinConstraint::None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn table_factor(&mut self, tf: &mut TableFactor) -> R {
+        match tf {
+            TableFactor::Table { args: Some(_), .. } => {
+                // A function call in FROM: check the function, scope its arguments.
+                if let TableFactor::Table {
+                    name,
+                    args: Some(args),
+                    ..
+                } = tf
+                {
+                    self.function_name(name)?;
+                    for a in &mut args.args {
+                        self.function_arg(a)?;
+                    }
+                }
+                Ok(())
+            }
+            TableFactor::Table { .. } => self.relation(tf),
+            TableFactor::Derived { subquery, .. } => self.query(subquery),
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.table_with_joins(table_with_joins),
+            TableFactor::Function { name, args, .. } => {
+                self.function_name(name)?;
+                for a in args {
+                    self.function_arg(a)?;
+                }
+                Ok(())
+            }
+            TableFactor::UNNEST { array_exprs, .. } => {
+                for e in array_exprs {
+                    self.expr(e)?;
+                }
+                Ok(())
+            }
+            TableFactor::TableFunction { expr, .. } => self.expr(expr),
+            _ => Err(ProxyError::construct_unsupported("this FROM item")),
+        }
+    }
+
+    fn function_arg(&mut self, a: &mut FunctionArg) -> R {
+        let e = match a {
+            FunctionArg::Named { arg, .. }
+            | FunctionArg::ExprNamed { arg, .. }
+            | FunctionArg::Unnamed(arg) => arg,
+        };
+        match e {
+            FunctionArgExpr::Expr(e) => self.expr(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// A plain relation reference in FROM.
+    fn relation(&mut self, tf: &mut TableFactor) -> R {
+        let TableFactor::Table {
+            name,
+            alias,
+            with_hints,
+            version,
+            partitions,
+            json_path,
+            index_hints,
+            with_ordinality,
+            ..
+        } = tf
+        else {
+            return Ok(());
+        };
+        if !with_hints.is_empty()
+            || version.is_some()
+            || !partitions.is_empty()
+            || json_path.is_some()
+            || !index_hints.is_empty()
+            || *with_ordinality
+        {
+            return Err(ProxyError::construct_unsupported("this table modifier"));
+        }
+        // sqlparser reads `ONLY t [alias]` as a table named ONLY aliased t.
+        let mut only = false;
+        let mut name = name.clone();
+        let mut alias = alias.clone();
+        if is_only_keyword(&name)
+            && let Some(a) = alias.take()
+        {
+            if !a.columns.is_empty() {
+                return Err(ProxyError::construct_unsupported(
+                    "ONLY with column aliases",
+                ));
+            }
+            only = true;
+            name = ObjectName(vec![ObjectNamePart::Identifier(a.name)]);
+        }
+        let parts = name_parts(&name)?;
+        // A CTE in scope shadows tables of the same (unqualified) name.
+        if parts.len() == 1 && self.cte_visible(&parts[0]) {
+            return Ok(());
+        }
+        let kind = self.classify_relation(&parts)?;
+        let alias_ident = match name.0.last() {
+            Some(ObjectNamePart::Identifier(i)) => i.clone(),
+            _ => return Err(ProxyError::construct_unsupported("computed object names")),
+        };
+        if only {
+            // Put ONLY back the way Postgres spells it.
+            if let Some(ObjectNamePart::Identifier(first)) = name.0.first_mut() {
+                first.value = format!("ONLY {first}");
+                first.quote_style = None;
+            }
+        }
+        let cast = match kind {
+            Some(cast) => cast,
+            None => {
+                if let TableFactor::Table {
+                    name: n, alias: a, ..
+                } = tf
+                {
+                    *n = name;
+                    *a = alias;
+                }
+                return Ok(());
+            }
+        };
+        // Move the relation (without its alias) into `SELECT * FROM rel WHERE col = hole`.
+        let alias = alias.unwrap_or_else(|| TableAlias {
+            explicit: true,
+            name: alias_ident,
+            columns: vec![],
+        });
+        let mut inner_rel = std::mem::replace(
+            tf,
+            TableFactor::Table {
+                name: ObjectName(vec![]),
+                alias: None,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_hints: vec![],
+            },
+        );
+        if let TableFactor::Table {
+            name: n, alias: a, ..
+        } = &mut inner_rel
+        {
+            *n = name;
+            *a = None;
+        }
+        let mut subquery = super::parse_query("SELECT * FROM t")?;
+        let predicate = Expr::BinaryOp {
+            left: Box::new(Expr::Identifier(self.column_ident.clone())),
+            op: BinaryOperator::Eq,
+            right: Box::new(self.hole_expr(cast)),
+        };
+        match subquery.body.as_mut() {
+            SetExpr::Select(sel) => {
+                if let Some(first) = sel.from.first_mut() {
+                    first.relation = inner_rel;
+                }
+                sel.selection = Some(predicate);
+            }
+            _ => return Err(ProxyError::internal()),
+        }
+        *tf = TableFactor::Derived {
+            lateral: false,
+            subquery: Box::new(subquery),
+            alias: Some(alias),
+            sample: None,
+        };
+        Ok(())
+    }
+
+    /// Decides what a relation is: `Some(cast)` for a tenant relation (with
+    /// the type to cast the tenant value to), `None` for one tenant sessions
+    /// may read as is; refuses the rest.
+    pub(super) fn classify_relation(&mut self, parts: &[String]) -> R<Option<Option<String>>> {
+        let (schema, rel) = match parts {
+            [rel] => (None, rel.as_str()),
+            [schema, rel] => (Some(schema.as_str()), rel.as_str()),
+            _ => {
+                return Err(ProxyError::construct_unsupported(
+                    "cross-database references",
+                ));
+            }
+        };
+        let display = parts.join(".");
+        let Some(resolved) = self.catalog.resolve(schema, rel) else {
+            if self.strict {
+                return Err(ProxyError::relation_unknown(&display));
+            }
+            return Ok(None);
+        };
+        match resolved.kind {
+            RelationKind::Tenant(ty) => {
+                self.check_schema(resolved.schema)?;
+                Ok(Some(cast_for(ty)))
+            }
+            RelationKind::System => {
+                if self.strict
+                    && super::policy::relation_denied(resolved.name)
+                    && resolved.schema == "pg_catalog"
+                {
+                    return Err(ProxyError::relation_refused(
+                        &display,
+                        "it shows other tenants' data",
+                    ));
+                }
+                Ok(None)
+            }
+            RelationKind::Plain => {
+                if !self.strict || self.is_global(resolved.schema, resolved.name) {
+                    self.check_schema(resolved.schema)?;
+                    return Ok(None);
+                }
+                Err(ProxyError::relation_refused(
+                    &display,
+                    &format!("it has no {} column and is not a global table", self.column),
+                ))
+            }
+        }
+    }
+
+    fn cte_visible(&self, name: &str) -> bool {
+        self.ctes
+            .iter()
+            .any(|frame| frame.iter().any(|n| n == name))
+    }
+
+    /// Scopes subqueries inside an expression and checks its function calls.
+    pub(super) fn expr(&mut self, e: &mut Expr) -> R {
+        self.exprs_in(e)
+    }
+
+    /// Runs the subquery/function finder over any AST node.
+    pub(super) fn exprs_in<T: VisitMut>(&mut self, node: &mut T) -> R {
+        let mut finder = Finder { rw: self, depth: 0 };
+        match node.visit(&mut finder) {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// Checks a function name against the deny list and the catalog's
+    /// user-defined functions.
+    pub(super) fn function_name(&mut self, name: &ObjectName) -> R {
+        if !self.strict {
+            return Ok(());
+        }
+        let parts = name_parts(name)?;
+        let Some(f) = parts.last() else { return Ok(()) };
+        let system_schema = parts.len() == 1 || parts[0] == "pg_catalog";
+        if super::policy::function_denied(f) && system_schema {
+            return Err(ProxyError::function_refused(&parts.join(".")));
+        }
+        let user_defined = !system_schema || self.catalog.is_user_function(f);
+        if user_defined && !self.allowed_functions.contains(f.as_str()) {
+            return Err(ProxyError::user_function_refused(&parts.join(".")));
+        }
+        Ok(())
+    }
+
+    /// A new tenant hole of the given cast; returns its placeholder text.
+    pub(super) fn new_hole(&mut self, cast: Option<String>) -> String {
+        let i = self.casts.len();
+        self.casts.push(cast);
+        super::template::hole_marker(i)
+    }
+
+    /// A new tenant hole as an expression.
+    pub(super) fn hole_expr(&mut self, cast: Option<String>) -> Expr {
+        let marker = self.new_hole(cast);
+        Expr::Value(ValueWithSpan {
+            value: Value::Placeholder(marker),
+            span: sqlparser::tokenizer::Span::empty(),
+        })
+    }
+}
+
+/// Finds subqueries (outermost only: each is scoped by `Rewriter::query`,
+/// which handles what is nested inside it) and function calls.
+struct Finder<'a, 'b> {
+    rw: &'a mut Rewriter<'b>,
+    depth: usize,
+}
+
+impl VisitorMut for Finder<'_, '_> {
+    type Break = ProxyError;
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<ProxyError> {
+        if self.depth == 0
+            && let Err(e) = self.rw.query(q)
+        {
+            return ControlFlow::Break(e);
+        }
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<ProxyError> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<ProxyError> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        let r = match e {
+            Expr::Function(f) => {
+                if let FunctionArguments::Subquery(_) = f.args {
+                    Err(ProxyError::construct_unsupported(
+                        "a subquery as function arguments",
+                    ))
+                } else {
+                    self.rw.function_name(&f.name)
+                }
+            }
+            Expr::Value(v) => {
+                if let Value::Placeholder(p) = &v.value {
+                    self.rw.note_placeholder(p);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        match r {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+/// The folded parts of a name (unquoted identifiers lower-cased).
+pub(super) fn name_parts(name: &ObjectName) -> R<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(fold(i)),
+            ObjectNamePart::Function(_) => {
+                Err(ProxyError::construct_unsupported("computed object names"))
+            }
+        })
+        .collect()
+}
+
+fn is_only_keyword(name: &ObjectName) -> bool {
+    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only"))
+}
+
+/// The cast the tenant value needs for a column of SQL type `ty`.
+pub(super) fn cast_for(ty: &str) -> Option<String> {
+    match ty {
+        "text" => None,
+        t if t.starts_with("character varying")
+            || t.starts_with("character(")
+            || t == "character"
+            || t == "name" =>
+        {
+            None
+        }
+        t => Some(t.to_string()),
+    }
+}

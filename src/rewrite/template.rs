@@ -1,0 +1,155 @@
+//! A rewritten statement with holes where the tenant value goes. The text is
+//! the same for every tenant; the simple protocol fills the holes with a
+//! quoted literal, the extended protocol with one extra bound parameter. So
+//! one cache entry and one server-side prepared statement serve all tenants.
+
+use crate::error::ProxyError;
+
+/// Marks a hole in printed SQL: `\u{1}` + index + `\u{1}`. Client SQL that
+/// contains `\u{1}` is refused before parsing, so the marker is unambiguous.
+pub const MARK: char = '\u{1}';
+
+/// The placeholder text for hole `i`.
+pub fn hole_marker(i: usize) -> String {
+    format!("{MARK}{i}{MARK}")
+}
+
+/// A condition the tenant value must meet before the statement may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCheck {
+    /// A literal the client wrote into the tenant column.
+    Literal(String),
+    /// Bind parameter `$n` (1-based) the client put into the tenant column.
+    Param(usize),
+}
+
+/// Rewritten SQL with tenant holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Text between holes; one more than `casts`.
+    segments: Vec<String>,
+    /// For each hole, the SQL type to cast the tenant value to (none: text).
+    casts: Vec<Option<String>>,
+    /// Highest `$n` the statement uses.
+    pub max_param: usize,
+    /// Conditions on the tenant value.
+    pub checks: Vec<TenantCheck>,
+}
+
+impl Template {
+    /// Splits printed SQL at hole markers. `casts[i]` is hole i's type.
+    pub fn from_printed(
+        sql: &str,
+        casts: Vec<Option<String>>,
+        max_param: usize,
+        checks: Vec<TenantCheck>,
+    ) -> Result<Template, ProxyError> {
+        let mut segments = Vec::with_capacity(casts.len() + 1);
+        let mut order = Vec::with_capacity(casts.len());
+        let mut parts = sql.split(MARK);
+        segments.push(parts.next().unwrap_or_default().to_string());
+        while let Some(index) = parts.next() {
+            let i: usize = index.parse().map_err(|_| ProxyError::internal())?;
+            order.push(i);
+            segments.push(parts.next().ok_or_else(ProxyError::internal)?.to_string());
+        }
+        // Holes print in text order, which can differ from creation order.
+        let casts = order
+            .iter()
+            .map(|&i| casts.get(i).cloned().ok_or_else(ProxyError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Template {
+            segments,
+            casts,
+            max_param,
+            checks,
+        })
+    }
+
+    /// Whether the statement touches tenant data at all.
+    pub fn has_holes(&self) -> bool {
+        !self.casts.is_empty()
+    }
+
+    /// SQL with the tenant as a literal (simple protocol).
+    pub fn render_literal(&self, tenant: &str) -> String {
+        let literal = quote_literal(tenant);
+        self.render(|cast| match cast {
+            Some(t) => format!("CAST({literal} AS {t})"),
+            None => literal.clone(),
+        })
+    }
+
+    /// SQL with the tenant as bind parameter `$k` (extended protocol).
+    pub fn render_param(&self, k: usize) -> String {
+        self.render(|cast| match cast {
+            Some(t) => format!("CAST(${k} AS {t})"),
+            None => format!("${k}"),
+        })
+    }
+
+    fn render(&self, fill: impl Fn(&Option<String>) -> String) -> String {
+        let mut out = String::with_capacity(
+            self.segments.iter().map(String::len).sum::<usize>() + 16 * self.casts.len(),
+        );
+        for (i, seg) in self.segments.iter().enumerate() {
+            out.push_str(seg);
+            if let Some(cast) = self.casts.get(i) {
+                out.push_str(&fill(cast));
+            }
+        }
+        out
+    }
+
+    /// Approximate bytes held, for the cache bound.
+    pub fn size(&self) -> usize {
+        self.segments.iter().map(|s| s.len() + 24).sum::<usize>() + self.casts.len() * 32 + 64
+    }
+}
+
+/// A SQL string literal; tenant ids never contain backslashes or NUL
+/// (validated when chosen), so doubling quotes is enough.
+pub fn quote_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_both_ways() {
+        let printed = format!(
+            "SELECT * FROM (SELECT * FROM t WHERE tenant_id = {}) AS t WHERE b = {}",
+            hole_marker(0),
+            hole_marker(1)
+        );
+        let t =
+            Template::from_printed(&printed, vec![None, Some("bigint".into())], 0, vec![]).unwrap();
+        assert_eq!(
+            t.render_literal("o'k"),
+            "SELECT * FROM (SELECT * FROM t WHERE tenant_id = 'o''k') AS t WHERE b = CAST('o''k' AS bigint)"
+        );
+        assert_eq!(
+            t.render_param(3),
+            "SELECT * FROM (SELECT * FROM t WHERE tenant_id = $3) AS t WHERE b = CAST($3 AS bigint)"
+        );
+        assert!(t.has_holes());
+    }
+
+    #[test]
+    fn no_holes() {
+        let t = Template::from_printed("SELECT 1", vec![], 0, vec![]).unwrap();
+        assert!(!t.has_holes());
+        assert_eq!(t.render_literal("x"), "SELECT 1");
+    }
+}

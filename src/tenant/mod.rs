@@ -1,0 +1,196 @@
+//! Where a session's tenant comes from, in order of authority: the user's
+//! `tenant` (tenant-bound credentials), the startup `options`, then `SET` /
+//! `SET LOCAL` / `RESET` of the session variable, which follow Postgres's
+//! rules for settings (a SET counts once its transaction commits; SET LOCAL
+//! lasts until the transaction ends).
+
+mod id;
+mod set_statement;
+
+pub use id::validate_tenant_id;
+pub use set_statement::{TenantSet, parse_tenant_set};
+
+use crate::error::ProxyError;
+
+/// A session's tenant context.
+#[derive(Debug, Clone, Default)]
+pub struct TenantContext {
+    user: String,
+    bound: Option<String>,
+    session: Option<String>,
+    /// A SET/RESET sent in the current transaction or batch: `Some(None)` is RESET.
+    tentative: Option<Option<String>>,
+    /// SET LOCAL in the current transaction.
+    local: Option<String>,
+    error_in_batch: bool,
+    rolled_back: bool,
+}
+
+impl TenantContext {
+    /// Context for `user`, bound to `bound` if the user is tenant-bound, with
+    /// the tenant from startup `options` if any.
+    pub fn new(
+        user: &str,
+        bound: Option<String>,
+        from_options: Option<String>,
+    ) -> Result<TenantContext, ProxyError> {
+        if let (Some(b), Some(o)) = (&bound, &from_options)
+            && b != o
+        {
+            return Err(ProxyError::tenant_bound(user, b));
+        }
+        Ok(TenantContext {
+            user: user.to_string(),
+            session: from_options.or_else(|| bound.clone()),
+            bound,
+            ..TenantContext::default()
+        })
+    }
+
+    /// The tenant statements run as right now.
+    pub fn current(&self) -> Option<&str> {
+        if let Some(b) = &self.bound {
+            return Some(b);
+        }
+        if let Some(l) = &self.local {
+            return Some(l);
+        }
+        match &self.tentative {
+            Some(t) => t.as_deref(),
+            None => self.session.as_deref(),
+        }
+    }
+
+    /// Whether the session is bound by its credentials.
+    pub fn is_bound(&self) -> bool {
+        self.bound.is_some()
+    }
+
+    /// Applies a SET/RESET of the tenant variable. `in_transaction`: the
+    /// client is inside a transaction block.
+    pub fn apply(&mut self, set: &TenantSet, in_transaction: bool) -> Result<(), ProxyError> {
+        let value = set.value.as_deref();
+        if let Some(b) = &self.bound {
+            // A bound session may restate its own tenant, nothing else.
+            return if value == Some(b.as_str()) {
+                Ok(())
+            } else {
+                Err(ProxyError::tenant_bound(&self.user, b))
+            };
+        }
+        if set.local {
+            if !in_transaction {
+                // Postgres warns and ignores SET LOCAL outside a transaction.
+                return Ok(());
+            }
+            if self.local.is_some() && self.local.as_deref() != value {
+                return Err(ProxyError::tenant_change_in_transaction());
+            }
+            self.local = value.map(str::to_string);
+            return Ok(());
+        }
+        if in_transaction && self.current() != value {
+            return Err(ProxyError::tenant_change_in_transaction());
+        }
+        self.tentative = Some(value.map(str::to_string));
+        Ok(())
+    }
+
+    /// The batch had an error.
+    pub fn on_error(&mut self) {
+        self.error_in_batch = true;
+    }
+
+    /// A transaction ended with COMMIT (`true`) or ROLLBACK.
+    pub fn on_transaction_end(&mut self, committed: bool) {
+        self.rolled_back = !committed;
+    }
+
+    /// ReadyForQuery with `status`.
+    pub fn on_ready(&mut self, status: u8) {
+        if status == b'I' {
+            if let Some(t) = self.tentative.take()
+                && !self.error_in_batch
+                && !self.rolled_back
+            {
+                self.session = t;
+            }
+            self.local = None;
+            self.rolled_back = false;
+        }
+        self.error_in_batch = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: Option<&str>, local: bool) -> TenantSet {
+        TenantSet {
+            value: v.map(str::to_string),
+            local,
+        }
+    }
+
+    #[test]
+    fn bound_sessions_cannot_switch() {
+        let mut t = TenantContext::new("u", Some("acme".into()), None).unwrap();
+        assert_eq!(t.current(), Some("acme"));
+        assert!(t.apply(&set(Some("globex"), false), false).is_err());
+        assert!(t.apply(&set(Some("acme"), false), false).is_ok());
+        assert!(t.apply(&set(None, false), false).is_err());
+        assert_eq!(t.current(), Some("acme"));
+        assert!(TenantContext::new("u", Some("a".into()), Some("b".into())).is_err());
+    }
+
+    #[test]
+    fn set_commits_like_a_setting() {
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        assert_eq!(t.current(), None);
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        assert_eq!(t.current(), Some("acme"));
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
+        // A failed batch undoes it.
+        t.apply(&set(Some("globex"), false), false).unwrap();
+        t.on_error();
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
+        t.apply(&set(None, false), false).unwrap();
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+    }
+
+    #[test]
+    fn no_switching_inside_transactions() {
+        let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
+        assert!(t.apply(&set(Some("acme"), false), true).is_ok());
+    }
+
+    #[test]
+    fn set_local_lasts_one_transaction() {
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), true), true).unwrap();
+        assert_eq!(t.current(), Some("acme"));
+        assert!(t.apply(&set(Some("globex"), true), true).is_err());
+        t.on_ready(b'T');
+        assert_eq!(t.current(), Some("acme"));
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+        // Outside a transaction SET LOCAL does nothing, as in Postgres.
+        t.apply(&set(Some("acme"), true), false).unwrap();
+        assert_eq!(t.current(), None);
+    }
+
+    #[test]
+    fn rolled_back_set_is_undone() {
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'T');
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+    }
+}

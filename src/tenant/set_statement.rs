@@ -1,0 +1,182 @@
+//! Recognising `SET [SESSION|LOCAL] <variable> {=|TO} value`, `RESET
+//! <variable>` and `SET <variable> TO DEFAULT` for the tenant variable.
+
+use crate::error::ProxyError;
+
+/// A SET or RESET of the tenant variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSet {
+    /// The new tenant; `None` resets it.
+    pub value: Option<String>,
+    /// `SET LOCAL`.
+    pub local: bool,
+}
+
+/// If `stmt` sets or resets `variable` (folded, e.g. `app.current_tenant`),
+/// returns what it does. Other statements give `Ok(None)`.
+pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>, ProxyError> {
+    let tokens = tokens(stmt);
+    let lower: Vec<String> = tokens.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let w = |i: usize| lower.get(i).map(String::as_str).unwrap_or("");
+    match w(0) {
+        "reset" => {
+            if unquote_ident(&tokens, 1).as_deref() == Some(variable) {
+                return Ok(Some(TenantSet {
+                    value: None,
+                    local: false,
+                }));
+            }
+            Ok(None)
+        }
+        "set" => {
+            let (local, at) = match w(1) {
+                "local" => (true, 2),
+                "session" => (false, 2),
+                _ => (false, 1),
+            };
+            if unquote_ident(&tokens, at).as_deref() != Some(variable) {
+                return Ok(None);
+            }
+            if !matches!(w(at + 1), "=" | "to") || tokens.len() != at + 3 {
+                return Err(ProxyError::unparsable(
+                    "SET of the tenant variable takes exactly one value",
+                ));
+            }
+            let raw = &tokens[at + 2];
+            let value = if raw.eq_ignore_ascii_case("default") {
+                None
+            } else if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+                Some(inner.replace("''", "'"))
+            } else if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(inner.replace("\"\"", "\""))
+            } else {
+                Some(raw.clone())
+            };
+            Ok(Some(TenantSet { value, local }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn unquote_ident(tokens: &[String], i: usize) -> Option<String> {
+    let t = tokens.get(i)?;
+    Some(
+        t.split('.')
+            .map(
+                |p| match p.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                    Some(q) => q.to_string(),
+                    None => p.to_ascii_lowercase(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
+/// Splits into words, quoted strings and `=`, dropping comments and `;`.
+fn tokens(s: &str) -> Vec<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() || c == b';' {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = s[i..].find("*/").map_or(b.len(), |p| i + p + 2);
+        } else if c == b'=' {
+            out.push("=".into());
+            i += 1;
+        } else if c == b'\'' {
+            let start = i;
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            out.push(s[start..i.min(b.len())].to_string());
+        } else {
+            let start = i;
+            let mut in_quote = false;
+            while i < b.len() {
+                let d = b[i];
+                if d == b'"' {
+                    in_quote = !in_quote;
+                } else if !in_quote
+                    && (d.is_ascii_whitespace() || d == b'=' || d == b';' || d == b'\'')
+                {
+                    break;
+                }
+                i += 1;
+            }
+            out.push(s[start..i].to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Option<TenantSet> {
+        parse_tenant_set(s, "app.current_tenant").unwrap()
+    }
+
+    #[test]
+    fn forms() {
+        let acme = Some(TenantSet {
+            value: Some("acme".into()),
+            local: false,
+        });
+        assert_eq!(p("SET app.current_tenant = 'acme'"), acme);
+        assert_eq!(p("set app.current_tenant to acme;"), acme);
+        assert_eq!(p("SET SESSION app.current_tenant='acme'"), acme);
+        assert_eq!(p("SET \"app\".\"current_tenant\" = 'acme'"), acme);
+        assert_eq!(
+            p("SET LOCAL app.current_tenant = 'acme'"),
+            Some(TenantSet {
+                value: Some("acme".into()),
+                local: true
+            })
+        );
+        assert_eq!(
+            p("SET app.current_tenant = 'o''brien'").and_then(|t| t.value),
+            Some("o'brien".into())
+        );
+        assert_eq!(
+            p("SET app.current_tenant = 42").and_then(|t| t.value),
+            Some("42".into())
+        );
+        assert_eq!(
+            p("SET app.current_tenant TO DEFAULT"),
+            Some(TenantSet {
+                value: None,
+                local: false
+            })
+        );
+        assert_eq!(
+            p("RESET app.current_tenant"),
+            Some(TenantSet {
+                value: None,
+                local: false
+            })
+        );
+        assert_eq!(p("SET statement_timeout = 5"), None);
+        assert_eq!(p("SELECT 1"), None);
+        assert!(
+            parse_tenant_set("SET app.current_tenant = 'a', 'b'", "app.current_tenant").is_err()
+        );
+    }
+}
