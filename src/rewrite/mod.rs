@@ -297,6 +297,14 @@ impl<'a> Rewriter<'a> {
             "listen" | "notify" if self.strict => {
                 return Err(ProxyError::statement_refused("LISTEN/NOTIFY"));
             }
+            // Opaque procedural code: trusted sessions only.
+            "do" | "call" => {
+                return if self.strict {
+                    Err(ProxyError::statement_refused(&w(0).to_uppercase()))
+                } else {
+                    Ok(None)
+                };
+            }
             _ => {}
         }
         let mut parsed = parse(stmt)?;
