@@ -794,6 +794,22 @@ async fn transactions_commit_and_roll_back() {
             tx.rollback().await.unwrap();
         }
     }
+    // BEGIN/COMMIT through the extended protocol hold the server, too.
+    c.execute("BEGIN", &[]).await.unwrap();
+    let pid = backend_pid(&c).await;
+    c.execute("INSERT INTO acct VALUES (50, 1)", &[])
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+        assert_eq!(backend_pid(&c).await, pid, "extended-protocol transaction");
+    }
+    c.execute("COMMIT", &[]).await.unwrap();
+    c.execute("BEGIN", &[]).await.unwrap();
+    c.execute("INSERT INTO acct VALUES (51, 1)", &[])
+        .await
+        .unwrap();
+    c.execute("ROLLBACK", &[]).await.unwrap();
     // Explicit BEGIN/COMMIT/ROLLBACK via simple query, too.
     c.batch_execute("BEGIN; INSERT INTO acct VALUES (100, 1); COMMIT")
         .await
@@ -812,7 +828,10 @@ async fn transactions_commit_and_roll_back() {
         .await
         .unwrap();
     let got: Vec<(i32, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(got, [(0, 5), (2, 5), (4, 5), (6, 5), (8, 5), (100, 1)]);
+    assert_eq!(
+        got,
+        [(0, 5), (2, 5), (4, 5), (6, 5), (8, 5), (50, 1), (100, 1)]
+    );
     proxy.shutdown().await.unwrap();
 }
 
@@ -1157,5 +1176,72 @@ async fn psql_multi_statement_and_copy() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_request_reaches_the_right_query() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let victim = connect(port).await;
+    let bystander = connect(port).await;
+    // Cancelling an idle client does nothing to it.
+    victim
+        .cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel while idle");
+    assert_eq!(
+        victim
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+
+    let token = victim.cancel_token();
+    let sleeping = victim.simple_query("SELECT pg_sleep(20)");
+    let other = bystander.query_one("SELECT pg_sleep(1.5)::text, 7", &[]);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .expect("cancel request");
+    };
+    let started = std::time::Instant::now();
+    let (slept, other, ()) = tokio::join!(sleeping, other, cancel);
+    let err = slept.expect_err("the query must be cancelled");
+    assert_eq!(code(&err), "57014");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        other
+            .expect("the bystander's query must not be cancelled")
+            .get::<_, i32>(1),
+        7
+    );
+    // Both sessions go on.
+    assert_eq!(
+        victim
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    assert_eq!(
+        bystander
+            .query_one("SELECT 3", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        3
+    );
     proxy.shutdown().await.unwrap();
 }

@@ -147,13 +147,13 @@ async fn tpcb_with_every_protocol_keeps_the_bank_balanced() {
     let cluster = pgbench_cluster().await;
     let proxy = support::start_proxy(support::load_config(&config_text(&cluster))).await;
     for (mode, extra) in [
-        ("simple", &["-t", "25"][..]),
-        ("extended", &["-t", "25"][..]),
+        ("simple", &["-t", "50"][..]),
+        ("extended", &["-t", "50"][..]),
         ("prepared", &["-T", "3"][..]),
     ] {
         let n = bench(proxy.port, mode, extra).await;
         if extra[0] == "-t" {
-            assert_eq!(n, 64 * 25, "TPC-B -M {mode}");
+            assert_eq!(n, 64 * 50, "TPC-B -M {mode}");
         }
         let (a, b, t, history) = bank(&cluster).await;
         assert!(

@@ -978,3 +978,85 @@ async fn sql_deallocate_of_proxy_names_does_not_break_other_clients() {
     assert_eq!(got.get::<_, i32>(0), 502);
     proxy.shutdown().await.unwrap();
 }
+
+/// An unnamed statement belongs to the client that parsed it: another
+/// client's Bind of the unnamed statement must not run it (Postgres answers
+/// 26000 to a session that never parsed one).
+#[tokio::test]
+async fn unnamed_statement_of_another_client_is_not_reachable() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let mut x = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    x.send(&cat(&[
+        raw::parse("", "SELECT 'x-secret'"),
+        raw::bind("", "", &[]),
+        raw::execute(""),
+        raw::sync(),
+    ]))
+    .await;
+    assert_eq!(
+        x.until_ready().await,
+        [
+            "ParseComplete",
+            "BindComplete",
+            "Row x-secret",
+            "Complete SELECT 1",
+            "Ready I"
+        ]
+    );
+    // Directly, a session that parsed nothing gets 26000.
+    let steps = [cat(&[
+        raw::bind("", "", &[]),
+        raw::execute(""),
+        raw::sync(),
+    ])];
+    let direct = raw_script(&cluster, proxy.port, false, &steps).await;
+    assert_eq!(direct[0], ["Error 26000", "Ready I"]);
+    // Through the proxy, on the server connection X just used.
+    let proxied = raw_script(&cluster, proxy.port, true, &steps).await;
+    assert_eq!(proxied, direct, "another client's unnamed statement ran");
+    x.terminate().await;
+    proxy.shutdown().await.unwrap();
+}
+
+/// Postgres keeps the unnamed statement across Sync until the next Parse of
+/// the unnamed statement or the next simple Query.
+#[tokio::test]
+async fn unnamed_statement_survives_sync_like_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        cat(&[raw::parse("", "SELECT 41 + 1"), raw::sync()]),
+        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+    ];
+    let direct = raw_script(&cluster, proxy.port, false, &steps).await;
+    assert_eq!(
+        direct[1],
+        ["BindComplete", "Row 42", "Complete SELECT 1", "Ready I"]
+    );
+    // Through the proxy, with the second batch on another server connection.
+    let mut r = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    r.send(&cat(&[
+        raw::parse("", "SELECT pg_backend_pid()"),
+        raw::bind("", "", &[]),
+        raw::execute(""),
+        raw::sync(),
+    ]))
+    .await;
+    let got = r.until_ready().await;
+    let pid: i32 = got[2].strip_prefix("Row ").unwrap().parse().unwrap();
+    r.send(&cat(&[raw::parse("", "SELECT 41 + 1"), raw::sync()]))
+        .await;
+    assert_eq!(r.until_ready().await, ["ParseComplete", "Ready I"]);
+    let blocker = occupy(proxy.port, 2, pid).await;
+    r.send(&cat(&[
+        raw::bind("", "", &[]),
+        raw::execute(""),
+        raw::sync(),
+    ]))
+    .await;
+    assert_eq!(r.until_ready().await, direct[1]);
+    blocker.batch_execute("COMMIT").await.unwrap();
+    r.terminate().await;
+    proxy.shutdown().await.unwrap();
+}
