@@ -956,8 +956,6 @@ async fn named_statements_live_across_syncs() {
 /// Postgres refuses a Parse that reuses the name of an existing prepared
 /// statement (42P05) and keeps the old statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a Parse reusing an existing statement name silently redefines it \
-            (ParseComplete) instead of failing with 42P05 and keeping the old one"]
 async fn reparse_of_existing_name_is_refused_like_postgres() {
     let (cluster, proxy) = setup().await;
     let steps: Vec<Vec<u8>> = vec![
@@ -974,9 +972,6 @@ async fn reparse_of_existing_name_is_refused_like_postgres() {
 /// A named Parse that fails (or is skipped after an earlier error in its
 /// batch) defines nothing: later use of the name is 26000, as in Postgres.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the proxy records a named Parse before the server accepts it; \
-            after the Parse fails (or is skipped after an earlier error) Bind/Describe \
-            of the name re-prepare it (42601 or success) instead of 26000"]
 async fn failed_named_parse_defines_nothing() {
     let (cluster, proxy) = setup().await;
     let steps: Vec<Vec<u8>> = vec![

@@ -85,6 +85,9 @@ pub struct ServerConn {
     /// Fingerprint of the session settings applied on this connection
     /// (0: as the server started it).
     pub settings_fingerprint: u64,
+    /// Which session's unnamed statement this connection holds, as
+    /// (session id, that session's Parse number); `None` when unknown.
+    pub unnamed_owner: Option<(u64, u64)>,
     /// When the connection was opened.
     pub created: Instant,
     /// When the connection was last returned to its pool.
@@ -133,6 +136,7 @@ impl ServerConn {
             addr,
             prepared: HashSet::new(),
             settings_fingerprint: 0,
+            unnamed_owner: None,
             created: Instant::now(),
             last_used: Instant::now(),
             id,
@@ -285,6 +289,8 @@ impl ServerConn {
         for s in statements {
             crate::protocol::messages::query(&mut out, s);
         }
+        // A simple Query replaces the unnamed statement.
+        self.unnamed_owner = None;
         self.stream.write_all(&out).await?;
         let mut remaining = statements.len();
         let mut first_error = None;

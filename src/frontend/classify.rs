@@ -158,6 +158,30 @@ fn unquote(s: &str) -> String {
     s.trim_matches('"').to_string()
 }
 
+/// The first statement name in `sql` that `PREPARE`, `EXECUTE` or
+/// `DEALLOCATE` would use and that starts with `prefix` (the proxy's own
+/// server-side statement names, which clients may not touch).
+pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
+    for stmt in split_statements(sql) {
+        let mut w = Words::new(stmt);
+        let Some(first) = w.next() else { continue };
+        let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+        if !(kw(first, "prepare") || kw(first, "execute") || kw(first, "deallocate")) {
+            continue;
+        }
+        let mut name = w.next();
+        if kw(first, "deallocate") && name.is_some_and(|n| kw(n, "prepare")) {
+            name = w.next();
+        }
+        if let Some(n) = name
+            && n.trim_matches('"').to_ascii_lowercase().starts_with(prefix)
+        {
+            return Some(n);
+        }
+    }
+    None
+}
+
 /// Splits a query string into statements at top-level semicolons.
 pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
     let bytes = sql.as_bytes();
@@ -404,6 +428,21 @@ mod tests {
         assert!(classify("SELECT \"listen\" FROM t").is_empty());
         assert_eq!(classify("/* c */ LISTEN x"), vec![Effect::Pins("LISTEN")]);
         assert!(classify("SELECT $1::int; SELECT E'\\';listen'").is_empty());
+    }
+
+    #[test]
+    fn proxy_names() {
+        assert_eq!(names_with_prefix("DEALLOCATE _tg_1", "_tg_"), Some("_tg_1"));
+        assert_eq!(
+            names_with_prefix("deallocate prepare \"_tg_2\"", "_tg_"),
+            Some("\"_tg_2\"")
+        );
+        assert_eq!(
+            names_with_prefix("SELECT 1; EXECUTE _TG_3(1)", "_tg_"),
+            Some("_TG_3")
+        );
+        assert_eq!(names_with_prefix("PREPARE mine AS SELECT 1", "_tg_"), None);
+        assert_eq!(names_with_prefix("SELECT '_tg_1'", "_tg_"), None);
     }
 
     #[test]

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::classify::{Effect, classify};
+use super::classify::{Effect, classify, names_with_prefix};
 use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
-    Session,
+    Session, UnnamedStatement,
 };
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -119,6 +119,13 @@ impl Session {
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
         let in_transaction = self.t.tx_status != b'I';
+        if tag == ftag::QUERY
+            && let Ok(sql) = std::str::from_utf8(&msg[5..msg.len().saturating_sub(1)])
+            && let Some(name) = names_with_prefix(sql, SERVER_NAME_PREFIX)
+        {
+            // Other clients' statements live under these names on servers.
+            return Err(ProxyError::unknown_prepared_statement(name));
+        }
         let Some(iso) = self.iso.as_mut() else {
             return Ok(Plan::AsSent);
         };
@@ -166,6 +173,7 @@ impl Session {
         if ends_batch {
             messages::query(&mut self.to_server, &sql);
             self.expect_ready();
+            self.unnamed = None;
         } else {
             let sent = self.t.sent;
             messages::parse(&mut self.to_server, "", sql.as_bytes(), &[0, 0]);
@@ -174,9 +182,10 @@ impl Session {
             self.t.bind_q.push_back((sent, BindAction::Swallow));
             messages::execute_unnamed(&mut self.to_server);
             self.t.unsynced = true;
-            if let Some(iso) = self.iso.as_mut() {
-                iso.unnamed = None;
-            }
+        }
+        if let Some(s) = self.server.as_mut() {
+            // The raising statement took the unnamed statement's place.
+            s.conn.unnamed_owner = None;
         }
     }
 
@@ -189,6 +198,9 @@ impl Session {
         match tag {
             ftag::QUERY => {
                 self.on_query_text(&msg[5..msg.len().saturating_sub(1)]);
+                // A simple Query replaces the unnamed statement, here as in Postgres.
+                self.unnamed = None;
+                self.server_mut()?.conn.unnamed_owner = None;
                 match plan {
                     Plan::Query(sql) => messages::query(&mut self.to_server, &sql),
                     _ => self.to_server.extend_from_slice(msg),
@@ -332,9 +344,16 @@ impl Session {
         };
         let sent = self.t.sent;
         if name.is_empty() {
-            if let Some(iso) = self.iso.as_mut() {
-                iso.unnamed = binding;
-            }
+            self.unnamed_seq += 1;
+            let seq = self.unnamed_seq;
+            self.unnamed = Some(Arc::new(UnnamedStatement {
+                sql: sql.to_vec(),
+                types: types.to_vec(),
+                binding,
+                seq,
+            }));
+            let id = self.id;
+            self.server_mut()?.conn.unnamed_owner = Some((id, seq));
             match &plan {
                 Plan::Parse(_) => messages::parse(&mut self.to_server, "", sql, types),
                 _ => self.to_server.extend_from_slice(msg),
@@ -407,16 +426,30 @@ impl Session {
         Ok((stmt.server_name.clone(), Some(stmt)))
     }
 
+    /// Makes sure the server holds this client's unnamed statement (never
+    /// another client's); returns the name to use and its tenant binding.
+    fn server_unnamed(&mut self) -> Result<(String, Option<Arc<TenantBinding>>), ProxyError> {
+        let Some(u) = self.unnamed.clone() else {
+            // The client has none: let the server report it missing.
+            return Ok((NOOP_NAME.to_string(), None));
+        };
+        let (id, sent) = (self.id, self.t.sent);
+        let server = self.server_mut()?;
+        if server.conn.unnamed_owner != Some((id, u.seq)) {
+            server.conn.unnamed_owner = Some((id, u.seq));
+            messages::parse(&mut self.to_server, "", &u.sql, &u.types);
+            self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
+        }
+        Ok((String::new(), u.binding.clone()))
+    }
+
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         self.t.unsynced = true;
         let (stmt_name, stmt_end) = bind_names(msg)?;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
         let (server_name, binding) = if stmt_name.is_empty() {
-            (
-                String::new(),
-                self.iso.as_ref().and_then(|i| i.unnamed.clone()),
-            )
+            self.server_unnamed()?
         } else {
             let (server_name, stmt) = self.server_statement(stmt_name)?;
             (server_name, stmt.and_then(|s| s.binding.clone()))
@@ -432,7 +465,9 @@ impl Session {
                 iso.bind(b, msg, &head, stmt_end, &mut out)?;
                 self.to_server.extend_from_slice(&out);
             }
-            _ if stmt_name.is_empty() => self.to_server.extend_from_slice(msg),
+            _ if stmt_name.is_empty() && server_name.is_empty() => {
+                self.to_server.extend_from_slice(msg)
+            }
             _ => {
                 let rest = &msg[stmt_end..];
                 let out = &mut self.to_server;
@@ -458,10 +493,7 @@ impl Session {
             return Ok(());
         }
         let (server_name, binding) = if name.is_empty() {
-            (
-                String::new(),
-                self.iso.as_ref().and_then(|i| i.unnamed.clone()),
-            )
+            self.server_unnamed()?
         } else {
             let (server_name, stmt) = self.server_statement(name)?;
             (server_name, stmt.and_then(|s| s.binding.clone()))

@@ -48,8 +48,6 @@ pub struct Isolation {
     rules: Arc<IsolationRules>,
     /// The tenant context.
     pub tenant: TenantContext,
-    /// Binding of the unnamed statement last parsed.
-    pub unnamed: Option<Arc<TenantBinding>>,
 }
 
 impl Isolation {
@@ -63,7 +61,6 @@ impl Isolation {
             state,
             rules,
             tenant,
-            unnamed: None,
         }
     }
 

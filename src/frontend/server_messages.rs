@@ -114,7 +114,12 @@ impl Session {
                             ParseAction::Swallow(Some(stmt)) => {
                                 server.conn.prepared.remove(&stmt.id);
                             }
-                            _ => {}
+                            ParseAction::Forward(None) => {
+                                // A failed unnamed Parse leaves no unnamed statement.
+                                self.unnamed = None;
+                                server.conn.unnamed_owner = None;
+                            }
+                            ParseAction::Swallow(None) => server.conn.unnamed_owner = None,
                         }
                     }
                     for (b, action) in &t.close_q {

@@ -15,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 use super::cancel::CancelSlot;
-use super::isolation::Isolation;
+use super::isolation::{Isolation, TenantBinding};
 use super::prepared::{ClientStatements, Statement};
 pub(super) use super::settings::Committed;
 use super::settings::Settings;
@@ -72,6 +72,19 @@ pub(super) enum DescribeAction {
     Forward,
     /// Drop the last parameter: it is the tenant, added by the proxy.
     HideLastParam,
+}
+
+/// A client's unnamed prepared statement, as sent to the server.
+#[derive(Debug)]
+pub(super) struct UnnamedStatement {
+    /// SQL as prepared on servers (rewritten when isolation applies).
+    pub(super) sql: Vec<u8>,
+    /// Raw parameter type section.
+    pub(super) types: Vec<u8>,
+    /// How the tenant is bound, if isolation rewrote it.
+    pub(super) binding: Option<Arc<TenantBinding>>,
+    /// The session's Parse number for it.
+    pub(super) seq: u64,
 }
 
 /// Why the loop ended.
@@ -138,6 +151,12 @@ pub struct Session {
     pub(super) server_streaming: usize,
     /// Tenant isolation, on shared shards when `[tenancy]` is configured.
     pub(super) iso: Option<Isolation>,
+    /// The client's unnamed statement (Postgres keeps it until the next
+    /// unnamed Parse or simple Query); re-prepared on whichever server
+    /// connection the client's Bind or Describe of it reaches.
+    pub(super) unnamed: Option<Arc<UnnamedStatement>>,
+    /// Unnamed Parses sent so far (identifies `unnamed`).
+    pub(super) unnamed_seq: u64,
     /// The server ran a SET of the tenant variable that the proxy does not
     /// replay: its settings no longer match any fingerprint.
     pub(super) server_dirty: bool,
@@ -195,6 +214,8 @@ impl Session {
             server_streaming: 0,
             iso: p.isolation,
             server_dirty: false,
+            unnamed: None,
+            unnamed_seq: 0,
         }
     }
 
