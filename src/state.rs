@@ -208,7 +208,7 @@ impl ProxyState {
         let pools = build_pools(&loaded.config, &old)?;
         for (name, pool) in old.iter() {
             if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
-                pool.close_idle();
+                pool.retire();
             }
         }
         self.pools.store(Arc::new(pools));

@@ -153,7 +153,10 @@ async fn start_session(
         send_fatal(&mut client, &e).await;
         return Err(e);
     };
-    let settings = Settings::new(startup);
+    let mut settings = Settings::new(startup);
+    if isolation.is_some() {
+        settings.pin_schema(route.schema.as_deref());
+    }
 
     // The ParameterStatus values to report come from a server that applied
     // these exact settings: remembered per pool, or learnt now (which also
@@ -219,6 +222,11 @@ async fn start_session(
         settings,
         cancel,
         server,
+        routed_tenant: if isolation.is_none() {
+            user.tenant.clone()
+        } else {
+            None
+        },
         isolation,
     })
     .run()

@@ -151,6 +151,8 @@ pub struct Session {
     pub(super) server_streaming: usize,
     /// Tenant isolation, on shared shards when `[tenancy]` is configured.
     pub(super) iso: Option<Isolation>,
+    /// Without isolation: the bound tenant whose home the session follows.
+    pub(super) routed_tenant: Option<String>,
     /// The client's unnamed statement (Postgres keeps it until the next
     /// unnamed Parse or simple Query); re-prepared on whichever server
     /// connection the client's Bind or Describe of it reaches.
@@ -182,6 +184,8 @@ pub struct SessionParts {
     pub server: Option<Checkout>,
     /// Tenant isolation for this session, if any.
     pub isolation: Option<Isolation>,
+    /// The bound tenant to route by when there is no isolation.
+    pub routed_tenant: Option<String>,
 }
 
 impl Session {
@@ -216,6 +220,7 @@ impl Session {
             server_dirty: false,
             unnamed: None,
             unnamed_seq: 0,
+            routed_tenant: p.routed_tenant,
         }
     }
 
@@ -335,8 +340,24 @@ impl Session {
 
     /// Checks out a server connection and brings its settings in line.
     pub(super) async fn acquire(&mut self) -> Result<(), ProxyError> {
+        // Each transaction goes to the current home of the session's tenant
+        // (or the default shard), as the routing table says now.
         if let Some(iso) = &self.iso {
-            self.pool = iso.pool()?;
+            let route = iso.route()?;
+            self.pool = self
+                .state
+                .pool(&route.shard)
+                .ok_or_else(ProxyError::internal)?;
+            self.settings.pin_schema(route.schema.as_deref());
+        } else {
+            let loaded = self.state.loaded();
+            let route = match &self.routed_tenant {
+                Some(t) => loaded.router.route(t).ok(),
+                None => loaded.router.default_route().ok(),
+            };
+            if let Some(pool) = route.and_then(|r| self.state.pool(&r.shard)) {
+                self.pool = pool;
+            }
         }
         let mut checkout = tokio::select! {
             r = self.pool.checkout(self.wait_timeout) => r?,

@@ -14,6 +14,8 @@ pub struct Settings {
     startup: Vec<(String, String)>,
     /// Committed session `SET`s: (name, statement).
     session: Vec<(String, String)>,
+    /// search_path pinned by routing (schema-per-tenant), if any.
+    pinned_search_path: Option<String>,
     /// `SET`/`RESET` sent in the current transaction, not yet committed.
     tentative: Vec<Effect>,
     /// Whether the current batch saw an error.
@@ -51,14 +53,28 @@ impl Settings {
     }
 
     fn refresh(&mut self) {
-        self.fingerprint = if self.startup.is_empty() && self.session.is_empty() {
+        self.fingerprint = if self.startup.is_empty()
+            && self.session.is_empty()
+            && self.pinned_search_path.is_none()
+        {
             0
         } else {
             let mut h = DefaultHasher::new();
             self.startup.hash(&mut h);
             self.session.hash(&mut h);
+            self.pinned_search_path.hash(&mut h);
             h.finish().max(1)
         };
+    }
+
+    /// Pins `search_path` to a schema tenant's schema (then `public`), or
+    /// unpins it. Replayed like any setting; changes the fingerprint.
+    pub fn pin_schema(&mut self, schema: Option<&str>) {
+        let path = schema.map(|s| format!("\"{}\", public", s.replace('"', "\"\"")));
+        if path != self.pinned_search_path {
+            self.pinned_search_path = path;
+            self.refresh();
+        }
     }
 
     /// Statements that bring a server connection from `server_fingerprint`
@@ -73,6 +89,12 @@ impl Settings {
                 "SELECT pg_catalog.set_config('{}', '{}', false)",
                 name.replace('\'', "''"),
                 value.replace('\'', "''")
+            ));
+        }
+        if let Some(path) = &self.pinned_search_path {
+            out.push(format!(
+                "SELECT pg_catalog.set_config('search_path', '{}', false)",
+                path.replace('\'', "''")
             ));
         }
         for (_, stmt) in &self.session {
@@ -205,6 +227,19 @@ mod tests {
         s.note(&set("a.b", "SET a.b = 1"));
         s.on_error();
         s.on_ready(b'I');
+        assert_eq!(s.fingerprint(), 0);
+    }
+
+    #[test]
+    fn schema_pin_is_replayed() {
+        let mut s = Settings::new(vec![]);
+        s.pin_schema(Some("globex"));
+        assert_ne!(s.fingerprint(), 0);
+        assert_eq!(
+            s.replay(0),
+            vec!["SELECT pg_catalog.set_config('search_path', '\"globex\", public', false)"]
+        );
+        s.pin_schema(None);
         assert_eq!(s.fingerprint(), 0);
     }
 

@@ -61,6 +61,8 @@ pub struct Pool {
     next_id: AtomicU64,
     /// ParameterStatus values servers reported, by session-settings fingerprint.
     reported: Mutex<HashMap<u64, ReportedParams>>,
+    /// Removed from the configuration: connections are closed, not kept.
+    retired: std::sync::atomic::AtomicBool,
     /// Live counters.
     pub stats: PoolStats,
 }
@@ -76,6 +78,7 @@ impl Pool {
             idle: Mutex::new(Vec::with_capacity(size)),
             next_id: AtomicU64::new(1),
             reported: Mutex::new(HashMap::new()),
+            retired: std::sync::atomic::AtomicBool::new(false),
             stats: PoolStats::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -179,6 +182,11 @@ impl Pool {
 
     /// Puts a clean connection back (called by [`Checkout`]).
     pub(super) fn put_idle(&self, mut conn: ServerConn) {
+        if self.retired.load(Ordering::Relaxed) {
+            self.stats.open.fetch_sub(1, Ordering::Relaxed);
+            tokio::spawn(conn.terminate());
+            return;
+        }
         conn.last_used = Instant::now();
         match self.idle.lock() {
             Ok(mut g) => g.push(conn),
@@ -191,6 +199,18 @@ impl Pool {
     /// Accounts for a connection that was closed instead of returned.
     pub(super) fn forget(&self) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Takes the pool out of service after a reload removed or replaced it:
+    /// idle connections close now, busy ones when their client is done.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.close_idle();
+    }
+
+    /// Whether [`Pool::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// Closes every idle connection (used when the shard is removed or on shutdown).

@@ -9,7 +9,7 @@ use sqlparser::ast::{
     UpdateTableFromKind, Value,
 };
 
-use super::scope::name_parts;
+use super::scope::{Access, name_parts};
 use super::{Rewriter, TenantCheck, fold, parse_query};
 use crate::error::ProxyError;
 
@@ -38,9 +38,9 @@ impl Rewriter<'_> {
 
     fn write_target(&mut self, parts: &[String]) -> R<Target> {
         match self.classify_relation(parts)? {
-            Some(cast) => Ok(Target::Tenant(cast)),
-            None if self.strict => Err(ProxyError::write_refused(&parts.join("."))),
-            None => Ok(Target::Free),
+            Access::Tenant(cast) => Ok(Target::Tenant(cast)),
+            Access::Free { writable: true } => Ok(Target::Free),
+            Access::Free { writable: false } => Err(ProxyError::write_refused(&parts.join("."))),
         }
     }
 

@@ -373,9 +373,13 @@ impl<'a> Rewriter<'a> {
                         .map(|p| p.trim_matches('"').to_string())
                         .collect();
                     return match self.classify_relation(&parts)? {
-                        Some(_) => Err(ProxyError::copy_into_tenant_table(&target_name)),
-                        None if self.strict => Err(ProxyError::statement_refused("COPY FROM")),
-                        None => Ok(None),
+                        scope::Access::Tenant(_) => {
+                            Err(ProxyError::copy_into_tenant_table(&target_name))
+                        }
+                        scope::Access::Free { writable: true } => Ok(None),
+                        scope::Access::Free { writable: false } => {
+                            Err(ProxyError::statement_refused("COPY FROM"))
+                        }
                     };
                 }
                 return Err(e);
@@ -396,9 +400,13 @@ impl<'a> Rewriter<'a> {
             if let CopySource::Table { table_name, .. } = source {
                 let parts = scope::name_parts(table_name)?;
                 return match self.classify_relation(&parts)? {
-                    Some(_) => Err(ProxyError::copy_into_tenant_table(&parts.join("."))),
-                    None if self.strict => Err(ProxyError::statement_refused("COPY FROM")),
-                    None => Ok(None),
+                    scope::Access::Tenant(_) => {
+                        Err(ProxyError::copy_into_tenant_table(&parts.join(".")))
+                    }
+                    scope::Access::Free { writable: true } => Ok(None),
+                    scope::Access::Free { writable: false } => {
+                        Err(ProxyError::statement_refused("COPY FROM"))
+                    }
                 };
             }
             return Err(ProxyError::unparsable("COPY FROM needs a table"));

@@ -258,7 +258,10 @@ impl Rewriter<'_> {
         if parts.len() == 1 && self.cte_visible(&parts[0]) {
             return Ok(());
         }
-        let kind = self.classify_relation(&parts)?;
+        let kind = match self.classify_relation(&parts)? {
+            Access::Tenant(cast) => Some(cast),
+            Access::Free { .. } => None,
+        };
         let alias_ident = match name.0.last() {
             Some(ObjectNamePart::Identifier(i)) => i.clone(),
             _ => return Err(ProxyError::construct_unsupported("computed object names")),
@@ -335,10 +338,10 @@ impl Rewriter<'_> {
         Ok(())
     }
 
-    /// Decides what a relation is: `Some(cast)` for a tenant relation (with
-    /// the type to cast the tenant value to), `None` for one tenant sessions
-    /// may read as is; refuses the rest.
-    pub(super) fn classify_relation(&mut self, parts: &[String]) -> R<Option<Option<String>>> {
+    /// Decides what a relation is for this session: a tenant relation to
+    /// scope (with the cast for its tenant value), or one used as is (and
+    /// whether it may be written); refuses the rest.
+    pub(super) fn classify_relation(&mut self, parts: &[String]) -> R<Access> {
         let (schema, rel) = match parts {
             [rel] => (None, rel.as_str()),
             [schema, rel] => (Some(schema.as_str()), rel.as_str()),
@@ -349,16 +352,25 @@ impl Rewriter<'_> {
             }
         };
         let display = parts.join(".");
-        let Some(resolved) = self.catalog.resolve(schema, rel) else {
+        let resolved = match (schema, self.own_schema) {
+            // A schema tenant's own schema comes first on its search path
+            // (after pg_catalog, as in Postgres).
+            (None, Some(own)) if self.catalog.resolve(Some("pg_catalog"), rel).is_none() => self
+                .catalog
+                .resolve(Some(own), rel)
+                .or_else(|| self.catalog.resolve(None, rel)),
+            _ => self.catalog.resolve(schema, rel),
+        };
+        let Some(resolved) = resolved else {
             if self.strict {
                 return Err(ProxyError::relation_unknown(&display));
             }
-            return Ok(None);
+            return Ok(Access::Free { writable: true });
         };
         match resolved.kind {
             RelationKind::Tenant(ty) => {
                 self.check_schema(resolved.schema)?;
-                Ok(Some(cast_for(ty)))
+                Ok(Access::Tenant(cast_for(ty)))
             }
             RelationKind::System => {
                 if self.strict
@@ -370,12 +382,17 @@ impl Rewriter<'_> {
                         "it shows other tenants' data",
                     ));
                 }
-                Ok(None)
+                Ok(Access::Free {
+                    writable: !self.strict,
+                })
             }
             RelationKind::Plain => {
-                if !self.strict || self.is_global(resolved.schema, resolved.name) {
-                    self.check_schema(resolved.schema)?;
-                    return Ok(None);
+                self.check_schema(resolved.schema)?;
+                if !self.strict || self.own_schema == Some(resolved.schema) {
+                    return Ok(Access::Free { writable: true });
+                }
+                if self.is_global(resolved.schema, resolved.name) {
+                    return Ok(Access::Free { writable: false });
                 }
                 Err(ProxyError::relation_refused(
                     &display,
@@ -439,6 +456,18 @@ impl Rewriter<'_> {
             span: sqlparser::tokenizer::Span::empty(),
         })
     }
+}
+
+/// How a session may use a relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Access {
+    /// A tenant relation: scope it; the cast for the tenant value.
+    Tenant(Option<String>),
+    /// Used as is.
+    Free {
+        /// Whether INSERT/UPDATE/DELETE may target it.
+        writable: bool,
+    },
 }
 
 /// Finds subqueries (outermost only: each is scoped by `Rewriter::query`,
