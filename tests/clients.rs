@@ -1245,3 +1245,39 @@ async fn cancel_request_reaches_the_right_query() {
     );
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_pipeline_with_large_responses() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let c = std::sync::Arc::new(connect(proxy.port).await);
+    let s = c
+        .prepare("SELECT $1::int4, repeat(md5($1::text), 400)")
+        .await
+        .unwrap();
+    // 3000 queries in flight on one connection, ~12 KB per answer: far more
+    // than either direction's buffer, so the proxy must keep reading
+    // requests while the client is not reading answers yet, and vice versa.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..3000i32 {
+        let c = c.clone();
+        let s = s.clone();
+        set.spawn(async move {
+            let r = c.query_one(&s, &[&i]).await.expect("pipelined query");
+            assert_eq!(r.get::<_, i32>(0), i);
+            assert_eq!(r.get::<_, &str>(1).len(), 32 * 400);
+            i
+        });
+    }
+    let mut done = 0;
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(r) = set.join_next().await {
+            r.expect("query task");
+            done += 1;
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "pipeline stalled after {done} of 3000 answers");
+    assert_eq!(done, 3000);
+    proxy.shutdown().await.unwrap();
+}

@@ -938,6 +938,7 @@ async fn sql_prepare_and_execute_work() {
         .expect_err("deallocated");
     assert_eq!(code(&err), "26000");
     stop_noise(busy).await;
+    drop(c);
     proxy.shutdown().await.unwrap();
 }
 

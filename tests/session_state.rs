@@ -1068,6 +1068,7 @@ async fn temp_table_pins_and_stays_private() {
             assert_not_pinned(port, "refused SELECT INTO TEMP").await;
         }
     }
+    drop(d);
     proxy.shutdown().await.unwrap();
 }
 
@@ -1093,6 +1094,9 @@ async fn cursor_with_hold_pins() {
     }
     assert_eq!(fetched, (1..=9).collect::<Vec<_>>());
     a.batch_execute("CLOSE tg_cur").await.unwrap();
+    // Pinned clients leave before shutdown (see
+    // drain_does_not_wait_for_idle_pinned_clients).
+    drop(a);
     proxy.shutdown().await.unwrap();
 }
 
@@ -1172,6 +1176,7 @@ async fn schema_qualified_advisory_lock_pins() {
         .await
         .unwrap();
     assert_pinned(port, &a, "pg_catalog.pg_advisory_lock").await;
+    drop(a);
     proxy.shutdown().await.unwrap();
 }
 
@@ -1219,6 +1224,7 @@ async fn session_pool_mode_keeps_one_backend() {
     // Reset before reuse: none of A's state.
     assert_eq!(show(&c, "statement_timeout").await, "0");
     assert!(c.query("SELECT * FROM s_tmp", &[]).await.is_err());
+    drop((b, c));
     proxy.shutdown().await.unwrap();
 }
 
@@ -1304,4 +1310,119 @@ async fn parameter_status_passes_through() {
     );
     r.terminate().await;
     proxy.shutdown().await.unwrap();
+}
+
+/// RESET and RESET ALL go back to the values the client gave at startup
+/// (not the proxy's own startup values), on any server connection.
+async fn reset_scenario(c: &Client, switch: Option<u16>) -> Vec<String> {
+    async fn check(c: &Client, switch: Option<u16>, step: &str) -> String {
+        let mut blocker = None;
+        if let Some(port) = switch {
+            let before = backend_pid(c).await;
+            blocker = Some((occupy(port, 2, before).await, before));
+        }
+        let r = c
+            .query_one(
+                "SELECT current_setting('application_name'), \
+                 current_setting('statement_timeout'), pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some((blocker, before)) = blocker {
+            assert_ne!(r.get::<_, i32>(2), before, "{step}: no server switch");
+            blocker.batch_execute("COMMIT").await.unwrap();
+        }
+        format!(
+            "{step}: {} {}",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1)
+        )
+    }
+    let mut out = vec![check(c, switch, "startup").await];
+    c.batch_execute("SET statement_timeout = '5s'; SET application_name = 'changed'")
+        .await
+        .unwrap();
+    out.push(check(c, switch, "set").await);
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    out.push(check(c, switch, "reset one").await);
+    c.batch_execute("RESET ALL").await.unwrap();
+    out.push(check(c, switch, "reset all").await);
+    c.batch_execute("SET statement_timeout = '6s'")
+        .await
+        .unwrap();
+    c.batch_execute("DISCARD ALL").await.unwrap();
+    out.push(check(c, switch, "discard all").await);
+    // In the same query string as the RESET ALL.
+    let msgs = c
+        .simple_query("SET application_name = 'again'; RESET ALL; SHOW application_name")
+        .await
+        .unwrap();
+    let shown = msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    out.push(format!("reset all, same query: {shown}"));
+    out
+}
+
+#[tokio::test]
+async fn reset_returns_to_startup_values_like_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let with_startup = |mut cfg: tokio_postgres::Config| {
+        cfg.application_name("tg-startup-name")
+            .options("-c statement_timeout=3s");
+        cfg
+    };
+    let direct = support::try_connect_config(&with_startup(cluster.pg_config(DB)))
+        .await
+        .unwrap();
+    let expected = reset_scenario(&direct, None).await;
+    assert_eq!(
+        expected,
+        [
+            "startup: tg-startup-name 3s",
+            "set: changed 5s",
+            "reset one: changed 3s",
+            "reset all: tg-startup-name 3s",
+            "discard all: tg-startup-name 3s",
+            "reset all, same query: tg-startup-name",
+        ]
+    );
+    let cfg = with_startup(support::client_config(proxy.port, USER, PASSWORD, DB));
+    let c = support::try_connect_config(&cfg).await.unwrap();
+    assert_eq!(reset_scenario(&c, None).await, expected, "same connection");
+    let c = support::try_connect_config(&cfg).await.unwrap();
+    assert_eq!(
+        reset_scenario(&c, Some(proxy.port)).await,
+        expected,
+        "switching server connections"
+    );
+    proxy.shutdown().await.unwrap();
+}
+
+/// Draining lets open transactions finish; a client that is pinned (or
+/// holds a session-mode connection) but idle has none, so shutdown must not
+/// wait for the whole shutdown_timeout because of it.
+#[tokio::test]
+async fn drain_does_not_wait_for_idle_pinned_clients() {
+    let cluster = support::start_app_cluster().await;
+    for mode in ["transaction", "session"] {
+        let proxy = start_mode(&cluster, 2, mode).await;
+        let a = connect(proxy.port).await;
+        a.batch_execute("LISTEN tg_drain").await.unwrap();
+        let started = std::time::Instant::now();
+        proxy.shutdown().await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{mode} pooling: shutdown waited {took:?} for an idle pinned client"
+        );
+        // The client was told, and its connection is gone.
+        assert!(a.simple_query("SELECT 1").await.is_err());
+    }
 }
