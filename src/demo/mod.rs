@@ -246,7 +246,14 @@ impl Demo {
                 } else {
                     ""
                 };
-                let tenants = format!("tenants: {}{kind}", shard.tenants.join(", "));
+                let mut names: Vec<String> = shard.tenants.iter().map(|t| t.to_string()).collect();
+                names.extend(
+                    routing::SCHEMA_TENANTS
+                        .iter()
+                        .filter(|(_, on, _)| *on == shard.name)
+                        .map(|(t, _, schema)| format!("{t} (schema {schema})")),
+                );
+                let tenants = format!("tenants: {}{kind}", names.join(", "));
                 (shard.name, cluster.url(shard.database), tenants)
             })
             .collect();
@@ -385,6 +392,14 @@ impl Demo {
             cluster
                 .exec(shard.database, &schema::sql_for(shard.tenants))
                 .await?;
+            for (_, _, schema_name) in routing::SCHEMA_TENANTS
+                .iter()
+                .filter(|(_, on, _)| *on == shard.name)
+            {
+                cluster
+                    .exec(shard.database, &schema::schema_tenant_sql(schema_name))
+                    .await?;
+            }
         }
         Ok(())
     }

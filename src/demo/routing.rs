@@ -48,6 +48,12 @@ pub(crate) const USERS: &[DemoUser] = &[
         admin: false,
     },
     DemoUser {
+        name: "umbrella",
+        password: "umbrella-secret",
+        tenant: Some("umbrella"),
+        admin: false,
+    },
+    DemoUser {
         name: "ops",
         password: "ops-secret",
         tenant: None,
@@ -66,6 +72,9 @@ pub(crate) struct DemoShard {
     /// One tenant alone in its own database.
     pub dedicated: bool,
 }
+
+/// Schema-per-tenant tenants: (tenant, shard, schema).
+pub(crate) const SCHEMA_TENANTS: &[(&str, &str, &str)] = &[("umbrella", "s1", "umbrella")];
 
 /// The three shards, in cluster order.
 pub(crate) const SHARDS: &[DemoShard] = &[
@@ -137,6 +146,15 @@ pub(crate) fn routing_toml(listen: &str, urls: &[String]) -> String {
         .map(|s| toml_str(s.name))
         .collect();
     let _ = write!(t, "\n[routing]\nhash_shards = [{}]\n", hash.join(", "));
+    for (tenant, shard, schema) in SCHEMA_TENANTS {
+        let _ = write!(
+            t,
+            "\n[[tenants]]\nid = {}\nshard = {}\nschema = {}\n",
+            toml_str(tenant),
+            toml_str(shard),
+            toml_str(schema)
+        );
+    }
     for shard in SHARDS {
         for tenant in shard.tenants {
             let _ = write!(
@@ -205,11 +223,16 @@ mod tests {
         assert_eq!(
             placed,
             vec![
+                ("umbrella", "s1"),
                 ("acme", "s0"),
                 ("globex", "s0"),
                 ("initech", "s1"),
                 ("bigcorp", "bigcorp-db")
             ]
+        );
+        assert_eq!(
+            config.tenants.first().and_then(|t| t.schema.as_deref()),
+            Some("umbrella")
         );
         assert_eq!(
             config.tenancy.as_ref().unwrap().global_tables,

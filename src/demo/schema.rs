@@ -77,6 +77,21 @@ CREATE TABLE orders (
 CREATE INDEX orders_customer ON orders (tenant_id, customer_id);
 ";
 
+/// SQL creating a schema-per-tenant tenant's own schema and rows: the same
+/// tables without a tenant column (the schema is the tenant's).
+pub(crate) fn schema_tenant_sql(schema: &str) -> String {
+    let s = format!("\"{}\"", schema.replace('"', "\"\""));
+    format!(
+        "CREATE SCHEMA {s};\n\
+         CREATE TABLE {s}.customers (id int PRIMARY KEY, name text NOT NULL, email text NOT NULL);\n\
+         CREATE TABLE {s}.orders (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES {s}.customers (id),\n\
+             total_cents int NOT NULL, created_at timestamptz NOT NULL DEFAULT now());\n\
+         INSERT INTO {s}.customers VALUES (1, 'Alice Abernathy', 'alice@umbrella.example'),\n\
+             (2, 'Albert Wesker', 'wesker@umbrella.example');\n\
+         INSERT INTO {s}.orders VALUES (1, 1, 1999, '2025-03-02 10:00:00+00'), (2, 2, 4999, '2025-03-05 11:30:00+00');\n"
+    )
+}
+
 /// SQL creating the schema and loading the rows of `tenants`.
 pub(crate) fn sql_for(tenants: &[&str]) -> String {
     let mut sql = String::from(DDL);
