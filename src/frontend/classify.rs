@@ -24,6 +24,8 @@ pub enum Effect {
     DeallocateAll,
     /// The statement leaves state only its server connection holds.
     Pins(&'static str),
+    /// `ROLLBACK TO [SAVEPOINT]`: settings changed since the savepoint revert.
+    RollbackToSavepoint,
 }
 
 /// Effects of every statement in `sql`, in order. Plain statements with no
@@ -99,6 +101,12 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         }
         return kw(second, "all").then_some(Effect::DeallocateAll);
     }
+    if kw(first, "rollback") || kw(first, "abort") {
+        return w
+            .next()
+            .filter(|s| kw(s, "to"))
+            .map(|_| Effect::RollbackToSavepoint);
+    }
     if kw(first, "listen") {
         return Some(Effect::Pins("LISTEN"));
     }
@@ -138,8 +146,10 @@ fn classify_one(stmt: &str) -> Option<Effect> {
     // or create a temporary table with SELECT … INTO TEMP.
     let mut prev_into = false;
     for word in words {
+        // `pg_catalog.set_config` is `set_config`: look at the last segment.
+        let name = word.rsplit('.').next().unwrap_or(word).trim_matches('"');
         let lower_starts =
-            |p: &str| word.len() >= p.len() && word[..p.len()].eq_ignore_ascii_case(p);
+            |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
         if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
             return Some(Effect::Pins("session advisory locks"));
         }
@@ -404,6 +414,20 @@ mod tests {
             classify("select set_config('a.b','c',false)"),
             vec![Effect::Pins("set_config()")]
         );
+        assert_eq!(
+            classify("SELECT pg_catalog.set_config('statement_timeout', '1s', false)"),
+            vec![Effect::Pins("set_config()")]
+        );
+        assert_eq!(
+            classify("SELECT \"pg_catalog\".pg_advisory_lock(1)"),
+            vec![Effect::Pins("session advisory locks")]
+        );
+        assert_eq!(
+            classify("ROLLBACK TO SAVEPOINT s"),
+            vec![Effect::RollbackToSavepoint]
+        );
+        assert_eq!(classify("rollback to s"), vec![Effect::RollbackToSavepoint]);
+        assert!(classify("ROLLBACK").is_empty());
     }
 
     #[test]

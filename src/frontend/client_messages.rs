@@ -322,6 +322,7 @@ impl Session {
                     self.server_dirty = true;
                 }
                 Effect::Setting { .. } | Effect::ResetAll => self.settings.note(&effect),
+                Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
                 Effect::DiscardAll | Effect::DeallocateAll => {}
             }
         }

@@ -50,6 +50,15 @@ impl Session {
                 tag::READY_FOR_QUERY => {
                     t.pending = t.pending.saturating_sub(1);
                     t.tx_status = msg.get(5).copied().unwrap_or(b'I');
+                    if t.tx_status == b'I' && self.settings.untrackable() && self.pin.is_none() {
+                        // SETs partly undone by ROLLBACK TO SAVEPOINT: only
+                        // this server connection knows the values now.
+                        tracing::info!(
+                            session = self.id,
+                            "client pinned: settings changed around a savepoint rollback"
+                        );
+                        self.pin = Some("SET with ROLLBACK TO SAVEPOINT");
+                    }
                     let batch = t.answered;
                     t.answered += 1;
                     // Replies still expected for this batch were skipped.

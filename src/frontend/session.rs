@@ -300,7 +300,13 @@ impl Session {
         let server = self.server.as_ref().map(|s| &s.conn.stream);
         let read_client = self.to_server.len() < HIGH_WATER && self.to_client.len() < HIGH_WATER;
         let read_server = server.is_some() && self.to_client.len() < HIGH_WATER;
-        let idle = self.server.is_none();
+        // Between transactions (also when pinned or in session pooling): a
+        // draining proxy may close the session now.
+        let idle = self.server.is_none()
+            || (self.t.pending == 0
+                && !self.t.unsynced
+                && self.t.tx_status == b'I'
+                && self.to_server.is_empty());
         tokio::select! {
             biased;
             _ = self.state.force_close.cancelled() => Event::Shutdown,

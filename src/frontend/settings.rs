@@ -22,6 +22,8 @@ pub struct Settings {
     error_in_batch: bool,
     /// Whether the last transaction-ending command was a ROLLBACK.
     rolled_back: bool,
+    /// A ROLLBACK TO SAVEPOINT ran in the current transaction.
+    savepoint_rollback: bool,
     fingerprint: u64,
 }
 
@@ -120,6 +122,18 @@ impl Settings {
         self.rolled_back = !committed;
     }
 
+    /// The client sent ROLLBACK TO SAVEPOINT in the current transaction.
+    pub fn on_savepoint_rollback(&mut self) {
+        self.savepoint_rollback = true;
+    }
+
+    /// Whether settings changed in this transaction may have been partly
+    /// undone by a ROLLBACK TO SAVEPOINT: the proxy cannot know the values
+    /// the transaction ends with, so the session must keep its server.
+    pub fn untrackable(&self) -> bool {
+        self.savepoint_rollback && !self.tentative.is_empty()
+    }
+
     /// DISCARD ALL ran: only the startup settings remain wanted.
     pub fn on_discard_all(&mut self) {
         self.session.clear();
@@ -165,6 +179,7 @@ impl Settings {
                 };
             }
             self.rolled_back = false;
+            self.savepoint_rollback = false;
         }
         self.error_in_batch = false;
         result
