@@ -352,6 +352,10 @@ impl Rewriter<'_> {
             }
         };
         let display = parts.join(".");
+        if let Some(s) = schema {
+            // Another tenant's schema is refused wherever it lives.
+            self.check_schema(s)?;
+        }
         let resolved = match (schema, self.own_schema) {
             // A schema tenant's own schema comes first on its search path
             // (after pg_catalog, as in Postgres).

@@ -1,0 +1,302 @@
+//! Routing against three real clusters: two hash shards and a dedicated
+//! database, plus a schema-per-tenant tenant. Each tenant's rows must land in
+//! and be read from its home (checked directly on the backends); a reload
+//! that moves a tenant sends its next transaction to the new shard without
+//! dropping the session; a broken file changes nothing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use support::{connect, connect_direct, connect_with_options, exec, start_app_cluster, toml_str};
+use tenantgate::localpg::Cluster;
+use tenantgate::server::Proxy;
+use tenantgate::state::ProxyState;
+
+const TABLES: &str = "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL, v text, PRIMARY KEY (tenant_id, id));";
+
+struct Fleet {
+    s0: Cluster,
+    s1: Cluster,
+    dedicated: Cluster,
+    dir: PathBuf,
+}
+
+async fn fleet() -> Fleet {
+    let (s0, s1, dedicated) = tokio::join!(
+        start_app_cluster(),
+        start_app_cluster(),
+        start_app_cluster()
+    );
+    exec(&s0, "app", TABLES).await;
+    exec(&s1, "app", TABLES).await;
+    exec(
+        &s1,
+        "app",
+        "CREATE SCHEMA umbrella; CREATE TABLE umbrella.items (id int PRIMARY KEY, v text);",
+    )
+    .await;
+    exec(&dedicated, "app", TABLES).await;
+    let dir = std::env::temp_dir().join(format!(
+        "tenantgate-routing-{}-{}",
+        std::process::id(),
+        s0.port()
+    ));
+    std::fs::create_dir_all(&dir).expect("test dir");
+    Fleet {
+        s0,
+        s1,
+        dedicated,
+        dir,
+    }
+}
+
+/// The routing table with `mover` placed on `mover_shard`.
+fn config_text(f: &Fleet, mover_shard: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tenancy]\n\n\
+         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n\n\
+         [[users]]\nname = \"acme\"\npassword = \"acme-secret\"\ntenant = \"acme\"\n\n\
+         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = 4\n\n\
+         [[shards]]\nname = \"s1\"\nurl = {}\npool_size = 4\n\n\
+         [[shards]]\nname = \"bigcorp-db\"\nurl = {}\npool_size = 2\ndedicated = true\n\n\
+         [routing]\nhash_shards = [\"s0\", \"s1\"]\n\n\
+         [[tenants]]\nid = \"acme\"\nshard = \"s0\"\n\n\
+         [[tenants]]\nid = \"bigcorp\"\nshard = \"bigcorp-db\"\n\n\
+         [[tenants]]\nid = \"umbrella\"\nshard = \"s1\"\nschema = \"umbrella\"\n\n\
+         [[tenants]]\nid = \"mover\"\nshard = \"{mover_shard}\"\n",
+        toml_str(&f.s0.url("app")),
+        toml_str(&f.s1.url("app")),
+        toml_str(&f.dedicated.url("app")),
+    )
+}
+
+struct Running {
+    port: u16,
+    state: Arc<ProxyState>,
+    path: PathBuf,
+}
+
+async fn start(f: &Fleet, mover_shard: &str) -> Running {
+    let path = f.dir.join("routing.toml");
+    std::fs::write(&path, config_text(f, mover_shard)).expect("write config");
+    let config = tenantgate::config::load_file(&path).expect("config loads");
+    let proxy = Proxy::bind_with_path(config, Some(path.clone()))
+        .await
+        .expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    let state = proxy.state();
+    tokio::spawn(proxy.run());
+    Running { port, state, path }
+}
+
+async fn as_tenant(port: u16, tenant: &str) -> tokio_postgres::Client {
+    connect_with_options(
+        port,
+        "app",
+        "app-secret",
+        "app",
+        &format!("-c app.current_tenant={tenant}"),
+    )
+    .await
+}
+
+/// Rows of `items` for `tenant` seen directly on a cluster.
+async fn rows_on(c: &Cluster, sql: &str) -> Vec<String> {
+    connect_direct(c, "app")
+        .await
+        .query(sql, &[])
+        .await
+        .expect("direct query")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+async fn count_on(c: &Cluster, tenant: &str) -> i64 {
+    connect_direct(c, "app")
+        .await
+        .query_one(
+            "SELECT count(*) FROM items WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await
+        .expect("direct count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tenant_lives_in_its_home() {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+
+    // Explicit placement, via tenant-bound credentials.
+    let acme = connect(r.port, "acme", "acme-secret", "app").await;
+    acme.batch_execute("INSERT INTO items (id, v) VALUES (1, 'acme-row')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.s0, "acme").await, 1);
+    assert_eq!(count_on(&f.s1, "acme").await, 0);
+
+    // Hash placement for unlisted tenants: where `place` says, and nowhere else.
+    for t in ["t1", "t2", "t3", "t4", "t5", "t6"] {
+        let c = as_tenant(r.port, t).await;
+        c.batch_execute(&format!("INSERT INTO items (id, v) VALUES (1, '{t}-row')"))
+            .await
+            .unwrap();
+        let home = tenantgate::router::place(t, 2).expect("hash shards");
+        let (here, there) = if home == 0 {
+            (&f.s0, &f.s1)
+        } else {
+            (&f.s1, &f.s0)
+        };
+        assert_eq!(
+            count_on(here, t).await,
+            1,
+            "{t} must land on hash shard {home}"
+        );
+        assert_eq!(
+            count_on(there, t).await,
+            0,
+            "{t} must not land on the other shard"
+        );
+        let seen: String = c
+            .query_one("SELECT v FROM items", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(seen, format!("{t}-row"));
+    }
+
+    // Dedicated database: statements pass through unrewritten (the client
+    // writes the tenant column itself, and sees the whole table).
+    let big = as_tenant(r.port, "bigcorp").await;
+    big.batch_execute(
+        "INSERT INTO items (tenant_id, id, v) VALUES ('bigcorp', 1, 'big-row'), ('other', 2, 'x')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows_on(&f.dedicated, "SELECT v FROM items ORDER BY id").await,
+        ["big-row", "x"]
+    );
+    let n: i64 = big
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "a dedicated tenant sees its whole database");
+    assert_eq!(
+        count_on(&f.s0, "bigcorp").await + count_on(&f.s1, "bigcorp").await,
+        0
+    );
+
+    // Schema tenant: its own schema on s1, search_path pinned.
+    let umbrella = as_tenant(r.port, "umbrella").await;
+    umbrella
+        .batch_execute("INSERT INTO items (id, v) VALUES (7, 'umbrella-row')")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_on(&f.s1, "SELECT v FROM umbrella.items").await,
+        ["umbrella-row"]
+    );
+    let path: String = umbrella
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path, "\"umbrella\", public");
+    // Another tenant cannot reach the schema.
+    let err = acme
+        .query("SELECT * FROM umbrella.items", &[])
+        .await
+        .expect_err("refused");
+    assert_eq!(support::sqlstate(&err).as_deref(), Some("42501"));
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_a_tenant_without_dropping_sessions() {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    let mover = as_tenant(r.port, "mover").await;
+    let acme = connect(r.port, "acme", "acme-secret", "app").await;
+    mover
+        .batch_execute("INSERT INTO items (id, v) VALUES (1, 'before')")
+        .await
+        .unwrap();
+    acme.batch_execute("INSERT INTO items (id, v) VALUES (1, 'a1')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.s0, "mover").await, 1);
+
+    // A transaction open across the reload finishes where it started.
+    mover
+        .batch_execute("BEGIN; INSERT INTO items (id, v) VALUES (2, 'during')")
+        .await
+        .unwrap();
+    std::fs::write(&r.path, config_text(&f, "s1")).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    assert_eq!(r.state.loaded().generation, 2);
+    mover
+        .batch_execute("INSERT INTO items (id, v) VALUES (3, 'still-old'); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        count_on(&f.s0, "mover").await,
+        3,
+        "the open transaction stayed on s0"
+    );
+
+    // The next transaction of the same session goes to the new home.
+    mover
+        .batch_execute("INSERT INTO items (id, v) VALUES (4, 'after')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.s1, "mover").await, 1);
+    assert_eq!(count_on(&f.s0, "mover").await, 3);
+    // Other tenants are unaffected, and no connection dropped.
+    acme.batch_execute("INSERT INTO items (id, v) VALUES (2, 'a2')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.s0, "acme").await, 2);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_reload_keeps_the_old_table() {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    let mover = as_tenant(r.port, "mover").await;
+    for broken in [
+        "this is not toml [".to_string(),
+        config_text(&f, "nowhere"),
+        format!(
+            "{}\n[[tenants]]\nid = \"x\"\nshard = \"s0\"\nunknown_key = 1\n",
+            config_text(&f, "s1")
+        ),
+    ] {
+        std::fs::write(&r.path, broken).unwrap();
+        assert!(
+            !tenantgate::server::reload(&r.state, &r.path),
+            "a broken file is refused"
+        );
+        assert_eq!(r.state.loaded().generation, 1);
+        mover
+            .batch_execute("INSERT INTO items (id, v) VALUES (1, 'x') ON CONFLICT DO NOTHING")
+            .await
+            .unwrap();
+        assert_eq!(
+            count_on(&f.s0, "mover").await,
+            1,
+            "still served from the old table"
+        );
+    }
+    assert!(!Path::new(&r.path).with_extension("missing").exists());
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
