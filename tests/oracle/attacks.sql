@@ -201,6 +201,19 @@ SELECT * FROM orders o WHERE o.id = 1 UNION SELECT * FROM archive.orders
 -- line comment
 /* /* nested */ still a comment */ TABLE orders
 
+-- ---------------------------------------------------------------- errors raised by other tenants' rows
+-- Through tenantgate these must behave as on oracle_a (no error): an error
+-- would tell A that B has such a row.
+SELECT count(*) FROM orders WHERE (CASE WHEN note = 'B-secret-note-1' THEN 1 / (id - id) ELSE 1 END) = 1
+
+SELECT count(*) FROM customers c WHERE (CASE WHEN c.name LIKE 'C-secret%' THEN (c.name)::int ELSE 0 END) = 0
+
+SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (CASE WHEN c.name = 'B-secret-cust-1' THEN 1 / (c.id - c.id) ELSE 0 END) = 0
+
+SELECT count(*) FROM orders WHERE note = 'B-secret-note-1' AND 1 / (id - id) = 1
+
+SELECT id FROM orders WHERE tenant_id = 'B' AND (note)::int = 1
+
 -- ---------------------------------------------------------------- functions that run SQL text
 SELECT ts_rewrite('x'::tsquery, 'SELECT ''x''::tsquery, plainto_tsquery(''simple'', name) FROM customers WHERE tenant_id = ''B'' ORDER BY id LIMIT 1')::text
 
