@@ -526,6 +526,37 @@ impl ProxyError {
         ))
     }
 
+    /// A tenant SET combined with other statements in one message.
+    pub fn tenant_set_not_alone(variable: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("SET {variable} must be sent as a statement of its own"),
+        )
+    }
+
+    /// A tenant change while the session holds server-side state.
+    pub fn tenant_change_while_pinned() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "cannot change the tenant while the session holds cursors, prepared statements or other state on its server connection",
+        )
+        .with_hint("run DISCARD ALL first")
+    }
+
+    /// A startup parameter isolated sessions may not set.
+    pub fn startup_parameter_refused(name: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Fatal,
+            format!("startup parameter \"{name}\" is not allowed when tenant isolation is on"),
+        )
+    }
+
     /// A tenant-bound user tried to choose another tenant.
     pub fn tenant_bound(user: &str, tenant: &str) -> Self {
         Self::new(

@@ -119,8 +119,8 @@ impl Session {
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
         let in_transaction = self.t.tx_status != b'I';
-        if tag == ftag::QUERY
-            && let Ok(sql) = std::str::from_utf8(&msg[5..msg.len().saturating_sub(1)])
+        let pinned = self.pin.is_some();
+        if let Some(sql) = sql_of(tag, msg)
             && let Some(name) = names_with_prefix(sql, SERVER_NAME_PREFIX)
         {
             // Other clients' statements live under these names on servers.
@@ -132,7 +132,7 @@ impl Session {
         match tag {
             ftag::QUERY => {
                 let sql = sql_text(&msg[5..msg.len().saturating_sub(1)])?;
-                Ok(match iso.query(sql, in_transaction).await? {
+                Ok(match iso.query(sql, in_transaction, pinned).await? {
                     Some(s) => Plan::Query(s),
                     None => Plan::AsSent,
                 })
@@ -141,10 +141,12 @@ impl Session {
                 let mut pos = 5;
                 read_cstr(msg, &mut pos)?;
                 let sql = sql_text(read_cstr(msg, &mut pos)?)?;
-                Ok(match iso.parse(sql, &msg[pos..], in_transaction).await? {
-                    Some(p) => Plan::Parse(p),
-                    None => Plan::AsSent,
-                })
+                Ok(
+                    match iso.parse(sql, &msg[pos..], in_transaction, pinned).await? {
+                        Some(p) => Plan::Parse(p),
+                        None => Plan::AsSent,
+                    },
+                )
             }
             ftag::FUNCTION_CALL if iso.tenant.current().is_some() => Err(
                 ProxyError::construct_unsupported("the fast-path function call"),
@@ -271,10 +273,8 @@ impl Session {
                 Ok(true)
             }
             ftag::CLOSE => {
-                let kind = msg.get(5).copied();
-                let mut pos = 6;
-                let name = read_cstr(msg, &mut pos)?;
-                if kind != Some(b'S') || name.is_empty() {
+                let (kind, name) = kind_and_name(msg)?;
+                if kind != b'S' || name.is_empty() {
                     return Ok(false);
                 }
                 self.statements.remove(&String::from_utf8_lossy(name));
@@ -444,17 +444,25 @@ impl Session {
         Ok((String::new(), u.binding.clone()))
     }
 
+    /// The server-side name for the statement the client calls `name`
+    /// (unnamed included), made present on the server, and its binding.
+    fn statement_target(
+        &mut self,
+        name: &[u8],
+    ) -> Result<(String, Option<Arc<TenantBinding>>), ProxyError> {
+        if name.is_empty() {
+            return self.server_unnamed();
+        }
+        let (server_name, stmt) = self.server_statement(name)?;
+        Ok((server_name, stmt.and_then(|s| s.binding.clone())))
+    }
+
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         self.t.unsynced = true;
         let (stmt_name, stmt_end) = bind_names(msg)?;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
-        let (server_name, binding) = if stmt_name.is_empty() {
-            self.server_unnamed()?
-        } else {
-            let (server_name, stmt) = self.server_statement(stmt_name)?;
-            (server_name, stmt.and_then(|s| s.binding.clone()))
-        };
+        let (server_name, binding) = self.statement_target(stmt_name)?;
         let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
         head.extend_from_slice(portal);
         head.push(0);
@@ -484,21 +492,12 @@ impl Session {
 
     fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         self.t.unsynced = true;
-        let kind = *msg
-            .get(5)
-            .ok_or_else(|| ProxyError::protocol_violation("short Describe"))?;
-        let mut pos = 6;
-        let name = read_cstr(msg, &mut pos)?;
+        let (kind, name) = kind_and_name(msg)?;
         if kind != b'S' {
             self.to_server.extend_from_slice(msg);
             return Ok(());
         }
-        let (server_name, binding) = if name.is_empty() {
-            self.server_unnamed()?
-        } else {
-            let (server_name, stmt) = self.server_statement(name)?;
-            (server_name, stmt.and_then(|s| s.binding.clone()))
-        };
+        let (server_name, binding) = self.statement_target(name)?;
         let out = &mut self.to_server;
         out.put_u8(ftag::DESCRIBE);
         out.put_i32((4 + 1 + server_name.len() + 1) as i32);
@@ -517,11 +516,7 @@ impl Session {
 
     fn on_close(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         self.t.unsynced = true;
-        let kind = *msg
-            .get(5)
-            .ok_or_else(|| ProxyError::protocol_violation("short Close"))?;
-        let mut pos = 6;
-        let name = read_cstr(msg, &mut pos)?;
+        let (kind, name) = kind_and_name(msg)?;
         if kind == b'S' && !name.is_empty() {
             // The statement stays prepared on the server for others; the
             // client's name is forgotten. A Close of a name that does not
@@ -536,6 +531,29 @@ impl Session {
             .push_back((self.t.sent, CloseAction::Forward));
         Ok(())
     }
+}
+
+/// The kind byte (`S` or `P`) and name of a Describe or Close message.
+fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
+    let kind = *msg
+        .get(5)
+        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+    let mut pos = 6;
+    Ok((kind, read_cstr(msg, &mut pos)?))
+}
+
+/// The SQL text of a Query or Parse, when it is UTF-8.
+fn sql_of(tag: u8, msg: &[u8]) -> Option<&str> {
+    let mut pos = 5;
+    let sql = match tag {
+        ftag::QUERY => &msg[5..msg.len().saturating_sub(1)],
+        ftag::PARSE => {
+            read_cstr(msg, &mut pos).ok()?;
+            read_cstr(msg, &mut pos).ok()?
+        }
+        _ => return None,
+    };
+    std::str::from_utf8(sql).ok()
 }
 
 /// SQL text must be UTF-8 to be analysed.

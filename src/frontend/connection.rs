@@ -91,6 +91,10 @@ async fn start_session(
     let mut startup = startup_settings(&login.params);
     // Tenant isolation: who the session is, and where it goes first.
     let isolation = match &loaded.isolation {
+        Some(_) if let Err(e) = check_isolated_startup(&mut startup) => {
+            send_fatal(&mut client, &e).await;
+            return Err(e);
+        }
         Some(rules) => {
             let from_options = startup
                 .iter()
@@ -234,6 +238,36 @@ async fn start_session(
     state.cancels.unregister(pid);
     tracing::debug!("session ended");
     Ok(())
+}
+
+/// Isolated sessions may not change how names resolve or who they are:
+/// `search_path` (unless it is the default, which is dropped), `role` and
+/// `session_authorization` are refused.
+fn check_isolated_startup(startup: &mut Vec<(String, String)>) -> Result<(), ProxyError> {
+    let mut refused = None;
+    startup.retain(|(k, v)| match k.to_lowercase().as_str() {
+        "search_path" => {
+            let normal: String = v
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '"')
+                .collect();
+            if normal == "public" || normal == "$user,public" {
+                false
+            } else {
+                refused = Some(k.clone());
+                true
+            }
+        }
+        "role" | "session_authorization" => {
+            refused = Some(k.clone());
+            true
+        }
+        _ => true,
+    });
+    match refused {
+        Some(k) => Err(ProxyError::startup_parameter_refused(&k)),
+        None => Ok(()),
+    }
 }
 
 /// Startup parameters to apply on server connections: everything but the

@@ -94,16 +94,32 @@ impl Isolation {
     }
 
     /// Applies any SET/RESET of the tenant variable in `sql`.
+    ///
+    /// A tenant SET must be the only statement of its message (the
+    /// statements around it would otherwise run as the wrong tenant), and
+    /// cannot happen while the session is pinned (its server connection
+    /// holds the old tenant's cursors or prepared statements).
     async fn apply_tenant_sets(
         &mut self,
         sql: &str,
         in_transaction: bool,
+        pinned: bool,
     ) -> Result<(), ProxyError> {
         if !contains_ignore_case(sql, &self.rules.variable) {
             return Ok(());
         }
+        let statements = split_statements(sql).count();
         for stmt in split_statements(sql) {
             if let Some(set) = parse_tenant_set(stmt, &self.rules.variable)? {
+                if statements > 1 {
+                    return Err(ProxyError::tenant_set_not_alone(&self.rules.variable));
+                }
+                if pinned
+                    && !self.tenant.is_bound()
+                    && set.value.as_deref() != self.tenant.current()
+                {
+                    return Err(ProxyError::tenant_change_while_pinned());
+                }
                 if let Some(v) = &set.value {
                     validate_tenant_id(v, [])?;
                     let home = self
@@ -186,11 +202,12 @@ impl Isolation {
         &mut self,
         sql: &str,
         in_transaction: bool,
+        pinned: bool,
     ) -> Result<Option<String>, ProxyError> {
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(show));
         }
-        self.apply_tenant_sets(sql, in_transaction).await?;
+        self.apply_tenant_sets(sql, in_transaction, pinned).await?;
         match self.rewritten(sql).await? {
             Rewritten::Unchanged => Ok(None),
             Rewritten::Template(t) => {
@@ -212,6 +229,7 @@ impl Isolation {
         sql: &str,
         param_types: &[u8],
         in_transaction: bool,
+        pinned: bool,
     ) -> Result<Option<ParsePlan>, ProxyError> {
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(ParsePlan {
@@ -220,7 +238,7 @@ impl Isolation {
                 binding: None,
             }));
         }
-        self.apply_tenant_sets(sql, in_transaction).await?;
+        self.apply_tenant_sets(sql, in_transaction, pinned).await?;
         let t = match self.rewritten(sql).await? {
             Rewritten::Unchanged => return Ok(None),
             Rewritten::Template(t) => t,

@@ -208,13 +208,31 @@ fn first_words(stmt: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// Skips leading whitespace and comments (`/* */` comments nest, as in
+/// Postgres).
 fn strip_comments(s: &str) -> &str {
     let mut s = s.trim_start();
     loop {
         if let Some(r) = s.strip_prefix("--") {
             s = r.find('\n').map_or("", |i| &r[i + 1..]).trim_start();
-        } else if let Some(r) = s.strip_prefix("/*") {
-            s = r.find("*/").map_or("", |i| &r[i + 2..]).trim_start();
+        } else if s.starts_with("/*") {
+            let b = s.as_bytes();
+            let (mut depth, mut i) = (0usize, 0usize);
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            s = if depth == 0 { s[i..].trim_start() } else { "" };
         } else {
             return s;
         }
@@ -255,7 +273,10 @@ impl<'a> Rewriter<'a> {
         let words = first_words(stmt, 3);
         let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
         match w(0) {
-            "" => return Ok(None),
+            // Only a statement that is nothing but comments and whitespace is
+            // forwarded without parsing; anything else whose first word the
+            // quick look cannot tell (`(SELECT …)`) goes to the parser.
+            "" if strip_comments(stmt).trim().is_empty() => return Ok(None),
             "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
             | "release" => {
                 if w(1) == "prepared" && self.strict {
@@ -270,15 +291,33 @@ impl<'a> Rewriter<'a> {
                     Ok(None)
                 };
             }
-            "show" | "discard" | "deallocate" | "fetch" | "move" | "close" | "execute"
-            | "unlisten" => return Ok(None),
+            "show" | "discard" | "deallocate" | "fetch" | "move" | "close" | "unlisten" => {
+                return Ok(None);
+            }
+            // SQL-level prepared statements would turn the tenant into a
+            // parameter the caller supplies at EXECUTE.
+            "execute" | "prepare" if self.strict => {
+                return Err(ProxyError::statement_refused("SQL-level PREPARE/EXECUTE"));
+            }
+            "execute" => return Ok(None),
             "set" | "reset" => {
                 let name = if matches!(w(1), "session" | "local") {
                     w(2)
                 } else {
                     w(1)
                 };
-                if self.strict && matches!(name, "role" | "session" | "search_path" | "schema") {
+                // Name resolution and identity must not change under the
+                // rewriter, in any isolated session.
+                let name = name.trim_matches('"');
+                if matches!(
+                    name,
+                    "role"
+                        | "session"
+                        | "authorization"
+                        | "session_authorization"
+                        | "search_path"
+                        | "schema"
+                ) {
                     return Err(ProxyError::statement_refused(&format!(
                         "{} {name}",
                         w(0).to_uppercase()
@@ -336,7 +375,8 @@ impl<'a> Rewriter<'a> {
             Statement::Declare { stmts } => {
                 for d in stmts {
                     if d.hold == Some(true) && self.strict {
-                        // Allowed: the cursor's query is scoped like any other.
+                        // It would outlive the transaction and its tenant.
+                        return Err(ProxyError::statement_refused("DECLARE … WITH HOLD"));
                     }
                     if let Some(q) = &mut d.for_query {
                         self.query(q)?;

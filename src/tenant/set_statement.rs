@@ -58,19 +58,29 @@ pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>,
     }
 }
 
+/// A dotted name with each part folded (unquoted) or unquoted (quoted):
+/// `app.current_tenant`, `"app"."current_tenant"` and `"app.current_tenant"`
+/// all give `app.current_tenant`.
 fn unquote_ident(tokens: &[String], i: usize) -> Option<String> {
     let t = tokens.get(i)?;
-    Some(
-        t.split('.')
-            .map(
-                |p| match p.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-                    Some(q) => q.to_string(),
-                    None => p.to_ascii_lowercase(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("."),
-    )
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.push(c.to_ascii_lowercase()),
+        }
+    }
+    parts.push(cur);
+    Some(parts.join("."))
 }
 
 /// Splits into words, quoted strings and `=`, dropping comments and `;`.
@@ -144,6 +154,8 @@ mod tests {
         assert_eq!(p("set app.current_tenant to acme;"), acme);
         assert_eq!(p("SET SESSION app.current_tenant='acme'"), acme);
         assert_eq!(p("SET \"app\".\"current_tenant\" = 'acme'"), acme);
+        assert_eq!(p("SET \"app.current_tenant\" = 'acme'"), acme);
+        assert_eq!(p("SET SESSION \"App.Current_Tenant\" = 'acme'"), None);
         assert_eq!(
             p("SET LOCAL app.current_tenant = 'acme'"),
             Some(TenantSet {

@@ -266,7 +266,7 @@ WITH x AS (INSERT INTO orders (tenant_id, id, customer_id, status, ordered_at, t
 -- @nocompare
 /* /* */ */ DELETE FROM order_items WHERE tenant_id = 'B' AND order_id = 1
 
--- @nocompare
+-- A nested comment hides nothing: this updates A's own row, as directly.
 /* /* */ */ UPDATE orders SET note = 'A-w-nested-comment' WHERE id = 2
 
 -- @nocompare
