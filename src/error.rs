@@ -340,6 +340,71 @@ impl ProxyError {
         )
     }
 
+    /// An admin console command that does not exist.
+    pub fn admin_unknown_command(command: &str) -> Self {
+        Self::new(
+            SqlState::SYNTAX_ERROR,
+            Source::Client,
+            Severity::Error,
+            format!("unknown admin command: {command}"),
+        )
+        .with_hint("SHOW HELP lists the commands")
+    }
+
+    /// The admin console speaks only the simple query protocol.
+    pub fn admin_extended_protocol() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "the admin console supports only the simple query protocol",
+        )
+    }
+
+    /// An admin command named a client, shard or tenant that does not exist.
+    pub fn admin_no_such(what: &str, name: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Client,
+            Severity::Error,
+            format!("no {what} \"{name}\""),
+        )
+    }
+
+    /// `RELOAD` found errors; the running configuration is kept.
+    pub fn reload_failed(errors: &[String]) -> Self {
+        Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "RELOAD failed with {} error(s); the running configuration is kept",
+                errors.len()
+            ),
+        )
+        .with_detail(errors.join("\n"))
+    }
+
+    /// `RELOAD` without a config file to read.
+    pub fn reload_unavailable() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "RELOAD is not available: tenantgate was started without a config file",
+        )
+    }
+
+    /// `KILL CLIENT` closed this session.
+    pub fn killed_by_admin() -> Self {
+        Self::new(
+            SqlState::ADMIN_SHUTDOWN,
+            Source::Internal,
+            Severity::Fatal,
+            "terminating connection due to administrator command",
+        )
+    }
+
     // ---- isolation: refusals by the rewriter ---------------------------------
 
     /// The statement could not be parsed, so it cannot be proven safe.

@@ -4,6 +4,7 @@
 //! Data flows one way: `protocol` → `frontend` → `router` → `pool` → `backend`,
 //! with `config`, `admin` and `metrics` beside. `server` wires them together.
 
+pub mod admin;
 pub mod backend;
 pub mod catalog;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod frontend;
 pub mod localpg;
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod rewrite;

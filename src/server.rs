@@ -22,6 +22,7 @@ pub struct Proxy {
     listener: TcpListener,
     state: Arc<ProxyState>,
     config_path: Option<PathBuf>,
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Why the proxy could not start.
@@ -61,17 +62,34 @@ impl Proxy {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let metrics_listener = match config.server.metrics_listen.clone() {
+            Some(addr) => Some(
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let state = ProxyState::new(config)?;
+        if let Some(p) = &path {
+            let _ = state.config_path.set(p.clone());
+        }
         Ok(Proxy {
             listener,
             state,
             config_path: path,
+            metrics_listener,
         })
     }
 
     /// The address clients connect to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the HTTP endpoint (`server.metrics_listen`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     /// Cancelling this token stops accepting, lets open transactions finish
@@ -94,6 +112,9 @@ impl Proxy {
         if let Some(path) = self.config_path {
             tokio::spawn(reload_on_sighup(state.clone(), path));
         }
+        let http = self
+            .metrics_listener
+            .map(|l| tokio::spawn(crate::admin::http::serve(state.clone(), l)));
         loop {
             let accepted = tokio::select! {
                 _ = state.shutdown.cancelled() => break,
@@ -118,9 +139,11 @@ impl Proxy {
                 }
                 Err(_) => {
                     tracing::warn!(client = %peer, "refusing client: max_client_conn reached");
+                    let refusal = ProxyError::too_many_clients();
+                    state.metrics.client_refused(&refusal);
                     tokio::spawn(async move {
                         let mut out = BytesMut::new();
-                        messages::error_response(&mut out, &ProxyError::too_many_clients());
+                        messages::error_response(&mut out, &refusal);
                         let _ = stream.write_all(&out).await;
                     });
                 }
@@ -140,6 +163,9 @@ impl Proxy {
         }
         for pool in state.pools().values() {
             pool.close_idle();
+        }
+        if let Some(h) = http {
+            h.abort();
         }
         Ok(())
     }
@@ -163,27 +189,38 @@ async fn reload_on_sighup(state: Arc<ProxyState>, path: PathBuf) {
 
 /// Loads, validates and swaps in the config at `path`.
 pub fn reload(state: &Arc<ProxyState>, path: &std::path::Path) -> bool {
-    match crate::config::load_file(path) {
-        Ok(config) => match state.reload(config) {
-            Ok(generation) => {
-                tracing::info!(generation, "configuration reloaded");
-                // New tables and changed shards: read the catalogs again.
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    let state = state.clone();
-                    handle.spawn(async move { state.refresh_catalogs().await });
-                }
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused; keeping the running configuration");
-                false
-            }
-        },
-        Err(errors) => {
-            for e in &errors.errors {
-                tracing::error!(file = %errors.origin, error = %e, "reload refused; keeping the running configuration");
-            }
-            false
+    reload_report(state, path).is_ok()
+}
+
+/// [`reload`], returning the new generation or every error (as logged), and
+/// counting the outcome in `tenantgate_config_reloads_total`.
+pub fn reload_report(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, Vec<String>> {
+    let outcome = reload_inner(state, path);
+    state.metrics.reloaded(outcome.is_ok());
+    outcome
+}
+
+fn reload_inner(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, Vec<String>> {
+    let config = crate::config::load_file(path).map_err(|errors| {
+        for e in &errors.errors {
+            tracing::error!(file = %errors.origin, error = %e, "reload refused; keeping the running configuration");
         }
+        let origin = &errors.origin;
+        errors.errors.iter().map(|e| format!("{origin}: {e}")).collect::<Vec<_>>()
+    })?;
+    let restart = state.loaded().config.restart_required(&config);
+    if !restart.is_empty() {
+        tracing::warn!(keys = ?restart, "reload: changes of these keys take effect after a restart");
     }
+    let generation = state.reload(config).map_err(|e| {
+        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+        vec![e.to_string()]
+    })?;
+    tracing::info!(generation, "configuration reloaded");
+    // New tables and changed shards: read the catalogs again.
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let state = state.clone();
+        handle.spawn(async move { state.refresh_catalogs().await });
+    }
+    Ok(generation)
 }

@@ -81,6 +81,14 @@ pub struct ProxyState {
     /// Catalog and rewrite cache per shard, read on first use and on reload.
     isolation: DashMap<String, Arc<ShardIsolation>>,
     next_session: AtomicU64,
+    /// Prometheus metrics and per-tenant counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Live client sessions (admin console: SHOW CLIENTS, KILL CLIENT).
+    pub clients: crate::admin::ClientRegistry,
+    /// Pauses set by the admin console.
+    pub pauses: crate::admin::Pauses,
+    /// The config file that RELOAD re-reads, when there is one.
+    pub config_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// Why a config could not be turned into running state.
@@ -107,6 +115,7 @@ pub enum StateError {
 impl ProxyState {
     /// Builds state from a validated config.
     pub fn new(config: Config) -> Result<Arc<ProxyState>, StateError> {
+        let metrics = crate::metrics::Metrics::new(config.server.metrics_tenant_labels);
         let loaded = derive(config, 1)?;
         let pools = build_pools(&loaded.config, &HashMap::new())?;
         Ok(Arc::new(ProxyState {
@@ -118,6 +127,10 @@ impl ProxyState {
             force_close: CancellationToken::new(),
             isolation: DashMap::new(),
             next_session: AtomicU64::new(1),
+            metrics: Arc::new(metrics),
+            clients: crate::admin::ClientRegistry::default(),
+            pauses: crate::admin::Pauses::default(),
+            config_path: std::sync::OnceLock::new(),
         }))
     }
 
@@ -211,6 +224,9 @@ impl ProxyState {
                 pool.retire();
             }
         }
+        self.metrics
+            .tenants
+            .set_cap(loaded.config.server.metrics_tenant_labels);
         self.pools.store(Arc::new(pools));
         self.loaded.store(Arc::new(loaded));
         Ok(generation)

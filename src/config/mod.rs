@@ -102,6 +102,12 @@ pub struct ServerConfig {
     /// Database name of the admin console.
     #[serde(default = "defaults::admin_database")]
     pub admin_database: String,
+    /// Tenants with their own metrics label; later ones are folded into `other`.
+    #[serde(default = "defaults::metrics_tenant_labels")]
+    pub metrics_tenant_labels: usize,
+    /// Queries slower than this are logged (none: no slow-query log).
+    #[serde(default, with = "humantime_serde")]
+    pub slow_query_threshold: Option<Duration>,
 }
 
 /// `[tenancy]`.
@@ -261,6 +267,9 @@ mod defaults {
     }
     pub fn max_message_size() -> usize {
         64 * 1024 * 1024
+    }
+    pub fn metrics_tenant_labels() -> usize {
+        100
     }
     pub fn column() -> String {
         "tenant_id".into()

@@ -160,7 +160,13 @@ impl Session {
     /// it), so it stays in order with earlier pipelined replies and aborts a
     /// transaction just as a failing statement does.
     pub(super) fn refuse(&mut self, tag: u8, e: ProxyError) {
-        tracing::info!(session = self.id, code = %e.code, message = %e.message, "statement refused");
+        if e.origin == crate::error::Source::Client {
+            tracing::info!(session = self.id, code = %e.code, reason = %e.message, "statement refused");
+        } else {
+            // Pool and shard failures are logged (warn) where they happen.
+            tracing::debug!(session = self.id, code = %e.code, reason = %e.message, "statement failed");
+        }
+        self.obs.refused(&e, self.server.is_none());
         let ends_batch = tag == ftag::QUERY || tag == ftag::FUNCTION_CALL;
         if self.server.is_none() {
             messages::error_response(&mut self.to_client, &e);
@@ -199,6 +205,8 @@ impl Session {
     ) -> Result<(), ProxyError> {
         match tag {
             ftag::QUERY => {
+                self.obs
+                    .note_sql(|| msg.slice(5..msg.len().saturating_sub(1)));
                 self.on_query_text(&msg[5..msg.len().saturating_sub(1)]);
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
@@ -218,7 +226,10 @@ impl Session {
                 self.expect_ready();
                 self.t.unsynced = false;
             }
-            ftag::PARSE => self.on_parse(msg, plan)?,
+            ftag::PARSE => {
+                self.obs.note_parse(msg);
+                self.on_parse(msg, plan)?
+            }
             ftag::BIND => self.on_bind(msg)?,
             ftag::DESCRIBE => self.on_describe(msg)?,
             ftag::CLOSE => self.on_close(msg)?,
@@ -288,6 +299,7 @@ impl Session {
     pub(super) fn expect_ready(&mut self) {
         self.t.pending += 1;
         self.t.sent += 1;
+        self.obs.request();
     }
 
     /// Notes the session effects of SQL text sent by Query or Parse.
@@ -462,6 +474,12 @@ impl Session {
         let (stmt_name, stmt_end) = bind_names(msg)?;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
+        if self.obs.wants_sql()
+            && let Some(s) = self.statements.get(&String::from_utf8_lossy(stmt_name))
+        {
+            let sql = s.query.clone();
+            self.obs.note_sql(|| sql);
+        }
         let (server_name, binding) = self.statement_target(stmt_name)?;
         let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
         head.extend_from_slice(portal);

@@ -13,8 +13,10 @@ use super::handshake::{self, Login, Opening};
 use super::isolation::Isolation;
 use super::session::{Session, SessionParts, prepare_server};
 use super::settings::Settings;
+use crate::admin::{ClientEntry, NewClient};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
+use crate::metrics::SessionObs;
 use crate::protocol::messages;
 use crate::protocol::startup::parse_options;
 use crate::state::ProxyState;
@@ -27,6 +29,8 @@ pub async fn serve_connection(
     peer: std::net::SocketAddr,
 ) {
     let _ = client.set_nodelay(true);
+    let accepted = std::time::Instant::now();
+    let _open = state.metrics.client_connected();
     let id = state.next_session_id();
     let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty, tenant = tracing::field::Empty);
     async move {
@@ -51,25 +55,50 @@ pub async fn serve_connection(
                 } else {
                     tracing::debug!(error = %e, "startup failed");
                 }
+                state.metrics.client_refused(&e);
                 send_fatal(&mut client, &e).await;
                 return;
             }
             Err(_) => {
-                send_fatal(
-                    &mut client,
-                    &ProxyError::protocol_violation("authentication timed out"),
-                )
-                .await;
+                let e = ProxyError::protocol_violation("authentication timed out");
+                state.metrics.client_refused(&e);
+                send_fatal(&mut client, &e).await;
                 return;
             }
         };
         tracing::Span::current().record("user", login.user.as_str());
-        if login.database == loaded.config.server.admin_database {
-            send_fatal(&mut client, &ProxyError::admin_console_unavailable()).await;
+        let admin = login.database == loaded.config.server.admin_database;
+        let registered = state.clients.register(NewClient {
+            id,
+            user: login.user.clone(),
+            database: login.database.clone(),
+            addr: peer,
+            application_name: login
+                .params
+                .iter()
+                .find(|(k, _)| k == "application_name")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            admin,
+            connected: accepted,
+        });
+        if admin {
+            tracing::info!("admin session opened");
+            crate::admin::console::serve(state, registered.entry.clone(), client, buf).await;
+            let duration_ms = accepted.elapsed().as_millis() as u64;
+            tracing::info!(duration_ms, "admin session closed");
             return;
         }
-        if let Err(e) = start_session(state, id, client, buf, login).await {
-            tracing::debug!(error = %e, "session ended with an error");
+        let entry = registered.entry.clone();
+        match start_session(state.clone(), id, client, buf, login, entry).await {
+            Ok(()) => {
+                let duration_ms = accepted.elapsed().as_millis() as u64;
+                tracing::info!(duration_ms, "session closed");
+            }
+            Err(e) => {
+                state.metrics.client_refused(&e);
+                tracing::info!(code = %e.code, reason = %e.message, "login refused");
+            }
         }
     }
     .instrument(span)
@@ -82,6 +111,7 @@ async fn start_session(
     mut client: TcpStream,
     buf: BytesMut,
     login: Login,
+    entry: Arc<ClientEntry>,
 ) -> Result<(), ProxyError> {
     let loaded = state.loaded();
     let user = loaded
@@ -194,6 +224,17 @@ async fn start_session(
             }
         }
     };
+    let tenant_now = match &isolation {
+        Some(iso) => iso.tenant.current(),
+        None => user.tenant.as_deref(),
+    };
+    let obs = SessionObs::new(
+        state.metrics.clone(),
+        entry,
+        tenant_now,
+        &route.shard,
+        loaded.config.server.slow_query_threshold,
+    );
     let ((pid, secret), cancel) = state.cancels.register();
     let mut out = BytesMut::with_capacity(512);
     for (name, value) in params.iter() {
@@ -204,6 +245,7 @@ async fn start_session(
     let server = match checkout {
         Some(c) if session_mode => {
             cancel.set(Some((c.conn.addr, c.conn.backend_key))).await;
+            obs.attached(&c.conn);
             Some(c)
         }
         Some(c) => {
@@ -216,7 +258,7 @@ async fn start_session(
         state.cancels.unregister(pid);
         return Ok(());
     }
-    tracing::debug!(shard = %route.shard, "session started");
+    tracing::info!(shard = %route.shard, database = %login.database, "session opened");
     Session::new(SessionParts {
         id,
         state: state.clone(),
@@ -232,11 +274,11 @@ async fn start_session(
             None
         },
         isolation,
+        obs,
     })
     .run()
     .await;
     state.cancels.unregister(pid);
-    tracing::debug!("session ended");
     Ok(())
 }
 

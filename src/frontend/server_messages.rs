@@ -76,6 +76,7 @@ impl Session {
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_ready(t.tx_status);
                     }
+                    self.obs.ready(t.tx_status);
                     self.to_client.extend_from_slice(&msg);
                 }
                 tag::PARSE_COMPLETE => match t.parse_q.pop_front() {
@@ -146,6 +147,7 @@ impl Session {
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_error();
                     }
+                    self.obs.server_error(&msg);
                     self.to_client.extend_from_slice(&msg);
                 }
                 tag::PARAMETER_STATUS => {

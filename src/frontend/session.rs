@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
@@ -21,6 +22,7 @@ pub(super) use super::settings::Committed;
 use super::settings::Settings;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
+use crate::metrics::SessionObs;
 use crate::pool::{Checkout, Pool};
 use crate::protocol::messages;
 use crate::state::ProxyState;
@@ -100,6 +102,7 @@ enum Event {
     ClientWritable,
     ServerWritable,
     Shutdown,
+    Killed,
 }
 
 /// Per-session protocol accounting. Each queue holds, in reply order, what
@@ -162,6 +165,8 @@ pub struct Session {
     /// The server ran a SET of the tenant variable that the proxy does not
     /// replay: its settings no longer match any fingerprint.
     pub(super) server_dirty: bool,
+    /// Metric handles and the admin console's view of this session.
+    pub(super) obs: SessionObs,
 }
 
 /// Everything a session needs at birth.
@@ -186,6 +191,8 @@ pub struct SessionParts {
     pub isolation: Option<Isolation>,
     /// The bound tenant to route by when there is no isolation.
     pub routed_tenant: Option<String>,
+    /// Metric handles and registry entry.
+    pub obs: SessionObs,
 }
 
 impl Session {
@@ -221,6 +228,7 @@ impl Session {
             unnamed: None,
             unnamed_seq: 0,
             routed_tenant: p.routed_tenant,
+            obs: p.obs,
         }
     }
 
@@ -249,9 +257,10 @@ impl Session {
             }
             match self.wait().await {
                 Event::Shutdown => return Err(ProxyError::shutting_down()),
+                Event::Killed => return Err(ProxyError::killed_by_admin()),
                 Event::ClientReadable => match self.client.try_read_buf(&mut self.client_in) {
                     Ok(0) => return Ok(End::ClientGone),
-                    Ok(_) => {}
+                    Ok(n) => self.obs.bytes_in(n),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return Ok(End::ClientGone),
                 },
@@ -267,7 +276,7 @@ impl Session {
                     }
                 }
                 Event::ClientWritable => {
-                    if let Err(e) = write_some(&self.client, &mut self.to_client)
+                    if let Err(e) = self.write_client()
                         && e.kind() != std::io::ErrorKind::WouldBlock
                     {
                         return Ok(End::ClientGone);
@@ -310,6 +319,7 @@ impl Session {
         tokio::select! {
             biased;
             _ = self.state.force_close.cancelled() => Event::Shutdown,
+            _ = self.obs.entry.kill.cancelled() => Event::Killed,
             _ = self.state.shutdown.cancelled(), if idle => Event::Shutdown,
             r = self.client.writable(), if !self.to_client.is_empty() => { let _ = r; Event::ClientWritable }
             r = maybe_writable(server), if !self.to_server.is_empty() => { let _ = r; Event::ServerWritable }
@@ -326,14 +336,22 @@ impl Session {
             let _ = write_some(&s.conn.stream, &mut self.to_server);
         }
         if !self.to_client.is_empty() {
-            let _ = write_some(&self.client, &mut self.to_client);
+            let _ = self.write_client();
         }
+    }
+
+    /// Writes what the client socket takes now, counting the bytes.
+    fn write_client(&mut self) -> std::io::Result<()> {
+        let before = self.to_client.len();
+        let r = write_some(&self.client, &mut self.to_client);
+        self.obs.bytes_out(before - self.to_client.len());
+        r
     }
 
     async fn flush_client_blocking(&mut self) -> std::io::Result<()> {
         while !self.to_client.is_empty() {
             self.client.writable().await?;
-            match write_some(&self.client, &mut self.to_client) {
+            match self.write_client() {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -365,10 +383,26 @@ impl Session {
                 self.pool = pool;
             }
         }
+        let tenant = self.iso.as_ref().map(|i| i.tenant.current());
+        self.obs.begin(tenant, self.pool.shard(), Instant::now());
+        if self.state.pauses.is_active() {
+            let paused =
+                self.state
+                    .pauses
+                    .wait(self.obs.tenant(), self.pool.shard(), self.wait_timeout);
+            tokio::select! {
+                r = paused => r?,
+                _ = self.obs.entry.kill.cancelled() => return Err(ProxyError::killed_by_admin()),
+                _ = self.state.shutdown.cancelled() => return Err(ProxyError::shutting_down()),
+            }
+        }
+        let waiting = Instant::now();
         let mut checkout = tokio::select! {
             r = self.pool.checkout(self.wait_timeout) => r?,
+            _ = self.obs.entry.kill.cancelled() => return Err(ProxyError::killed_by_admin()),
             _ = self.state.shutdown.cancelled() => return Err(ProxyError::shutting_down()),
         };
+        self.obs.acquired(waiting, &checkout.conn);
         prepare_server(&mut checkout, &self.settings).await?;
         self.cancel
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
@@ -394,6 +428,7 @@ impl Session {
 
     async fn release(&mut self) {
         self.cancel.set(None).await;
+        self.obs.released();
         if let Some(mut s) = self.server.take() {
             if std::mem::take(&mut self.server_dirty) {
                 s.conn.settings_fingerprint = u64::MAX;
@@ -406,6 +441,7 @@ impl Session {
     /// be made clean, else close it.
     async fn finish_server(&mut self, clean_exit: bool) {
         self.cancel.set(None).await;
+        self.obs.released();
         let Some(mut s) = self.server.take() else {
             return;
         };

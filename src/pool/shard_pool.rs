@@ -118,6 +118,17 @@ impl Pool {
         self.idle.lock().map(|g| g.len()).unwrap_or(0)
     }
 
+    /// Idle connections: (id, backend pid, opened, last returned), for the admin console.
+    pub fn idle_servers(&self) -> Vec<(u64, i32, Instant, Instant)> {
+        let g = self.idle.lock();
+        g.map(|g| {
+            g.iter()
+                .map(|c| (c.id, c.backend_key.0, c.created, c.last_used))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Number of permits (connections) in use by clients.
     pub fn in_use(&self) -> usize {
         self.settings.size.max(1) - self.permits.available_permits()
@@ -139,7 +150,14 @@ impl Pool {
                 match r {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(ProxyError::shard_unavailable(self.shard())),
-                    Err(_) => return Err(ProxyError::pool_timeout(self.shard(), wait)),
+                    Err(_) => {
+                        tracing::warn!(
+                            shard = self.shard(),
+                            waited_ms = wait.as_millis() as u64,
+                            "pool exhausted: timed out waiting for a server connection"
+                        );
+                        return Err(ProxyError::pool_timeout(self.shard(), wait));
+                    }
                 }
             }
         };

@@ -1,0 +1,129 @@
+//! The HTTP endpoint on `server.metrics_listen`: `GET /metrics` (Prometheus
+//! / OpenMetrics text), `GET /healthz` (the process is up) and `GET /readyz`
+//! (config loaded and every shard reachable). A minimal HTTP/1.1 server:
+//! read the request head, answer, close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::health::readiness;
+use crate::metrics::scrape;
+use crate::state::ProxyState;
+
+/// Largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: String,
+}
+
+impl Response {
+    fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+
+    fn encode(&self, head_only: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            503 => "Service Unavailable",
+            _ => "Unknown",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+        out
+    }
+}
+
+/// Serves the endpoint until the task is aborted.
+pub async fn serve(state: Arc<ProxyState>, listener: TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(&state, stream).await {
+                tracing::debug!(error = %e, "metrics endpoint: request failed");
+            }
+        });
+    }
+}
+
+async fn handle(state: &ProxyState, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(READ_TIMEOUT, read).await.is_err() {
+        return Ok(());
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let response = match method {
+        "GET" | "HEAD" => route(state, target).await,
+        "" => Response::text(400, "bad request\n"),
+        _ => Response::text(405, "method not allowed\n"),
+    };
+    stream.write_all(&response.encode(method == "HEAD")).await?;
+    stream.shutdown().await
+}
+
+/// The answer to `GET target`.
+pub async fn route(state: &ProxyState, target: &str) -> Response {
+    let path = target.split('?').next().unwrap_or("");
+    match path {
+        "/metrics" => Response {
+            status: 200,
+            content_type: scrape::CONTENT_TYPE,
+            body: scrape::render(state),
+        },
+        "/healthz" => Response::text(200, "ok\n"),
+        "/readyz" => match readiness(state).await {
+            Ok(()) => Response::text(200, "ready\n"),
+            Err(problems) => Response::text(503, format!("not ready\n{}\n", problems.join("\n"))),
+        },
+        _ => Response::text(404, "not found: try /metrics, /healthz or /readyz\n"),
+    }
+}
