@@ -8,8 +8,10 @@
 //!   clients waiting, rewrite cache, config generation, pauses);
 //! - [`SessionObs`] is what a session holds: metric handles resolved once per
 //!   tenant/shard change, so the query path never hashes a label set;
-//! - [`TenantLabels`] bounds the tenant label (`server.metrics_tenant_labels`).
+//! - [`TenantLabels`] bounds the tenant label (`server.metrics_tenant_labels`);
+//! - [`DurationHistogram`] is a lock-free histogram for latencies.
 
+mod histogram;
 mod labels;
 pub mod scrape;
 mod session;
@@ -19,9 +21,9 @@ mod traffic;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+pub use histogram::{DURATION_BUCKETS, DurationHistogram};
 pub use labels::{Outcome, Reason, TenantClass, TenantShard, TenantSqlstate};
 pub use session::{ConnectionGuard, SessionObs};
 pub use tenant_labels::{NONE, OTHER, TenantLabels};
@@ -32,18 +34,6 @@ use crate::protocol::sqlstate::SqlState;
 
 /// Prefix of every series name.
 pub const PREFIX: &str = "tenantgate";
-
-/// Histogram buckets for durations, in seconds (50 µs … 30 s).
-pub const DURATION_BUCKETS: [f64; 18] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0, 30.0,
-];
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
-}
 
 /// The proxy's metrics.
 #[derive(Debug)]
@@ -59,8 +49,8 @@ pub struct Metrics {
     pub(crate) queries: Family<TenantShard, Counter>,
     pub(crate) transactions: Family<TenantShard, Counter>,
     pub(crate) slow_queries: Family<TenantShard, Counter>,
-    pub(crate) query_duration: HistogramFamily<TenantShard>,
-    pub(crate) pool_wait: HistogramFamily<TenantShard>,
+    pub(crate) query_duration: Family<TenantShard, DurationHistogram>,
+    pub(crate) pool_wait: Family<TenantShard, DurationHistogram>,
     pub(crate) bytes_received: Family<TenantShard, Counter>,
     pub(crate) bytes_sent: Family<TenantShard, Counter>,
     pub(crate) errors: Family<TenantClass, Counter>,
@@ -82,8 +72,8 @@ impl Metrics {
             queries: Family::default(),
             transactions: Family::default(),
             slow_queries: Family::default(),
-            query_duration: Family::new_with_constructor(duration_histogram),
-            pool_wait: Family::new_with_constructor(duration_histogram),
+            query_duration: Family::default(),
+            pool_wait: Family::default(),
             bytes_received: Family::default(),
             bytes_sent: Family::default(),
             errors: Family::default(),

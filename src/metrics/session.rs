@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
-use super::{Metrics, TenantClass, TenantShard, TenantSqlstate, TrafficCounters};
+use super::{
+    DurationHistogram, Metrics, TenantClass, TenantShard, TenantSqlstate, TrafficCounters,
+};
 use crate::admin::clients::ClientEntry;
 use crate::backend::ServerConn;
 use crate::error::{ProxyError, Source};
@@ -40,8 +41,8 @@ struct Handles {
     label: String,
     queries: Counter,
     transactions: Counter,
-    query_duration: Histogram,
-    pool_wait: Histogram,
+    query_duration: DurationHistogram,
+    pool_wait: DurationHistogram,
     bytes_in: Counter,
     bytes_out: Counter,
     traffic: Arc<TrafficCounters>,
@@ -126,7 +127,7 @@ impl SessionObs {
     /// The transaction got server connection `conn` after waiting since `since`.
     pub fn acquired(&mut self, since: Instant, conn: &ServerConn) {
         let waited = since.elapsed();
-        self.h.pool_wait.observe(waited.as_secs_f64());
+        self.h.pool_wait.observe(waited);
         self.h
             .traffic
             .wait_us
@@ -220,7 +221,7 @@ impl SessionObs {
         let took = started.elapsed();
         let h = &self.h;
         h.queries.inc();
-        h.query_duration.observe(took.as_secs_f64());
+        h.query_duration.observe(took);
         h.traffic.queries.fetch_add(1, Ordering::Relaxed);
         h.traffic
             .query_us
