@@ -75,6 +75,7 @@ async fn json_logs_carry_the_tenant() {
         tenantgate::localpg::free_port().expect("free port")
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let _cleanup = RemoveOnDrop(dir.clone());
     let path = dir.join("routing.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nslow_query_threshold = \"30ms\"\n\
@@ -204,5 +205,13 @@ async fn json_logs_carry_the_tenant() {
     }
     // Nothing about the tenant's password reaches the log.
     assert!(lines.iter().all(|l| !l.contains("acme-secret")));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes the test's directory, also when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
