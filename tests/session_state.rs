@@ -646,7 +646,7 @@ async fn session_set_follows_its_client_and_no_other() {
     let direct = support::connect_direct(&cluster, DB).await;
     let default_timeout = show(&direct, "statement_timeout").await;
     let default_work_mem = show(&direct, "work_mem").await;
-    let default_path = show(&direct, "search_path").await;
+    let default_style = show(&direct, "DateStyle").await;
     assert_eq!(default_timeout, "0");
 
     // pool_size 1: A and B share the one server connection.
@@ -656,7 +656,8 @@ async fn session_set_follows_its_client_and_no_other() {
     a.batch_execute("SET statement_timeout = '1234ms'")
         .await
         .unwrap();
-    a.batch_execute("SET work_mem TO '7MB'; SET search_path = pg_catalog, public")
+    // (search_path is the proxy's under tenant isolation: DateStyle stands in.)
+    a.batch_execute("SET work_mem TO '7MB'; SET DateStyle = 'SQL, DMY'")
         .await
         .unwrap();
     for round in 0..30 {
@@ -665,22 +666,22 @@ async fn session_set_follows_its_client_and_no_other() {
         assert_eq!(tb, default_timeout, "B sees A's SET, round {round}");
         let (wa, wb) = tokio::join!(
             a.query_one(
-                "SELECT current_setting('work_mem'), current_setting('search_path')",
+                "SELECT current_setting('work_mem'), current_setting('DateStyle')",
                 &[]
             ),
             b.query_one(
-                "SELECT current_setting('work_mem'), current_setting('search_path')",
+                "SELECT current_setting('work_mem'), current_setting('DateStyle')",
                 &[]
             ),
         );
         let (wa, wb) = (wa.unwrap(), wb.unwrap());
         assert_eq!(
             (wa.get::<_, String>(0), wa.get::<_, String>(1)),
-            ("7MB".to_string(), "pg_catalog, public".to_string())
+            ("7MB".to_string(), "SQL, DMY".to_string())
         );
         assert_eq!(
             (wb.get::<_, String>(0), wb.get::<_, String>(1)),
-            (default_work_mem.clone(), default_path.clone()),
+            (default_work_mem.clone(), default_style.clone()),
             "B sees A's SETs, round {round}"
         );
         // B's own transaction that fails does not disturb either.
