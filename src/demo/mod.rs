@@ -93,6 +93,8 @@ pub struct Demo {
     /// Shard name and its cluster, in [`routing::SHARDS`] order.
     clusters: Vec<(&'static str, Cluster)>,
     addr: SocketAddr,
+    /// The metrics endpoint, when serving.
+    metrics: Option<SocketAddr>,
     token: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
     shutdown_timeout: Duration,
@@ -166,6 +168,7 @@ impl Demo {
             keep: opts.keep,
             clusters: Vec::new(),
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            metrics: None,
             token: CancellationToken::new(),
             task: None,
             shutdown_timeout: Duration::from_secs(5),
@@ -193,6 +196,7 @@ impl Demo {
             context: "cannot read the proxy's address".into(),
             source: e,
         })?;
+        demo.metrics = proxy.metrics_addr();
         demo.token = proxy.shutdown_token();
         demo.task = Some(tokio::spawn(proxy.run()));
         Ok(demo)
@@ -280,6 +284,11 @@ impl Demo {
             "\nAdmin console:\n  psql \"{}\" -c \"SHOW TENANTS\"\n",
             url("ops", "ops-secret", "tenantgate")
         ));
+        if let Some(m) = self.metrics {
+            s.push_str(&format!(
+                "\nMetrics and health:\n  curl -s http://{m}/metrics | grep tenantgate_queries_total\n  curl -s http://{m}/readyz\n"
+            ));
+        }
         s.push_str("\nTables: plans (global), customers and orders (tenant column tenant_id).\n");
         if self.keep {
             s.push_str(&format!(

@@ -100,12 +100,19 @@ pub(crate) const SHARDS: &[DemoShard] = &[
 
 /// The demo's `routing.toml`; `urls[i]` is the backend URL of `SHARDS[i]`.
 pub(crate) fn routing_toml(listen: &str, urls: &[String]) -> String {
+    // Metrics next to the default port; anywhere free otherwise.
+    let metrics = if listen == super::DEFAULT_LISTEN {
+        "127.0.0.1:9930"
+    } else {
+        "127.0.0.1:0"
+    };
     let mut t = String::new();
     let _ = write!(
         t,
         "# routing.toml written by `tenantgate demo` (throwaway; removed on exit)\n\n\
          [server]\n\
          listen = {listen}\n\
+         metrics_listen = {metrics}\n\
          database = \"app\"\n\
          pool_mode = \"transaction\"\n\
          shutdown_timeout = \"5s\"\n\n\
@@ -113,7 +120,8 @@ pub(crate) fn routing_toml(listen: &str, urls: &[String]) -> String {
          column = \"tenant_id\"\n\
          session_variable = \"app.current_tenant\"\n\
          global_tables = [\"plans\"]\n",
-        listen = toml_str(listen)
+        listen = toml_str(listen),
+        metrics = toml_str(metrics)
     );
     for u in USERS {
         let _ = write!(
