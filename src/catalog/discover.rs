@@ -18,6 +18,10 @@ pub enum CatalogError {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
+    /// The server reads backslashes in strings as escapes, so the rewriter
+    /// (which lexes standard strings) could misread statements.
+    #[error("{0}: standard_conforming_strings is off; tenant isolation needs it on")]
+    NonStandardStrings(String),
     /// It took too long.
     #[error("reading the catalog of {0} timed out")]
     Timeout(String),
@@ -51,15 +55,18 @@ pub async fn discover(
 ) -> Result<Catalog, CatalogError> {
     let addr = format!("{}:{}", target.host, target.port);
     match tokio::time::timeout(timeout, read(target, tenant_column)).await {
-        Ok(r) => r.map_err(|source| CatalogError::Postgres { addr, source }),
+        Ok(Ok(None)) => Err(CatalogError::NonStandardStrings(addr)),
+        Ok(Ok(Some(c))) => Ok(c),
+        Ok(Err(source)) => Err(CatalogError::Postgres { addr, source }),
         Err(_) => Err(CatalogError::Timeout(addr)),
     }
 }
 
+/// The catalog, or `None` when the server does not use standard strings.
 async fn read(
     target: &BackendTarget,
     tenant_column: &str,
-) -> Result<Catalog, tokio_postgres::Error> {
+) -> Result<Option<Catalog>, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&target.host)
@@ -72,6 +79,17 @@ async fn read(
     }
     let (client, connection) = config.connect(NoTls).await?;
     let conn_task = tokio::spawn(connection);
+    let scs: String = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('standard_conforming_strings')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if scs != "on" {
+        conn_task.abort();
+        return Ok(None);
+    }
     let relations = client.query(RELATIONS, &[&tenant_column]).await?;
     let system = client.query(SYSTEM_RELATIONS, &[]).await?;
     let functions = client.query(USER_FUNCTIONS, &[]).await?;
@@ -87,10 +105,10 @@ async fn read(
         };
         (r.get::<_, String>(0), r.get::<_, String>(1), kind)
     });
-    Ok(Catalog::new(
+    Ok(Some(Catalog::new(
         relations,
         system.into_iter().map(|r| r.get::<_, String>(0)),
         path.get::<_, Vec<String>>(0),
         functions.into_iter().map(|r| r.get::<_, String>(0)),
-    ))
+    )))
 }

@@ -192,6 +192,27 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     None
 }
 
+/// The highest `$n` parameter in `sql`, outside strings and comments.
+pub fn max_placeholder(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let (mut i, mut max) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'$' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            let end = b[i + 1..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(b.len(), |p| i + 1 + p);
+            if let Ok(n) = sql[i + 1..end].parse::<usize>() {
+                max = max.max(n);
+            }
+            i = end;
+        } else {
+            i = skip_token(b, i);
+        }
+    }
+    max
+}
+
 /// Splits a query string into statements at top-level semicolons.
 pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
     let bytes = sql.as_bytes();
@@ -235,7 +256,7 @@ fn skip_token(b: &[u8], i: usize) -> usize {
                     return j + 1;
                 }
                 // E'' strings: a backslash escapes the next byte.
-                if b[j] == b'\\' && q == b'\'' && i > 0 && b[i - 1].eq_ignore_ascii_case(&b'e') {
+                if b[j] == b'\\' && q == b'\'' && is_escape_string(b, i) {
                     j += 2;
                     continue;
                 }
@@ -283,6 +304,19 @@ fn skip_token(b: &[u8], i: usize) -> usize {
         }
         _ => i + 1,
     }
+}
+
+/// Whether the quote at `i` opens an `E'…'` string: an `e`/`E` right before
+/// it that is a token of its own (in `name'…'`, a typed literal, the `e`
+/// ends an identifier and the string is a standard one).
+fn is_escape_string(b: &[u8], i: usize) -> bool {
+    i > 0
+        && b[i - 1].eq_ignore_ascii_case(&b'e')
+        && (i < 2
+            || !(b[i - 2].is_ascii_alphanumeric()
+                || b[i - 2] == b'_'
+                || b[i - 2] == b'$'
+                || b[i - 2] >= 0x80))
 }
 
 /// Iterator over the bare words of a statement (identifiers and keywords),
@@ -467,6 +501,27 @@ mod tests {
         );
         assert_eq!(names_with_prefix("PREPARE mine AS SELECT 1", "_tg_"), None);
         assert_eq!(names_with_prefix("SELECT '_tg_1'", "_tg_"), None);
+    }
+
+    #[test]
+    fn typed_literals_are_not_escape_strings() {
+        let v: Vec<_> = split_statements("SELECT name'\\'; SELECT 1").collect();
+        assert_eq!(v, vec!["SELECT name'\\'", " SELECT 1"]);
+        let v: Vec<_> = split_statements("SELECT E'\\'; x'; SELECT 1").collect();
+        assert_eq!(v, vec!["SELECT E'\\'; x'", " SELECT 1"]);
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(
+            max_placeholder("SELECT $1, $12 FROM t TABLESAMPLE SYSTEM (10) REPEATABLE ($3)"),
+            12
+        );
+        assert_eq!(
+            max_placeholder("SELECT '$9', $$ $8 $$ /* $7 */ -- $6\n, $2"),
+            2
+        );
+        assert_eq!(max_placeholder("SELECT 1"), 0);
     }
 
     #[test]

@@ -300,7 +300,8 @@ fn check_isolated_startup(startup: &mut Vec<(String, String)>) -> Result<(), Pro
                 true
             }
         }
-        "role" | "session_authorization" => {
+        "standard_conforming_strings" if v.eq_ignore_ascii_case("on") => true,
+        "role" | "session_authorization" | "standard_conforming_strings" => {
             refused = Some(k.clone());
             true
         }

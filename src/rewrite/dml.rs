@@ -79,7 +79,7 @@ impl Rewriter<'_> {
         let Target::Tenant(cast) = target else {
             return Ok(());
         };
-        if ins.columns.is_empty() {
+        if ins.columns.is_empty() && ins.source.is_some() {
             return Err(ProxyError::insert_needs_columns(&parts.join(".")));
         }
         let col = self.column.clone();

@@ -317,6 +317,7 @@ impl<'a> Rewriter<'a> {
                         | "session_authorization"
                         | "search_path"
                         | "schema"
+                        | "standard_conforming_strings"
                 ) {
                     return Err(ProxyError::statement_refused(&format!(
                         "{} {name}",
@@ -351,6 +352,10 @@ impl<'a> Rewriter<'a> {
             return Err(ProxyError::unparsable("expected one statement"));
         }
         let mut statement = parsed.remove(0);
+        self.note_all_placeholders(&mut statement);
+        self.max_param = self
+            .max_param
+            .max(crate::frontend::classify::max_placeholder(stmt));
         let before_holes = self.casts.len();
         let before_checks = self.checks.len();
         if !self.data_statement_top(&mut statement)? {
@@ -400,31 +405,15 @@ impl<'a> Rewriter<'a> {
 
     /// COPY: out of a tenant relation is scoped; into one is refused.
     fn copy_text(&mut self, stmt: &str) -> Result<Option<String>, ProxyError> {
-        let words = first_words(stmt, 2);
-        let target_name = words.get(1).cloned().unwrap_or_default();
+        // sqlparser wants the data of COPY … FROM STDIN inline: give it an
+        // empty data section so it can read the statement itself.
         let mut parsed = match parse(stmt) {
             Ok(p) => p,
-            Err(e) => {
-                // sqlparser wants inline data after FROM STDIN; decide on the
-                // relation name alone.
-                if !target_name.starts_with('(') && !target_name.is_empty() {
-                    let parts: Vec<String> = target_name
-                        .split('.')
-                        .map(|p| p.trim_matches('"').to_string())
-                        .collect();
-                    return match self.classify_relation(&parts)? {
-                        scope::Access::Tenant(_) => {
-                            Err(ProxyError::copy_into_tenant_table(&target_name))
-                        }
-                        scope::Access::Free { writable: true } => Ok(None),
-                        scope::Access::Free { writable: false } => {
-                            Err(ProxyError::statement_refused("COPY FROM"))
-                        }
-                    };
-                }
-                return Err(e);
-            }
+            Err(e) => parse(&format!("{stmt};\n\\.\n")).map_err(|_| e)?,
         };
+        if parsed.len() != 1 {
+            return Err(ProxyError::unparsable("expected one COPY statement"));
+        }
         let Some(Statement::Copy {
             source, to, target, ..
         }) = parsed.first_mut()
@@ -496,6 +485,22 @@ impl<'a> Rewriter<'a> {
     pub(crate) fn is_global(&self, schema: &str, name: &str) -> bool {
         self.global_tables.contains(name)
             || self.global_tables.contains(&format!("{schema}.{name}"))
+    }
+
+    /// Records every `$n` anywhere in a statement (some clauses, such as
+    /// TABLESAMPLE, are not walked by the scoping pass).
+    fn note_all_placeholders(&mut self, statement: &mut Statement) {
+        let mut max = self.max_param;
+        let _ = sqlparser::ast::visit_expressions_mut(statement, |e| {
+            if let sqlparser::ast::Expr::Value(v) = e
+                && let sqlparser::ast::Value::Placeholder(p) = &v.value
+                && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            {
+                max = max.max(n);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        self.max_param = max;
     }
 
     /// Records a `$n` parameter reference.
