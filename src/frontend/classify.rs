@@ -172,6 +172,11 @@ fn unquote(s: &str) -> String {
 /// `DEALLOCATE` would use and that starts with `prefix` (the proxy's own
 /// server-side statement names, which clients may not touch).
 pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
+    // Fast path: the prefix does not occur at all (nearly every statement).
+    let p = prefix.as_bytes();
+    if !sql.as_bytes().windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)) {
+        return None;
+    }
     for stmt in split_statements(sql) {
         let mut w = Words::new(stmt);
         let Some(first) = w.next() else { continue };
