@@ -174,7 +174,11 @@ fn unquote(s: &str) -> String {
 pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     // Fast path: the prefix does not occur at all (nearly every statement).
     let p = prefix.as_bytes();
-    if !sql.as_bytes().windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)) {
+    if !sql
+        .as_bytes()
+        .windows(p.len())
+        .any(|w| w.eq_ignore_ascii_case(p))
+    {
         return None;
     }
     for stmt in split_statements(sql) {
@@ -247,7 +251,7 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
 
 /// Returns the index after the token starting at `i` (quoted strings,
 /// identifiers, dollar quotes and comments are one token each).
-fn skip_token(b: &[u8], i: usize) -> usize {
+pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
     match b[i] {
         b'\'' | b'"' => {
             let q = b[i];

@@ -36,6 +36,9 @@ pub fn cache_key(strict: bool, schema: Option<Arc<str>>, sql: &str) -> cache::Ke
 
 /// Statements longer than this are refused before parsing.
 pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+/// The parser's own limit, far above what the pre-parse bounds allow.
+const PARSER_RECURSION_LIMIT: usize = 20_000;
+
 /// Deepest nesting (parentheses) accepted before parsing.
 pub const MAX_NESTING: usize = 200;
 
@@ -89,7 +92,25 @@ pub(crate) struct Rewriter<'a> {
 
 /// Rewrites a query string (one or more statements).
 pub fn rewrite(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
-    precheck(sql)?;
+    let shape = precheck(sql)?;
+    if shape.is_small(sql.len()) {
+        return rewrite_checked(sql, rules);
+    }
+    // Parsing, rewriting, printing and dropping a large tree recurse deeply:
+    // do it on a thread whose stack cannot run out (a stack overflow would
+    // abort the whole proxy). Rare (large statements) and cached.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("tenantgate-rewrite".into())
+            .stack_size(BIG_STACK)
+            .spawn_scoped(scope, || rewrite_checked(sql, rules))
+            .map_err(|_| ProxyError::internal())?
+            .join()
+            .map_err(|_| ProxyError::internal())?
+    })
+}
+
+fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
     let mut rw = Rewriter::new(rules);
     let mut pieces: Vec<String> = Vec::new();
     let mut changed = false;
@@ -117,7 +138,7 @@ pub fn rewrite(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyEr
 /// Cheap checks before the parser sees anything: size, nesting depth (a very
 /// deep expression would overflow the stack while parsing or dropping), and
 /// the hole marker.
-fn precheck(sql: &str) -> Result<(), ProxyError> {
+fn precheck(sql: &str) -> Result<Shape, ProxyError> {
     if sql.len() > MAX_STATEMENT_BYTES {
         return Err(ProxyError::statement_too_large(
             sql.len(),
@@ -129,42 +150,119 @@ fn precheck(sql: &str) -> Result<(), ProxyError> {
             "the control character U+0001",
         ));
     }
-    let mut depth = 0usize;
-    let mut max = 0usize;
-    for b in sql.bytes() {
-        match b {
-            b'(' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
+    let shape = Shape::of(sql);
+    // Every construct that makes the parser recurse is bounded here, so it
+    // never reaches its own recursion limit (where it may silently give up
+    // on part of a statement instead of failing).
+    if shape.depth > MAX_NESTING
+        || shape.nesting_keywords > MAX_NESTING
+        || shape.signs > MAX_SIGNS
+        || shape.name_parts > MAX_NESTING
+    {
+        return Err(ProxyError::statement_too_deep(MAX_NESTING));
+    }
+    // Long operator chains build deep trees, deep to drop and to print.
+    if shape.operators > MAX_OPERATORS {
+        return Err(ProxyError::statement_too_deep(MAX_NESTING));
+    }
+    Ok(shape)
+}
+
+/// What the pre-parse scan measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    /// Deepest bracket nesting.
+    depth: usize,
+    /// CASE and NOT keywords (each nests the parser).
+    nesting_keywords: usize,
+    /// `+` and `-` signs (unary ones nest the parser).
+    signs: usize,
+    /// Operators and set-operation keywords (each adds a tree level).
+    operators: usize,
+    /// Longest dotted name (`a.b.c` is 3).
+    name_parts: usize,
+}
+
+impl Shape {
+    fn of(sql: &str) -> Shape {
+        let mut s = Shape::default();
+        let mut depth = 0usize;
+        let b = sql.as_bytes();
+        let mut i = 0;
+        // Parts of the dotted name being read, if any.
+        let mut chain = 0usize;
+        while i < b.len() {
+            let c = b[i];
+            match c {
+                b'(' | b'[' => {
+                    depth += 1;
+                    s.depth = s.depth.max(depth);
+                }
+                b')' | b']' => depth = depth.saturating_sub(1),
+                b'+' | b'-' if !(c == b'-' && b.get(i + 1) == Some(&b'-')) => {
+                    s.signs += 1;
+                    s.operators += 1;
+                }
+                b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'=' | b'<' | b'>' | b'~' | b'!'
+                    if !(c == b'/' && b.get(i + 1) == Some(&b'*')) =>
+                {
+                    s.operators += 1
+                }
+                c if c.is_ascii_alphabetic() || c == b'_' => {
+                    let end = b[i..]
+                        .iter()
+                        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
+                        .map_or(b.len(), |p| i + p);
+                    let w = &sql[i..end];
+                    if w.eq_ignore_ascii_case("case") || w.eq_ignore_ascii_case("not") {
+                        s.nesting_keywords += 1;
+                    } else if ["and", "or", "union", "intersect", "except", "when"]
+                        .iter()
+                        .any(|k| w.eq_ignore_ascii_case(k))
+                    {
+                        s.operators += 1;
+                    }
+                    chain += 1;
+                    s.name_parts = s.name_parts.max(chain);
+                    if b.get(end) == Some(&b'.') {
+                        i = end + 1;
+                    } else {
+                        chain = 0;
+                        i = end;
+                    }
+                    continue;
+                }
+                _ => {
+                    chain = 0;
+                    // Strings, quoted identifiers, dollar quotes and comments
+                    // are skipped whole.
+                    i = crate::frontend::classify::skip_token(b, i);
+                    continue;
+                }
             }
-            b')' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            i += 1;
         }
+        s
     }
-    if max > MAX_NESTING {
-        return Err(ProxyError::statement_too_deep(MAX_NESTING));
+
+    /// Small enough to parse and drop on a runtime worker's stack.
+    fn is_small(&self, len: usize) -> bool {
+        len <= 2048
+            && self.depth <= 16
+            && self.nesting_keywords <= 16
+            && self.signs <= 64
+            && self.operators <= 256
     }
-    // Long chains of binary operators recurse in the parser too.
-    let operators = sql
-        .bytes()
-        .filter(|&b| b == b'=' || b == b'<' || b == b'>')
-        .count()
-        + count_words(sql, "or")
-        + count_words(sql, "and");
-    if operators > MAX_OPERATORS {
-        return Err(ProxyError::statement_too_deep(MAX_NESTING));
-    }
-    Ok(())
 }
 
-/// Most comparison / boolean operators in one statement.
-pub const MAX_OPERATORS: usize = 5_000;
+/// Most `+`/`-` signs in one statement.
+pub const MAX_SIGNS: usize = 1_000;
 
-fn count_words(sql: &str, word: &str) -> usize {
-    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| w.eq_ignore_ascii_case(word))
-        .count()
-}
+/// Stack for parsing statements that are not small.
+const BIG_STACK: usize = 256 * 1024 * 1024;
+
+/// Most operators and set-operation keywords in one statement.
+pub const MAX_OPERATORS: usize = 20_000;
 
 /// Parses text that must be exactly one query.
 pub(crate) fn parse_query(sql: &str) -> Result<Query, ProxyError> {
@@ -176,7 +274,7 @@ pub(crate) fn parse_query(sql: &str) -> Result<Query, ProxyError> {
 
 fn parse(sql: &str) -> Result<Vec<Statement>, ProxyError> {
     Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(MAX_NESTING)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| ProxyError::unparsable(&e.to_string()))
