@@ -1,0 +1,453 @@
+#!/usr/bin/env bash
+# pgbench side by side, in ONE run on the same machine: Postgres direct,
+# PgBouncer and tenantgate, both proxies in transaction pooling with the same
+# pool size. See docs/benchmarks.md for how to read the output and
+# /work/shared/design.md "Performance targets" for the goals.
+#
+# Usage (from anywhere; the repo root is found from this script's path):
+#
+#   benches/pgbench_compare.sh
+#   CLIENTS=32 POOL=20 DURATION=15 SCALE=10 JOBS=2 benches/pgbench_compare.sh
+#
+# Knobs (environment variables, defaults in brackets):
+#   CLIENTS   pgbench clients (-c)                                [32]
+#   POOL      server connections per pool, both proxies           [20]
+#   DURATION  seconds per measured pgbench run (-T)               [15]
+#   SCALE     pgbench scale factor (-s) for `pgbench -i`          [10]
+#   JOBS      pgbench worker threads (-j)                         [2]
+#   WARMUP    seconds of warm-up per target (simple protocol)     [3]
+#   MODES     query protocols measured, in order                  ["simple extended prepared"]
+#   KEEP      1 = keep the temp dir (logs, configs) on exit       [0]
+#   PERF_OUT  if set, `perf record -g` tenantgate during its measured
+#             run in PERF_MODE and write perf.data there (this skews that
+#             run's TPS and CPU figures)
+#   PERF_MODE the mode profiled with PERF_OUT                       [simple]
+#
+# What it does: `cargo build --release`; initdb a throwaway cluster (fsync off)
+# on a free port; `pgbench -i -s $SCALE`; start PgBouncer (installed with
+# apt-get when missing and running as root) and target/release/tenantgate on
+# free ports; warm each target up; then for each mode, run `pgbench -S` once
+# per target (direct, pgbouncer, tenantgate, always in that order) and print
+# TPS, failures, and the proxies' CPU per transaction (utime+stime from
+# /proc/<pid>/stat, delta over the run, divided by transactions processed).
+# Everything is stopped and removed on exit.
+#
+# Postgres and PgBouncer refuse to run as root: as root they are run as user
+# `postgres` through `runuser -u postgres --`.
+
+set -euo pipefail
+
+CLIENTS=${CLIENTS:-32}
+POOL=${POOL:-20}
+DURATION=${DURATION:-15}
+SCALE=${SCALE:-10}
+JOBS=${JOBS:-2}
+WARMUP=${WARMUP:-3}
+MODES=${MODES:-"simple extended prepared"}
+KEEP=${KEEP:-0}
+PERF_OUT=${PERF_OUT:-}
+PERF_MODE=${PERF_MODE:-simple}
+
+TARGETS=(direct pgbouncer tenantgate)
+DBNAME=bench
+BENCH_USER=bench
+BENCH_PASSWORD=bench
+
+log() { printf '[pgbench_compare] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+IS_ROOT=0
+[[ $(id -u) -eq 0 ]] && IS_ROOT=1
+
+# Run a command as the `postgres` OS user when we are root, else as ourselves.
+as_pg() {
+    if [[ $IS_ROOT -eq 1 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# ---------------------------------------------------------------- tools ----
+
+find_pg_bin() {
+    local d
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -n -r); do
+        if [[ -x $d/initdb && -x $d/pg_ctl && -x $d/pgbench ]]; then
+            echo "$d"
+            return
+        fi
+    done
+    local initdb
+    if initdb=$(command -v initdb 2>/dev/null); then
+        dirname "$initdb"
+        return
+    fi
+    return 1
+}
+
+PGBIN=$(find_pg_bin) || die "Postgres binaries not found (looked in /usr/lib/postgresql/*/bin and PATH); install e.g. 'postgresql' and 'postgresql-contrib'"
+PGBENCH=$PGBIN/pgbench
+[[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found"
+
+find_pgbouncer() {
+    command -v pgbouncer 2>/dev/null && return
+    [[ -x /usr/sbin/pgbouncer ]] && { echo /usr/sbin/pgbouncer; return; }
+    return 1
+}
+
+if ! PGBOUNCER=$(find_pgbouncer); then
+    if [[ $IS_ROOT -eq 1 ]]; then
+        log "pgbouncer missing: apt-get install -y pgbouncer"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >&2; then
+            DEBIAN_FRONTEND=noninteractive apt-get update >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >&2
+        fi
+        PGBOUNCER=$(find_pgbouncer) || die "pgbouncer still not found after apt-get install"
+    else
+        die "pgbouncer not found; install it first: sudo apt-get install -y pgbouncer (or run this script as root)"
+    fi
+fi
+
+if [[ $IS_ROOT -eq 1 ]] && ! id postgres >/dev/null 2>&1; then
+    die "running as root but there is no 'postgres' user (initdb and pgbouncer refuse root); create one (useradd -r postgres) or run as a normal user"
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# ----------------------------------------------------------- temp state ----
+
+TMP=$(mktemp -d /tmp/tg-pgbench.XXXXXX)
+chmod 755 "$TMP"
+mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/runs"
+if [[ $IS_ROOT -eq 1 ]]; then
+    chown postgres: "$TMP/pg" "$TMP/pgbouncer"
+fi
+PGDATA_DIR=$TMP/pg/data
+
+TG_PID=
+PGB_PID=
+PG_STARTED=0
+PERF_PID=
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n $PERF_PID ]] && kill -0 "$PERF_PID" 2>/dev/null; then
+        kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null
+    fi
+    if [[ -n $TG_PID ]] && kill -0 "$TG_PID" 2>/dev/null; then
+        kill -TERM "$TG_PID"
+        for _ in $(seq 50); do kill -0 "$TG_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$TG_PID" 2>/dev/null && kill -KILL "$TG_PID"
+        wait "$TG_PID" 2>/dev/null
+    fi
+    if [[ -n $PGB_PID ]] && kill -0 "$PGB_PID" 2>/dev/null; then
+        kill -INT "$PGB_PID"
+        for _ in $(seq 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$PGB_PID" 2>/dev/null && kill -KILL "$PGB_PID"
+    fi
+    if [[ $PG_STARTED -eq 1 ]]; then
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [[ $KEEP == 1 ]]; then
+        log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A TCP port on 127.0.0.1 nobody listens on (and not handed out before).
+USED_PORTS=" "
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED_PORTS+="$p "
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+wait_port() { # port pid name
+    local port=$1 pid=$2 name=$3
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            log "ERROR: $name exited during startup"
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "ERROR: $name does not listen on 127.0.0.1:$port after 10 s"
+    return 1
+}
+
+# utime+stime of a process (all its threads), in clock ticks.
+cpu_ticks() {
+    local stat rest
+    stat=$(cat "/proc/$1/stat") || return 1
+    rest=${stat##*) }            # drop "pid (comm) "; comm may hold spaces
+    # rest starts at field 3 (state); utime, stime are fields 14, 15.
+    awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+# --------------------------------------------------------------- build ----
+
+TG_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
+if [[ -n $(git -C "$REPO" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+    TG_COMMIT+=" + uncommitted changes"
+fi
+log "cargo build --release (in $REPO, HEAD $TG_COMMIT)"
+(cd "$REPO" && cargo build --release >&2)
+TG_BIN=$REPO/target/release/tenantgate
+[[ -x $TG_BIN ]] || die "$TG_BIN not built"
+
+# ------------------------------------------------------------ postgres ----
+
+PG_PORT=$(free_port)
+log "initdb ($PGBIN) into $PGDATA_DIR, port $PG_PORT"
+as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres --no-sync >"$TMP/initdb.log" 2>&1 \
+    || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
+cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
+
+# pgbench_compare.sh
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$TMP/pg'
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$TMP/pg/postgres.log" -w -t 60 start >/dev/null \
+    || { cat "$TMP/pg/postgres.log" >&2; die "postgres did not start"; }
+PG_STARTED=1
+
+export PGHOST=127.0.0.1
+"$PGBIN/psql" -X -q -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $DBNAME" >/dev/null
+log "pgbench -i -s $SCALE"
+"$PGBENCH" -i -q -s "$SCALE" -p "$PG_PORT" -U postgres "$DBNAME" >"$TMP/pgbench-init.log" 2>&1 \
+    || { cat "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# ----------------------------------------------------------- pgbouncer ----
+
+PGB_PORT=$(free_port)
+cat >"$TMP/pgbouncer/userlist.txt" <<EOF
+"$BENCH_USER" "$BENCH_PASSWORD"
+EOF
+cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+$DBNAME = host=127.0.0.1 port=$PG_PORT dbname=$DBNAME user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 1000
+max_db_connections = 0
+logfile = $TMP/pgbouncer/pgbouncer.log
+pidfile = $TMP/pgbouncer/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+ignore_startup_parameters = extra_float_digits
+EOF
+[[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP/pgbouncer"
+log "pgbouncer ($("$PGBOUNCER" --version 2>/dev/null | head -1)) on port $PGB_PORT"
+as_pg "$PGBOUNCER" -d "$TMP/pgbouncer/pgbouncer.ini" \
+    || { cat "$TMP/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "pgbouncer did not start"; }
+for _ in $(seq 50); do [[ -s $TMP/pgbouncer/pgbouncer.pid ]] && break; sleep 0.1; done
+PGB_PID=$(cat "$TMP/pgbouncer/pgbouncer.pid" 2>/dev/null) || die "pgbouncer wrote no pidfile"
+wait_port "$PGB_PORT" "$PGB_PID" pgbouncer || { tail -20 "$TMP/pgbouncer/pgbouncer.log" >&2; exit 1; }
+
+# ---------------------------------------------------------- tenantgate ----
+
+TG_PORT=$(free_port)
+cat >"$TMP/routing.toml" <<EOF
+# written by benches/pgbench_compare.sh
+[server]
+listen = "127.0.0.1:$TG_PORT"
+database = "$DBNAME"
+pool_mode = "transaction"
+shutdown_timeout = "2s"
+
+[[users]]
+name = "$BENCH_USER"
+password = "$BENCH_PASSWORD"
+
+[[shards]]
+name = "s0"
+url = "postgres://postgres@127.0.0.1:$PG_PORT/$DBNAME"
+pool_size = $POOL
+
+[routing]
+hash_shards = ["s0"]
+EOF
+log "tenantgate on port $TG_PORT"
+RUST_LOG=warn "$TG_BIN" --config "$TMP/routing.toml" run >"$TMP/tenantgate.log" 2>&1 &
+TG_PID=$!
+wait_port "$TG_PORT" "$TG_PID" tenantgate || { tail -40 "$TMP/tenantgate.log" >&2; exit 1; }
+
+# ------------------------------------------------------------- pgbench ----
+
+target_port() {
+    case $1 in
+        direct) echo "$PG_PORT" ;;
+        pgbouncer) echo "$PGB_PORT" ;;
+        tenantgate) echo "$TG_PORT" ;;
+    esac
+}
+target_user() {
+    case $1 in
+        direct) echo postgres ;;
+        *) echo "$BENCH_USER" ;;
+    esac
+}
+target_pid() {
+    case $1 in
+        pgbouncer) echo "$PGB_PID" ;;
+        tenantgate) echo "$TG_PID" ;;
+        *) echo "" ;;
+    esac
+}
+
+declare -A TPS FAILED STATUS CPU_US LAT TXNS
+
+# run_one TARGET MODE SECONDS LOGFILE -> sets R_* for the run
+run_one() {
+    local target=$1 mode=$2 secs=$3 out=$4
+    local port user pid t0=0 t1=0 rc=0
+    port=$(target_port "$target"); user=$(target_user "$target"); pid=$(target_pid "$target")
+    if [[ -n $pid ]]; then
+        kill -0 "$pid" 2>/dev/null || { R_STATUS="DEAD"; R_TPS=; R_TXNS=; R_FAILED=; R_LAT=; R_CPU=; return; }
+        t0=$(cpu_ticks "$pid")
+    fi
+    if [[ -n $PERF_OUT && $target == tenantgate && $mode == "$PERF_MODE" && $secs == "$DURATION" ]]; then
+        perf record -g -p "$TG_PID" -o "$PERF_OUT" >"$TMP/perf.log" 2>&1 &
+        PERF_PID=$!
+        sleep 0.5
+    fi
+    PGPASSWORD=$BENCH_PASSWORD timeout -k 5 $((secs + 60)) \
+        "$PGBENCH" -n -S -M "$mode" -c "$CLIENTS" -j "$JOBS" -T "$secs" \
+        -h 127.0.0.1 -p "$port" -U "$user" "$DBNAME" >"$out" 2>&1 || rc=$?
+    if [[ -n $PERF_PID ]]; then
+        kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=
+        log "perf data in $PERF_OUT"
+    fi
+    [[ -n $pid ]] && t1=$(cpu_ticks "$pid" 2>/dev/null || echo "$t0")
+
+    R_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$out" | head -1)
+    R_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -1)
+    R_FAILED=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -1)
+    R_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -1)
+    R_CPU=
+    if [[ -n $pid && -n $R_TXNS && $R_TXNS -gt 0 ]]; then
+        R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$R_TXNS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+    fi
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        R_STATUS="HUNG"
+    elif [[ $rc -ne 0 ]] || grep -q 'aborted' "$out"; then
+        R_STATUS="ABORTED"
+    elif [[ -z $R_TPS ]]; then
+        R_STATUS="NO-TPS"
+    elif [[ -n $R_FAILED && $R_FAILED != 0 ]]; then
+        R_STATUS="FAILED"
+    elif [[ -z $R_FAILED ]]; then
+        R_STATUS="ok?"   # this pgbench prints no failed-transactions line
+    else
+        R_STATUS="ok"
+    fi
+    if [[ $R_STATUS != ok ]]; then
+        log "$target -M $mode: $R_STATUS (pgbench exit $rc); last lines of its output:"
+        grep -v '^\(transaction type\|scaling factor\|query mode\|number of clients\|number of threads\|maximum number\|duration\)' "$out" \
+            | tail -8 | sed 's/^/    /' >&2
+    fi
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before the runs: $LOAD_BEFORE; nproc $(nproc)"
+for target in "${TARGETS[@]}"; do
+    log "warm-up $target (${WARMUP}s, -M simple)"
+    run_one "$target" simple "$WARMUP" "$TMP/runs/warmup-$target.log"
+done
+
+for mode in $MODES; do
+    for target in "${TARGETS[@]}"; do
+        log "measure $target -M $mode (${DURATION}s)"
+        run_one "$target" "$mode" "$DURATION" "$TMP/runs/$mode-$target.log"
+        key=$mode/$target
+        TPS[$key]=${R_TPS:-}
+        TXNS[$key]=${R_TXNS:-}
+        FAILED[$key]=${R_FAILED:-}
+        LAT[$key]=${R_LAT:-}
+        CPU_US[$key]=${R_CPU:-}
+        STATUS[$key]=$R_STATUS
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# -------------------------------------------------------------- report ----
+
+# ratio MODE TARGET_A TARGET_B -> TPS a/b with 2 decimals; "n/a (...)" when
+# either run did not finish cleanly (an aborted run's TPS is partial).
+ratio() {
+    local a=$1/$2 b=$1/$3
+    if [[ ${STATUS[$a]:-} != ok* ]]; then echo "n/a ($2 ${STATUS[$a]:-})"; return; fi
+    if [[ ${STATUS[$b]:-} != ok* ]]; then echo "n/a ($3 ${STATUS[$b]:-})"; return; fi
+    awk -v a="${TPS[$a]}" -v b="${TPS[$b]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+echo
+echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling)"
+echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
+echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
+echo
+printf '%-9s %-11s %12s %12s %10s %8s %14s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" status
+for mode in $MODES; do
+    for target in "${TARGETS[@]}"; do
+        key=$mode/$target
+        printf '%-9s %-11s %12s %12s %10s %8s %14s  %s\n' "$mode" "$target" \
+            "${TPS[$key]:--}" "${TXNS[$key]:--}" "${LAT[$key]:--}" "${FAILED[$key]:--}" \
+            "${CPU_US[$key]:--}" "${STATUS[$key]}"
+    done
+done
+echo
+echo "ratios of TPS (n/a where a run did not finish cleanly: its TPS is partial)"
+printf '%-9s %22s %22s %22s\n' mode "tenantgate/pgbouncer" "tenantgate/direct" "pgbouncer/direct"
+for mode in $MODES; do
+    printf '%-9s %22s %22s %22s\n' "$mode" \
+        "$(ratio "$mode" tenantgate pgbouncer)" \
+        "$(ratio "$mode" tenantgate direct)" \
+        "$(ratio "$mode" pgbouncer direct)"
+done
+if [[ " $MODES " == *" prepared "* && " $MODES " == *" simple "* ]]; then
+    if [[ ${STATUS[prepared/tenantgate]} == ok* && ${STATUS[simple/pgbouncer]} == ok* ]]; then
+        pp=$(awk -v a="${TPS[prepared/tenantgate]}" -v b="${TPS[simple/pgbouncer]}" 'BEGIN { printf "%.2f", a / b }')
+    else
+        pp="n/a"
+    fi
+    echo "tenantgate prepared / pgbouncer simple: $pp"
+fi
+
+if grep -qiE 'error|panic' "$TMP/tenantgate.log"; then
+    echo
+    echo "tenantgate log (warnings and errors, last 20 lines):"
+    tail -20 "$TMP/tenantgate.log" | sed 's/^/    /'
+fi
