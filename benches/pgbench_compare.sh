@@ -287,6 +287,7 @@ listen = "127.0.0.1:$TG_PORT"
 database = "$DBNAME"
 pool_mode = "transaction"
 shutdown_timeout = "2s"
+${TG_WORKERS:+workers = $TG_WORKERS}
 
 [[users]]
 name = "$BENCH_USER"

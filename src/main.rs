@@ -51,17 +51,26 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The worker count comes from the config when serving it.
+    let command = cli.command.unwrap_or(Command::Run);
+    let workers = match &command {
+        Command::Run => tenantgate::config::load_file(&cli.config)
+            .ok()
+            .and_then(|c| c.server.workers),
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tenantgate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match command {
         Command::Run => runtime.block_on(serve(cli.config)),
         Command::Check => check(&cli.config),
         Command::Route { tenant } => route(&cli.config, &tenant),

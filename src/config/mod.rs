@@ -99,6 +99,9 @@ pub struct ServerConfig {
     /// Largest protocol message accepted from a client, in bytes.
     #[serde(default = "defaults::max_message_size")]
     pub max_message_size: usize,
+    /// Runtime worker threads (default: one per CPU core). Restart to change.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Database name of the admin console.
     #[serde(default = "defaults::admin_database")]
     pub admin_database: String,
