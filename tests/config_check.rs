@@ -30,7 +30,10 @@ fn example_routing_toml_validates() {
     assert_eq!(config.server.pool_mode, PoolMode::Transaction);
 
     assert_eq!(config.tenancy.as_ref().unwrap().column, "tenant_id");
-    assert_eq!(config.tenancy.as_ref().unwrap().session_variable, "app.current_tenant");
+    assert_eq!(
+        config.tenancy.as_ref().unwrap().session_variable,
+        "app.current_tenant"
+    );
     assert_eq!(config.tenancy.as_ref().unwrap().global_tables, ["plans"]);
     assert!(!config.tenancy.as_ref().unwrap().rls);
 
