@@ -75,7 +75,10 @@ async fn server_variable_follows_the_session_tenant() {
     assert_eq!(server_tenant(&bound).await, "a");
     // SET LOCAL lasts one transaction.
     by_set.batch_execute("BEGIN").await.unwrap();
-    by_set.batch_execute("SET LOCAL app.current_tenant = 'e'").await.unwrap();
+    by_set
+        .batch_execute("SET LOCAL app.current_tenant = 'e'")
+        .await
+        .unwrap();
     assert_eq!(server_tenant(&by_set).await, "e");
     by_set.batch_execute("COMMIT").await.unwrap();
     assert_eq!(server_tenant(&by_set).await, "d");
