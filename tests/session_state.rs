@@ -6,17 +6,15 @@
 //! pooling keeps one backend; a client vanishing mid-transaction leaves no
 //! locks behind.
 
+mod pooling;
 mod support;
+use pooling::{DB, PASSWORD, USER, backend_pid, connect, occupy};
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tenantgate::localpg::Cluster;
 use tokio_postgres::{AsyncMessage, Client, SimpleQueryMessage};
-
-const USER: &str = "app";
-const PASSWORD: &str = "app-secret";
-const DB: &str = "app";
 
 // ------------------------------------------------------------------ helpers
 
@@ -43,10 +41,6 @@ async fn start_mode(cluster: &Cluster, pool_size: usize, mode: &str) -> support:
     support::start_proxy(support::load_config(&config_text(cluster, pool_size, mode))).await
 }
 
-async fn connect(port: u16) -> Client {
-    support::connect(port, USER, PASSWORD, DB).await
-}
-
 /// Connects and forwards every asynchronous message (notices,
 /// notifications) to the returned channel.
 async fn connect_with_messages(
@@ -66,13 +60,6 @@ async fn connect_with_messages(
     (client, rx)
 }
 
-async fn backend_pid(c: &Client) -> i32 {
-    c.query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pg_backend_pid()")
-        .get(0)
-}
-
 fn code(e: &tokio_postgres::Error) -> String {
     support::sqlstate(e).unwrap_or_else(|| format!("no sqlstate: {}", support::error_chain(e)))
 }
@@ -89,35 +76,6 @@ async fn show(c: &Client, name: &str) -> String {
             _ => None,
         })
         .expect("SHOW returns a row")
-}
-
-/// Holds every one of the pool's `pool_size` server connections in an open
-/// transaction, then lets go of all but the one whose backend pid is
-/// `avoid`. The next transaction of any other (idle) client therefore runs on
-/// a different server connection. Commit the returned client afterwards.
-async fn occupy(port: u16, pool_size: usize, avoid: i32) -> Client {
-    let mut blockers = Vec::new();
-    for _ in 0..pool_size {
-        let b = connect(port).await;
-        b.batch_execute("BEGIN").await.expect("blocker BEGIN");
-        let pid = backend_pid(&b).await;
-        blockers.push((pid, b));
-    }
-    let pids: BTreeSet<i32> = blockers.iter().map(|(p, _)| *p).collect();
-    assert_eq!(
-        pids.len(),
-        pool_size,
-        "{pool_size} open transactions must hold {pool_size} distinct server connections"
-    );
-    let mut keep = None;
-    for (pid, b) in blockers {
-        if pid == avoid {
-            keep = Some(b);
-        } else {
-            b.batch_execute("COMMIT").await.expect("blocker COMMIT");
-        }
-    }
-    keep.unwrap_or_else(|| panic!("no server connection has pid {avoid} (pids: {pids:?})"))
 }
 
 /// Clients that keep the pool busy (so server connections change hands)
