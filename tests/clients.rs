@@ -7,7 +7,7 @@
 
 mod pooling;
 mod support;
-use pooling::{DB, PASSWORD, USER, backend_pid, connect, occupy};
+use pooling::*;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -40,25 +40,6 @@ async fn start(cluster: &Cluster, pool_size: usize) -> support::ProxyHandle {
         "transaction",
     )))
     .await
-}
-
-/// Connects and forwards every asynchronous message (notices,
-/// notifications) to the returned channel.
-async fn connect_with_messages(
-    port: u16,
-) -> (Client, tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>) {
-    let cfg = support::client_config(port, USER, PASSWORD, DB);
-    let (client, mut conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {}", support::error_chain(&e)));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            let _ = tx.send(m);
-        }
-    });
-    (client, rx)
 }
 
 fn code(e: &tokio_postgres::Error) -> String {

@@ -6,7 +6,7 @@
 
 mod pooling;
 mod support;
-use pooling::{DB, PASSWORD, USER, backend_pid, connect, occupy};
+use pooling::*;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -65,18 +65,6 @@ fn noise(
         });
     }
     (stop, set)
-}
-
-async fn stop_noise(
-    (stop, mut set): (
-        tokio_util::sync::CancellationToken,
-        tokio::task::JoinSet<()>,
-    ),
-) {
-    stop.cancel();
-    while let Some(r) = set.join_next().await {
-        r.expect("noise client");
-    }
 }
 
 /// Runs `steps` on a fresh raw connection to the proxy (`proxy = true`) or

@@ -8,7 +8,7 @@
 
 mod pooling;
 mod support;
-use pooling::{DB, PASSWORD, USER, backend_pid, connect, occupy};
+use pooling::*;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -39,25 +39,6 @@ async fn start(cluster: &Cluster, pool_size: usize) -> support::ProxyHandle {
 
 async fn start_mode(cluster: &Cluster, pool_size: usize, mode: &str) -> support::ProxyHandle {
     support::start_proxy(support::load_config(&config_text(cluster, pool_size, mode))).await
-}
-
-/// Connects and forwards every asynchronous message (notices,
-/// notifications) to the returned channel.
-async fn connect_with_messages(
-    port: u16,
-) -> (Client, tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>) {
-    let cfg = support::client_config(port, USER, PASSWORD, DB);
-    let (client, mut conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {}", support::error_chain(&e)));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            let _ = tx.send(m);
-        }
-    });
-    (client, rx)
 }
 
 fn code(e: &tokio_postgres::Error) -> String {
@@ -102,18 +83,6 @@ fn noise(
         });
     }
     (stop, set)
-}
-
-async fn stop_noise(
-    (stop, mut set): (
-        tokio_util::sync::CancellationToken,
-        tokio::task::JoinSet<()>,
-    ),
-) {
-    stop.cancel();
-    while let Some(r) = set.join_next().await {
-        r.expect("noise client");
-    }
 }
 
 /// With pool_size 2, checks that idle client `a` keeps its server

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 use super::classify::{Effect, classify, names_with_prefix};
 use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
@@ -488,9 +488,9 @@ impl Session {
         head.push(0);
         match (&binding, &self.iso) {
             (Some(b), Some(iso)) => {
-                let mut out = BytesMut::new();
-                iso.bind(b, msg, &head, stmt_end, &mut out)?;
-                self.to_server.extend_from_slice(&out);
+                // Checks run before anything is written, so a refusal
+                // leaves no partial message behind.
+                iso.bind(b, msg, &head, stmt_end, &mut self.to_server)?;
             }
             _ if stmt_name.is_empty() && server_name.is_empty() => {
                 self.to_server.extend_from_slice(msg)

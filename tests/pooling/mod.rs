@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use tokio_postgres::Client;
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::support;
 
@@ -54,4 +54,35 @@ pub async fn occupy(port: u16, pool_size: usize, avoid: i32) -> Client {
         }
     }
     keep.unwrap_or_else(|| panic!("no server connection has pid {avoid} (pids: {pids:?})"))
+}
+
+/// Connects and forwards every asynchronous message (notices,
+/// notifications) to the returned channel.
+pub async fn connect_with_messages(
+    port: u16,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>) {
+    let cfg = support::client_config(port, USER, PASSWORD, DB);
+    let (client, mut conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {}", support::error_chain(&e)));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            let _ = tx.send(m);
+        }
+    });
+    (client, rx)
+}
+
+pub async fn stop_noise(
+    (stop, mut set): (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinSet<()>,
+    ),
+) {
+    stop.cancel();
+    while let Some(r) = set.join_next().await {
+        r.expect("noise client");
+    }
 }
