@@ -297,6 +297,17 @@ impl ProxyError {
         )
     }
 
+    /// Bind named a portal with the prefix of the proxy's own names.
+    pub fn reserved_portal_name(name: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_CURSOR_NAME,
+            Source::Client,
+            Severity::Error,
+            format!("portal name \"{name}\" is reserved by tenantgate"),
+        )
+        .with_hint("Portal names starting with \"_tg_\" are reserved.")
+    }
+
     /// Parse reused a statement name that is still defined.
     pub fn duplicate_prepared_statement(name: &str) -> Self {
         Self::new(

@@ -1,13 +1,20 @@
-//! `tenancy.rls = true`: the server's copy of the session variable (what
-//! row-level security policies read with current_setting) always equals the
-//! session's tenant, on whichever server connection a transaction runs, and
-//! never carries one client's tenant into another client's transaction.
+//! `tenancy.rls = true`: every transaction on the server runs with the
+//! session variable (what row-level security policies read with
+//! current_setting) set LOCAL to the session's tenant, in the same query
+//! string or pipeline as the client's first statement, on whichever server
+//! connection it runs, and never carries one client's tenant into another
+//! client's transaction.
 
+mod raw_client;
 mod support;
 
+use raw_client::{RawClient, bind, execute, parse, query_msg, sync};
+
 use support::{
-    connect, connect_with_options, exec, load_config, start_app_cluster, start_proxy, toml_str,
+    connect, connect_with_options, create_database, exec, load_config, start_app_cluster,
+    start_cluster_with, start_proxy, toml_str,
 };
+use tenantgate::localpg::ClusterOptions;
 
 async fn server_tenant(c: &tokio_postgres::Client) -> String {
     let rows = c
@@ -82,5 +89,236 @@ async fn server_variable_follows_the_session_tenant() {
     assert_eq!(server_tenant(&by_set).await, "e");
     by_set.batch_execute("COMMIT").await.unwrap();
     assert_eq!(server_tenant(&by_set).await, "d");
+    proxy.shutdown().await.unwrap();
+}
+
+/// The `body` column of every row `sql` returns (simple protocol).
+async fn bodies(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Row-level security as a second wall. `notes` is a global table without
+/// the tenant column (the rewriter leaves it unscoped), so only its policy,
+/// on its `owner` column, keeps tenants apart:
+/// whatever a tenant sees of it proves the variable was set in that very
+/// transaction, through every protocol path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_see_the_tenant_in_every_transaction() {
+    let cluster = start_cluster_with(ClusterOptions {
+        extra_settings: vec![
+            "log_statement = 'all'".into(),
+            "log_line_prefix = '%m [%p] vxid=%v '".into(),
+        ],
+        ..ClusterOptions::default()
+    })
+    .await;
+    create_database(&cluster, "app").await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE ROLE appuser LOGIN;
+         CREATE TABLE notes (owner text NOT NULL, body text NOT NULL);
+         INSERT INTO notes VALUES ('a', 'a1'), ('a', 'a2'), ('b', 'b1'), ('c', 'c1');
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON notes
+             USING (owner = current_setting('app.current_tenant', true));
+         GRANT SELECT ON notes TO appuser;",
+    )
+    .await;
+    // A role that row-level security applies to (superusers bypass it).
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let config = load_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [tenancy]\nrls = true\nglobal_tables = [\"notes\"]\n\n\
+         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n\n\
+         [[users]]\nname = \"a\"\npassword = \"a-secret\"\ntenant = \"a\"\n\n\
+         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = 1\n\n\
+         [routing]\nhash_shards = [\"s0\"]\n",
+        toml_str(&url)
+    ));
+    let proxy = start_proxy(config).await;
+    let a = connect(proxy.port, "a", "a-secret", "app").await;
+    let b = connect_with_options(
+        proxy.port,
+        "app",
+        "app-secret",
+        "app",
+        "-c app.current_tenant=b",
+    )
+    .await;
+    let none = connect(proxy.port, "app", "app-secret", "app").await;
+    let log_start = std::fs::metadata(cluster.log_file()).map_or(0, |m| m.len());
+
+    for _ in 0..3 {
+        // Simple protocol, one statement; tenants alternate on one server connection.
+        assert_eq!(bodies(&a, "SELECT body FROM notes").await, ["a1", "a2"]);
+        assert_eq!(bodies(&b, "SELECT body FROM notes").await, ["b1"]);
+        assert_eq!(
+            bodies(&none, "SELECT current_setting('app.current_tenant', true)").await,
+            [""],
+            "a session without a tenant runs without the variable"
+        );
+    }
+    // Several statements in one query string.
+    assert_eq!(
+        bodies(&a, "SELECT 'x' WHERE false; SELECT body FROM notes").await,
+        ["a1", "a2"]
+    );
+    // Extended protocol, with a parameter.
+    let rows = b
+        .query("SELECT body FROM notes WHERE body <> $1", &[&"zz"])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>(),
+        ["b1"]
+    );
+    // A named prepared statement, executed in later transactions.
+    let stmt = a.prepare("SELECT count(*) FROM notes").await.unwrap();
+    for _ in 0..2 {
+        let n: i64 = a.query_one(&stmt, &[]).await.unwrap().get(0);
+        assert_eq!(n, 2);
+        let rows = b.query("SELECT body FROM notes", &[]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+    // Pipelined: several Syncs in flight at once.
+    let (x, y, z) = tokio::join!(
+        a.query_one("SELECT count(*) FROM notes", &[]),
+        a.query_one("SELECT min(body) FROM notes", &[]),
+        a.query_one("SELECT max(body) FROM notes", &[]),
+    );
+    assert_eq!(x.unwrap().get::<_, i64>(0), 2);
+    assert_eq!(y.unwrap().get::<_, String>(0), "a1");
+    assert_eq!(z.unwrap().get::<_, String>(0), "a2");
+    // An explicit transaction: set once at BEGIN, seen by every statement.
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(bodies(&a, "SELECT body FROM notes").await, ["a1", "a2"]);
+    let n: i64 = a
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    a.batch_execute("COMMIT").await.unwrap();
+    // Errors keep their position in the client's text.
+    let err = a
+        .simple_query("SELECT body FROM notes WHERE nope")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42703");
+    assert_eq!(
+        db.position(),
+        Some(&tokio_postgres::error::ErrorPosition::Original(30)),
+        "the position points into the client's own query"
+    );
+    // The session stays usable, and so does the server connection.
+    assert_eq!(bodies(&b, "SELECT body FROM notes").await, ["b1"]);
+
+    // The server log: the variable is set in the client's transaction (same
+    // virtual transaction id as the statement), never as a session setting,
+    // and no extra statement runs between tenants.
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap();
+    let log = &log[log_start as usize..];
+    assert!(
+        !log.contains("RESET ALL"),
+        "no reset round trip between tenants:\n{log}"
+    );
+    assert!(
+        !log.contains("statement: SET app.current_tenant"),
+        "never a session-level SET:\n{log}"
+    );
+    assert!(
+        log.contains("statement: SET LOCAL app.current_tenant = 'a'; SELECT body FROM notes"),
+        "simple Query: one query string:\n{log}"
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    let vxid = |l: &str| {
+        l.split("vxid=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .map(str::to_string)
+    };
+    let mut checked = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if !l.contains("SELECT pg_catalog.set_config('app.current_tenant', $1, true)")
+            || !l.contains("execute")
+        {
+            continue;
+        }
+        let next = lines[i + 1..]
+            .iter()
+            .find(|n| n.contains("LOG:  execute"))
+            .expect("a client statement follows the set_config");
+        assert_eq!(vxid(l), vxid(next), "same transaction:\n{l}\n{next}");
+        assert!(vxid(l).is_some_and(|v| !v.is_empty()));
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "extended-protocol transactions set it with set_config:\n{log}"
+    );
+    // One batch whose first statement does not touch rows: the variable is
+    // set in front of the second, and the client sees exactly its replies.
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let mut batch = Vec::new();
+    for sql in [
+        "SET statement_timeout = 0",
+        "SELECT body FROM notes ORDER BY body",
+    ] {
+        batch.extend(parse("", sql));
+        batch.extend(bind("", "", &[]));
+        batch.extend(execute(""));
+    }
+    batch.extend(sync());
+    raw.send(&batch).await;
+    let replies = raw.until_ready().await;
+    let tags: String = replies.iter().map(|m| m.tag_char()).collect();
+    assert_eq!(tags, "12C12DDCZ", "{replies:?}");
+    assert_eq!(replies[2].command_tag().as_deref(), Some("SET"));
+    assert_eq!(replies[7].command_tag().as_deref(), Some("SELECT 2"));
+    // Two Queries sent at once: the second waits for the first's answer.
+    let mut two = query_msg("SELECT body FROM notes ORDER BY body");
+    two.extend(query_msg("SELECT count(*) FROM notes"));
+    raw.send(&two).await;
+    let first: Vec<_> = raw
+        .until_ready()
+        .await
+        .iter()
+        .filter_map(|m| m.data_row())
+        .collect();
+    let second: Vec<_> = raw
+        .until_ready()
+        .await
+        .iter()
+        .filter_map(|m| m.data_row())
+        .collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(second, [vec![Some("2".to_string())]]);
+    // The proxy's portal name is not the client's to use.
+    let mut reserved = parse("", "SELECT 1");
+    reserved.extend(bind("_tg_rls", "", &[]));
+    reserved.extend(sync());
+    raw.send(&reserved).await;
+    assert_eq!(raw.expect_error_code().await, "34000");
+    raw.until_ready().await;
+    assert_eq!(
+        raw.query_values("SELECT count(*) FROM notes").await,
+        [Some("2".into())]
+    );
+
     proxy.shutdown().await.unwrap();
 }

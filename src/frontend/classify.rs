@@ -40,6 +40,23 @@ pub fn classify(sql: &str) -> Vec<Effect> {
     out
 }
 
+/// Whether any statement in `sql` may read or write table rows (or opens a
+/// transaction that later statements will): the statements row-level
+/// security applies to. Session and transaction control (`SET`, `SHOW`,
+/// `COMMIT`, `DISCARD ALL`, …) is not, and some of it may not run inside a
+/// transaction block at all.
+pub fn touches_rows(sql: &str) -> bool {
+    const ROW_STATEMENTS: &[&str] = &[
+        "select", "with", "insert", "update", "delete", "merge", "table", "values", "copy",
+        "begin", "start", "declare", "execute", "call", "do", "explain", "lock",
+    ];
+    split_statements(sql).any(|stmt| {
+        Words::new(stmt)
+            .next()
+            .is_some_and(|w| ROW_STATEMENTS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+    })
+}
+
 fn classify_one(stmt: &str) -> Option<Effect> {
     let words = Words::new(stmt);
     let mut w = words.clone();
@@ -385,6 +402,37 @@ impl<'a> Iterator for Words<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_statements_are_told_apart_from_control() {
+        for sql in [
+            "SELECT 1",
+            "  -- c\n(SELECT 1)",
+            "with x as (select 1) select * from x",
+            "INSERT INTO t VALUES (1)",
+            "BEGIN",
+            "start transaction",
+            "SET x = 1; SELECT 2",
+            "TABLE t",
+            "COPY t FROM STDIN",
+        ] {
+            assert!(touches_rows(sql), "{sql}");
+        }
+        for sql in [
+            "SET x = 1",
+            "SHOW x",
+            "COMMIT",
+            "DISCARD ALL",
+            "RESET ALL",
+            "DEALLOCATE ALL",
+            "-- select\n",
+            "/* select */ ROLLBACK",
+            "VACUUM t",
+            "",
+        ] {
+            assert!(!touches_rows(sql), "{sql}");
+        }
+    }
 
     fn setting(name: &str, stmt: &str) -> Effect {
         Effect::Setting {

@@ -66,6 +66,10 @@ impl Session {
             if tag == ftag::TERMINATE {
                 return Ok(Some(End::ClientGone));
             }
+            if self.rls_must_wait(tag) {
+                self.rls.held = true;
+                return Ok(None);
+            }
             let msg = self.client_in.split_to(h.total_len).freeze();
             if self.skip_until_sync {
                 if tag == ftag::SYNC {
@@ -108,6 +112,14 @@ impl Session {
                     continue;
                 }
             }
+            let plan = match self.rls_plan(tag, &msg, plan) {
+                Ok(p) => p,
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    self.refuse(tag, e);
+                    continue;
+                }
+            };
             match self.handle_client_message(tag, &msg, plan) {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
@@ -153,6 +165,19 @@ impl Session {
             ),
             _ => Ok(Plan::AsSent),
         }
+    }
+
+    /// `rls`: the variable set in front of a message that starts a
+    /// transaction (see [`super::rls`]).
+    fn rls_plan(&mut self, tag: u8, msg: &[u8], plan: Plan) -> Result<Plan, ProxyError> {
+        let planned = match &plan {
+            Plan::Query(s) => Some(s.as_str()),
+            _ => None,
+        };
+        Ok(match self.rls_before(tag, msg, planned)? {
+            Some(sql) => Plan::Query(sql),
+            None => plan,
+        })
     }
 
     /// Reports `e` for the message `tag` exactly where Postgres would: with no
@@ -226,6 +251,11 @@ impl Session {
                 self.expect_ready();
                 self.t.unsynced = false;
             }
+            ftag::EXECUTE => {
+                self.to_server.extend_from_slice(msg);
+                self.t.unsynced = true;
+                self.t.batch_executes += 1;
+            }
             ftag::PARSE => {
                 self.obs.note_parse(msg);
                 self.on_parse(msg, plan)?
@@ -233,7 +263,7 @@ impl Session {
             ftag::BIND => self.on_bind(msg)?,
             ftag::DESCRIBE => self.on_describe(msg)?,
             ftag::CLOSE => self.on_close(msg)?,
-            ftag::EXECUTE | ftag::FLUSH => {
+            ftag::FLUSH => {
                 self.to_server.extend_from_slice(msg);
                 self.t.unsynced = true;
             }
@@ -299,6 +329,7 @@ impl Session {
     pub(super) fn expect_ready(&mut self) {
         self.t.pending += 1;
         self.t.sent += 1;
+        self.t.batch_executes = 0;
         self.obs.request();
     }
 
@@ -324,10 +355,7 @@ impl Session {
                     }
                 }
                 Effect::Setting { name, .. }
-                    if self
-                        .iso
-                        .as_ref()
-                        .is_some_and(|i| !i.server_tracks_variable() && name == i.variable()) =>
+                    if self.iso.as_ref().is_some_and(|i| name == i.variable()) =>
                 {
                     // The tenant variable is the proxy's; the server's copy is
                     // stale after this and is reset before the next client.
@@ -474,6 +502,11 @@ impl Session {
         let (stmt_name, stmt_end) = bind_names(msg)?;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
+        if portal.starts_with(SERVER_NAME_PREFIX.as_bytes()) {
+            return Err(ProxyError::reserved_portal_name(&String::from_utf8_lossy(
+                portal,
+            )));
+        }
         if self.obs.wants_sql()
             && let Some(s) = self.statements.get(&String::from_utf8_lossy(stmt_name))
         {

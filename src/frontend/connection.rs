@@ -146,15 +146,10 @@ async fn start_session(
                     send_fatal(&mut client, &e).await;
                     return Err(e);
                 }
-                // The server's copy of the variable follows the session's
-                // tenant (SHOW, and row-level security policies, read it).
-                startup.retain(|(k, _)| k.to_lowercase() != rules.variable);
-                if rules.rls {
-                    startup.push((rules.variable.clone(), t.to_string()));
-                }
-            } else {
-                startup.retain(|(k, _)| k.to_lowercase() != rules.variable);
             }
+            // The variable is the proxy's: servers never get it at session
+            // level (with `rls`, each transaction sets it; see frontend::rls).
+            startup.retain(|(k, _)| k.to_lowercase() != rules.variable);
             Some(Isolation::new(state.clone(), rules.clone(), tenant))
         }
         None => None,

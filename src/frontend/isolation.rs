@@ -166,17 +166,15 @@ impl Isolation {
         outcome.as_ref().clone()
     }
 
-    /// Whether the server keeps its own copy of the tenant variable.
-    pub fn server_tracks_variable(&self) -> bool {
+    /// Whether `tenancy.rls` is on: every transaction also sets the variable
+    /// on the server.
+    pub fn rls(&self) -> bool {
         self.rules.rls
     }
 
-    /// `SHOW <variable>` answered from the session's tenant (the servers'
-    /// copy of the variable is not kept unless `rls` is on).
+    /// `SHOW <variable>` answered from the session's tenant (servers never
+    /// keep a session-level copy of the variable).
     fn show_variable(&self, sql: &str) -> Option<String> {
-        if self.rules.rls {
-            return None;
-        }
         let mut stmts = split_statements(sql);
         let (Some(only), None) = (stmts.next(), stmts.next()) else {
             return None;

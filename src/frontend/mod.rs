@@ -7,6 +7,7 @@ pub mod connection;
 pub mod handshake;
 pub mod isolation;
 pub mod prepared;
+mod rls;
 mod server_messages;
 pub mod session;
 pub mod settings;

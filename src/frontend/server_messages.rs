@@ -66,6 +66,14 @@ impl Session {
                     t.close_q.retain(|(b, _)| *b > batch);
                     t.bind_q.retain(|(b, _)| *b > batch);
                     t.describe_q.retain(|(b, _)| *b > batch);
+                    t.results_q.retain(|(b, _)| *b > batch);
+                    if self.rls.prefix.is_some_and(|(b, _)| b <= batch) {
+                        self.rls.prefix = None;
+                    }
+                    if t.pending == 0 {
+                        // Known now: whether the next statement starts a transaction.
+                        self.rls.armed = t.tx_status == b'I';
+                    }
                     match self.settings.on_ready(t.tx_status) {
                         Committed::Nothing => {}
                         Committed::InSync => {
@@ -99,6 +107,7 @@ impl Session {
                     Some((_, CloseAction::AsParseComplete(_))) => {
                         messages::parse_complete(&mut self.to_client)
                     }
+                    Some((_, CloseAction::Swallow)) => {}
                     _ => self.to_client.extend_from_slice(&msg),
                 },
                 tag::PARAMETER_DESCRIPTION => match t.describe_q.pop_front() {
@@ -143,16 +152,47 @@ impl Session {
                     t.close_q.retain(|(b, _)| *b != batch);
                     t.bind_q.retain(|(b, _)| *b != batch);
                     t.describe_q.retain(|(b, _)| *b != batch);
+                    t.results_q.retain(|(b, _)| *b != batch);
                     self.settings.on_error();
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_error();
                     }
                     self.obs.server_error(&msg);
+                    match self.rls.prefix {
+                        // The query string began with the proxy's SET LOCAL.
+                        Some((b, chars)) if b == batch => {
+                            messages::shift_error_position(&msg, chars, &mut self.to_client)
+                        }
+                        _ => self.to_client.extend_from_slice(&msg),
+                    }
+                }
+                tag::DATA_ROW if ours(&t.results_q, t.answered) == Some(true) => {
+                    // A row of the proxy's own statement.
+                }
+                tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
+                    if ours(&t.results_q, t.answered) == Some(false) =>
+                {
+                    // A result of the client's that comes before the proxy's.
+                    if let Some((_, before)) = t.results_q.front_mut() {
+                        *before -= 1;
+                    }
                     self.to_client.extend_from_slice(&msg);
                 }
                 tag::PARAMETER_STATUS => {
                     server.conn.record_parameter(&msg);
                     self.to_client.extend_from_slice(&msg);
+                }
+                tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered).is_some() => {
+                    match t.results_q.front_mut() {
+                        Some((_, before)) if *before > 0 => {
+                            *before -= 1;
+                            self.to_client.extend_from_slice(&msg);
+                        }
+                        _ => {
+                            // The proxy's own statement is done.
+                            t.results_q.pop_front();
+                        }
+                    }
                 }
                 tag::COMMAND_COMPLETE => {
                     let text = &msg[5..msg.len().saturating_sub(1)];
@@ -182,6 +222,16 @@ impl Session {
                 _ => self.to_client.extend_from_slice(&msg),
             }
         }
+    }
+}
+
+/// Whether the next result of batch `answered` belongs to the proxy's own
+/// statement (`Some(true)`), to one of the client's that precede it
+/// (`Some(false)`), or there is no proxy statement in this batch (`None`).
+fn ours(results_q: &std::collections::VecDeque<(u64, u32)>, answered: u64) -> Option<bool> {
+    match results_q.front() {
+        Some((b, before)) if *b == answered => Some(*before == 0),
+        _ => None,
     }
 }
 

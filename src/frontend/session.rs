@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::cancel::CancelSlot;
 use super::isolation::{Isolation, TenantBinding};
 use super::prepared::{ClientStatements, Statement};
+use super::rls::RlsState;
 pub(super) use super::settings::Committed;
 use super::settings::Settings;
 use crate::config::PoolMode;
@@ -56,6 +57,8 @@ pub(super) enum CloseAction {
     /// It stands in for the client's Parse (of this name) of a statement the
     /// server already had.
     AsParseComplete(String),
+    /// It answers a Close tenantgate injected: swallow it.
+    Swallow,
 }
 
 /// What the BindComplete for a Bind we forwarded should become.
@@ -125,6 +128,11 @@ pub(super) struct Tracker {
     pub(super) close_q: VecDeque<(u64, CloseAction)>,
     pub(super) bind_q: VecDeque<(u64, BindAction)>,
     pub(super) describe_q: VecDeque<(u64, DescribeAction)>,
+    /// Results of statements tenantgate ran in front of the client's: the
+    /// batch, and how many of the client's results in that batch come first.
+    pub(super) results_q: VecDeque<(u64, u32)>,
+    /// Executes the client sent since its last Sync.
+    pub(super) batch_executes: u32,
 }
 
 /// An authenticated client session.
@@ -167,6 +175,8 @@ pub struct Session {
     pub(super) server_dirty: bool,
     /// Metric handles and the admin console's view of this session.
     pub(super) obs: SessionObs,
+    /// `tenancy.rls` bookkeeping.
+    pub(super) rls: RlsState,
 }
 
 /// Everything a session needs at birth.
@@ -200,6 +210,15 @@ impl Session {
     pub fn new(p: SessionParts) -> Session {
         let loaded = p.state.loaded();
         let server_cfg = &loaded.config.server;
+        let rls = RlsState {
+            armed: p.server.is_some(),
+            dedicated: p
+                .isolation
+                .as_ref()
+                .and_then(|i| i.route().ok())
+                .is_some_and(|r| r.dedicated),
+            ..RlsState::default()
+        };
         Session {
             id: p.id,
             mode: server_cfg.pool_mode,
@@ -229,6 +248,7 @@ impl Session {
             unnamed_seq: 0,
             routed_tenant: p.routed_tenant,
             obs: p.obs,
+            rls,
         }
     }
 
@@ -254,6 +274,11 @@ impl Session {
             self.try_flush();
             if self.can_release() {
                 self.release().await;
+            }
+            if self.rls.held && self.t.pending == 0 {
+                // The answer a held message waited for is in.
+                self.rls.held = false;
+                continue;
             }
             match self.wait().await {
                 Event::Shutdown => return Err(ProxyError::shutting_down()),
@@ -307,7 +332,9 @@ impl Session {
     /// Waits for the next socket event worth handling.
     async fn wait(&self) -> Event {
         let server = self.server.as_ref().map(|s| &s.conn.stream);
-        let read_client = self.to_server.len() < HIGH_WATER && self.to_client.len() < HIGH_WATER;
+        let read_client = self.to_server.len() < HIGH_WATER
+            && self.to_client.len() < HIGH_WATER
+            && (!self.rls.held || self.client_in.len() < HIGH_WATER);
         let read_server = server.is_some() && self.to_client.len() < HIGH_WATER;
         // Between transactions (also when pinned or in session pooling): a
         // draining proxy may close the session now.
@@ -373,6 +400,7 @@ impl Session {
                 .pool(&route.shard)
                 .ok_or_else(ProxyError::internal)?;
             self.settings.pin_schema(route.schema.as_deref());
+            self.rls.dedicated = route.dedicated;
         } else {
             let loaded = self.state.loaded();
             let route = match &self.routed_tenant {
@@ -408,6 +436,7 @@ impl Session {
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
             .await;
         self.server = Some(checkout);
+        self.rls.armed = true;
         Ok(())
     }
 

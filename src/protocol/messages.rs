@@ -27,6 +27,12 @@ pub mod tag {
     pub const CLOSE_COMPLETE: u8 = b'3';
     /// CommandComplete.
     pub const COMMAND_COMPLETE: u8 = b'C';
+    /// DataRow.
+    pub const DATA_ROW: u8 = b'D';
+    /// EmptyQueryResponse.
+    pub const EMPTY_QUERY: u8 = b'I';
+    /// PortalSuspended.
+    pub const PORTAL_SUSPENDED: u8 = b's';
     /// CopyInResponse.
     pub const COPY_IN_RESPONSE: u8 = b'G';
     /// CopyOutResponse.
@@ -320,8 +326,28 @@ pub fn bind_unnamed(buf: &mut BytesMut) {
 
 /// Execute of the unnamed portal, all rows.
 pub fn execute_unnamed(buf: &mut BytesMut) {
+    execute(buf, "");
+}
+
+/// Bind of a named statement to a portal, with text parameters and text results.
+pub fn bind_text(buf: &mut BytesMut, portal: &str, statement: &str, params: &[&[u8]]) {
+    let at = begin(buf, ftag::BIND);
+    put_cstr(buf, portal.as_bytes());
+    put_cstr(buf, statement.as_bytes());
+    buf.put_i16(0);
+    buf.put_i16(params.len() as i16);
+    for p in params {
+        buf.put_i32(p.len() as i32);
+        buf.put_slice(p);
+    }
+    buf.put_i16(0);
+    finish(buf, at);
+}
+
+/// Execute of a portal, all rows.
+pub fn execute(buf: &mut BytesMut, portal: &str) {
     let at = begin(buf, ftag::EXECUTE);
-    buf.put_u8(0);
+    put_cstr(buf, portal.as_bytes());
     buf.put_i32(0);
     finish(buf, at);
 }
@@ -361,10 +387,92 @@ pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
     (code, message)
 }
 
+/// Writes an ErrorResponse/NoticeResponse with its position field (`P`, a
+/// 1-based character index into the query string) moved back by `by`
+/// characters: the query string the server saw began with `by` characters
+/// the client did not send. A position inside that prefix is dropped.
+pub fn shift_error_position(msg: &[u8], by: usize, out: &mut BytesMut) {
+    let at = begin(out, msg.first().copied().unwrap_or(tag::ERROR_RESPONSE));
+    let mut pos = 5;
+    while pos < msg.len() && msg[pos] != 0 {
+        let field = msg[pos];
+        let start = pos + 1;
+        let end = msg[start..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(msg.len(), |e| start + e);
+        let value = &msg[start..end];
+        if field == b'P' {
+            let shifted = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .and_then(|p| p.checked_sub(by))
+                .filter(|&p| p > 0);
+            if let Some(p) = shifted {
+                out.put_u8(b'P');
+                put_cstr(out, p.to_string().as_bytes());
+            }
+        } else {
+            out.put_u8(field);
+            put_cstr(out, value);
+        }
+        pos = end + 1;
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::framing::Messages;
+
+    #[test]
+    fn error_position_shifts_back() {
+        let mut msg = BytesMut::new();
+        let at = begin(&mut msg, tag::ERROR_RESPONSE);
+        for (f, v) in [(b'C', "42601"), (b'P', "30"), (b'M', "syntax error")] {
+            msg.put_u8(f);
+            put_cstr(&mut msg, v.as_bytes());
+        }
+        msg.put_u8(0);
+        finish(&mut msg, at);
+        let fields = |m: &[u8]| {
+            let mut out = Vec::new();
+            let mut pos = 5;
+            while m[pos] != 0 {
+                let end = pos + 1 + m[pos + 1..].iter().position(|&b| b == 0).unwrap();
+                out.push((
+                    m[pos],
+                    String::from_utf8_lossy(&m[pos + 1..end]).into_owned(),
+                ));
+                pos = end + 1;
+            }
+            assert_eq!(pos + 1, m.len());
+            assert_eq!(
+                i32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize,
+                m.len() - 1
+            );
+            out
+        };
+        let mut out = BytesMut::new();
+        shift_error_position(&msg, 10, &mut out);
+        assert_eq!(
+            fields(&out),
+            vec![
+                (b'C', "42601".to_string()),
+                (b'P', "20".to_string()),
+                (b'M', "syntax error".to_string())
+            ]
+        );
+        let mut out = BytesMut::new();
+        shift_error_position(&msg, 30, &mut out);
+        assert_eq!(
+            fields(&out).len(),
+            2,
+            "a position inside the prefix is dropped"
+        );
+    }
 
     #[test]
     fn error_round_trip() {

@@ -33,6 +33,8 @@ impl SqlState {
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
     /// 26000 invalid_sql_statement_name.
     pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
+    /// 34000 invalid_cursor_name.
+    pub const INVALID_CURSOR_NAME: SqlState = SqlState("34000");
     /// 28000 invalid_authorization_specification.
     pub const INVALID_AUTHORIZATION: SqlState = SqlState("28000");
     /// 28P01 invalid_password.
