@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelSlot;
 use super::isolation::{Isolation, TenantBinding};
@@ -98,10 +99,11 @@ pub(super) enum End {
     ClientGone,
 }
 
-/// One event from the sockets.
+/// One event from the sockets. Reads have already happened: their result
+/// is in the event, the bytes in the session's buffers.
 enum Event {
-    ClientReadable,
-    ServerReadable,
+    ClientRead(std::io::Result<usize>),
+    ServerRead(std::io::Result<usize>),
     ClientWritable,
     ServerWritable,
     Shutdown,
@@ -283,23 +285,10 @@ impl Session {
             match self.wait().await {
                 Event::Shutdown => return Err(ProxyError::shutting_down()),
                 Event::Killed => return Err(ProxyError::killed_by_admin()),
-                Event::ClientReadable => match self.client.try_read_buf(&mut self.client_in) {
-                    Ok(0) => return Ok(End::ClientGone),
-                    Ok(n) => self.obs.bytes_in(n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(End::ClientGone),
-                },
-                Event::ServerReadable => {
-                    let Some(s) = self.server.as_mut() else {
-                        continue;
-                    };
-                    match s.conn.stream.try_read_buf(&mut s.conn.read_buf) {
-                        Ok(0) => return Err(self.server_lost()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Err(self.server_lost()),
-                    }
-                }
+                Event::ClientRead(Ok(0) | Err(_)) => return Ok(End::ClientGone),
+                Event::ClientRead(Ok(n)) => self.obs.bytes_in(n),
+                Event::ServerRead(Ok(0) | Err(_)) => return Err(self.server_lost()),
+                Event::ServerRead(Ok(_)) => {}
                 Event::ClientWritable => {
                     if let Err(e) = self.write_client()
                         && e.kind() != std::io::ErrorKind::WouldBlock
@@ -329,13 +318,19 @@ impl Session {
         ProxyError::server_connection_lost(self.pool.shard())
     }
 
-    /// Waits for the next socket event worth handling.
-    async fn wait(&self) -> Event {
-        let server = self.server.as_ref().map(|s| &s.conn.stream);
+    /// Waits for the next socket event worth handling; a socket that is
+    /// readable is read at once.
+    ///
+    /// Reads go through tokio's `poll_read`, which treats a read that does
+    /// not fill the buffer as having drained the socket (edge-triggered
+    /// epoll): the next wait parks at once instead of first trying another
+    /// read that would only return EAGAIN. That is one system call less per
+    /// message in each direction.
+    async fn wait(&mut self) -> Event {
         let read_client = self.to_server.len() < HIGH_WATER
             && self.to_client.len() < HIGH_WATER
             && (!self.rls.held || self.client_in.len() < HIGH_WATER);
-        let read_server = server.is_some() && self.to_client.len() < HIGH_WATER;
+        let read_server = self.server.is_some() && self.to_client.len() < HIGH_WATER;
         // Between transactions (also when pinned or in session pooling): a
         // draining proxy may close the session now.
         let idle = self.server.is_none()
@@ -343,16 +338,50 @@ impl Session {
                 && !self.t.unsynced
                 && self.t.tx_status == b'I'
                 && self.to_server.is_empty());
-        tokio::select! {
-            biased;
-            _ = self.state.force_close.cancelled() => Event::Shutdown,
-            _ = self.obs.entry.kill.cancelled() => Event::Killed,
-            _ = self.state.shutdown.cancelled(), if idle => Event::Shutdown,
-            r = self.client.writable(), if !self.to_client.is_empty() => { let _ = r; Event::ClientWritable }
-            r = maybe_writable(server), if !self.to_server.is_empty() => { let _ = r; Event::ServerWritable }
-            r = maybe_readable(server), if read_server => { let _ = r; Event::ServerReadable }
-            r = self.client.readable(), if read_client => { let _ = r; Event::ClientReadable }
-        }
+        let write_client = !self.to_client.is_empty();
+        let write_server = !self.to_server.is_empty();
+        let mut force_close = std::pin::pin!(self.state.force_close.cancelled());
+        let mut killed = std::pin::pin!(self.obs.entry.kill.cancelled());
+        let mut shutdown = std::pin::pin!(self.state.shutdown.cancelled());
+        let client = &mut self.client;
+        let client_in = &mut self.client_in;
+        let mut server = self.server.as_mut().map(|s| &mut s.conn);
+        std::future::poll_fn(|cx| {
+            use std::task::Poll;
+            if force_close.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Shutdown);
+            }
+            if killed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Killed);
+            }
+            if idle && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Shutdown);
+            }
+            if write_client && client.poll_write_ready(cx).is_ready() {
+                return Poll::Ready(Event::ClientWritable);
+            }
+            if let Some(conn) = server.as_deref_mut() {
+                if write_server && conn.stream.poll_write_ready(cx).is_ready() {
+                    return Poll::Ready(Event::ServerWritable);
+                }
+                if read_server {
+                    reserve_for_read(&mut conn.read_buf);
+                    let stream = std::pin::Pin::new(&mut conn.stream);
+                    if let Poll::Ready(r) = poll_read_buf(stream, cx, &mut conn.read_buf) {
+                        return Poll::Ready(Event::ServerRead(r));
+                    }
+                }
+            }
+            if read_client {
+                reserve_for_read(client_in);
+                let stream = std::pin::Pin::new(&mut *client);
+                if let Poll::Ready(r) = poll_read_buf(stream, cx, client_in) {
+                    return Poll::Ready(Event::ClientRead(r));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Writes whatever the sockets take right now, without waiting.
@@ -575,16 +604,11 @@ fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn maybe_readable(s: Option<&TcpStream>) -> std::io::Result<()> {
-    match s {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn maybe_writable(s: Option<&TcpStream>) -> std::io::Result<()> {
-    match s {
-        Some(s) => s.writable().await,
-        None => std::future::pending().await,
+/// Free space a read may fill: a read that fills all of it does not prove
+/// the socket drained, so keep enough room for a typical burst.
+fn reserve_for_read(buf: &mut BytesMut) {
+    const MIN_SPARE: usize = 8 * 1024;
+    if buf.capacity() - buf.len() < MIN_SPARE {
+        buf.reserve(2 * MIN_SPARE);
     }
 }
