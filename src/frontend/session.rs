@@ -22,6 +22,7 @@ use super::prepared::{ClientStatements, Statement};
 use super::rls::RlsState;
 pub(super) use super::settings::Committed;
 use super::settings::Settings;
+use super::stops::{Stop, Stops};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
@@ -179,6 +180,8 @@ pub struct Session {
     pub(super) obs: SessionObs,
     /// `tenancy.rls` bookkeeping.
     pub(super) rls: RlsState,
+    /// Drain, forced close and admin kill.
+    pub(super) stops: Stops,
 }
 
 /// Everything a session needs at birth.
@@ -221,6 +224,7 @@ impl Session {
                 .is_some_and(|r| r.dedicated),
             ..RlsState::default()
         };
+        let stops = Stops::new(&p.state.force_close, &p.obs.entry.kill, &p.state.shutdown);
         Session {
             id: p.id,
             mode: server_cfg.pool_mode,
@@ -251,6 +255,7 @@ impl Session {
             routed_tenant: p.routed_tenant,
             obs: p.obs,
             rls,
+            stops,
         }
     }
 
@@ -340,22 +345,17 @@ impl Session {
                 && self.to_server.is_empty());
         let write_client = !self.to_client.is_empty();
         let write_server = !self.to_server.is_empty();
-        let mut force_close = std::pin::pin!(self.state.force_close.cancelled());
-        let mut killed = std::pin::pin!(self.obs.entry.kill.cancelled());
-        let mut shutdown = std::pin::pin!(self.state.shutdown.cancelled());
+        let stops = &mut self.stops;
         let client = &mut self.client;
         let client_in = &mut self.client_in;
         let mut server = self.server.as_mut().map(|s| &mut s.conn);
         std::future::poll_fn(|cx| {
             use std::task::Poll;
-            if force_close.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Shutdown);
-            }
-            if killed.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Killed);
-            }
-            if idle && shutdown.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Shutdown);
+            if let Poll::Ready(stop) = stops.poll(cx, idle) {
+                return Poll::Ready(match stop {
+                    Stop::Killed => Event::Killed,
+                    Stop::ForceClose | Stop::Shutdown => Event::Shutdown,
+                });
             }
             if write_client && client.poll_write_ready(cx).is_ready() {
                 return Poll::Ready(Event::ClientWritable);
@@ -448,16 +448,16 @@ impl Session {
                     .pauses
                     .wait(self.obs.tenant(), self.pool.shard(), self.wait_timeout);
             tokio::select! {
+                biased;
                 r = paused => r?,
-                _ = self.obs.entry.kill.cancelled() => return Err(ProxyError::killed_by_admin()),
-                _ = self.state.shutdown.cancelled() => return Err(ProxyError::shutting_down()),
+                stop = self.stops.any() => return Err(stop_error(stop)),
             }
         }
         let waiting = Instant::now();
         let mut checkout = tokio::select! {
+            biased;
             r = self.pool.checkout(self.wait_timeout) => r?,
-            _ = self.obs.entry.kill.cancelled() => return Err(ProxyError::killed_by_admin()),
-            _ = self.state.shutdown.cancelled() => return Err(ProxyError::shutting_down()),
+            stop = self.stops.any() => return Err(stop_error(stop)),
         };
         self.obs.acquired(waiting, &checkout.conn);
         prepare_server(&mut checkout, &self.settings).await?;
@@ -602,6 +602,14 @@ fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
         buf.advance(n);
     }
     Ok(())
+}
+
+/// The error a session ends with when it is stopped while waiting.
+fn stop_error(stop: Stop) -> ProxyError {
+    match stop {
+        Stop::Killed => ProxyError::killed_by_admin(),
+        Stop::ForceClose | Stop::Shutdown => ProxyError::shutting_down(),
+    }
 }
 
 /// Free space a read may fill: a read that fills all of it does not prove
