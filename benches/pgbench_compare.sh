@@ -22,6 +22,10 @@
 #             run in PERF_MODE and write perf.data there (this skews that
 #             run's TPS and CPU figures)
 #   PERF_MODE the mode profiled with PERF_OUT                       [simple]
+#   SYSCALLS  1 = after the measured runs, run each proxy under
+#             `strace -c -f` for a short extra `-M simple` run and print
+#             its system calls per transaction (counts, not times: strace
+#             slows the run, but the counts per transaction hold)     [0]
 #
 # What it does: `cargo build --release`; initdb a throwaway cluster (fsync off)
 # on a free port; `pgbench -i -s $SCALE`; start PgBouncer (installed with
@@ -47,6 +51,7 @@ MODES=${MODES:-"simple extended prepared"}
 KEEP=${KEEP:-0}
 PERF_OUT=${PERF_OUT:-}
 PERF_MODE=${PERF_MODE:-simple}
+SYSCALLS=${SYSCALLS:-0}
 
 TARGETS=(direct pgbouncer tenantgate)
 DBNAME=bench
@@ -203,6 +208,12 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"$rest"
 }
 
+# ctx_switches PID -> context switches (voluntary + involuntary) of all its threads
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null \
+        | awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # --------------------------------------------------------------- build ----
 
 TG_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -329,16 +340,17 @@ target_pid() {
     esac
 }
 
-declare -A TPS FAILED STATUS CPU_US LAT TXNS
+declare -A TPS FAILED STATUS CPU_US LAT TXNS CSW
 
 # run_one TARGET MODE SECONDS LOGFILE -> sets R_* for the run
 run_one() {
     local target=$1 mode=$2 secs=$3 out=$4
-    local port user pid t0=0 t1=0 rc=0
+    local port user pid t0=0 t1=0 c0=0 c1=0 rc=0
     port=$(target_port "$target"); user=$(target_user "$target"); pid=$(target_pid "$target")
     if [[ -n $pid ]]; then
-        kill -0 "$pid" 2>/dev/null || { R_STATUS="DEAD"; R_TPS=; R_TXNS=; R_FAILED=; R_LAT=; R_CPU=; return; }
+        kill -0 "$pid" 2>/dev/null || { R_STATUS="DEAD"; R_TPS=; R_TXNS=; R_FAILED=; R_LAT=; R_CPU=; R_CSW=; return; }
         t0=$(cpu_ticks "$pid")
+        c0=$(ctx_switches "$pid")
     fi
     if [[ -n $PERF_OUT && $target == tenantgate && $mode == "$PERF_MODE" && $secs == "$DURATION" ]]; then
         perf record -g -p "$TG_PID" -o "$PERF_OUT" >"$TMP/perf.log" 2>&1 &
@@ -353,14 +365,17 @@ run_one() {
         log "perf data in $PERF_OUT"
     fi
     [[ -n $pid ]] && t1=$(cpu_ticks "$pid" 2>/dev/null || echo "$t0")
+    [[ -n $pid ]] && c1=$(ctx_switches "$pid")
 
     R_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$out" | head -1)
     R_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -1)
     R_FAILED=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -1)
     R_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -1)
     R_CPU=
+    R_CSW=
     if [[ -n $pid && -n $R_TXNS && $R_TXNS -gt 0 ]]; then
         R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$R_TXNS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+        R_CSW=$(awk -v d=$((c1 - c0)) -v n="$R_TXNS" 'BEGIN { printf "%.2f", d / n }')
     fi
     if [[ $rc -eq 124 || $rc -eq 137 ]]; then
         R_STATUS="HUNG"
@@ -399,6 +414,7 @@ for mode in $MODES; do
         FAILED[$key]=${R_FAILED:-}
         LAT[$key]=${R_LAT:-}
         CPU_US[$key]=${R_CPU:-}
+        CSW[$key]=${R_CSW:-}
         STATUS[$key]=$R_STATUS
     done
 done
@@ -420,13 +436,13 @@ echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE
 echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
 echo
-printf '%-9s %-11s %12s %12s %10s %8s %14s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" status
+printf '%-9s %-11s %12s %12s %10s %8s %14s %11s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" "ctxsw/txn" status
 for mode in $MODES; do
     for target in "${TARGETS[@]}"; do
         key=$mode/$target
-        printf '%-9s %-11s %12s %12s %10s %8s %14s  %s\n' "$mode" "$target" \
+        printf '%-9s %-11s %12s %12s %10s %8s %14s %11s  %s\n' "$mode" "$target" \
             "${TPS[$key]:--}" "${TXNS[$key]:--}" "${LAT[$key]:--}" "${FAILED[$key]:--}" \
-            "${CPU_US[$key]:--}" "${STATUS[$key]}"
+            "${CPU_US[$key]:--}" "${CSW[$key]:--}" "${STATUS[$key]}"
     done
 done
 echo
@@ -445,6 +461,36 @@ if [[ " $MODES " == *" prepared "* && " $MODES " == *" simple "* ]]; then
         pp="n/a"
     fi
     echo "tenantgate prepared / pgbouncer simple: $pp"
+fi
+
+# syscall_profile TARGET: strace -c over a short -M simple run; prints the
+# proxy's system calls per transaction.
+syscall_profile() {
+    local target=$1 pid port user out
+    pid=$(target_pid "$target"); port=$(target_port "$target"); user=$(target_user "$target")
+    out=$TMP/runs/strace-$target
+    strace -c -f -p "$pid" -o "$out.txt" >/dev/null 2>&1 &
+    local spid=$!
+    sleep 1
+    PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" -n -S -M simple -c "$CLIENTS" -j "$JOBS" -T 5 \
+        -h 127.0.0.1 -p "$port" -U "$user" "$DBNAME" >"$out.pgbench" 2>&1 || true
+    kill -INT "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
+    local n
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out.pgbench" | head -1)
+    [[ -n $n && $n -gt 0 ]] || { echo "$target: no transactions under strace"; return; }
+    echo "$target ($n transactions under strace):"
+    awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+            e = (NF == 6) ? $5 : 0
+            printf "    %-16s %6.2f per txn (%.2f failed)\n", $NF, $4 / n, e / n }' "$out.txt" \
+        | sort -k2 -nr | head -8
+}
+
+if [[ $SYSCALLS == 1 ]]; then
+    command -v strace >/dev/null || die "SYSCALLS=1 needs strace"
+    echo
+    echo "system calls per transaction (pgbench -S -M simple, 5 s under strace -c -f)"
+    syscall_profile pgbouncer
+    syscall_profile tenantgate
 fi
 
 if grep -qiE 'error|panic' "$TMP/tenantgate.log"; then
