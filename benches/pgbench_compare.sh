@@ -17,6 +17,9 @@
 #   JOBS      pgbench worker threads (-j)                         [2]
 #   WARMUP    seconds of warm-up per target (simple protocol)     [3]
 #   MODES     query protocols measured, in order                  ["simple extended prepared"]
+#   TG_WORKERS tenantgate's `[server] workers`; PgBouncer runs one thread,
+#             so the default compares per core (1 = a single-threaded
+#             runtime); "" = tenantgate's own default (one per core)  [1]
 #   KEEP      1 = keep the temp dir (logs, configs) on exit       [0]
 #   PERF_OUT  if set, `perf record -g` tenantgate during its measured
 #             run in PERF_MODE and write perf.data there (this skews that
@@ -52,6 +55,7 @@ KEEP=${KEEP:-0}
 PERF_OUT=${PERF_OUT:-}
 PERF_MODE=${PERF_MODE:-simple}
 SYSCALLS=${SYSCALLS:-0}
+TG_WORKERS=${TG_WORKERS-1}
 
 TARGETS=(direct pgbouncer tenantgate)
 DBNAME=bench
@@ -432,7 +436,7 @@ ratio() {
 }
 
 echo
-echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling)"
+echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling; tenantgate workers=${TG_WORKERS:-default})"
 echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
 echo

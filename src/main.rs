@@ -59,10 +59,17 @@ fn main() -> ExitCode {
             .and_then(|c| c.server.workers),
         _ => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n.max(1));
-    }
+    // One worker: a current-thread runtime (no work stealing, no wake-ups
+    // between worker threads). More: a work-stealing pool of that size.
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -78,7 +78,8 @@ async fn json_logs_carry_the_tenant() {
     let _cleanup = RemoveOnDrop(dir.clone());
     let path = dir.join("routing.toml");
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nslow_query_threshold = \"30ms\"\n\
+        // workers = 1: the binary then runs on a current-thread runtime.
+        "[server]\nlisten = \"127.0.0.1:0\"\nslow_query_threshold = \"30ms\"\nworkers = 1\n\
          [tenancy]\n\
          [[users]]\nname = \"acme\"\npassword = \"acme-secret\"\ntenant = \"acme\"\n\
          [[shards]]\nname = \"s0\"\nurl = {}\n\
