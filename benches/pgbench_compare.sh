@@ -24,9 +24,9 @@
 #   PERF_OUT  if set, `perf record -g` tenantgate during its measured
 #             run in PERF_MODE and write perf.data there (this skews that
 #             run's TPS and CPU figures)
-#   PERF_MODE the mode profiled with PERF_OUT                       [simple]
+#   PERF_MODE the mode profiled with PERF_OUT or SYSCALLS           [simple]
 #   SYSCALLS  1 = after the measured runs, run each proxy under
-#             `strace -c -f` for a short extra `-M simple` run and print
+#             `strace -c -f` for a short extra run (`-M $PERF_MODE`) and print
 #             its system calls per transaction (counts, not times: strace
 #             slows the run, but the counts per transaction hold)     [0]
 #
@@ -467,7 +467,7 @@ if [[ " $MODES " == *" prepared "* && " $MODES " == *" simple "* ]]; then
     echo "tenantgate prepared / pgbouncer simple: $pp"
 fi
 
-# syscall_profile TARGET: strace -c over a short -M simple run; prints the
+# syscall_profile TARGET: strace -c over a short -M $PERF_MODE run; prints the
 # proxy's system calls per transaction.
 syscall_profile() {
     local target=$1 pid port user out
@@ -476,7 +476,7 @@ syscall_profile() {
     strace -c -f -p "$pid" -o "$out.txt" >/dev/null 2>&1 &
     local spid=$!
     sleep 1
-    PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" -n -S -M simple -c "$CLIENTS" -j "$JOBS" -T 5 \
+    PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" -n -S -M "$PERF_MODE" -c "$CLIENTS" -j "$JOBS" -T 5 \
         -h 127.0.0.1 -p "$port" -U "$user" "$DBNAME" >"$out.pgbench" 2>&1 || true
     kill -INT "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
     local n
@@ -492,7 +492,7 @@ syscall_profile() {
 if [[ $SYSCALLS == 1 ]]; then
     command -v strace >/dev/null || die "SYSCALLS=1 needs strace"
     echo
-    echo "system calls per transaction (pgbench -S -M simple, 5 s under strace -c -f)"
+    echo "system calls per transaction (pgbench -S -M $PERF_MODE, 5 s under strace -c -f)"
     syscall_profile pgbouncer
     syscall_profile tenantgate
 fi
