@@ -10,10 +10,16 @@ use sqlparser::ast::{
 };
 
 use super::scope::{Access, name_parts};
-use super::{Rewriter, TenantCheck, fold, parse_query};
+use super::{FixedQuery, Rewriter, TenantCheck, fold};
 use crate::error::ProxyError;
 
 type R<T = ()> = Result<T, ProxyError>;
+
+/// The source of `INSERT … DEFAULT VALUES` into a tenant relation; the NULL
+/// becomes the tenant hole.
+static DEFAULT_VALUES: FixedQuery = FixedQuery::new("VALUES (NULL)");
+/// The wrapper of `INSERT … SELECT`; the inner query is swapped in.
+static INSERT_SELECT_WRAPPER: FixedQuery = FixedQuery::new("SELECT s.* FROM (SELECT 1) AS s");
 
 /// How a write target was classified.
 enum Target {
@@ -103,7 +109,7 @@ impl Rewriter<'_> {
             (None, None) => {
                 // DEFAULT VALUES: the tenant column is the only one we give.
                 ins.columns.push(self.column_ident.clone());
-                let mut q = parse_query("VALUES (NULL)")?;
+                let mut q = DEFAULT_VALUES.get()?;
                 if let SetExpr::Values(v) = q.body.as_mut()
                     && let Some(cell) = v.rows.first_mut().and_then(|r| r.first_mut())
                 {
@@ -125,7 +131,7 @@ impl Rewriter<'_> {
                     }
                 } else {
                     // INSERT … SELECT: `SELECT s.*, <tenant> FROM (<select>) AS s`.
-                    let mut wrapper = parse_query("SELECT s.* FROM (SELECT 1) AS s")?;
+                    let mut wrapper = INSERT_SELECT_WRAPPER.get()?;
                     let hole = self.hole_expr(cast.clone());
                     if let SetExpr::Select(sel) = wrapper.body.as_mut() {
                         sel.projection.push(SelectItem::UnnamedExpr(hole));

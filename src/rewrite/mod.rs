@@ -7,12 +7,13 @@
 
 mod cache;
 mod dml;
+mod lex;
 pub mod policy;
 mod scope;
 pub mod template;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlparser::ast::{CopySource, CopyTarget, Ident, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -272,12 +273,40 @@ pub(crate) fn parse_query(sql: &str) -> Result<Query, ProxyError> {
     }
 }
 
+/// A query from fixed text, parsed once per process: each use gets a clone,
+/// far cheaper than lexing and parsing the text again.
+pub(crate) struct FixedQuery {
+    sql: &'static str,
+    parsed: OnceLock<Option<Query>>,
+}
+
+impl FixedQuery {
+    pub(crate) const fn new(sql: &'static str) -> FixedQuery {
+        FixedQuery {
+            sql,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// A fresh copy of the parsed query.
+    pub(crate) fn get(&self) -> Result<Query, ProxyError> {
+        self.parsed
+            .get_or_init(|| parse_query(self.sql).ok())
+            .clone()
+            .ok_or_else(ProxyError::internal)
+    }
+}
+
 fn parse(sql: &str) -> Result<Vec<Statement>, ProxyError> {
-    Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| ProxyError::unparsable(&e.to_string()))
+    let parser = Parser::new(&PostgreSqlDialect {}).with_recursion_limit(PARSER_RECURSION_LIMIT);
+    // Plain SQL is lexed by the fast lexer (the same tokens); the rest by
+    // sqlparser's tokenizer.
+    match lex::tokenize(sql) {
+        Some(tokens) => Ok(parser.with_tokens_with_locations(tokens)),
+        None => parser.try_with_sql(sql),
+    }
+    .and_then(|mut p| p.parse_statements())
+    .map_err(|e| ProxyError::unparsable(&e.to_string()))
 }
 
 /// Folds an identifier as Postgres does: unquoted names are lower-cased.

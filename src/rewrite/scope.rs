@@ -13,11 +13,15 @@ use sqlparser::ast::{
     TableWithJoins, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 
-use super::{Rewriter, fold};
+use super::{FixedQuery, Rewriter, fold};
 use crate::catalog::RelationKind;
 use crate::error::ProxyError;
 
 type R<T = ()> = Result<T, ProxyError>;
+
+/// The derived table a tenant relation becomes; its FROM item and WHERE are
+/// replaced.
+static SCOPED_RELATION: FixedQuery = FixedQuery::new("SELECT * FROM t");
 
 impl Rewriter<'_> {
     /// Scopes a whole query (WITH, body, ORDER BY, LIMIT).
@@ -314,7 +318,7 @@ impl Rewriter<'_> {
             *n = name;
             *a = None;
         }
-        let mut subquery = super::parse_query("SELECT * FROM t")?;
+        let mut subquery = SCOPED_RELATION.get()?;
         let predicate = Expr::BinaryOp {
             left: Box::new(Expr::Identifier(self.column_ident.clone())),
             op: BinaryOperator::Eq,
