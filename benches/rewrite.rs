@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use tenantgate::catalog::{Catalog, RelationKind};
 use tenantgate::rewrite::{RewriteCache, RewriteRules, Rewritten, cache_key, rewrite};
 
@@ -120,7 +120,113 @@ fn benches(c: &mut Criterion) {
         });
     }
     param.finish();
+
+    // The floor under `cold`: sqlparser alone, parsing the client's text and
+    // printing the parsed tree (no scoping, no template).
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let mut parse = c.benchmark_group("sqlparser/parse");
+    for (name, sql) in STATEMENTS {
+        parse.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
+            b.iter(|| sqlparser::parser::Parser::parse_sql(&dialect, black_box(sql)))
+        });
+    }
+    parse.finish();
+    let mut lex = c.benchmark_group("sqlparser/tokenize");
+    for (name, sql) in STATEMENTS {
+        lex.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
+            b.iter(|| {
+                sqlparser::tokenizer::Tokenizer::new(&dialect, black_box(sql))
+                    .tokenize_with_location()
+            })
+        });
+    }
+    lex.finish();
+    let mut print = c.benchmark_group("sqlparser/print");
+    for (name, sql) in STATEMENTS {
+        let parsed = sqlparser::parser::Parser::parse_sql(&dialect, sql).expect("parses");
+        print.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, parsed| {
+            b.iter(|| {
+                black_box(parsed)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+            })
+        });
+    }
+    print.finish();
+}
+
+/// This thread's time on a CPU so far, in ns (Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `TG_BENCH_CPU=1`: instead of criterion, print the CPU time per cold
+/// rewrite and per bare parse (median and best of 9 rounds). Steadier than
+/// wall time while other processes compete for the cores.
+fn cpu_report() {
+    let catalog = catalog();
+    let globals: HashSet<String> = ["plans".to_string()].into();
+    let none = HashSet::new();
+    let rules = RewriteRules {
+        catalog: &catalog,
+        column: "tenant_id",
+        global_tables: &globals,
+        allowed_functions: &none,
+        tenant_schemas: &none,
+        own_schema: None,
+        strict: true,
+    };
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    // The clock may tick coarsely (4 ms): each round runs for 200 ms of CPU.
+    let measure = |f: &dyn Fn()| {
+        let mut rounds = Vec::new();
+        for _ in 0..9 {
+            let start = thread_cpu_ns().expect("schedstat");
+            let mut n = 0u64;
+            let mut end = start;
+            while end - start < 200_000_000 {
+                for _ in 0..100 {
+                    f();
+                }
+                n += 100;
+                end = thread_cpu_ns().expect("schedstat");
+            }
+            rounds.push((end - start) as f64 / n as f64 / 1000.0);
+        }
+        rounds.sort_by(f64::total_cmp);
+        (rounds[rounds.len() / 2], rounds[0])
+    };
+    for (name, sql) in STATEMENTS {
+        let (cold, cold_best) = measure(&|| {
+            if let Ok(Rewritten::Template(t)) = rewrite(black_box(sql), &rules) {
+                black_box(t.render_literal("acme"));
+            }
+        });
+        let (parse, parse_best) = measure(&|| {
+            let _ = black_box(sqlparser::parser::Parser::parse_sql(
+                &dialect,
+                black_box(sql),
+            ));
+        });
+        println!(
+            "{name:<24} cold {cold:6.2} µs (best {cold_best:6.2})   parse {parse:6.2} µs (best {parse_best:6.2})"
+        );
+    }
 }
 
 criterion_group!(rewrite_benches, benches);
-criterion_main!(rewrite_benches);
+
+fn main() {
+    if std::env::var_os("TG_BENCH_CPU").is_some() {
+        cpu_report();
+        return;
+    }
+    rewrite_benches();
+    Criterion::default().configure_from_args().final_summary();
+}
