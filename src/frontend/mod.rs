@@ -9,6 +9,6 @@ pub mod isolation;
 pub mod prepared;
 mod rls;
 mod server_messages;
-mod stops;
 pub mod session;
 pub mod settings;
+mod stops;
