@@ -60,19 +60,39 @@ fn catalog() -> Catalog {
     )
 }
 
+/// What the benchmark's rewrite rules borrow.
+struct Setup {
+    catalog: Catalog,
+    globals: HashSet<String>,
+    none: HashSet<String>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            catalog: catalog(),
+            globals: ["plans".to_string()].into(),
+            none: HashSet::new(),
+        }
+    }
+
+    /// A tenant session's rules on the benchmark catalog.
+    fn rules(&self) -> RewriteRules<'_> {
+        RewriteRules {
+            catalog: &self.catalog,
+            column: "tenant_id",
+            global_tables: &self.globals,
+            allowed_functions: &self.none,
+            tenant_schemas: &self.none,
+            own_schema: None,
+            strict: true,
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
-    let catalog = catalog();
-    let globals: HashSet<String> = ["plans".to_string()].into();
-    let none = HashSet::new();
-    let rules = RewriteRules {
-        catalog: &catalog,
-        column: "tenant_id",
-        global_tables: &globals,
-        allowed_functions: &none,
-        tenant_schemas: &none,
-        own_schema: None,
-        strict: true,
-    };
+    let setup = Setup::new();
+    let rules = setup.rules();
 
     // Every statement must be rewritten (not refused, not passed through),
     // or the figures would measure something else.
@@ -170,18 +190,8 @@ fn thread_cpu_ns() -> Option<u64> {
 /// rewrite and per bare parse (median and best of 9 rounds). Steadier than
 /// wall time while other processes compete for the cores.
 fn cpu_report() {
-    let catalog = catalog();
-    let globals: HashSet<String> = ["plans".to_string()].into();
-    let none = HashSet::new();
-    let rules = RewriteRules {
-        catalog: &catalog,
-        column: "tenant_id",
-        global_tables: &globals,
-        allowed_functions: &none,
-        tenant_schemas: &none,
-        own_schema: None,
-        strict: true,
-    };
+    let setup = Setup::new();
+    let rules = setup.rules();
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
     // The clock may tick coarsely (4 ms): each round runs for 200 ms of CPU.
     let measure = |f: &dyn Fn()| {

@@ -14,7 +14,28 @@ use support::{
     connect, connect_with_options, create_database, exec, load_config, start_app_cluster,
     start_cluster_with, start_proxy, toml_str,
 };
+use tenantgate::config::Config;
 use tenantgate::localpg::ClusterOptions;
+
+/// One shard (`url`) with a single server connection, `rls = true` plus
+/// `tenancy_extra`, a trusted user `app` and a user `a` bound to tenant `a`.
+fn rls_config(url: &str, tenancy_extra: &str) -> Config {
+    load_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tenancy]\nrls = true\n{tenancy_extra}\n\
+         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n\n\
+         [[users]]\nname = \"a\"\npassword = \"a-secret\"\ntenant = \"a\"\n\n\
+         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = 1\n\n\
+         [routing]\nhash_shards = [\"s0\"]\n",
+        toml_str(url)
+    ))
+}
+
+/// Tenant `a` by its bound user, and tenant `b` chosen in the startup options.
+async fn tenants_a_and_b(port: u16) -> (tokio_postgres::Client, tokio_postgres::Client) {
+    let a = connect(port, "a", "a-secret", "app").await;
+    let b = connect_with_options(port, "app", "app-secret", "app", "-c app.current_tenant=b").await;
+    (a, b)
+}
 
 async fn server_tenant(c: &tokio_postgres::Client) -> String {
     let rows = c
@@ -38,25 +59,9 @@ async fn server_variable_follows_the_session_tenant() {
         "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL);",
     )
     .await;
-    let config = load_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tenancy]\nrls = true\n\n\
-         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n\n\
-         [[users]]\nname = \"a\"\npassword = \"a-secret\"\ntenant = \"a\"\n\n\
-         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = 1\n\n\
-         [routing]\nhash_shards = [\"s0\"]\n",
-        toml_str(&cluster.url("app"))
-    ));
-    let proxy = start_proxy(config).await;
+    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
     // pool_size 1: every client's transactions share one server connection.
-    let bound = connect(proxy.port, "a", "a-secret", "app").await;
-    let by_option = connect_with_options(
-        proxy.port,
-        "app",
-        "app-secret",
-        "app",
-        "-c app.current_tenant=b",
-    )
-    .await;
+    let (bound, by_option) = tenants_a_and_b(proxy.port).await;
     let by_set = connect(proxy.port, "app", "app-secret", "app").await;
     by_set
         .batch_execute("SET app.current_tenant = 'c'")
@@ -138,25 +143,8 @@ async fn policies_see_the_tenant_in_every_transaction() {
     .await;
     // A role that row-level security applies to (superusers bypass it).
     let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
-    let config = load_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
-         [tenancy]\nrls = true\nglobal_tables = [\"notes\"]\n\n\
-         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n\n\
-         [[users]]\nname = \"a\"\npassword = \"a-secret\"\ntenant = \"a\"\n\n\
-         [[shards]]\nname = \"s0\"\nurl = {}\npool_size = 1\n\n\
-         [routing]\nhash_shards = [\"s0\"]\n",
-        toml_str(&url)
-    ));
-    let proxy = start_proxy(config).await;
-    let a = connect(proxy.port, "a", "a-secret", "app").await;
-    let b = connect_with_options(
-        proxy.port,
-        "app",
-        "app-secret",
-        "app",
-        "-c app.current_tenant=b",
-    )
-    .await;
+    let proxy = start_proxy(rls_config(&url, "global_tables = [\"notes\"]\n")).await;
+    let (a, b) = tenants_a_and_b(proxy.port).await;
     let none = connect(proxy.port, "app", "app-secret", "app").await;
     let log_start = std::fs::metadata(cluster.log_file()).map_or(0, |m| m.len());
 

@@ -450,6 +450,13 @@ impl Session {
                 None,
             ));
         };
+        self.ensure_prepared(&stmt)?;
+        Ok((stmt.server_name.clone(), Some(stmt)))
+    }
+
+    /// Prepares `stmt` on the server in hand unless it already has it (the
+    /// ParseComplete is swallowed).
+    pub(super) fn ensure_prepared(&mut self, stmt: &Arc<Statement>) -> Result<(), ProxyError> {
         let sent = self.t.sent;
         let server = self.server_mut()?;
         if !server.conn.prepared.contains(&stmt.id) {
@@ -464,7 +471,7 @@ impl Session {
                 .parse_q
                 .push_back((sent, ParseAction::Swallow(Some(stmt.clone()))));
         }
-        Ok((stmt.server_name.clone(), Some(stmt)))
+        Ok(())
     }
 
     /// Makes sure the server holds this client's unnamed statement (never

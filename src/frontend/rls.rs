@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::classify::touches_rows;
 use super::isolation::bind_names;
 use super::prepared::Statement;
-use super::session::{BindAction, CloseAction, ParseAction, Session};
+use super::session::{BindAction, CloseAction, Session};
 use crate::error::ProxyError;
 use crate::protocol::messages::{self, ftag};
 use crate::rewrite::template::quote_literal;
@@ -138,20 +138,8 @@ impl Session {
                 s
             }
         };
+        self.ensure_prepared(&stmt)?;
         let sent = self.t.sent;
-        let server = self.server.as_mut().ok_or_else(ProxyError::internal)?;
-        if !server.conn.prepared.contains(&stmt.id) {
-            server.conn.prepared.insert(stmt.id);
-            messages::parse(
-                &mut self.to_server,
-                &stmt.server_name,
-                &stmt.query,
-                &stmt.param_types,
-            );
-            self.t
-                .parse_q
-                .push_back((sent, ParseAction::Swallow(Some(stmt.clone()))));
-        }
         messages::bind_text(
             &mut self.to_server,
             PORTAL,
