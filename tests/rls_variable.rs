@@ -296,6 +296,41 @@ async fn policies_see_the_tenant_in_every_transaction() {
         .collect();
     assert_eq!(first.len(), 2);
     assert_eq!(second, [vec![Some("2".to_string())]]);
+    // A client statement before the proxy's in the same batch keeps its
+    // bookkeeping: DEALLOCATE ALL forgets the client's statements.
+    let mut prep = parse("s1", "SELECT count(*) FROM notes");
+    prep.extend(sync());
+    raw.send(&prep).await;
+    assert_eq!(raw.until_ready().await[0].tag_char(), '1');
+    let mut batch = Vec::new();
+    for sql in ["DEALLOCATE ALL", "SELECT body FROM notes"] {
+        batch.extend(parse("", sql));
+        batch.extend(bind("", "", &[]));
+        batch.extend(execute(""));
+    }
+    batch.extend(sync());
+    raw.send(&batch).await;
+    let tags: String = raw
+        .until_ready()
+        .await
+        .iter()
+        .map(|m| m.tag_char())
+        .collect();
+    assert_eq!(tags, "12C12DDCZ");
+    let mut again = parse("s1", "SELECT count(*) FROM notes");
+    again.extend(bind("", "s1", &[]));
+    again.extend(execute(""));
+    again.extend(sync());
+    raw.send(&again).await;
+    let replies = raw.until_ready().await;
+    assert!(!replies.iter().any(|m| m.is_error()), "{replies:?}");
+    assert_eq!(
+        replies
+            .iter()
+            .filter_map(|m| m.data_row())
+            .collect::<Vec<_>>(),
+        [vec![Some("2".to_string())]]
+    );
     // The proxy's portal name is not the client's to use.
     let mut reserved = parse("", "SELECT 1");
     reserved.extend(bind("_tg_rls", "", &[]));

@@ -330,6 +330,7 @@ impl Session {
         self.t.pending += 1;
         self.t.sent += 1;
         self.t.batch_executes = 0;
+        self.t.batch_drops_statements = false;
         self.obs.request();
     }
 
@@ -363,12 +364,12 @@ impl Session {
                 }
                 Effect::Setting { .. } | Effect::ResetAll => self.settings.note(&effect),
                 Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
-                Effect::DiscardAll | Effect::DeallocateAll => {}
+                Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
             }
         }
     }
 
-    fn server_mut(&mut self) -> Result<&mut Checkout, ProxyError> {
+    pub(super) fn server_mut(&mut self) -> Result<&mut Checkout, ProxyError> {
         self.server.as_mut().ok_or_else(ProxyError::internal)
     }
 

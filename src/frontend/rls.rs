@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::classify::touches_rows;
 use super::isolation::bind_names;
 use super::prepared::Statement;
-use super::session::{BindAction, CloseAction, Session};
+use super::session::{BindAction, CloseAction, ParseAction, Session};
 use crate::error::ProxyError;
 use crate::protocol::messages::{self, ftag};
 use crate::rewrite::template::quote_literal;
@@ -138,14 +138,21 @@ impl Session {
                 s
             }
         };
-        self.ensure_prepared(&stmt)?;
         let sent = self.t.sent;
-        messages::bind_text(
-            &mut self.to_server,
-            PORTAL,
-            &stmt.server_name,
-            &[tenant.as_bytes()],
-        );
+        let name = if self.t.batch_drops_statements {
+            // Earlier in this batch the client dropped every prepared
+            // statement (DEALLOCATE ALL, DISCARD ALL): the proxy's may be
+            // gone as well. Prepare it as the unnamed statement instead (the
+            // client's own unnamed one is prepared again when it is used).
+            messages::parse(&mut self.to_server, "", &stmt.query, &stmt.param_types);
+            self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
+            self.server_mut()?.conn.unnamed_owner = None;
+            ""
+        } else {
+            self.ensure_prepared(&stmt)?;
+            stmt.server_name.as_str()
+        };
+        messages::bind_text(&mut self.to_server, PORTAL, name, &[tenant.as_bytes()]);
         self.t.bind_q.push_back((sent, BindAction::Swallow));
         messages::execute(&mut self.to_server, PORTAL);
         self.t.results_q.push_back((sent, self.t.batch_executes));

@@ -182,19 +182,17 @@ impl Session {
                     server.conn.record_parameter(&msg);
                     self.to_client.extend_from_slice(&msg);
                 }
-                tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered).is_some() => {
-                    match t.results_q.front_mut() {
-                        Some((_, before)) if *before > 0 => {
-                            *before -= 1;
-                            self.to_client.extend_from_slice(&msg);
-                        }
-                        _ => {
-                            // The proxy's own statement is done.
-                            t.results_q.pop_front();
-                        }
-                    }
+                tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered) == Some(true) => {
+                    // The proxy's own statement is done.
+                    t.results_q.pop_front();
                 }
                 tag::COMMAND_COMPLETE => {
+                    if ours(&t.results_q, t.answered) == Some(false)
+                        && let Some((_, before)) = t.results_q.front_mut()
+                    {
+                        // A result of the client's that comes before the proxy's.
+                        *before -= 1;
+                    }
                     let text = &msg[5..msg.len().saturating_sub(1)];
                     match text {
                         b"COMMIT" | b"ROLLBACK" => {

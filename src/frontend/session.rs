@@ -136,6 +136,8 @@ pub(super) struct Tracker {
     pub(super) results_q: VecDeque<(u64, u32)>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
+    /// A statement sent since the last Sync drops every prepared statement.
+    pub(super) batch_drops_statements: bool,
 }
 
 /// An authenticated client session.
