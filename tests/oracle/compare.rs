@@ -2,7 +2,10 @@
 //!
 //! Values are compared as text: the simple protocol's text renderings, and
 //! for the extended protocol each value's binary form decoded losslessly
-//! (numbers, timestamps, text, jsonb) or in hex.
+//! (numbers, timestamps, text, jsonb) or in hex. Decimal numbers that differ
+//! only in trailing zeros after the point compare equal: a set operation
+//! (`INTERSECT`, `UNION`) may return either input's copy of equal numeric
+//! values, `0` or `0.00`, depending on the plan.
 
 use std::fmt::Write as _;
 
@@ -87,12 +90,13 @@ impl Outcome {
             (Outcome::Ok(a), Outcome::Ok(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|(x, y)| {
+                        let (xr, yr) = (same_scale(&x.rows), same_scale(&y.rows));
                         x.columns == y.columns
                             && x.count == y.count
                             && if ordered {
-                                x.rows == y.rows
+                                xr == yr
                             } else {
-                                sorted(&x.rows) == sorted(&y.rows)
+                                sorted(&xr) == sorted(&yr)
                             }
                     })
             }
@@ -467,4 +471,46 @@ pub fn leaked_markers(outcome: &Outcome, sql: &str, foreign: &[String]) -> Vec<S
         }
     }
     found
+}
+
+/// Rows with every decimal number written without trailing fractional zeros
+/// (`0.00` → `0`, `10.50` → `10.5`); other values as they are.
+fn same_scale(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| cell.as_deref().map(without_trailing_zeros))
+                .collect()
+        })
+        .collect()
+}
+
+fn without_trailing_zeros(v: &str) -> String {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    match digits.split_once('.') {
+        Some((int, frac))
+            if !int.is_empty()
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            v.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+        _ => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_trailing_zeros;
+
+    #[test]
+    fn only_decimal_scale_is_ignored() {
+        assert_eq!(without_trailing_zeros("0.00"), "0");
+        assert_eq!(without_trailing_zeros("-10.50"), "-10.5");
+        assert_eq!(without_trailing_zeros("100"), "100");
+        assert_eq!(without_trailing_zeros("1.05"), "1.05");
+        assert_eq!(without_trailing_zeros("A-1.0"), "A-1.0");
+        assert_eq!(without_trailing_zeros("1.0e5"), "1.0e5");
+        assert_eq!(without_trailing_zeros(".50"), ".50");
+    }
 }
