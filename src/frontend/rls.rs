@@ -75,7 +75,7 @@ impl Session {
         msg: &[u8],
         planned: Option<&str>,
     ) -> Result<Option<String>, ProxyError> {
-        if !self.rls.armed {
+        if !self.rls.armed || !matches!(tag, ftag::QUERY | ftag::BIND) {
             return Ok(None);
         }
         let Some(tenant) = self.rls_tenant() else {
