@@ -31,6 +31,14 @@ pub enum Effect {
 /// Effects of every statement in `sql`, in order. Plain statements with no
 /// session effect produce nothing; the common case allocates nothing.
 pub fn classify(sql: &str) -> Vec<Effect> {
+    if plainly_without_effect(sql.as_bytes()) {
+        return Vec::new();
+    }
+    classify_each(sql)
+}
+
+/// [`classify`], statement by statement, without the quick test.
+fn classify_each(sql: &str) -> Vec<Effect> {
     let mut out = Vec::new();
     for stmt in split_statements(sql) {
         if let Some(e) = classify_one(stmt) {
@@ -38,6 +46,52 @@ pub fn classify(sql: &str) -> Vec<Effect> {
         }
     }
     out
+}
+
+/// A quick, conservative test for the common case: one statement that
+/// starts with a word no session effect starts with, and that mentions none
+/// of the functions and keywords an effect needs further in. `true` proves
+/// that [`classify`] finds nothing; `false` only means: look closer.
+///
+/// It reads the text a few times with `memchr`, instead of lexing it.
+pub fn plainly_without_effect(sql: &[u8]) -> bool {
+    // One statement: no `;` but a trailing one.
+    if let Some(semi) = memchr::memchr(b';', sql)
+        && !sql[semi + 1..].iter().all(u8::is_ascii_whitespace)
+    {
+        return false;
+    }
+    // Its first word, when nothing (a comment, a literal) comes before it.
+    let start = sql
+        .iter()
+        .position(|c| !(c.is_ascii_whitespace() || *c == b'('))
+        .unwrap_or(sql.len());
+    if !sql.get(start).is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let end = sql[start..]
+        .iter()
+        .position(|&c| !WORD_CONT[c as usize])
+        .map_or(sql.len(), |n| start + n);
+    const EFFECT_STARTS: &[&[u8]] = &[
+        b"set",
+        b"reset",
+        b"discard",
+        b"deallocate",
+        b"rollback",
+        b"abort",
+        b"listen",
+        b"prepare",
+        b"declare",
+        b"create",
+    ];
+    let first = &sql[start..end];
+    if EFFECT_STARTS.iter().any(|k| first.eq_ignore_ascii_case(k)) {
+        return false;
+    }
+    // Further in, an effect needs `pg_[try_]advisory_lock…`, `set_config…`
+    // or `INTO TEMP[ORARY]`. (The needles start with rare bytes.)
+    !(mentions(sql, "_advisory_lock") || mentions(sql, "_config") || mentions(sql, "temp"))
 }
 
 /// Whether any statement in `sql` may read or write table rows (or opens a
@@ -164,14 +218,17 @@ fn classify_one(stmt: &str) -> Option<Effect> {
     let mut prev_into = false;
     for word in words {
         // `pg_catalog.set_config` is `set_config`: look at the last segment.
-        let name = word.rsplit('.').next().unwrap_or(word).trim_matches('"');
-        let lower_starts =
-            |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
-        if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
-            return Some(Effect::Pins("session advisory locks"));
-        }
-        if lower_starts("set_config") {
-            return Some(Effect::Pins("set_config()"));
+        let name = last_segment(word);
+        // Only names starting with `p` or `s` can be the functions below.
+        if matches!(name.as_bytes().first(), Some(b'p' | b'P' | b's' | b'S')) {
+            let lower_starts =
+                |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+            if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
+                return Some(Effect::Pins("session advisory locks"));
+            }
+            if lower_starts("set_config") {
+                return Some(Effect::Pins("set_config()"));
+            }
         }
         if prev_into && (kw(word, "temp") || kw(word, "temporary")) {
             return Some(Effect::Pins("temporary objects"));
@@ -179,6 +236,21 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         prev_into = kw(word, "into");
     }
     None
+}
+
+/// The part of a (possibly qualified) name after its last `.`, without
+/// surrounding double quotes.
+fn last_segment(word: &str) -> &str {
+    let b = word.as_bytes();
+    let name = match b.iter().rposition(|&c| c == b'.') {
+        Some(dot) => &word[dot + 1..],
+        None => word,
+    };
+    if name.starts_with('"') || name.ends_with('"') {
+        name.trim_matches('"')
+    } else {
+        name
+    }
 }
 
 fn unquote(s: &str) -> String {
@@ -190,12 +262,7 @@ fn unquote(s: &str) -> String {
 /// server-side statement names, which clients may not touch).
 pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     // Fast path: the prefix does not occur at all (nearly every statement).
-    let p = prefix.as_bytes();
-    if !sql
-        .as_bytes()
-        .windows(p.len())
-        .any(|w| w.eq_ignore_ascii_case(p))
-    {
+    if !mentions(sql.as_bytes(), prefix) {
         return None;
     }
     for stmt in split_statements(sql) {
@@ -216,6 +283,18 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// Whether `prefix` occurs anywhere in `text`, ignoring ASCII case.
+pub fn mentions(text: &[u8], prefix: &str) -> bool {
+    let p = prefix.as_bytes();
+    let Some((&first, rest)) = p.split_first() else {
+        return true;
+    };
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), text).any(|i| {
+        text.get(i + 1..i + p.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    })
 }
 
 /// The highest `$n` parameter in `sql`, outside strings and comments.
@@ -256,7 +335,8 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
                     start = i + 1;
                     return Some(s);
                 }
-                _ => i = skip_token(bytes, i),
+                c if matches!(CLASS[c as usize], LONG | QUOTED) => i = skip_token(bytes, i),
+                _ => i += 1,
             }
         }
         done = true;
@@ -265,6 +345,66 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
     })
     .filter(|s| !s.trim().is_empty())
 }
+
+// Byte classes for the word scanner (see [`CLASS`]).
+/// Any other byte: a token of one byte.
+const OTHER: u8 = 0;
+/// Starts a bare word: a letter or `_`.
+const WORD: u8 = 1;
+/// A `"`: starts a quoted identifier, which is a word too.
+const QUOTED: u8 = 2;
+/// A digit or a non-ASCII byte: starts a number or a non-ASCII name,
+/// skipped as one unit.
+const UNIT: u8 = 3;
+/// `'`, `-`, `/` or `$`: may start a string, a comment or a dollar quote.
+const LONG: u8 = 4;
+
+/// The class of each byte value.
+const CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() || b == b'_' {
+            WORD
+        } else if b == b'"' {
+            QUOTED
+        } else if b.is_ascii_digit() || b >= 0x80 {
+            UNIT
+        } else if matches!(b, b'\'' | b'-' | b'/' | b'$') {
+            LONG
+        } else {
+            OTHER
+        };
+        c += 1;
+    }
+    t
+};
+
+/// Bytes that continue a bare word: letters, digits, `_`, `.` (qualified
+/// names are one word) and non-ASCII bytes.
+const WORD_CONT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
+
+/// Bytes that continue a number or a non-ASCII name.
+const UNIT_CONT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
 
 /// Returns the index after the token starting at `i` (quoted strings,
 /// identifiers, dollar quotes and comments are one token each).
@@ -364,36 +504,30 @@ impl<'a> Iterator for Words<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let b = self.s.as_bytes();
-        while self.pos < b.len() {
-            let c = b[self.pos];
-            if c.is_ascii_alphabetic() || c == b'_' || c == b'"' {
-                let start = self.pos;
-                if c == b'"' {
+        while let Some(&c) = b.get(self.pos) {
+            match CLASS[c as usize] {
+                WORD => {
+                    let start = self.pos;
+                    self.pos += 1;
+                    while b.get(self.pos).is_some_and(|&c| WORD_CONT[c as usize]) {
+                        self.pos += 1;
+                    }
+                    return Some(&self.s[start..self.pos]);
+                }
+                QUOTED => {
+                    let start = self.pos;
                     self.pos = skip_token(b, self.pos);
-                } else {
-                    while self.pos < b.len()
-                        && (b[self.pos].is_ascii_alphanumeric()
-                            || b[self.pos] == b'_'
-                            || b[self.pos] == b'.'
-                            || b[self.pos] >= 0x80)
-                    {
+                    return Some(&self.s[start..self.pos]);
+                }
+                UNIT => {
+                    self.pos += 1;
+                    while b.get(self.pos).is_some_and(|&c| UNIT_CONT[c as usize]) {
                         self.pos += 1;
                     }
                 }
-                return Some(&self.s[start..self.pos]);
+                LONG => self.pos = skip_token(b, self.pos),
+                _ => self.pos += 1,
             }
-            if c >= 0x80 || c.is_ascii_digit() {
-                // Skip a non-ASCII identifier or a number as one unit.
-                while self.pos < b.len()
-                    && (b[self.pos].is_ascii_alphanumeric()
-                        || b[self.pos] >= 0x80
-                        || b[self.pos] == b'_')
-                {
-                    self.pos += 1;
-                }
-                continue;
-            }
-            self.pos = skip_token(b, self.pos);
         }
         None
     }
@@ -543,6 +677,95 @@ mod tests {
         assert!(classify("SELECT \"listen\" FROM t").is_empty());
         assert_eq!(classify("/* c */ LISTEN x"), vec![Effect::Pins("LISTEN")]);
         assert!(classify("SELECT $1::int; SELECT E'\\';listen'").is_empty());
+    }
+
+    #[test]
+    fn the_quick_test_never_hides_an_effect() {
+        let cases = [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+            "select pg_advisory_lock(1)",
+            "SELECT pg_catalog.PG_TRY_ADVISORY_LOCK(1)",
+            "select set_config('a','b',false)",
+            "SELECT 1 INTO TEMP t",
+            "select 1 into temporary t",
+            "  (SELECT 1)",
+            "SET x = 1",
+            "set local x = 1",
+            "Reset all",
+            "LISTEN c",
+            "create temp table t (a int)",
+            "SELECT 1; LISTEN c",
+            "SELECT 'a;b'",
+            "/* c */ LISTEN c",
+            "DISCARD ALL ;  ",
+            "update t set a = 1",
+            "",
+        ];
+        for sql in cases {
+            if plainly_without_effect(sql.as_bytes()) {
+                assert!(classify_each(sql).is_empty(), "{sql}");
+            }
+        }
+        // Random texts made of pieces that matter to either path.
+        const PIECES: &[&str] = &[
+            "select",
+            "SET",
+            "reset",
+            "listen",
+            "create",
+            "temp",
+            "TEMPORARY",
+            "into",
+            "INTO",
+            "pg_advisory_lock",
+            "pg_try_advisory_lock_shared",
+            "set_config",
+            "pg_catalog.",
+            "\"",
+            "'",
+            "$$",
+            "--",
+            "\n",
+            "/*",
+            "*/",
+            ";",
+            "(",
+            ")",
+            " ",
+            " ",
+            "1",
+            "x",
+            "_",
+            "discard all",
+            "deallocate",
+            "prepare",
+            "declare c cursor with hold for",
+        ];
+        let mut seed: u64 = 0x5eed_cafe;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut quick = 0;
+        for _ in 0..50_000 {
+            let n = 1 + next() % 8;
+            let sql: String = (0..n)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            if plainly_without_effect(sql.as_bytes()) {
+                quick += 1;
+                assert!(classify_each(&sql).is_empty(), "{sql:?}");
+            }
+        }
+        assert!(quick > 1_000, "the quick test passed only {quick} texts");
+        assert!(plainly_without_effect(cases[0].as_bytes()));
+        assert!(plainly_without_effect(b"update t set a = 1"));
+        assert!(!plainly_without_effect(b"select pg_advisory_lock(1)"));
+        assert!(!plainly_without_effect(b"SELECT 1 INTO TEMP t"));
+        assert!(!plainly_without_effect(b"SELECT 1; LISTEN c"));
+        assert!(!plainly_without_effect(b"/* c */ LISTEN c"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 
-use super::classify::{Effect, classify, names_with_prefix};
+use super::classify::{Effect, classify, mentions, names_with_prefix, plainly_without_effect};
 use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
@@ -132,7 +132,9 @@ impl Session {
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
         let in_transaction = self.t.tx_status != b'I';
         let pinned = self.pin.is_some();
-        if let Some(sql) = sql_of(tag, msg)
+        if let Some(raw) = sql_of(tag, msg)
+            && mentions(raw, SERVER_NAME_PREFIX)
+            && let Ok(sql) = std::str::from_utf8(raw)
             && let Some(name) = names_with_prefix(sql, SERVER_NAME_PREFIX)
         {
             // Other clients' statements live under these names on servers.
@@ -336,6 +338,9 @@ impl Session {
 
     /// Notes the session effects of SQL text sent by Query or Parse.
     fn on_query_text(&mut self, sql: &[u8]) {
+        if plainly_without_effect(sql) {
+            return;
+        }
         let Ok(sql) = std::str::from_utf8(sql) else {
             return;
         };
@@ -601,8 +606,8 @@ fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
     Ok((kind, read_cstr(msg, &mut pos)?))
 }
 
-/// The SQL text of a Query or Parse, when it is UTF-8.
-fn sql_of(tag: u8, msg: &[u8]) -> Option<&str> {
+/// The SQL text of a Query or Parse.
+fn sql_of(tag: u8, msg: &[u8]) -> Option<&[u8]> {
     let mut pos = 5;
     let sql = match tag {
         ftag::QUERY => &msg[5..msg.len().saturating_sub(1)],
@@ -612,7 +617,7 @@ fn sql_of(tag: u8, msg: &[u8]) -> Option<&str> {
         }
         _ => return None,
     };
-    std::str::from_utf8(sql).ok()
+    Some(sql)
 }
 
 /// SQL text must be UTF-8 to be analysed.
