@@ -11,7 +11,10 @@ use tokio::net::TcpStream;
 /// process `(pid, secret)` and waits until the server closes the connection
 /// (which it does once it has delivered the cancel signal).
 pub async fn send_cancel(addr: SocketAddr, key: (i32, i32)) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(addr).await?;
+    // Bounded: a session releasing its connection waits for cancels in flight.
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(key.0, key.1, &mut out);
     stream.write_all(&out).await?;

@@ -3,36 +3,77 @@
 //! is using at that moment, and to nothing else.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 /// The server connection a client is currently using: where to send a cancel.
 pub type CancelTarget = Option<(SocketAddr, (i32, i32))>;
 
-/// One client's slot. The session clears it (taking the lock) before it gives
-/// its server connection back, and a cancel holds the lock while it is
-/// delivered, so a cancel never lands on a connection another client holds.
+/// One client's slot. A cancel reads the target and counts itself in flight
+/// under the slot's lock; the session clears the target under the same lock
+/// before it gives its server connection back, and then waits until no
+/// cancel is in flight. So a cancel never lands on a connection another
+/// client holds, and setting the slot costs no more than a lock when no
+/// cancel is being delivered (every transaction sets it twice).
 #[derive(Debug, Default)]
 pub struct CancelSlot {
     target: Mutex<CancelTarget>,
+    in_flight: AtomicUsize,
+    delivered: Notify,
 }
 
 impl CancelSlot {
-    /// Records the server connection in use (or `None` when released).
+    /// Records the server connection in use (or `None` when released; then
+    /// returns only once no cancel for the previous one is on its way).
     pub async fn set(&self, target: CancelTarget) {
-        *self.target.lock().await = target;
+        let clearing = target.is_none();
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+        if !clearing || self.in_flight.load(Ordering::SeqCst) == 0 {
+            // A cancel that read the target before it was cleared counted
+            // itself in flight under the lock, so it is seen here.
+            return;
+        }
+        loop {
+            let delivered = self.delivered.notified();
+            tokio::pin!(delivered);
+            delivered.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            delivered.await;
+        }
     }
 
     /// Forwards a cancel to the current server connection, if any.
     pub async fn cancel(&self) {
-        let guard = self.target.lock().await;
-        if let Some((addr, key)) = *guard
-            && let Err(e) = crate::backend::send_cancel(addr, key).await
-        {
+        let target = {
+            let guard = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+            if guard.is_some() {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+            }
+            *guard
+        };
+        let Some((addr, key)) = target else {
+            return;
+        };
+        // Counted out when done, also if this future is dropped half-way.
+        let _in_flight = InFlight(self);
+        if let Err(e) = crate::backend::send_cancel(addr, key).await {
             tracing::warn!(error = %e, "could not forward cancel request");
         }
+    }
+}
+
+/// A cancel on its way; leaving the slot's count when dropped.
+struct InFlight<'a>(&'a CancelSlot);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.delivered.notify_waiters();
     }
 }
 
