@@ -67,8 +67,12 @@ pub fn tenants(state: &ProxyState) -> Table {
     let paused = state.pauses.current();
     for (tenant, (s, active, waiting)) in by_tenant {
         let shard = match &tenant {
-            Some(name) => loaded.router.route(name).ok().map(|r| r.shard),
-            None => loaded.router.default_route().ok().map(|r| r.shard),
+            Some(name) => loaded.router.route(name).ok().map(|r| r.shard.to_string()),
+            None => loaded
+                .router
+                .default_route()
+                .ok()
+                .map(|r| r.shard.to_string()),
         };
         let is_paused = paused.all
             || shard.as_ref().is_some_and(|s| paused.shards.contains(s))

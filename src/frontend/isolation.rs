@@ -149,7 +149,7 @@ impl Isolation {
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
         let strict = self.tenant.current().is_some();
-        let own_schema: Option<Arc<str>> = route.schema.as_deref().map(Into::into);
+        let own_schema: Option<Arc<str>> = route.schema.clone();
         let key = rewrite::cache_key(strict, own_schema.clone(), sql);
         let outcome = iso.cache.get_or_insert(key, || {
             let rules = RewriteRules {

@@ -426,10 +426,12 @@ impl Session {
         // (or the default shard), as the routing table says now.
         if let Some(iso) = &self.iso {
             let route = iso.route()?;
-            self.pool = self
-                .state
-                .pool(&route.shard)
-                .ok_or_else(ProxyError::internal)?;
+            if !self.pool.serves(&route.shard) {
+                self.pool = self
+                    .state
+                    .pool(&route.shard)
+                    .ok_or_else(ProxyError::internal)?;
+            }
             self.settings.pin_schema(route.schema.as_deref());
             self.rls.dedicated = route.dedicated;
         } else {
@@ -438,12 +440,16 @@ impl Session {
                 Some(t) => loaded.router.route(t).ok(),
                 None => loaded.router.default_route().ok(),
             };
-            if let Some(pool) = route.and_then(|r| self.state.pool(&r.shard)) {
+            if let Some(route) = route
+                && !self.pool.serves(&route.shard)
+                && let Some(pool) = self.state.pool(&route.shard)
+            {
                 self.pool = pool;
             }
         }
         let tenant = self.iso.as_ref().map(|i| i.tenant.current());
-        self.obs.begin(tenant, self.pool.shard(), Instant::now());
+        let now = Instant::now();
+        self.obs.begin(tenant, self.pool.shard(), now);
         if self.state.pauses.is_active() {
             let paused =
                 self.state
@@ -455,13 +461,20 @@ impl Session {
                 stop = self.stops.any() => return Err(stop_error(stop)),
             }
         }
-        let waiting = Instant::now();
-        let mut checkout = tokio::select! {
-            biased;
-            r = self.pool.checkout(self.wait_timeout) => r?,
-            stop = self.stops.any() => return Err(stop_error(stop)),
+        // An idle connection at hand needs no queue, no timer and no clock.
+        let (mut checkout, waited) = match self.pool.try_checkout() {
+            Some(c) => (c, std::time::Duration::ZERO),
+            None => {
+                let waiting = Instant::now();
+                let c = tokio::select! {
+                    biased;
+                    r = self.pool.checkout(self.wait_timeout) => r?,
+                    stop = self.stops.any() => return Err(stop_error(stop)),
+                };
+                (c, waiting.elapsed())
+            }
         };
-        self.obs.acquired(waiting, &checkout.conn);
+        self.obs.acquired(waited, &checkout.conn);
         prepare_server(&mut checkout, &self.settings).await?;
         self.cancel
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
@@ -493,7 +506,7 @@ impl Session {
             if std::mem::take(&mut self.server_dirty) {
                 s.conn.settings_fingerprint = u64::MAX;
             }
-            s.release();
+            s.release_at(self.obs.last_ready());
         }
     }
 
@@ -566,12 +579,13 @@ pub async fn prepare_server(
     checkout: &mut Checkout,
     settings: &Settings,
 ) -> Result<(), ProxyError> {
-    let shard = checkout.pool().shard().to_string();
+    let pool = checkout.pool().clone();
+    let shard = pool.shard();
     let conn = &mut checkout.conn;
     if conn.prepared.len() > MAX_PREPARED_PER_SERVER {
         conn.run_simple(&["DEALLOCATE ALL"])
             .await
-            .map_err(|_| ProxyError::shard_unavailable(&shard))?;
+            .map_err(|_| ProxyError::shard_unavailable(shard))?;
         conn.prepared.clear();
     }
     if conn.settings_fingerprint != settings.fingerprint() {
@@ -580,7 +594,7 @@ pub async fn prepare_server(
         let result = conn
             .run_simple(&refs)
             .await
-            .map_err(|_| ProxyError::shard_unavailable(&shard))?;
+            .map_err(|_| ProxyError::shard_unavailable(shard))?;
         if let Some((code, message)) = result {
             tracing::debug!(
                 code,

@@ -83,6 +83,8 @@ pub struct SessionObs {
     slow: Option<Duration>,
     /// SQL of the statement the next Sync executes (slow-query log only).
     sql: Option<Bytes>,
+    /// When the last ReadyForQuery arrived.
+    last_ready: Instant,
 }
 
 impl SessionObs {
@@ -103,7 +105,14 @@ impl SessionObs {
             started: VecDeque::new(),
             slow,
             sql: None,
+            last_ready: Instant::now(),
         }
+    }
+
+    /// When the last ReadyForQuery arrived (or the session started): a
+    /// clock reading that is recent whenever a transaction has just ended.
+    pub fn last_ready(&self) -> Instant {
+        self.last_ready
     }
 
     /// The tenant of the current transaction.
@@ -124,9 +133,8 @@ impl SessionObs {
         self.entry.set_waiting(now);
     }
 
-    /// The transaction got server connection `conn` after waiting since `since`.
-    pub fn acquired(&mut self, since: Instant, conn: &ServerConn) {
-        let waited = since.elapsed();
+    /// The transaction got server connection `conn` after waiting `waited`.
+    pub fn acquired(&mut self, waited: Duration, conn: &ServerConn) {
         self.h.pool_wait.observe(waited);
         self.h
             .traffic
@@ -218,7 +226,9 @@ impl SessionObs {
         let Some((started, sql)) = self.started.pop_front() else {
             return;
         };
-        let took = started.elapsed();
+        let now = Instant::now();
+        self.last_ready = now;
+        let took = now.saturating_duration_since(started);
         let h = &self.h;
         h.queries.inc();
         h.query_duration.observe(took);

@@ -3,6 +3,7 @@
 //! connection in an unknown state can never reach another client.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -12,8 +13,9 @@ use crate::backend::ServerConn;
 /// A server connection held by one client session.
 #[derive(Debug)]
 pub struct Checkout {
-    /// The connection (closing it is dropping it).
-    pub conn: ServerConn,
+    /// The connection (closing it is dropping it). Boxed once when opened,
+    /// so handing it between the pool and sessions moves a pointer.
+    pub conn: Box<ServerConn>,
     lease: Lease,
 }
 
@@ -35,7 +37,11 @@ impl Drop for Lease {
 }
 
 impl Checkout {
-    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>, permit: OwnedSemaphorePermit) -> Self {
+    pub(super) fn new(
+        conn: Box<ServerConn>,
+        pool: Arc<Pool>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Checkout {
             conn,
             lease: Lease {
@@ -55,9 +61,15 @@ impl Checkout {
     /// to the pool and frees the slot for the next waiter. A connection with
     /// unread bytes is closed instead.
     pub fn release(self) {
+        self.release_at(Instant::now());
+    }
+
+    /// [`Checkout::release`] for a caller that already read the clock: the
+    /// connection counts as last used at `now`.
+    pub fn release_at(self, now: Instant) {
         let Checkout { conn, mut lease } = self;
         if conn.is_drained() {
-            lease.pool.put_idle(conn);
+            lease.pool.put_idle(conn, now);
             lease.returned = true;
         }
     }

@@ -57,7 +57,10 @@ pub struct PoolStats {
 pub struct Pool {
     settings: PoolSettings,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<ServerConn>>,
+    /// Boxed on purpose: a connection moves between this list and sessions
+    /// on every transaction, and a pointer moves cheaper than the struct.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<ServerConn>>>,
     next_id: AtomicU64,
     /// ParameterStatus values servers reported, by session-settings fingerprint.
     reported: Mutex<HashMap<u64, ReportedParams>>,
@@ -137,10 +140,10 @@ impl Pool {
     /// Waits (FIFO, up to `wait`) for a connection: an idle one that is still
     /// alive, or a new one. Dropping the future leaves the queue.
     pub async fn checkout(self: &Arc<Self>, wait: Duration) -> Result<Checkout, ProxyError> {
-        let started = Instant::now();
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                let started = Instant::now();
                 self.stats.waiting.fetch_add(1, Ordering::Relaxed);
                 let r = tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await;
                 self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -162,11 +165,35 @@ impl Pool {
             }
         };
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        if let Some(conn) = self.pop_idle() {
+            return Ok(Checkout::new(conn, self.clone(), permit));
+        }
+        let conn = self.connect().await?;
+        Ok(Checkout::new(conn, self.clone(), permit))
+    }
+
+    /// An idle connection, at once and without queueing, if a slot is free
+    /// and one is idle: the common case, which needs no clock and no timer.
+    pub fn try_checkout(self: &Arc<Self>) -> Option<Checkout> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        match self.pop_idle() {
+            Some(conn) => Some(Checkout::new(conn, self.clone(), permit)),
+            None => {
+                // Taken or dead after all: a checkout that may connect
+                // follows, and counts itself.
+                self.stats.checkouts.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The most recently returned idle connection that is still alive.
+    fn pop_idle(&self) -> Option<Box<ServerConn>> {
         loop {
-            let conn = self.idle.lock().ok().and_then(|mut g| g.pop());
-            let Some(conn) = conn else { break };
+            let conn = self.idle.lock().ok().and_then(|mut g| g.pop())?;
             if is_alive(&conn) {
-                return Ok(Checkout::new(conn, self.clone(), permit));
+                return Some(conn);
             }
             tracing::debug!(
                 shard = self.shard(),
@@ -175,11 +202,9 @@ impl Pool {
             );
             self.stats.open.fetch_sub(1, Ordering::Relaxed);
         }
-        let conn = self.connect().await?;
-        Ok(Checkout::new(conn, self.clone(), permit))
     }
 
-    async fn connect(&self) -> Result<ServerConn, ProxyError> {
+    async fn connect(&self) -> Result<Box<ServerConn>, ProxyError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.stats.connecting.fetch_add(1, Ordering::Relaxed);
         let r = ServerConn::connect(&self.settings.target, id, self.settings.connect_timeout).await;
@@ -188,7 +213,7 @@ impl Pool {
             Ok(c) => {
                 self.stats.open.fetch_add(1, Ordering::Relaxed);
                 self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                Ok(c)
+                Ok(Box::new(c))
             }
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
@@ -198,14 +223,15 @@ impl Pool {
         }
     }
 
-    /// Puts a clean connection back (called by [`Checkout`]).
-    pub(super) fn put_idle(&self, mut conn: ServerConn) {
+    /// Puts a clean connection back (called by [`Checkout`]); it was last
+    /// used at `now`.
+    pub(super) fn put_idle(&self, mut conn: Box<ServerConn>, now: Instant) {
         if self.retired.load(Ordering::Relaxed) {
             self.stats.open.fetch_sub(1, Ordering::Relaxed);
             tokio::spawn(conn.terminate());
             return;
         }
-        conn.last_used = Instant::now();
+        conn.last_used = now;
         match self.idle.lock() {
             Ok(mut g) => g.push(conn),
             Err(_) => {
@@ -231,9 +257,15 @@ impl Pool {
         self.retired.load(Ordering::Relaxed)
     }
 
+    /// Whether this pool, still in service, is the one for `shard`: then a
+    /// session routed there keeps it without looking the shard up again.
+    pub fn serves(&self, shard: &str) -> bool {
+        self.shard() == shard && !self.is_retired()
+    }
+
     /// Closes every idle connection (used when the shard is removed or on shutdown).
     pub fn close_idle(&self) {
-        let drained: Vec<ServerConn> = match self.idle.lock() {
+        let drained: Vec<Box<ServerConn>> = match self.idle.lock() {
             Ok(mut g) => g.drain(..).collect(),
             Err(_) => Vec::new(),
         };
@@ -259,7 +291,7 @@ async fn reap_idle(pool: Weak<Pool>) {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
         let limit = pool.settings.idle_timeout;
-        let expired: Vec<ServerConn> = match pool.idle.lock() {
+        let expired: Vec<Box<ServerConn>> = match pool.idle.lock() {
             Ok(mut g) => {
                 let (old, keep): (Vec<_>, Vec<_>) = g
                     .drain(..)

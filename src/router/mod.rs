@@ -4,6 +4,7 @@
 mod hash;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use hash::{jump_consistent_hash, place, tenant_key};
 
@@ -12,10 +13,10 @@ use crate::config::Config;
 /// Where one tenant (or an untenanted session) lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Shard name.
-    pub shard: String,
+    /// Shard name (shared with the table: a route costs no allocation).
+    pub shard: Arc<str>,
     /// Schema-per-tenant: the tenant's schema.
-    pub schema: Option<String>,
+    pub schema: Option<Arc<str>>,
     /// The shard holds this tenant alone; statements pass through.
     pub dedicated: bool,
 }
@@ -34,23 +35,23 @@ pub enum RouteError {
 /// The routing table built from a config; lookups are O(1).
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    explicit: HashMap<String, (usize, Option<String>)>,
-    shards: Vec<(String, bool)>,
+    explicit: HashMap<String, (usize, Option<Arc<str>>)>,
+    shards: Vec<(Arc<str>, bool)>,
     hash_shards: Vec<usize>,
 }
 
 impl Router {
     /// Builds the table. The config is assumed validated.
     pub fn new(config: &Config) -> Router {
-        let shards: Vec<(String, bool)> = config
+        let shards: Vec<(Arc<str>, bool)> = config
             .shards
             .iter()
-            .map(|s| (s.name.clone(), s.dedicated))
+            .map(|s| (Arc::from(s.name.as_str()), s.dedicated))
             .collect();
         let index: HashMap<&str, usize> = shards
             .iter()
             .enumerate()
-            .map(|(i, (n, _))| (n.as_str(), i))
+            .map(|(i, (n, _))| (&**n, i))
             .collect();
         let explicit = config
             .tenants
@@ -58,7 +59,7 @@ impl Router {
             .filter_map(|t| {
                 index
                     .get(t.shard.as_str())
-                    .map(|&i| (t.id.clone(), (i, t.schema.clone())))
+                    .map(|&i| (t.id.clone(), (i, t.schema.as_deref().map(Arc::from))))
             })
             .collect();
         let hash_shards = config
