@@ -53,15 +53,9 @@ fn classify_each(sql: &str) -> Vec<Effect> {
 /// of the functions and keywords an effect needs further in. `true` proves
 /// that [`classify`] finds nothing; `false` only means: look closer.
 ///
-/// It reads the text a few times with `memchr`, instead of lexing it.
+/// It reads the text once, looking only at the bytes the needles start
+/// with, instead of lexing it.
 pub fn plainly_without_effect(sql: &[u8]) -> bool {
-    // One statement: no `;` but a trailing one.
-    if let Some(semi) = memchr::memchr(b';', sql)
-        && !sql[semi + 1..].iter().all(u8::is_ascii_whitespace)
-    {
-        return false;
-    }
-    // Its first word, when nothing (a comment, a literal) comes before it.
     let start = sql
         .iter()
         .position(|c| !(c.is_ascii_whitespace() || *c == b'('))
@@ -86,13 +80,75 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
         b"create",
     ];
     let first = &sql[start..end];
-    if EFFECT_STARTS.iter().any(|k| first.eq_ignore_ascii_case(k)) {
-        return false;
+    for k in EFFECT_STARTS {
+        if first.len() == k.len() && first.eq_ignore_ascii_case(k) {
+            return false;
+        }
     }
     // Further in, an effect needs `pg_[try_]advisory_lock…`, `set_config…`
-    // or `INTO TEMP[ORARY]`. (The needles start with rare bytes.)
-    !(mentions(sql, "_advisory_lock") || mentions(sql, "_config") || mentions(sql, "temp"))
+    // or `INTO TEMP[ORARY]`; and one statement means no `;` but a
+    // trailing one.
+    let follows = |i: usize, rest: &[u8]| {
+        sql.get(i + 1..i + 1 + rest.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    };
+    let needs_a_look = |i: usize| match NEEDLE[sql[i] as usize] {
+        0 => false,
+        UNDERSCORE => follows(i, b"advisory_lock") || follows(i, b"config"),
+        LETTER_T => follows(i, b"emp"),
+        _ => !sql[i + 1..].iter().all(u8::is_ascii_whitespace),
+    };
+    // Eight bytes at a time: only words holding a needle byte are looked
+    // at byte by byte.
+    let mut i = 0;
+    while let Some(word) = sql[i..].first_chunk::<8>() {
+        let mut hits = needle_bytes(u64::from_le_bytes(*word));
+        while hits != 0 {
+            if needs_a_look(i + (hits.trailing_zeros() / 8) as usize) {
+                return false;
+            }
+            hits &= hits - 1;
+        }
+        i += 8;
+    }
+    for j in i..sql.len() {
+        if needs_a_look(j) {
+            return false;
+        }
+    }
+    true
 }
+
+/// The bytes of `w` (eight, little-endian) that may be `_`, `;`, `t` or
+/// `T`, as the high bit of each such byte (a byte `b` with
+/// `b | 0x20 == b't'` is one of the last two). Every such byte is marked;
+/// a byte right after one may be marked too, which only costs a look.
+#[inline]
+fn needle_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    zero_bytes(w ^ (ONES * u64::from(b'_')))
+        | zero_bytes(w ^ (ONES * u64::from(b';')))
+        | zero_bytes((w | (ONES * 0x20)) ^ (ONES * u64::from(b't')))
+}
+
+/// [`NEEDLE`]: `_`.
+const UNDERSCORE: u8 = 1;
+/// [`NEEDLE`]: `t` or `T`.
+const LETTER_T: u8 = 2;
+/// [`NEEDLE`]: `;`.
+const SEMICOLON: u8 = 3;
+
+/// The bytes the quick test stops at.
+const NEEDLE: [u8; 256] = {
+    let mut t = [0; 256];
+    t[b'_' as usize] = UNDERSCORE;
+    t[b't' as usize] = LETTER_T;
+    t[b'T' as usize] = LETTER_T;
+    t[b';' as usize] = SEMICOLON;
+    t
+};
 
 /// Whether any statement in `sql` may read or write table rows (or opens a
 /// transaction that later statements will): the statements row-level
@@ -766,6 +822,39 @@ mod tests {
         assert!(!plainly_without_effect(b"SELECT 1 INTO TEMP t"));
         assert!(!plainly_without_effect(b"SELECT 1; LISTEN c"));
         assert!(!plainly_without_effect(b"/* c */ LISTEN c"));
+        // Needles at every offset of the eight-byte words, and in the tail.
+        for pad in 0..20 {
+            let p = " ".repeat(pad);
+            for needle in [
+                "pg_advisory_lock(1)",
+                "into temp t",
+                "x; listen c",
+                "set_config('a','b',false)",
+            ] {
+                let sql = format!("select {p}{needle}");
+                assert!(!plainly_without_effect(sql.as_bytes()), "{sql:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn eight_byte_needle_test_matches_the_bytes() {
+        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let bytes = seed.to_le_bytes();
+            let marked = needle_bytes(seed);
+            for (k, &b) in bytes.iter().enumerate() {
+                if NEEDLE[b as usize] != 0 {
+                    assert!(marked & (0x80 << (8 * k)) != 0, "{bytes:?} byte {k}");
+                }
+            }
+        }
+        assert_eq!(needle_bytes(u64::from_le_bytes(*b"FROM abc")), 0);
+        assert_eq!(needle_bytes(u64::from_le_bytes(*b"abc_defg")), 0x80 << 24);
+        assert_eq!(needle_bytes(u64::from_le_bytes(*b"xxxxxxxT")), 0x80 << 56);
     }
 
     #[test]

@@ -18,8 +18,22 @@ impl Session {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
+        // Messages are read in place and the buffer advanced past them; it
+        // is lent out meanwhile so replies can be matched against the rest
+        // of the session's state.
+        let mut buf = std::mem::take(&mut server.conn.read_buf);
+        let r = self.process_server_messages(&mut buf);
+        if let Some(server) = self.server.as_mut() {
+            server.conn.read_buf = buf;
+        }
+        r
+    }
+
+    fn process_server_messages(&mut self, buf: &mut BytesMut) -> Result<(), ProxyError> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
         loop {
-            let buf = &mut server.conn.read_buf;
             if self.server_streaming > 0 {
                 let n = self.server_streaming.min(buf.len());
                 if n == 0 {
@@ -44,7 +58,7 @@ impl Session {
                 buf.reserve(h.total_len - buf.len());
                 return Ok(());
             }
-            let msg = buf.split_to(h.total_len);
+            let msg = &buf[..h.total_len];
             let t = &mut self.t;
             match h.tag {
                 tag::READY_FOR_QUERY => {
@@ -62,11 +76,7 @@ impl Session {
                     let batch = t.answered;
                     t.answered += 1;
                     // Replies still expected for this batch were skipped.
-                    t.parse_q.retain(|(b, _)| *b > batch);
-                    t.close_q.retain(|(b, _)| *b > batch);
-                    t.bind_q.retain(|(b, _)| *b > batch);
-                    t.describe_q.retain(|(b, _)| *b > batch);
-                    t.results_q.retain(|(b, _)| *b > batch);
+                    t.retain_replies(|b| b > batch);
                     if self.rls.prefix.is_some_and(|(b, _)| b <= batch) {
                         self.rls.prefix = None;
                     }
@@ -85,7 +95,7 @@ impl Session {
                         iso.tenant.on_ready(t.tx_status);
                     }
                     self.obs.ready(t.tx_status);
-                    self.to_client.extend_from_slice(&msg);
+                    self.to_client.extend_from_slice(msg);
                 }
                 tag::PARSE_COMPLETE => match t.parse_q.pop_front() {
                     Some((_, ParseAction::Swallow(stmt))) => {
@@ -95,26 +105,26 @@ impl Session {
                     }
                     Some((_, ParseAction::Forward(Some((stmt, _))))) => {
                         stmt.mark_validated();
-                        self.to_client.extend_from_slice(&msg);
+                        self.to_client.extend_from_slice(msg);
                     }
-                    _ => self.to_client.extend_from_slice(&msg),
+                    _ => self.to_client.extend_from_slice(msg),
                 },
                 tag::BIND_COMPLETE => match t.bind_q.pop_front() {
                     Some((_, BindAction::Swallow)) => {}
-                    _ => self.to_client.extend_from_slice(&msg),
+                    _ => self.to_client.extend_from_slice(msg),
                 },
                 tag::CLOSE_COMPLETE => match t.close_q.pop_front() {
                     Some((_, CloseAction::AsParseComplete(_))) => {
                         messages::parse_complete(&mut self.to_client)
                     }
                     Some((_, CloseAction::Swallow)) => {}
-                    _ => self.to_client.extend_from_slice(&msg),
+                    _ => self.to_client.extend_from_slice(msg),
                 },
                 tag::PARAMETER_DESCRIPTION => match t.describe_q.pop_front() {
                     Some((_, DescribeAction::HideLastParam)) => {
                         hide_last_param(&msg, &mut self.to_client)
                     }
-                    _ => self.to_client.extend_from_slice(&msg),
+                    _ => self.to_client.extend_from_slice(msg),
                 },
                 tag::ERROR_RESPONSE => {
                     // The server skips the rest of this batch: statements it
@@ -148,11 +158,7 @@ impl Session {
                             self.statements.remove(name);
                         }
                     }
-                    t.parse_q.retain(|(b, _)| *b != batch);
-                    t.close_q.retain(|(b, _)| *b != batch);
-                    t.bind_q.retain(|(b, _)| *b != batch);
-                    t.describe_q.retain(|(b, _)| *b != batch);
-                    t.results_q.retain(|(b, _)| *b != batch);
+                    t.retain_replies(|b| b != batch);
                     self.settings.on_error();
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_error();
@@ -163,7 +169,7 @@ impl Session {
                         Some((b, chars)) if b == batch => {
                             messages::shift_error_position(&msg, chars, &mut self.to_client)
                         }
-                        _ => self.to_client.extend_from_slice(&msg),
+                        _ => self.to_client.extend_from_slice(msg),
                     }
                 }
                 tag::DATA_ROW if ours(&t.results_q, t.answered) == Some(true) => {
@@ -176,11 +182,11 @@ impl Session {
                     if let Some((_, before)) = t.results_q.front_mut() {
                         *before -= 1;
                     }
-                    self.to_client.extend_from_slice(&msg);
+                    self.to_client.extend_from_slice(msg);
                 }
                 tag::PARAMETER_STATUS => {
                     server.conn.record_parameter(&msg);
-                    self.to_client.extend_from_slice(&msg);
+                    self.to_client.extend_from_slice(msg);
                 }
                 tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered) == Some(true) => {
                     // The proxy's own statement is done.
@@ -215,10 +221,11 @@ impl Session {
                         }
                         _ => {}
                     }
-                    self.to_client.extend_from_slice(&msg);
+                    self.to_client.extend_from_slice(msg);
                 }
-                _ => self.to_client.extend_from_slice(&msg),
+                _ => self.to_client.extend_from_slice(msg),
             }
+            buf.advance(h.total_len);
         }
     }
 }

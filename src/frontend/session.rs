@@ -140,6 +140,27 @@ pub(super) struct Tracker {
     pub(super) batch_drops_statements: bool,
 }
 
+impl Tracker {
+    /// Keeps the expected replies of the batches `keep` accepts.
+    pub(super) fn retain_replies(&mut self, keep: impl Fn(u64) -> bool) {
+        if !self.parse_q.is_empty() {
+            self.parse_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.close_q.is_empty() {
+            self.close_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.bind_q.is_empty() {
+            self.bind_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.describe_q.is_empty() {
+            self.describe_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.results_q.is_empty() {
+            self.results_q.retain(|(b, _)| keep(*b));
+        }
+    }
+}
+
 /// An authenticated client session.
 pub struct Session {
     /// Session id for logs and the admin console.
