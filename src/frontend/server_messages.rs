@@ -122,7 +122,7 @@ impl Session {
                 },
                 tag::PARAMETER_DESCRIPTION => match t.describe_q.pop_front() {
                     Some((_, DescribeAction::HideLastParam)) => {
-                        hide_last_param(&msg, &mut self.to_client)
+                        hide_last_param(msg, &mut self.to_client)
                     }
                     _ => self.to_client.extend_from_slice(msg),
                 },
@@ -163,11 +163,11 @@ impl Session {
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_error();
                     }
-                    self.obs.server_error(&msg);
+                    self.obs.server_error(msg);
                     match self.rls.prefix {
                         // The query string began with the proxy's SET LOCAL.
                         Some((b, chars)) if b == batch => {
-                            messages::shift_error_position(&msg, chars, &mut self.to_client)
+                            messages::shift_error_position(msg, chars, &mut self.to_client)
                         }
                         _ => self.to_client.extend_from_slice(msg),
                     }
@@ -185,7 +185,7 @@ impl Session {
                     self.to_client.extend_from_slice(msg);
                 }
                 tag::PARAMETER_STATUS => {
-                    server.conn.record_parameter(&msg);
+                    server.conn.record_parameter(msg);
                     self.to_client.extend_from_slice(msg);
                 }
                 tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered) == Some(true) => {
