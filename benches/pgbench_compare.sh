@@ -16,6 +16,9 @@
 #   SCALE     pgbench scale factor (-s) for `pgbench -i`          [10]
 #   JOBS      pgbench worker threads (-j)                         [2]
 #   WARMUP    seconds of warm-up per target (simple protocol)     [3]
+#   ROUNDS    measured runs per target and mode; the report gives the
+#             median of each figure (the order of the targets rotates
+#             from round to round)                                  [3]
 #   MODES     query protocols measured, in order                  ["simple extended prepared"]
 #   TG_WORKERS tenantgate's `[server] workers`; PgBouncer runs one thread,
 #             so the default compares per core (1 = a single-threaded
@@ -25,6 +28,12 @@
 #             run in PERF_MODE and write perf.data there (this skews that
 #             run's TPS and CPU figures)
 #   PERF_MODE the mode profiled with PERF_OUT or SYSCALLS           [simple]
+#   INSTRUCTIONS 1 = after the measured runs, run a second copy of each
+#             proxy under valgrind's callgrind and print the user-space
+#             instructions it executes per transaction (8 clients,
+#             $INSTR_TXNS transactions each, -M $PERF_MODE): the steadiest
+#             figure of the proxies' own code, immune to the machine's
+#             noise, but blind to the kernel's share               [0]
 #   SYSCALLS  1 = after the measured runs, run each proxy under
 #             `strace -c -f` for a short extra run (`-M $PERF_MODE`) and print
 #             its system calls per transaction (counts, not times: strace
@@ -50,11 +59,14 @@ DURATION=${DURATION:-15}
 SCALE=${SCALE:-10}
 JOBS=${JOBS:-2}
 WARMUP=${WARMUP:-3}
-MODES=${MODES:-"simple extended prepared"}
+MODES=${MODES-"simple extended prepared"}
 KEEP=${KEEP:-0}
 PERF_OUT=${PERF_OUT:-}
 PERF_MODE=${PERF_MODE:-simple}
 SYSCALLS=${SYSCALLS:-0}
+ROUNDS=${ROUNDS:-3}
+INSTRUCTIONS=${INSTRUCTIONS:-0}
+INSTR_TXNS=${INSTR_TXNS:-2000}
 TG_WORKERS=${TG_WORKERS-1}
 
 TARGETS=(direct pgbouncer tenantgate)
@@ -408,19 +420,45 @@ for target in "${TARGETS[@]}"; do
     run_one "$target" simple "$WARMUP" "$TMP/runs/warmup-$target.log"
 done
 
-for mode in $MODES; do
-    for target in "${TARGETS[@]}"; do
-        log "measure $target -M $mode (${DURATION}s)"
-        run_one "$target" "$mode" "$DURATION" "$TMP/runs/$mode-$target.log"
-        key=$mode/$target
-        TPS[$key]=${R_TPS:-}
-        TXNS[$key]=${R_TXNS:-}
-        FAILED[$key]=${R_FAILED:-}
-        LAT[$key]=${R_LAT:-}
-        CPU_US[$key]=${R_CPU:-}
-        CSW[$key]=${R_CSW:-}
-        STATUS[$key]=$R_STATUS
+# median VALUES... -> the median of the non-empty values ("" if none)
+median() {
+    printf '%s\n' "$@" | { grep -v '^$' || true; } | sort -g \
+        | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+declare -A ROUND_TPS
+for round in $(seq "$ROUNDS"); do
+    for mode in $MODES; do
+        # Rotate the order, so no target always runs first (or last).
+        n=${#TARGETS[@]}
+        for i in $(seq 0 $((n - 1))); do
+            target=${TARGETS[$(((i + round - 1) % n))]}
+            log "round $round/$ROUNDS: measure $target -M $mode (${DURATION}s)"
+            run_one "$target" "$mode" "$DURATION" "$TMP/runs/$mode-$target-$round.log"
+            key=$mode/$target
+            ROUND_TPS[$key/$round]=${R_TPS:-}
+            TPS[$key]+=" ${R_TPS:-}"
+            TXNS[$key]+=" ${R_TXNS:-}"
+            FAILED[$key]=$(( ${FAILED[$key]:-0} + ${R_FAILED:-0} ))
+            LAT[$key]+=" ${R_LAT:-}"
+            CPU_US[$key]+=" ${R_CPU:-}"
+            CSW[$key]+=" ${R_CSW:-}"
+            # A target's status is its worst round's.
+            if [[ -z ${STATUS[$key]:-} || ${STATUS[$key]} == ok* ]]; then
+                STATUS[$key]=$R_STATUS
+            fi
+        done
     done
+done
+for key in "${!STATUS[@]}"; do
+    # shellcheck disable=SC2086
+    {
+        TPS[$key]=$(median ${TPS[$key]})
+        TXNS[$key]=$(median ${TXNS[$key]})
+        LAT[$key]=$(median ${LAT[$key]})
+        CPU_US[$key]=$(median ${CPU_US[$key]})
+        CSW[$key]=$(median ${CSW[$key]})
+    }
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -437,6 +475,7 @@ ratio() {
 
 echo
 echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling; tenantgate workers=${TG_WORKERS:-default})"
+echo "each figure is the median of $ROUNDS rounds (failed: the sum)"
 echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
 echo
@@ -448,6 +487,20 @@ for mode in $MODES; do
             "${TPS[$key]:--}" "${TXNS[$key]:--}" "${LAT[$key]:--}" "${FAILED[$key]:--}" \
             "${CPU_US[$key]:--}" "${CSW[$key]:--}" "${STATUS[$key]}"
     done
+done
+echo
+echo "TPS by round, and tenantgate/pgbouncer in that round"
+for mode in $MODES; do
+    for target in "${TARGETS[@]}"; do
+        printf '%-9s %-11s' "$mode" "$target"
+        for round in $(seq "$ROUNDS"); do printf ' %12s' "${ROUND_TPS[$mode/$target/$round]:--}"; done
+        echo
+    done
+    printf '%-9s %-11s' "$mode" "tg/pgb"
+    for round in $(seq "$ROUNDS"); do
+        printf ' %12s' "$(awk -v a="${ROUND_TPS[$mode/tenantgate/$round]:-0}" -v b="${ROUND_TPS[$mode/pgbouncer/$round]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')"
+    done
+    echo
 done
 echo
 echo "ratios of TPS (n/a where a run did not finish cleanly: its TPS is partial)"
@@ -495,6 +548,66 @@ if [[ $SYSCALLS == 1 ]]; then
     echo "system calls per transaction (pgbench -S -M $PERF_MODE, 5 s under strace -c -f)"
     syscall_profile pgbouncer
     syscall_profile tenantgate
+fi
+
+# instructions TARGET -> user-space instructions per transaction of a second
+# copy of TARGET's proxy run under callgrind (counters zeroed after a
+# warm-up, so logins and start-up are not counted).
+instructions() {
+    local target=$1 port pid out cmd
+    port=$(free_port)
+    out=$TMP/runs/callgrind-$target.out
+    case $target in
+        tenantgate)
+            sed "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$TMP/routing.toml" >"$TMP/routing-cg.toml"
+            RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+                "$TG_BIN" --config "$TMP/routing-cg.toml" run >"$TMP/runs/callgrind-$target.log" 2>&1 &
+            cmd=routing-cg.toml
+            ;;
+        pgbouncer)
+            sed -e "s/^listen_port = .*/listen_port = $port/" \
+                -e "s|^pidfile = .*|pidfile = $TMP/pgbouncer/pgbouncer-cg.pid|" \
+                -e "s|^logfile = .*|logfile = $TMP/pgbouncer/pgbouncer-cg.log|" \
+                "$TMP/pgbouncer/pgbouncer.ini" >"$TMP/pgbouncer/pgbouncer-cg.ini"
+            [[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP/pgbouncer" "$TMP/runs"
+            as_pg valgrind --tool=callgrind --callgrind-out-file="$out" \
+                "$PGBOUNCER" "$TMP/pgbouncer/pgbouncer-cg.ini" >"$TMP/runs/callgrind-$target.log" 2>&1 &
+            cmd=pgbouncer-cg.ini
+            ;;
+    esac
+    for _ in $(seq 100); do
+        pid=$(pgrep -n -f "callgrind.*$cmd" || true)
+        [[ -n $pid ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.3
+    done
+    [[ -n $pid ]] || { echo "$target: did not start under callgrind"; return; }
+    local bench=(-n -S -M "$PERF_MODE" -c 8 -j 1 -h 127.0.0.1 -p "$port" -U "$BENCH_USER" "$DBNAME")
+    PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" "${bench[@]}" -t 100 >/dev/null 2>&1 || true
+    # callgrind_control must run as the process's user (pgbouncer: postgres).
+    local ctl=(callgrind_control)
+    [[ $target == pgbouncer ]] && ctl=(as_pg callgrind_control)
+    "${ctl[@]}" -z "$pid" >/dev/null 2>&1 || true
+    PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" "${bench[@]}" -t "$INSTR_TXNS" >"$out.pgbench" 2>&1 || true
+    "${ctl[@]}" -d "$pid" >/dev/null 2>&1 || true
+    kill -INT "$pid" 2>/dev/null || true
+    sleep 2
+    local n ir
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out.pgbench" | head -1)
+    ir=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }' || true)
+    if [[ -z $n || $n -eq 0 || -z $ir ]]; then
+        echo "$target: no count (see $TMP/runs/callgrind-$target.log)"
+        return
+    fi
+    awk -v t="$target" -v ir="$ir" -v n="$n" 'BEGIN { printf "%-11s %8.0f instructions per transaction (%d transactions)\n", t, ir / n, n }'
+}
+
+if [[ $INSTRUCTIONS == 1 ]]; then
+    command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+        || die "INSTRUCTIONS=1 needs valgrind (apt-get install valgrind)"
+    echo
+    echo "user-space instructions per transaction (callgrind; pgbench -S -M $PERF_MODE, 8 clients)"
+    instructions pgbouncer
+    instructions tenantgate
 fi
 
 if grep -qiE 'error|panic' "$TMP/tenantgate.log"; then
