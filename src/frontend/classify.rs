@@ -402,6 +402,21 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
     .filter(|s| !s.trim().is_empty())
 }
 
+/// A table of `$value` (an expression of the byte `$b`) for each of the
+/// 256 byte values, built at compile time; `$init` only fills it first.
+macro_rules! byte_table {
+    ($init:expr, |$b:ident| $value:expr) => {{
+        let mut t = [$init; 256];
+        let mut c = 0;
+        while c < 256 {
+            let $b = c as u8;
+            t[c] = $value;
+            c += 1;
+        }
+        t
+    }};
+}
+
 // Byte classes for the word scanner (see [`CLASS`]).
 /// Any other byte: a token of one byte.
 const OTHER: u8 = 0;
@@ -416,51 +431,29 @@ const UNIT: u8 = 3;
 const LONG: u8 = 4;
 
 /// The class of each byte value.
-const CLASS: [u8; 256] = {
-    let mut t = [OTHER; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = if b.is_ascii_alphabetic() || b == b'_' {
-            WORD
-        } else if b == b'"' {
-            QUOTED
-        } else if b.is_ascii_digit() || b >= 0x80 {
-            UNIT
-        } else if matches!(b, b'\'' | b'-' | b'/' | b'$') {
-            LONG
-        } else {
-            OTHER
-        };
-        c += 1;
-    }
-    t
-};
+const CLASS: [u8; 256] = byte_table!(OTHER, |b| if b.is_ascii_alphabetic() || b == b'_' {
+    WORD
+} else if b == b'"' {
+    QUOTED
+} else if b.is_ascii_digit() || b >= 0x80 {
+    UNIT
+} else if matches!(b, b'\'' | b'-' | b'/' | b'$') {
+    LONG
+} else {
+    OTHER
+});
 
 /// Bytes that continue a bare word: letters, digits, `_`, `.` (qualified
 /// names are one word) and non-ASCII bytes.
-const WORD_CONT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b >= 0x80;
-        c += 1;
-    }
-    t
-};
+const WORD_CONT: [bool; 256] = byte_table!(false, |b| b.is_ascii_alphanumeric()
+    || b == b'_'
+    || b == b'.'
+    || b >= 0x80);
 
 /// Bytes that continue a number or a non-ASCII name.
-const UNIT_CONT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
-        c += 1;
-    }
-    t
-};
+const UNIT_CONT: [bool; 256] = byte_table!(false, |b| b.is_ascii_alphanumeric()
+    || b == b'_'
+    || b >= 0x80);
 
 /// Returns the index after the token starting at `i` (quoted strings,
 /// identifiers, dollar quotes and comments are one token each).
@@ -735,6 +728,16 @@ mod tests {
         assert!(classify("SELECT $1::int; SELECT E'\\';listen'").is_empty());
     }
 
+    /// A small deterministic pseudo-random sequence for the tests.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     #[test]
     fn the_quick_test_never_hides_an_effect() {
         let cases = [
@@ -797,13 +800,7 @@ mod tests {
             "prepare",
             "declare c cursor with hold for",
         ];
-        let mut seed: u64 = 0x5eed_cafe;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x5eed_cafe);
         let mut quick = 0;
         for _ in 0..50_000 {
             let n = 1 + next() % 8;
@@ -839,11 +836,9 @@ mod tests {
 
     #[test]
     fn eight_byte_needle_test_matches_the_bytes() {
-        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        let mut next = xorshift(0x1234_5678_9abc_def1);
         for _ in 0..200_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = next();
             let bytes = seed.to_le_bytes();
             let marked = needle_bytes(seed);
             for (k, &b) in bytes.iter().enumerate() {

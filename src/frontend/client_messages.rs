@@ -393,12 +393,26 @@ impl Session {
         if name.is_empty() {
             self.unnamed_seq += 1;
             let seq = self.unnamed_seq;
-            self.unnamed = Some(Arc::new(UnnamedStatement {
-                sql: sql.to_vec(),
-                types: types.to_vec(),
-                binding,
-                seq,
-            }));
+            // Clients re-parse the unnamed statement for every query: reuse
+            // the last one's buffers when nothing else holds it.
+            match self.unnamed.as_mut().and_then(Arc::get_mut) {
+                Some(u) => {
+                    u.sql.clear();
+                    u.sql.extend_from_slice(sql);
+                    u.types.clear();
+                    u.types.extend_from_slice(types);
+                    u.binding = binding;
+                    u.seq = seq;
+                }
+                None => {
+                    self.unnamed = Some(Arc::new(UnnamedStatement {
+                        sql: sql.to_vec(),
+                        types: types.to_vec(),
+                        binding,
+                        seq,
+                    }))
+                }
+            }
             let id = self.id;
             self.server_mut()?.conn.unnamed_owner = Some((id, seq));
             match &plan {

@@ -86,9 +86,7 @@ pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyE
     let rest = body
         .get(*pos..)
         .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
-    let end = rest
-        .iter()
-        .position(|&b| b == 0)
+    let end = memchr::memchr(0, rest)
         .ok_or_else(|| ProxyError::protocol_violation("unterminated string in message"))?;
     *pos += end + 1;
     Ok(&rest[..end])
