@@ -127,4 +127,61 @@ mod tests {
         r.unregister(pid);
         assert!(r.lookup(pid, secret).is_none());
     }
+
+    /// Clearing the slot waits for a cancel that is being delivered, so the
+    /// connection it targets cannot go to another client before it lands.
+    #[tokio::test]
+    async fn clearing_waits_for_a_cancel_in_flight() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+
+        // A "server" that reads the CancelRequest and then holds the
+        // connection open until told to close it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 16];
+            s.read_exact(&mut request).await.unwrap();
+            got_tx.send(request).unwrap();
+            let _ = close_rx.await;
+        });
+
+        let slot = Arc::new(CancelSlot::default());
+        slot.set(Some((addr, (42, 7)))).await;
+        let cancelling = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.cancel().await }
+        });
+        let request = got_rx.await.unwrap();
+        assert_eq!(
+            &request[8..12],
+            &42i32.to_be_bytes(),
+            "the cancel names pid 42"
+        );
+
+        // The cancel is in flight (its server has not closed): clearing waits.
+        let clearing = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.set(None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !clearing.is_finished(),
+            "cleared while a cancel was in flight"
+        );
+
+        close_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), clearing)
+            .await
+            .expect("clearing finishes once the cancel is delivered")
+            .unwrap();
+        cancelling.await.unwrap();
+        // With nothing in flight, clearing returns at once.
+        tokio::time::timeout(Duration::from_millis(100), slot.set(None))
+            .await
+            .expect("nothing in flight");
+    }
 }
