@@ -132,6 +132,18 @@ impl Stops {
 mod tests {
     use super::*;
 
+    /// Three fresh tokens (force close, kill, shutdown) and their stops.
+    fn fresh_stops() -> (
+        CancellationToken,
+        CancellationToken,
+        CancellationToken,
+        Stops,
+    ) {
+        let (force, kill, shutdown) = Default::default();
+        let stops = Stops::new(&force, &kill, &shutdown);
+        (force, kill, shutdown, stops)
+    }
+
     fn noop_context_poll(stops: &mut Stops, idle: bool) -> Poll<Stop> {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -140,12 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn stops_fire_in_order_and_drain_waits_for_idle() {
-        let (force, kill, shutdown) = (
-            CancellationToken::new(),
-            CancellationToken::new(),
-            CancellationToken::new(),
-        );
-        let mut stops = Stops::new(&force, &kill, &shutdown);
+        let (force, kill, shutdown, mut stops) = fresh_stops();
         assert!(noop_context_poll(&mut stops, true).is_pending());
         shutdown.cancel();
         assert!(noop_context_poll(&mut stops, false).is_pending());
@@ -167,12 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_wakes_the_waiting_task() {
-        let (force, kill, shutdown) = (
-            CancellationToken::new(),
-            CancellationToken::new(),
-            CancellationToken::new(),
-        );
-        let mut stops = Stops::new(&force, &kill, &shutdown);
+        let (_force, kill, _shutdown, mut stops) = fresh_stops();
         let waiter = tokio::spawn(async move { stops.any().await });
         tokio::task::yield_now().await;
         kill.cancel();
