@@ -282,18 +282,8 @@ async fn policies_see_the_tenant_in_every_transaction() {
     let mut two = query_msg("SELECT body FROM notes ORDER BY body");
     two.extend(query_msg("SELECT count(*) FROM notes"));
     raw.send(&two).await;
-    let first: Vec<_> = raw
-        .until_ready()
-        .await
-        .iter()
-        .filter_map(|m| m.data_row())
-        .collect();
-    let second: Vec<_> = raw
-        .until_ready()
-        .await
-        .iter()
-        .filter_map(|m| m.data_row())
-        .collect();
+    let first = raw.rows_until_ready().await;
+    let second = raw.rows_until_ready().await;
     assert_eq!(first.len(), 2);
     assert_eq!(second, [vec![Some("2".to_string())]]);
     // A client statement before the proxy's in the same batch keeps its

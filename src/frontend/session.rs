@@ -107,8 +107,7 @@ enum Event {
     ServerRead(std::io::Result<usize>),
     ClientWritable,
     ServerWritable,
-    Shutdown,
-    Killed,
+    Stopped(Stop),
 }
 
 /// Per-session protocol accounting. Each queue holds, in reply order, what
@@ -311,8 +310,7 @@ impl Session {
                 continue;
             }
             match self.wait().await {
-                Event::Shutdown => return Err(ProxyError::shutting_down()),
-                Event::Killed => return Err(ProxyError::killed_by_admin()),
+                Event::Stopped(stop) => return Err(stop_error(stop)),
                 Event::ClientRead(Ok(0) | Err(_)) => return Ok(End::ClientGone),
                 Event::ClientRead(Ok(n)) => self.obs.bytes_in(n),
                 Event::ServerRead(Ok(0) | Err(_)) => return Err(self.server_lost()),
@@ -375,10 +373,7 @@ impl Session {
         std::future::poll_fn(|cx| {
             use std::task::Poll;
             if let Poll::Ready(stop) = stops.poll(cx, idle) {
-                return Poll::Ready(match stop {
-                    Stop::Killed => Event::Killed,
-                    Stop::ForceClose | Stop::Shutdown => Event::Shutdown,
-                });
+                return Poll::Ready(Event::Stopped(stop));
             }
             if write_client && client.poll_write_ready(cx).is_ready() {
                 return Poll::Ready(Event::ClientWritable);
@@ -600,9 +595,8 @@ pub async fn prepare_server(
     checkout: &mut Checkout,
     settings: &Settings,
 ) -> Result<(), ProxyError> {
-    let pool = checkout.pool().clone();
+    let (conn, pool) = checkout.conn_and_pool();
     let shard = pool.shard();
-    let conn = &mut checkout.conn;
     if conn.prepared.len() > MAX_PREPARED_PER_SERVER {
         conn.run_simple(&["DEALLOCATE ALL"])
             .await

@@ -57,6 +57,12 @@ impl Checkout {
         &self.lease.pool
     }
 
+    /// The connection and its pool at once (to use the one while reading
+    /// the other).
+    pub fn conn_and_pool(&mut self) -> (&mut ServerConn, &Pool) {
+        (&mut self.conn, &self.lease.pool)
+    }
+
     /// Returns a clean connection (idle, no open transaction, nothing unread)
     /// to the pool and frees the slot for the next waiter. A connection with
     /// unread bytes is closed instead.

@@ -165,10 +165,10 @@ impl Pool {
             }
         };
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
-        if let Some(conn) = self.pop_idle() {
-            return Ok(Checkout::new(conn, self.clone(), permit));
-        }
-        let conn = self.connect().await?;
+        let conn = match self.pop_idle() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
         Ok(Checkout::new(conn, self.clone(), permit))
     }
 
@@ -176,16 +176,11 @@ impl Pool {
     /// and one is idle: the common case, which needs no clock and no timer.
     pub fn try_checkout(self: &Arc<Self>) -> Option<Checkout> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
+        // None idle (or only dead ones): the slot goes back, and a checkout
+        // that may connect follows.
+        let conn = self.pop_idle()?;
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
-        match self.pop_idle() {
-            Some(conn) => Some(Checkout::new(conn, self.clone(), permit)),
-            None => {
-                // Taken or dead after all: a checkout that may connect
-                // follows, and counts itself.
-                self.stats.checkouts.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
-        }
+        Some(Checkout::new(conn, self.clone(), permit))
     }
 
     /// The most recently returned idle connection that is still alive.

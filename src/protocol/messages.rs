@@ -315,13 +315,7 @@ pub fn close(buf: &mut BytesMut, kind: u8, name: &str) {
 
 /// Bind of the unnamed statement to the unnamed portal, no parameters.
 pub fn bind_unnamed(buf: &mut BytesMut) {
-    let at = begin(buf, ftag::BIND);
-    buf.put_u8(0);
-    buf.put_u8(0);
-    buf.put_i16(0);
-    buf.put_i16(0);
-    buf.put_i16(0);
-    finish(buf, at);
+    bind_text(buf, "", "", &[]);
 }
 
 /// Execute of the unnamed portal, all rows.

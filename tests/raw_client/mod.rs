@@ -333,6 +333,15 @@ impl RawClient {
         }
     }
 
+    /// The data rows among the messages up to ReadyForQuery.
+    pub async fn rows_until_ready(&mut self) -> Vec<Vec<Option<String>>> {
+        self.until_ready()
+            .await
+            .iter()
+            .filter_map(Msg::data_row)
+            .collect()
+    }
+
     /// Reads messages until ReadyForQuery (included).
     pub async fn until_ready(&mut self) -> Vec<Msg> {
         let mut out = Vec::new();
