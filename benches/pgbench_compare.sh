@@ -83,6 +83,14 @@ IS_ROOT=0
 [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
 # Run a command as the `postgres` OS user when we are root, else as ourselves.
+# session id of a process (field 6 of /proc/<pid>/stat, after the command name)
+session_of() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "?"; return; }
+    stat=${stat##*) }
+    awk '{ print $4 }' <<<"$stat"
+}
+
 as_pg() {
     if [[ $IS_ROOT -eq 1 ]]; then
         runuser -u postgres -- "$@"
@@ -329,9 +337,17 @@ pool_size = $POOL
 hash_shards = ["s0"]
 EOF
 log "tenantgate on port $TG_PORT"
-RUST_LOG=warn "$TG_BIN" --config "$TMP/routing.toml" run >"$TMP/tenantgate.log" 2>&1 &
+# In its own session, as PgBouncer (`-d` calls setsid) and every Postgres
+# backend are, and as a service manager would start it. With
+# kernel.sched_autogroup_enabled=1 the kernel shares CPU between sessions
+# first: started straight from this script, tenantgate would share one share
+# with pgbench, the load generator. (From a script without job control the
+# background child is no process-group leader, so setsid does not fork and
+# $! is tenantgate itself; checked below.)
+RUST_LOG=warn setsid "$TG_BIN" --config "$TMP/routing.toml" run >"$TMP/tenantgate.log" 2>&1 &
 TG_PID=$!
 wait_port "$TG_PORT" "$TG_PID" tenantgate || { tail -40 "$TMP/tenantgate.log" >&2; exit 1; }
+[[ $(cat "/proc/$TG_PID/comm" 2>/dev/null) == tenantgate ]] || die "pid $TG_PID is not tenantgate"
 
 # ------------------------------------------------------------- pgbench ----
 
@@ -477,6 +493,7 @@ echo
 echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling; tenantgate workers=${TG_WORKERS:-default})"
 echo "each figure is the median of $ROUNDS rounds (failed: the sum)"
 echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
+echo "sessions (sid): pgbench $(session_of $$), pgbouncer $(session_of "$PGB_PID"), tenantgate $(session_of "$TG_PID"); kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a)"
 echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
 echo
 printf '%-9s %-11s %12s %12s %10s %8s %14s %11s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" "ctxsw/txn" status
