@@ -23,6 +23,9 @@
 #   TG_WORKERS tenantgate's `[server] workers`; PgBouncer runs one thread,
 #             so the default compares per core (1 = a single-threaded
 #             runtime); "" = tenantgate's own default (one per core)  [1]
+#   TG_OWN_SESSION 1 = start tenantgate in a session of its own (setsid),
+#             as PgBouncer's `-d` puts itself; 0 = in this script's session,
+#             beside pgbench (see docs/benchmarks.md on autogroup)   [1]
 #   KEEP      1 = keep the temp dir (logs, configs) on exit       [0]
 #   PERF_OUT  if set, `perf record -g` tenantgate during its measured
 #             run in PERF_MODE and write perf.data there (this skews that
@@ -58,6 +61,7 @@ POOL=${POOL:-20}
 DURATION=${DURATION:-15}
 SCALE=${SCALE:-10}
 JOBS=${JOBS:-2}
+TG_OWN_SESSION=${TG_OWN_SESSION:-1}
 WARMUP=${WARMUP:-3}
 MODES=${MODES-"simple extended prepared"}
 KEEP=${KEEP:-0}
@@ -344,7 +348,9 @@ log "tenantgate on port $TG_PORT"
 # with pgbench, the load generator. (From a script without job control the
 # background child is no process-group leader, so setsid does not fork and
 # $! is tenantgate itself; checked below.)
-RUST_LOG=warn setsid "$TG_BIN" --config "$TMP/routing.toml" run >"$TMP/tenantgate.log" 2>&1 &
+TG_LAUNCH=(setsid)
+[[ $TG_OWN_SESSION == 1 ]] || TG_LAUNCH=(env)
+RUST_LOG=warn "${TG_LAUNCH[@]}" "$TG_BIN" --config "$TMP/routing.toml" run >"$TMP/tenantgate.log" 2>&1 &
 TG_PID=$!
 wait_port "$TG_PORT" "$TG_PID" tenantgate || { tail -40 "$TMP/tenantgate.log" >&2; exit 1; }
 [[ $(cat "/proc/$TG_PID/comm" 2>/dev/null) == tenantgate ]] || die "pid $TG_PID is not tenantgate"
