@@ -78,7 +78,7 @@ impl Session {
                 }
                 continue;
             }
-            let plan = match self.plan(tag, &msg).await {
+            let mut plan = match self.plan(tag, &msg).await {
                 Ok(p) => p,
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
@@ -112,14 +112,14 @@ impl Session {
                     continue;
                 }
             }
-            let plan = match self.rls_plan(tag, &msg, plan) {
-                Ok(p) => p,
+            match self.rls_plan(tag, &msg, &mut plan) {
+                Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     self.refuse(tag, e);
                     continue;
                 }
-            };
+            }
             match self.handle_client_message(tag, &msg, plan) {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
@@ -171,15 +171,15 @@ impl Session {
 
     /// `rls`: the variable set in front of a message that starts a
     /// transaction (see [`super::rls`]).
-    fn rls_plan(&mut self, tag: u8, msg: &[u8], plan: Plan) -> Result<Plan, ProxyError> {
-        let planned = match &plan {
+    fn rls_plan(&mut self, tag: u8, msg: &[u8], plan: &mut Plan) -> Result<(), ProxyError> {
+        let planned = match &*plan {
             Plan::Query(s) => Some(s.as_str()),
             _ => None,
         };
-        Ok(match self.rls_before(tag, msg, planned)? {
-            Some(sql) => Plan::Query(sql),
-            None => plan,
-        })
+        if let Some(sql) = self.rls_before(tag, msg, planned)? {
+            *plan = Plan::Query(sql);
+        }
+        Ok(())
     }
 
     /// Reports `e` for the message `tag` exactly where Postgres would: with no
@@ -292,10 +292,10 @@ impl Session {
             ftag::PARSE => {
                 let mut pos = 5;
                 let name = read_cstr(msg, &mut pos)?;
-                let query = read_cstr(msg, &mut pos)?;
                 if name.is_empty() {
                     return Ok(false);
                 }
+                let query = read_cstr(msg, &mut pos)?;
                 let name = String::from_utf8_lossy(name);
                 if self.statements.contains(&name) {
                     return Err(ProxyError::duplicate_prepared_statement(&name));
@@ -541,16 +541,20 @@ impl Session {
             self.obs.note_sql(|| sql);
         }
         let (server_name, binding) = self.statement_target(stmt_name)?;
-        let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
-        head.extend_from_slice(portal);
-        head.push(0);
-        head.extend_from_slice(server_name.as_bytes());
-        head.push(0);
+        // The portal and statement names as the server gets them.
+        let head = || {
+            let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
+            head.extend_from_slice(portal);
+            head.push(0);
+            head.extend_from_slice(server_name.as_bytes());
+            head.push(0);
+            head
+        };
         match (&binding, &self.iso) {
             (Some(b), Some(iso)) => {
                 // Checks run before anything is written, so a refusal
                 // leaves no partial message behind.
-                iso.bind(b, msg, &head, stmt_end, &mut self.to_server)?;
+                iso.bind(b, msg, &head(), stmt_end, &mut self.to_server)?;
             }
             _ if stmt_name.is_empty() && server_name.is_empty() => {
                 self.to_server.extend_from_slice(msg)
@@ -559,8 +563,11 @@ impl Session {
                 let rest = &msg[stmt_end..];
                 let out = &mut self.to_server;
                 out.put_u8(ftag::BIND);
-                out.put_i32((4 + head.len() + rest.len()) as i32);
-                out.extend_from_slice(&head);
+                out.put_i32((4 + portal.len() + server_name.len() + 2 + rest.len()) as i32);
+                out.extend_from_slice(portal);
+                out.put_u8(0);
+                out.extend_from_slice(server_name.as_bytes());
+                out.put_u8(0);
                 out.extend_from_slice(rest);
             }
         }

@@ -86,6 +86,11 @@ pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyE
     let rest = body
         .get(*pos..)
         .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+    // Most names are empty (the unnamed statement and portal): no search.
+    if rest.first() == Some(&0) {
+        *pos += 1;
+        return Ok(&[]);
+    }
     let end = memchr::memchr(0, rest)
         .ok_or_else(|| ProxyError::protocol_violation("unterminated string in message"))?;
     *pos += end + 1;
@@ -148,5 +153,16 @@ mod tests {
         assert!(read_cstr(body, &mut pos).is_err());
         let mut pos = 0;
         assert!(read_cstr(b"abc", &mut pos).is_err());
+        // Empty strings (the unnamed statement and portal) advance by one.
+        let body = b"\0\0x\0";
+        let mut pos = 0;
+        assert_eq!(read_cstr(body, &mut pos).unwrap(), b"");
+        assert_eq!(pos, 1);
+        assert_eq!(read_cstr(body, &mut pos).unwrap(), b"");
+        assert_eq!(read_cstr(body, &mut pos).unwrap(), b"x");
+        assert_eq!(pos, 4);
+        assert!(read_cstr(body, &mut pos).is_err());
+        let mut pos = 9;
+        assert!(read_cstr(body, &mut pos).is_err());
     }
 }
