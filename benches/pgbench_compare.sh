@@ -26,6 +26,11 @@
 #   TG_OWN_SESSION 1 = start tenantgate in a session of its own (setsid),
 #             as PgBouncer's `-d` puts itself; 0 = in this script's session,
 #             beside pgbench (see docs/benchmarks.md on autogroup)   [1]
+#   REWRITE   1 = tenantgate with tenant rewriting on: pgbench_accounts
+#             gets a `tenant_id text` column (every row 't1', for all three
+#             targets), tenantgate a `[tenancy]` table and the bench user
+#             `tenant = "t1"`, so each SELECT gains `AND tenant_id = 't1'`
+#             on its way through; 0 = pass-through (no `[tenancy]`)  [0]
 #   KEEP      1 = keep the temp dir (logs, configs) on exit       [0]
 #   PERF_OUT  if set, `perf record -g` tenantgate during its measured
 #             run in PERF_MODE and write perf.data there (this skews that
@@ -62,6 +67,7 @@ DURATION=${DURATION:-15}
 SCALE=${SCALE:-10}
 JOBS=${JOBS:-2}
 TG_OWN_SESSION=${TG_OWN_SESSION:-1}
+REWRITE=${REWRITE:-0}
 WARMUP=${WARMUP:-3}
 MODES=${MODES-"simple extended prepared"}
 KEEP=${KEEP:-0}
@@ -279,6 +285,11 @@ export PGHOST=127.0.0.1
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -q -s "$SCALE" -p "$PG_PORT" -U postgres "$DBNAME" >"$TMP/pgbench-init.log" 2>&1 \
     || { cat "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+if [[ $REWRITE == 1 ]]; then
+    # A constant default adds the column without rewriting the table.
+    "$PGBIN/psql" -X -q -p "$PG_PORT" -U postgres -d "$DBNAME" \
+        -c "ALTER TABLE pgbench_accounts ADD COLUMN tenant_id text NOT NULL DEFAULT 't1'" >/dev/null
+fi
 
 # ----------------------------------------------------------- pgbouncer ----
 
@@ -319,6 +330,12 @@ wait_port "$PGB_PORT" "$PGB_PID" pgbouncer || { tail -20 "$TMP/pgbouncer/pgbounc
 # ---------------------------------------------------------- tenantgate ----
 
 TG_PORT=$(free_port)
+TG_TENANCY=""
+TG_USER_TENANT=""
+if [[ $REWRITE == 1 ]]; then
+    TG_TENANCY=$'\n[tenancy]\ncolumn = "tenant_id"'
+    TG_USER_TENANT='tenant = "t1"'
+fi
 cat >"$TMP/routing.toml" <<EOF
 # written by benches/pgbench_compare.sh
 [server]
@@ -327,10 +344,12 @@ database = "$DBNAME"
 pool_mode = "transaction"
 shutdown_timeout = "2s"
 ${TG_WORKERS:+workers = $TG_WORKERS}
+$TG_TENANCY
 
 [[users]]
 name = "$BENCH_USER"
 password = "$BENCH_PASSWORD"
+$TG_USER_TENANT
 
 [[shards]]
 name = "s0"
@@ -497,6 +516,11 @@ ratio() {
 
 echo
 echo "pgbench -S: clients=$CLIENTS jobs=$JOBS duration=${DURATION}s scale=$SCALE pool=$POOL (both proxies: transaction pooling; tenantgate workers=${TG_WORKERS:-default})"
+if [[ $REWRITE == 1 ]]; then
+    echo "tenantgate REWRITES: user $BENCH_USER is tenant t1, [tenancy] column tenant_id (PgBouncer and direct run the statements as pgbench sends them)"
+else
+    echo "tenantgate in pass-through mode (no [tenancy])"
+fi
 echo "each figure is the median of $ROUNDS rounds (failed: the sum)"
 echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load avg before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "sessions (sid): pgbench $(session_of $$), pgbouncer $(session_of "$PGB_PID"), tenantgate $(session_of "$TG_PID"); kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a)"
