@@ -28,7 +28,8 @@
 #             beside pgbench (see docs/benchmarks.md on autogroup)   [1]
 #   REWRITE   1 = tenantgate with tenant rewriting on: pgbench_accounts
 #             gets a `tenant_id text` column (every row 't1', for all three
-#             targets), tenantgate a `[tenancy]` table and the bench user
+#             targets), tenantgate a `[tenancy]` table (pgbench_branches,
+#             which pgbench counts at start, global) and the bench user
 #             `tenant = "t1"`, so each SELECT gains `AND tenant_id = 't1'`
 #             on its way through; 0 = pass-through (no `[tenancy]`)  [0]
 #   KEEP      1 = keep the temp dir (logs, configs) on exit       [0]
@@ -333,7 +334,8 @@ TG_PORT=$(free_port)
 TG_TENANCY=""
 TG_USER_TENANT=""
 if [[ $REWRITE == 1 ]]; then
-    TG_TENANCY=$'\n[tenancy]\ncolumn = "tenant_id"'
+    # pgbench reads pgbench_branches once at start (to learn the scale).
+    TG_TENANCY=$'\n[tenancy]\ncolumn = "tenant_id"\nglobal_tables = ["pgbench_branches"]'
     TG_USER_TENANT='tenant = "t1"'
 fi
 cat >"$TMP/routing.toml" <<EOF
