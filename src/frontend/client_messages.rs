@@ -112,6 +112,7 @@ impl Session {
                     continue;
                 }
             }
+            let rewritten = !matches!(plan, Plan::AsSent);
             match self.rls_plan(tag, &msg, &mut plan) {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
@@ -120,7 +121,7 @@ impl Session {
                     continue;
                 }
             }
-            match self.handle_client_message(tag, &msg, plan) {
+            match self.handle_client_message(tag, &msg, plan, rewritten) {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => self.refuse(tag, e),
@@ -224,11 +225,14 @@ impl Session {
         }
     }
 
+    /// Sends `msg` on as `plan` says; `rewritten`: the plan is isolation's
+    /// rewrite (not only the `rls` step's).
     fn handle_client_message(
         &mut self,
         tag: u8,
         msg: &Bytes,
         plan: Plan,
+        rewritten: bool,
     ) -> Result<(), ProxyError> {
         match tag {
             ftag::QUERY => {
@@ -238,9 +242,20 @@ impl Session {
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
                 self.server_mut()?.conn.unnamed_owner = None;
-                match plan {
-                    Plan::Query(sql) => messages::query(&mut self.to_server, &sql),
-                    _ => self.to_server.extend_from_slice(msg),
+                let sent = self.t.sent;
+                let sent_as = match plan {
+                    Plan::Query(sql) => {
+                        messages::query(&mut self.to_server, &sql);
+                        rewritten.then_some(sql)
+                    }
+                    _ => {
+                        self.to_server.extend_from_slice(msg);
+                        None
+                    }
+                };
+                if self.iso.is_some() {
+                    let answered = self.t.answered;
+                    self.sent_statements.note(sent, sent_as, answered);
                 }
                 self.expect_ready();
             }
@@ -260,6 +275,14 @@ impl Session {
             }
             ftag::PARSE => {
                 self.obs.note_parse(msg);
+                if self.iso.is_some() {
+                    let sent_as = match &plan {
+                        Plan::Parse(p) => Some(p.sql.clone()),
+                        _ => None,
+                    };
+                    let (sent, answered) = (self.t.sent, self.t.answered);
+                    self.sent_statements.note(sent, sent_as, answered);
+                }
                 self.on_parse(msg, plan)?
             }
             ftag::BIND => self.on_bind(msg)?,

@@ -4,6 +4,7 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::error_position::PositionFix;
 use super::session::{
     BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
     ParseAction, STREAM_THRESHOLD, Session,
@@ -164,12 +165,19 @@ impl Session {
                         iso.tenant.on_error();
                     }
                     self.obs.server_error(msg);
-                    match self.rls.prefix {
+                    match (self.sent_statements.fix_for(batch), self.rls.prefix) {
+                        // The position is in text the proxy wrote.
+                        (PositionFix::Internal(sent_as), _) => {
+                            messages::internal_error_position(msg, sent_as, &mut self.to_client)
+                        }
+                        (PositionFix::Drop, _) => {
+                            messages::drop_error_position(msg, &mut self.to_client)
+                        }
                         // The query string began with the proxy's SET LOCAL.
-                        Some((b, chars)) if b == batch => {
+                        (PositionFix::Keep, Some((b, chars))) if b == batch => {
                             messages::shift_error_position(msg, chars, &mut self.to_client)
                         }
-                        _ => self.to_client.extend_from_slice(msg),
+                        (PositionFix::Keep, _) => self.to_client.extend_from_slice(msg),
                     }
                 }
                 tag::DATA_ROW if ours(&t.results_q, t.answered) == Some(true) => {

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelSlot;
+use super::error_position::BatchStatements;
 use super::isolation::{Isolation, TenantBinding};
 use super::prepared::{ClientStatements, Statement};
 use super::rls::RlsState;
@@ -202,6 +203,9 @@ pub struct Session {
     pub(super) obs: SessionObs,
     /// `tenancy.rls` bookkeeping.
     pub(super) rls: RlsState,
+    /// Which statements of the batches in flight were sent rewritten (for
+    /// the positions of their errors).
+    pub(super) sent_statements: BatchStatements,
     /// Drain, forced close and admin kill.
     pub(super) stops: Stops,
 }
@@ -278,6 +282,7 @@ impl Session {
             obs: p.obs,
             rls,
             stops,
+            sent_statements: BatchStatements::default(),
         }
     }
 

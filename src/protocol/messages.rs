@@ -362,23 +362,50 @@ pub fn terminate(buf: &mut BytesMut) {
 pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
     let mut code = String::new();
     let mut message = String::new();
-    let mut pos = 5;
-    while pos < msg.len() && msg[pos] != 0 {
-        let field = msg[pos];
-        pos += 1;
-        let end = msg[pos..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(msg.len(), |e| pos + e);
-        let value = String::from_utf8_lossy(&msg[pos..end]).into_owned();
+    for (field, value) in error_fields(msg) {
         match field {
-            b'C' => code = value,
-            b'M' => message = value,
+            b'C' => code = String::from_utf8_lossy(value).into_owned(),
+            b'M' => message = String::from_utf8_lossy(value).into_owned(),
             _ => {}
         }
-        pos = end + 1;
     }
     (code, message)
+}
+
+/// The fields of an ErrorResponse/NoticeResponse body: (code, value) pairs.
+fn error_fields(msg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut pos = 5;
+    std::iter::from_fn(move || {
+        if pos >= msg.len() || msg[pos] == 0 {
+            return None;
+        }
+        let field = msg[pos];
+        let start = pos + 1;
+        let end = msg[start..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(msg.len(), |e| start + e);
+        pos = end + 1;
+        Some((field, &msg[start..end]))
+    })
+}
+
+/// Writes a copy of ErrorResponse/NoticeResponse `msg` in which `map`
+/// writes each field (code byte and C string) as it should be: unchanged,
+/// changed, or not at all.
+fn map_error_fields(msg: &[u8], out: &mut BytesMut, mut map: impl FnMut(u8, &[u8], &mut BytesMut)) {
+    let at = begin(out, msg.first().copied().unwrap_or(tag::ERROR_RESPONSE));
+    for (field, value) in error_fields(msg) {
+        map(field, value, out);
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
+/// Writes one error field.
+fn put_field(out: &mut BytesMut, field: u8, value: &[u8]) {
+    out.put_u8(field);
+    put_cstr(out, value);
 }
 
 /// Writes an ErrorResponse/NoticeResponse with its position field (`P`, a
@@ -386,34 +413,47 @@ pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
 /// characters: the query string the server saw began with `by` characters
 /// the client did not send. A position inside that prefix is dropped.
 pub fn shift_error_position(msg: &[u8], by: usize, out: &mut BytesMut) {
-    let at = begin(out, msg.first().copied().unwrap_or(tag::ERROR_RESPONSE));
-    let mut pos = 5;
-    while pos < msg.len() && msg[pos] != 0 {
-        let field = msg[pos];
-        let start = pos + 1;
-        let end = msg[start..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(msg.len(), |e| start + e);
-        let value = &msg[start..end];
-        if field == b'P' {
-            let shifted = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .and_then(|p| p.checked_sub(by))
-                .filter(|&p| p > 0);
-            if let Some(p) = shifted {
-                out.put_u8(b'P');
-                put_cstr(out, p.to_string().as_bytes());
-            }
-        } else {
-            out.put_u8(field);
-            put_cstr(out, value);
+    map_error_fields(msg, out, |field, value, out| {
+        if field != b'P' {
+            return put_field(out, field, value);
         }
-        pos = end + 1;
-    }
-    out.put_u8(0);
-    finish(out, at);
+        let shifted = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|p| p.checked_sub(by))
+            .filter(|&p| p > 0);
+        if let Some(p) = shifted {
+            put_field(out, b'P', p.to_string().as_bytes());
+        }
+    });
+}
+
+/// Writes an ErrorResponse/NoticeResponse whose position (`P`) points into
+/// `query`, a statement the proxy sent in place of the client's, as
+/// Postgres reports a position inside a statement it generated itself: as
+/// the internal position (`p`) with that statement as the internal query
+/// (`q`). The client's own text has no such position, so `P` never stays.
+/// If the message already carries an internal query (the error arose in a
+/// function the statement called), `P` is dropped and the rest kept.
+pub fn internal_error_position(msg: &[u8], query: &str, out: &mut BytesMut) {
+    let has_internal = error_fields(msg).any(|(f, _)| f == b'p' || f == b'q');
+    map_error_fields(msg, out, |field, value, out| {
+        if field != b'P' {
+            put_field(out, field, value);
+        } else if !has_internal {
+            put_field(out, b'p', value);
+            put_field(out, b'q', query.as_bytes());
+        }
+    });
+}
+
+/// Writes an ErrorResponse/NoticeResponse without its position (`P`).
+pub fn drop_error_position(msg: &[u8], out: &mut BytesMut) {
+    map_error_fields(msg, out, |field, value, out| {
+        if field != b'P' {
+            put_field(out, field, value);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -421,51 +461,77 @@ mod tests {
     use super::*;
     use crate::protocol::framing::Messages;
 
-    #[test]
-    fn error_position_shifts_back() {
+    /// An ErrorResponse with these fields.
+    fn error_with(fields: &[(u8, &str)]) -> BytesMut {
         let mut msg = BytesMut::new();
         let at = begin(&mut msg, tag::ERROR_RESPONSE);
-        for (f, v) in [(b'C', "42601"), (b'P', "30"), (b'M', "syntax error")] {
-            msg.put_u8(f);
+        for (f, v) in fields {
+            msg.put_u8(*f);
             put_cstr(&mut msg, v.as_bytes());
         }
         msg.put_u8(0);
         finish(&mut msg, at);
-        let fields = |m: &[u8]| {
-            let mut out = Vec::new();
-            let mut pos = 5;
-            while m[pos] != 0 {
-                let end = pos + 1 + m[pos + 1..].iter().position(|&b| b == 0).unwrap();
-                out.push((
-                    m[pos],
-                    String::from_utf8_lossy(&m[pos + 1..end]).into_owned(),
-                ));
-                pos = end + 1;
-            }
-            assert_eq!(pos + 1, m.len());
-            assert_eq!(
-                i32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize,
-                m.len() - 1
-            );
-            out
-        };
+        msg
+    }
+
+    /// The fields of a well-formed ErrorResponse (its framing checked).
+    fn fields_of(m: &[u8]) -> Vec<(u8, String)> {
+        let out: Vec<(u8, String)> = error_fields(m)
+            .map(|(f, v)| (f, String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let len: usize = out.iter().map(|(_, v)| v.len() + 2).sum();
+        assert_eq!(m.len(), 5 + len + 1);
+        assert_eq!(
+            i32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize,
+            m.len() - 1
+        );
+        out
+    }
+
+    fn owned(fields: &[(u8, &str)]) -> Vec<(u8, String)> {
+        fields.iter().map(|(f, v)| (*f, v.to_string())).collect()
+    }
+
+    #[test]
+    fn error_position_shifts_back() {
+        let msg = error_with(&[(b'C', "42601"), (b'P', "30"), (b'M', "syntax error")]);
         let mut out = BytesMut::new();
         shift_error_position(&msg, 10, &mut out);
         assert_eq!(
-            fields(&out),
-            vec![
-                (b'C', "42601".to_string()),
-                (b'P', "20".to_string()),
-                (b'M', "syntax error".to_string())
-            ]
+            fields_of(&out),
+            owned(&[(b'C', "42601"), (b'P', "20"), (b'M', "syntax error")])
         );
         let mut out = BytesMut::new();
         shift_error_position(&msg, 30, &mut out);
         assert_eq!(
-            fields(&out).len(),
+            fields_of(&out).len(),
             2,
             "a position inside the prefix is dropped"
         );
+    }
+
+    #[test]
+    fn error_position_becomes_internal() {
+        let msg = error_with(&[(b'C', "42703"), (b'P', "12"), (b'M', "no such column")]);
+        let mut out = BytesMut::new();
+        internal_error_position(&msg, "SELECT x, y FROM t", &mut out);
+        assert_eq!(
+            fields_of(&out),
+            owned(&[
+                (b'C', "42703"),
+                (b'p', "12"),
+                (b'q', "SELECT x, y FROM t"),
+                (b'M', "no such column")
+            ])
+        );
+        // Already an error inside an internal query: only P goes.
+        let msg = error_with(&[(b'P', "3"), (b'p', "5"), (b'q', "SELECT f()")]);
+        let mut out = BytesMut::new();
+        internal_error_position(&msg, "SELECT x", &mut out);
+        assert_eq!(fields_of(&out), owned(&[(b'p', "5"), (b'q', "SELECT f()")]));
+        let mut out = BytesMut::new();
+        drop_error_position(&msg, &mut out);
+        assert_eq!(fields_of(&out), owned(&[(b'p', "5"), (b'q', "SELECT f()")]));
     }
 
     #[test]
