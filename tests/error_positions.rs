@@ -47,6 +47,16 @@ fn assert_internal_at(p: Option<ErrorPosition>, word: &str) {
     }
 }
 
+/// Runs `sql` (which names an unknown column) and checks that the error's
+/// position is the client's own, `at`.
+async fn assert_original_at(c: &tokio_postgres::Client, sql: &str, at: u32) {
+    let e = c.simple_query(sql).await.expect_err("unknown column");
+    match position(&e) {
+        Some(ErrorPosition::Original(p)) => assert_eq!(p, at, "{sql}"),
+        other => panic!("{sql}: expected the client's position, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewritten_statements_report_internal_positions() {
     let cluster = start_app_cluster().await;
@@ -76,25 +86,11 @@ async fn rewritten_statements_report_internal_positions() {
 
         // Not rewritten (no tenant table): the client's own position, with
         // or without the rls prefix in front of it on the server.
-        let e = a
-            .simple_query("SELECT nosuchcol")
-            .await
-            .expect_err("unknown column");
-        assert!(
-            matches!(position(&e), Some(ErrorPosition::Original(8))),
-            "rls={rls}: {e:?}"
-        );
+        assert_original_at(&a, "SELECT nosuchcol", 8).await;
 
         // A trusted session without a tenant is never rewritten.
         let app = connect(proxy.port, "app", "app-secret", "app").await;
-        let e = app
-            .simple_query("SELECT 1, nosuchcol")
-            .await
-            .expect_err("unknown column");
-        assert!(
-            matches!(position(&e), Some(ErrorPosition::Original(11))),
-            "rls={rls}: {e:?}"
-        );
+        assert_original_at(&app, "SELECT 1, nosuchcol", 11).await;
 
         // The session goes on.
         a.simple_query("SELECT count(*) FROM items").await.unwrap();
