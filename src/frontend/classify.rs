@@ -140,16 +140,6 @@ const LETTER_T: u8 = 2;
 /// [`NEEDLE`]: `;`.
 const SEMICOLON: u8 = 3;
 
-/// The bytes the quick test stops at.
-const NEEDLE: [u8; 256] = {
-    let mut t = [0; 256];
-    t[b'_' as usize] = UNDERSCORE;
-    t[b't' as usize] = LETTER_T;
-    t[b'T' as usize] = LETTER_T;
-    t[b';' as usize] = SEMICOLON;
-    t
-};
-
 /// Whether any statement in `sql` may read or write table rows (or opens a
 /// transaction that later statements will): the statements row-level
 /// security applies to. Session and transaction control (`SET`, `SHOW`,
@@ -429,6 +419,14 @@ const QUOTED: u8 = 2;
 const UNIT: u8 = 3;
 /// `'`, `-`, `/` or `$`: may start a string, a comment or a dollar quote.
 const LONG: u8 = 4;
+
+/// The bytes the quick test stops at.
+const NEEDLE: [u8; 256] = byte_table!(0, |b| match b {
+    b'_' => UNDERSCORE,
+    b't' | b'T' => LETTER_T,
+    b';' => SEMICOLON,
+    _ => 0,
+});
 
 /// The class of each byte value.
 const CLASS: [u8; 256] = byte_table!(OTHER, |b| if b.is_ascii_alphabetic() || b == b'_' {
