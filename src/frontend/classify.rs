@@ -331,16 +331,27 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     None
 }
 
-/// Whether `prefix` occurs anywhere in `text`, ignoring ASCII case.
-pub fn mentions(text: &[u8], prefix: &str) -> bool {
-    let p = prefix.as_bytes();
-    let Some((&first, rest)) = p.split_first() else {
+/// Whether `needle` occurs anywhere in `text`, ignoring ASCII case.
+///
+/// The search jumps (with `memchr`) between occurrences of the needle's
+/// first byte that is not a letter (`.` in `app.current_tenant`, `_` in
+/// `set_config`), which SQL text holds far fewer of than letters; a needle
+/// of letters only is found by its first letter in either case.
+pub fn mentions(text: &[u8], needle: &str) -> bool {
+    let p = needle.as_bytes();
+    if p.is_empty() {
         return true;
+    }
+    let at = |i: usize, k: usize| {
+        i.checked_sub(k)
+            .and_then(|start| text.get(start..start + p.len()))
+            .is_some_and(|w| w.eq_ignore_ascii_case(p))
     };
-    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), text).any(|i| {
-        text.get(i + 1..i + p.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
-    })
+    match p.iter().position(|b| !b.is_ascii_alphabetic()) {
+        Some(k) => memchr::memchr_iter(p[k], text).any(|i| at(i, k)),
+        None => memchr::memchr2_iter(p[0].to_ascii_lowercase(), p[0].to_ascii_uppercase(), text)
+            .any(|i| at(i, 0)),
+    }
 }
 
 /// The highest `$n` parameter in `sql`, outside strings and comments.
@@ -848,6 +859,34 @@ mod tests {
         assert_eq!(needle_bytes(u64::from_le_bytes(*b"FROM abc")), 0);
         assert_eq!(needle_bytes(u64::from_le_bytes(*b"abc_defg")), 0x80 << 24);
         assert_eq!(needle_bytes(u64::from_le_bytes(*b"xxxxxxxT")), 0x80 << 56);
+    }
+
+    #[test]
+    fn mentions_finds_needles_in_any_case() {
+        let naive = |text: &[u8], needle: &str| {
+            text.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        assert!(mentions(b"SHOW App.Current_Tenant", "app.current_tenant"));
+        assert!(mentions(b"select SET_CONFIG('x')", "set_config"));
+        assert!(mentions(b"_TG_1", "_tg_"));
+        assert!(mentions(b"abc", ""));
+        assert!(mentions(b"xSELECT", "select"));
+        assert!(!mentions(b"app.current_tenan", "app.current_tenant"));
+        assert!(!mentions(b".current_tenant", "app.current_tenant"));
+        // Random texts over a small alphabet, so needles occur often.
+        let alphabet = b"aApP._tT gG";
+        let needles = ["app.t", "_tg_", "pat", ".", "a_p"];
+        let mut next = xorshift(0x0bad_5eed_0123_4567);
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            for n in needles {
+                assert_eq!(mentions(&text, n), naive(&text, n), "{text:?} {n}");
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 use crate::error::ProxyError;
-use crate::frontend::classify::split_statements;
+use crate::frontend::classify::{mentions, split_statements};
 use crate::pool::Pool;
 use crate::protocol::framing::{read_cstr, read_i16, read_i32};
 use crate::protocol::messages::ftag;
@@ -105,7 +105,7 @@ impl Isolation {
         in_transaction: bool,
         pinned: bool,
     ) -> Result<(), ProxyError> {
-        if !contains_ignore_case(sql, &self.rules.variable) {
+        if !mentions(sql.as_bytes(), &self.rules.variable) {
             return Ok(());
         }
         let statements = split_statements(sql).count();
@@ -134,7 +134,7 @@ impl Isolation {
                     }
                 }
                 self.tenant.apply(&set, in_transaction)?;
-            } else if contains_ignore_case(stmt, "set_config") {
+            } else if mentions(stmt.as_bytes(), "set_config") {
                 return Err(ProxyError::tenant_set_config(&self.rules.variable));
             }
         }
@@ -175,6 +175,15 @@ impl Isolation {
     /// `SHOW <variable>` answered from the session's tenant (servers never
     /// keep a session-level copy of the variable).
     fn show_variable(&self, sql: &str) -> Option<String> {
+        // Its first word is SHOW: most statements end here, unlexed.
+        let starts_with_show = sql
+            .trim_start()
+            .as_bytes()
+            .get(..4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"show"));
+        if !starts_with_show {
+            return None;
+        }
         let mut stmts = split_statements(sql);
         let (Some(only), None) = (stmts.next(), stmts.next()) else {
             return None;
@@ -399,14 +408,6 @@ fn param_equals(v: &[u8], format: i16, tenant: &str) -> bool {
         }
         _ => v == tenant.as_bytes(),
     }
-}
-
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let n = needle.as_bytes();
-    haystack
-        .as_bytes()
-        .windows(n.len())
-        .any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// A statement that makes the server raise `e`, so a refusal reaches the
