@@ -275,15 +275,16 @@ impl Session {
             }
             ftag::PARSE => {
                 self.obs.note_parse(msg);
+                let sent_as = match (&plan, &self.iso) {
+                    (Plan::Parse(p), Some(_)) => Some(p.sql.clone()),
+                    _ => None,
+                };
+                let (sent, answered) = (self.t.sent, self.t.answered);
+                self.on_parse(msg, plan)?;
+                // Only a Parse that went out counts in its batch.
                 if self.iso.is_some() {
-                    let sent_as = match &plan {
-                        Plan::Parse(p) => Some(p.sql.clone()),
-                        _ => None,
-                    };
-                    let (sent, answered) = (self.t.sent, self.t.answered);
                     self.sent_statements.note(sent, sent_as, answered);
                 }
-                self.on_parse(msg, plan)?
             }
             ftag::BIND => self.on_bind(msg)?,
             ftag::DESCRIBE => self.on_describe(msg)?,
