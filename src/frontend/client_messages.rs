@@ -29,6 +29,16 @@ enum Plan {
     Parse(ParsePlan),
 }
 
+impl Plan {
+    /// The rewritten text of a Parse plan, taken out of it.
+    fn into_rewritten(self) -> Option<String> {
+        match self {
+            Plan::Parse(p) => Some(p.sql),
+            _ => None,
+        }
+    }
+}
+
 impl Session {
     /// Handles every complete message from the client. Returns `Some` when the
     /// session should end.
@@ -275,12 +285,8 @@ impl Session {
             }
             ftag::PARSE => {
                 self.obs.note_parse(msg);
-                let sent_as = match (&plan, &self.iso) {
-                    (Plan::Parse(p), Some(_)) => Some(p.sql.clone()),
-                    _ => None,
-                };
                 let (sent, answered) = (self.t.sent, self.t.answered);
-                self.on_parse(msg, plan)?;
+                let sent_as = self.on_parse(msg, plan)?;
                 // Only a Parse that went out counts in its batch.
                 if self.iso.is_some() {
                     self.sent_statements.note(sent, sent_as, answered);
@@ -402,7 +408,9 @@ impl Session {
         self.server.as_mut().ok_or_else(ProxyError::internal)
     }
 
-    fn on_parse(&mut self, msg: &[u8], plan: Plan) -> Result<(), ProxyError> {
+    /// Sends a Parse on (as `plan` says); returns the text it was sent as
+    /// when isolation rewrote it.
+    fn on_parse(&mut self, msg: &[u8], plan: Plan) -> Result<Option<String>, ProxyError> {
         let mut pos = 5;
         let name = read_cstr(msg, &mut pos)?;
         let query = read_cstr(msg, &mut pos)?;
@@ -444,7 +452,7 @@ impl Session {
                 _ => self.to_server.extend_from_slice(msg),
             }
             self.t.parse_q.push_back((sent, ParseAction::Forward(None)));
-            return Ok(());
+            return Ok(plan.into_rewritten());
         }
         let name = String::from_utf8_lossy(name).into_owned();
         if self.statements.contains(&name) {
@@ -472,7 +480,7 @@ impl Session {
                 .parse_q
                 .push_back((sent, ParseAction::Forward(Some((stmt, name)))));
         }
-        Ok(())
+        Ok(plan.into_rewritten())
     }
 
     /// Makes sure the statement the client calls `name` exists on the server;

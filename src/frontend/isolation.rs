@@ -175,9 +175,10 @@ impl Isolation {
     /// `SHOW <variable>` answered from the session's tenant (servers never
     /// keep a session-level copy of the variable).
     fn show_variable(&self, sql: &str) -> Option<String> {
-        // Its first word is SHOW: most statements end here, unlexed.
+        // Its first word is SHOW (empty statements before it aside): most
+        // statements end here, unlexed.
         let starts_with_show = sql
-            .trim_start()
+            .trim_start_matches(|c: char| c.is_whitespace() || c == ';')
             .as_bytes()
             .get(..4)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"show"));
