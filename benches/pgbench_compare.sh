@@ -550,6 +550,17 @@ for mode in $MODES; do
         printf ' %12s' "$(awk -v a="${ROUND_TPS[$mode/tenantgate/$round]:-0}" -v b="${ROUND_TPS[$mode/pgbouncer/$round]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')"
     done
     echo
+    # Pooled over the rounds where both finished: total TPS against total
+    # TPS (each round weighs by its TPS, so one slow round does not decide),
+    # and in how many rounds tenantgate came out ahead.
+    pooled=""
+    for round in $(seq "$ROUNDS"); do
+        pooled+="${ROUND_TPS[$mode/tenantgate/$round]:-0} ${ROUND_TPS[$mode/pgbouncer/$round]:-0} "
+    done
+    printf '%-9s %s\n' "$mode" "$(echo "$pooled" | awk '{
+        for (i = 1; i < NF; i += 2) if ($i > 0 && $(i + 1) > 0) { a += $i; b += $(i + 1); n++; if ($i >= $(i + 1)) w++ }
+        if (n > 0) printf "tg/pgb pooled over %d rounds: %.3f (tenantgate ahead in %d of them)", n, a / b, w
+        else print "tg/pgb pooled: -" }')"
 done
 echo
 echo "ratios of TPS (n/a where a run did not finish cleanly: its TPS is partial)"

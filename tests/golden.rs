@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use tenantgate::catalog::{Catalog, RelationKind};
-use tenantgate::rewrite::{RewriteRules, Rewritten, TenantCheck, rewrite};
+use tenantgate::rewrite::{RewriteCache, RewriteRules, Rewritten, TenantCheck, cache_key, rewrite};
 
 const GOLDEN: &str = include_str!("golden/rewrite.txt");
 const TENANT: &str = "acme";
@@ -235,8 +235,9 @@ impl Rules {
         }
     }
 
-    fn run(&self, case: &Case) -> Actual {
-        let rules = RewriteRules {
+    /// The rules `case` is rewritten under.
+    fn rules<'a>(&'a self, case: &'a Case) -> RewriteRules<'a> {
+        RewriteRules {
             catalog: &self.catalog,
             column: "tenant_id",
             global_tables: &self.globals,
@@ -244,8 +245,11 @@ impl Rules {
             tenant_schemas: &self.schemas,
             own_schema: case.schema.as_deref(),
             strict: !case.trusted,
-        };
-        match rewrite(&case.sql, &rules) {
+        }
+    }
+
+    fn run(&self, case: &Case) -> Actual {
+        match rewrite(&case.sql, &self.rules(case)) {
             Ok(Rewritten::Unchanged) => Actual::Same,
             Ok(Rewritten::Template(t)) => Actual::Out {
                 literal: t.render_literal(TENANT),
@@ -464,6 +468,88 @@ fn golden_rewrites() {
         failures == 0,
         "{failures} of {} golden rewrite cases failed:{report}",
         cases.len()
+    );
+}
+
+/// `sql` with every run of digits that stands alone (not part of a word, a
+/// `$n` or a quoted name) replaced by a number drawn from `seed`; inside
+/// strings too, where the text path is just as much the reference.
+fn renumber(sql: &str, seed: &mut u64) -> String {
+    const NUMBERS: [&str; 8] = ["0", "7", "42", "3", "1000000", "99", "12", "5"];
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut i = 0;
+    while i < b.len() {
+        let stands_alone =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b'$' | b'"'));
+        if b[i].is_ascii_digit() && stands_alone {
+            let end = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            out.push_str(NUMBERS[(*seed >> 33) as usize % NUMBERS.len()]);
+            i = end;
+        } else {
+            let ch = sql[i..].chars().next().unwrap_or_default();
+            out.push(ch);
+            i += ch.len_utf8().max(1);
+        }
+    }
+    out
+}
+
+/// Outcomes compared: the same rewrite, or the same refusal.
+fn same_outcome(
+    a: &Result<Rewritten, tenantgate::error::ProxyError>,
+    b: &Result<Rewritten, tenantgate::error::ProxyError>,
+) -> bool {
+    match (a, b) {
+        (Ok(x), Ok(y)) => x == y,
+        (Err(x), Err(y)) => x.code.code() == y.code.code() && x.message == y.message,
+        _ => false,
+    }
+}
+
+/// The rewrite cache answers a statement that differs from one it has seen
+/// only in its numbers from that statement's shape, without parsing. Every
+/// golden case is sent through one cache, then again with other numbers
+/// (several times): each answer must be exactly what the text path gives
+/// for that text, refusals and tenant checks included (`VALUES (1, 7)` into
+/// a bigint tenant column checks `'7'`; with other numbers, other checks).
+#[test]
+fn shapes_rewrite_like_the_text_path() {
+    let rules = Rules::new();
+    let cache = RewriteCache::new(64 << 20);
+    // The same lookups by text alone, to count what the shapes added.
+    let by_text = RewriteCache::new(64 << 20);
+    let mut seed = 0x7e57_5eed_u64;
+    let (mut lookups, mut failures) = (0u64, Vec::new());
+    for case in parse_file(GOLDEN) {
+        let r = rules.rules(&case);
+        let schema = case.schema.as_deref().map(std::sync::Arc::<str>::from);
+        let mut texts = vec![case.sql.clone()];
+        texts.extend((0..4).map(|_| renumber(&case.sql, &mut seed)));
+        for text in texts {
+            lookups += 1;
+            let key = cache_key(!case.trusted, schema.clone(), &text);
+            by_text.get_or_insert(key.clone(), || rewrite(&text, &r));
+            let via_cache = cache.rewrite(key, &r);
+            let direct = rewrite(&text, &r);
+            if !same_outcome(&via_cache, &direct) {
+                failures.push(format!(
+                    "rewrite.txt:{}\n  text:   {text}\n  cache:  {via_cache:?}\n  direct: {direct:?}",
+                    case.line
+                ));
+            }
+        }
+    }
+    let (stats, text_only) = (cache.stats(), by_text.stats());
+    eprintln!("shapes: {lookups} lookups, {stats:?}; by text alone: {text_only:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let by_shape = stats.hits - text_only.hits;
+    assert!(
+        by_shape >= 300,
+        "only {by_shape} lookups answered by shape: too few for the test to mean anything"
     );
 }
 

@@ -534,6 +534,53 @@ async fn tenant_labels_are_capped() {
     assert_eq!(must(&m, "tenantgate_tenant_labels", &[]), 1.0);
 }
 
+/// Statements that differ only in their numbers share one rewrite: the
+/// first is a cache miss, the others are answered from its shape (cache
+/// hits), and every one of them is still scoped to the session's tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_differing_in_numbers_share_a_rewrite() {
+    let cluster = two_shard_cluster().await;
+    // Tenant b has rows on a's shard too, with the same ids.
+    exec(
+        &cluster,
+        "app",
+        "INSERT INTO items SELECT t, i, 'n' FROM unnest(ARRAY['a', 'b']) AS t, generate_series(101, 110) AS i;",
+    )
+    .await;
+    let proxy = start(&config_text(&cluster, "")).await;
+    let a = connect(proxy.port, "a", "a-secret", "app").await;
+    let counts = |m: &[Sample]| {
+        (
+            must(m, "tenantgate_rewrite_cache_misses_total", &[]),
+            must(m, "tenantgate_rewrite_cache_hits_total", &[]),
+        )
+    };
+    let before = counts(&scrape(proxy.metrics).await);
+    for id in 101..=110 {
+        let sql = format!("SELECT tenant_id, id FROM items WHERE id = {id}");
+        let rows: Vec<(String, String)> = a
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", error_chain(&e)))
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).unwrap_or_default().to_string(),
+                    r.get(1).unwrap_or_default().to_string(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows, vec![("a".to_string(), id.to_string())], "{sql}");
+    }
+    let after = counts(&scrape(proxy.metrics).await);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1.0, 9.0),
+        "one rewrite, nine answers from its shape"
+    );
+}
+
 #[test]
 fn parser_rejects_malformed_lines() {
     let ok = "# HELP x_total a\n# TYPE x counter\nx_total{a=\"1\",b=\"q\\\"\"} 3\ny 1.5\n# EOF\n";

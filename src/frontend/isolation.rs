@@ -151,19 +151,16 @@ impl Isolation {
         let strict = self.tenant.current().is_some();
         let own_schema: Option<Arc<str>> = route.schema.clone();
         let key = rewrite::cache_key(strict, own_schema.clone(), sql);
-        let outcome = iso.cache.get_or_insert(key, || {
-            let rules = RewriteRules {
-                catalog: &iso.catalog,
-                column: &self.rules.column,
-                global_tables: &self.rules.global_tables,
-                allowed_functions: &self.rules.allowed_functions,
-                tenant_schemas: &self.rules.tenant_schemas,
-                own_schema: own_schema.as_deref(),
-                strict,
-            };
-            rewrite::rewrite(sql, &rules)
-        });
-        outcome.as_ref().clone()
+        let rules = RewriteRules {
+            catalog: &iso.catalog,
+            column: &self.rules.column,
+            global_tables: &self.rules.global_tables,
+            allowed_functions: &self.rules.allowed_functions,
+            tenant_schemas: &self.rules.tenant_schemas,
+            own_schema: own_schema.as_deref(),
+            strict,
+        };
+        iso.cache.rewrite(key, &rules)
     }
 
     /// Whether `tenancy.rls` is on: every transaction also sets the variable

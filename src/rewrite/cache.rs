@@ -1,7 +1,8 @@
 //! The rewrite cache: statement text → rewrite outcome (refusals included),
-//! bounded by bytes. Two generations: entries live in `current`; when it holds
-//! half the budget it becomes `previous` and a fresh `current` starts; a hit
-//! in `previous` is promoted. Lookups are lock-free reads of sharded maps.
+//! and statement shape → [`ShapeTemplate`], each bounded by bytes. Each is
+//! kept in two generations: entries live in `current`; when it holds half
+//! its budget it becomes `previous` and a fresh `current` starts; a hit in
+//! `previous` is promoted. Lookups are lock-free reads of sharded maps.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,11 +10,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use super::Rewritten;
+use super::shape::{self, ShapeTemplate};
+use super::{RewriteRules, Rewritten};
 use crate::error::ProxyError;
 
 /// A cached outcome.
 pub type Outcome = Arc<Result<Rewritten, ProxyError>>;
+
+/// What the shape tier holds: the template, or `None` for a shape that
+/// could not be shown to rewrite like its statements (they take the text
+/// path, and the shape is not tried again while the entry lives).
+type ShapeOutcome = Option<Arc<ShapeTemplate>>;
 
 /// Cache key: the rules that vary per session on one shard, and the text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,76 +33,71 @@ pub struct Key {
     pub text: Box<str>,
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    current: Arc<DashMap<Key, Outcome>>,
-    previous: Arc<DashMap<Key, Outcome>>,
+/// Bytes an entry is counted for.
+trait Weigh {
+    fn weight(&self) -> usize;
 }
 
-/// Counters for metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that had to rewrite.
-    pub misses: u64,
-    /// Approximate bytes held.
-    pub bytes: usize,
-    /// Entries held.
-    pub entries: usize,
+impl Weigh for Outcome {
+    fn weight(&self) -> usize {
+        match self.as_ref() {
+            Ok(Rewritten::Template(t)) => t.size(),
+            _ => 64,
+        }
+    }
 }
 
-/// A bounded rewrite cache.
+impl Weigh for ShapeOutcome {
+    fn weight(&self) -> usize {
+        self.as_ref().map_or(16, |s| s.size())
+    }
+}
+
 #[derive(Debug)]
-pub struct RewriteCache {
-    generations: ArcSwap<Generations>,
+struct Generations<V> {
+    current: Arc<DashMap<Key, V>>,
+    previous: Arc<DashMap<Key, V>>,
+}
+
+impl<V> Default for Generations<V> {
+    fn default() -> Self {
+        Generations {
+            current: Arc::new(DashMap::new()),
+            previous: Arc::new(DashMap::new()),
+        }
+    }
+}
+
+/// One map, bounded by bytes, in two generations.
+#[derive(Debug)]
+struct Tier<V> {
+    generations: ArcSwap<Generations<V>>,
     bytes: AtomicUsize,
     budget: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
-impl RewriteCache {
-    /// A cache holding about `budget` bytes.
-    pub fn new(budget: usize) -> RewriteCache {
-        RewriteCache {
+impl<V: Clone + Weigh> Tier<V> {
+    fn new(budget: usize) -> Tier<V> {
+        Tier {
             generations: ArcSwap::from_pointee(Generations::default()),
             bytes: AtomicUsize::new(0),
             budget: budget.max(4096),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
-    /// The cached outcome for `key`, or the result of `compute` (cached).
-    pub fn get_or_insert(
-        &self,
-        key: Key,
-        compute: impl FnOnce() -> Result<Rewritten, ProxyError>,
-    ) -> Outcome {
+    fn get(&self, key: &Key) -> Option<V> {
         let g = self.generations.load();
-        if let Some(v) = g.current.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return v.clone();
+        if let Some(v) = g.current.get(key) {
+            return Some(v.clone());
         }
-        if let Some(v) = g.previous.get(&key).map(|v| v.clone()) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            self.insert(&g, key, v.clone());
-            return v;
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let v: Outcome = Arc::new(compute());
-        self.insert(&g, key, v.clone());
-        v
+        let v = g.previous.get(key).map(|v| v.clone())?;
+        self.insert(key.clone(), v.clone());
+        Some(v)
     }
 
-    fn insert(&self, g: &Generations, key: Key, v: Outcome) {
-        let size = key.text.len()
-            + 96
-            + match v.as_ref() {
-                Ok(Rewritten::Template(t)) => t.size(),
-                _ => 64,
-            };
+    fn insert(&self, key: Key, v: V) {
+        let size = key.text.len() + 96 + v.weight();
+        let g = self.generations.load();
         g.current.insert(key, v);
         let total = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
         if total > self.budget / 2 {
@@ -116,14 +118,116 @@ impl RewriteCache {
         }
     }
 
-    /// Hit/miss counts and size.
-    pub fn stats(&self) -> CacheStats {
+    fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn entries(&self) -> usize {
         let g = self.generations.load();
+        g.current.len() + g.previous.len()
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache (by text or by shape).
+    pub hits: u64,
+    /// Lookups that had to rewrite.
+    pub misses: u64,
+    /// Approximate bytes held.
+    pub bytes: usize,
+    /// Entries held.
+    pub entries: usize,
+}
+
+/// A bounded rewrite cache.
+#[derive(Debug)]
+pub struct RewriteCache {
+    text: Tier<Outcome>,
+    shapes: Tier<ShapeOutcome>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl RewriteCache {
+    /// A cache holding about `budget` bytes: three quarters for statement
+    /// texts, one quarter for shapes.
+    pub fn new(budget: usize) -> RewriteCache {
+        RewriteCache {
+            text: Tier::new(budget - budget / 4),
+            shapes: Tier::new(budget / 4),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached outcome for `key`, or the result of `compute` (cached).
+    /// By text only.
+    pub fn get_or_insert(
+        &self,
+        key: Key,
+        compute: impl FnOnce() -> Result<Rewritten, ProxyError>,
+    ) -> Outcome {
+        if let Some(v) = self.text.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return v;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let v: Outcome = Arc::new(compute());
+        self.text.insert(key, v.clone());
+        v
+    }
+
+    /// The rewrite of `key.text` under `rules`: from the cache by text, else
+    /// by shape (a statement that differs from one seen before only in its
+    /// numbers), else rewritten now and cached both ways.
+    pub fn rewrite(&self, key: Key, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
+        if let Some(v) = self.text.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return v.as_ref().clone();
+        }
+        let Some(literals) = shape::number_literals(&key.text) else {
+            return self.rewrite_text(key, rules).as_ref().clone();
+        };
+        let shape_key = Key {
+            strict: key.strict,
+            schema: key.schema.clone(),
+            text: shape::key_text(&key.text, &literals),
+        };
+        match self.shapes.get(&shape_key) {
+            Some(Some(shape)) => {
+                if let Some(r) = shape.instance(&key.text, &literals) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                self.rewrite_text(key, rules).as_ref().clone()
+            }
+            Some(None) => self.rewrite_text(key, rules).as_ref().clone(),
+            None => {
+                let outcome = self.rewrite_text(key.clone(), rules);
+                let shape = ShapeTemplate::build(&key.text, &literals, &outcome, rules);
+                self.shapes.insert(shape_key, shape.map(Arc::new));
+                outcome.as_ref().clone()
+            }
+        }
+    }
+
+    /// Rewrites `key.text` and caches the outcome by text.
+    fn rewrite_text(&self, key: Key, rules: &RewriteRules<'_>) -> Outcome {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let v: Outcome = Arc::new(super::rewrite(&key.text, rules));
+        self.text.insert(key, v.clone());
+        v
+    }
+
+    /// Hit/miss counts and size (both tiers).
+    pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            entries: g.current.len() + g.previous.len(),
+            bytes: self.text.bytes() + self.shapes.bytes(),
+            entries: self.text.entries() + self.shapes.entries(),
         }
     }
 }

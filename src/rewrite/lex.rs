@@ -13,6 +13,7 @@
 //! The tests compare the two token for token.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use sqlparser::keywords::{ALL_KEYWORDS, ALL_KEYWORDS_INDEX, Keyword};
@@ -23,24 +24,85 @@ const MAX_KEYWORD: usize = 64;
 
 /// The tokens of `sql`, or `None` when it uses anything outside the subset.
 pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    let mut out = Vec::with_capacity(sql.len() / 3 + 4);
+    scan(sql, |lexeme, range, span| {
+        out.push(TokenWithSpan::new(lexeme.into_token(&sql[range]), span));
+    })?;
+    Some(out)
+}
+
+/// Byte ranges of the number literals of `sql`, in order, read exactly as
+/// [`tokenize`] (and so sqlparser) reads them, or `None` when it uses
+/// anything outside the subset. Allocates nothing but the answer.
+pub(crate) fn number_spans(sql: &str) -> Option<Vec<Range<usize>>> {
+    let mut out = Vec::new();
+    scan(sql, |lexeme, range, _| {
+        if matches!(lexeme, Lexeme::Number) {
+            out.push(range);
+        }
+    })?;
+    Some(out)
+}
+
+/// What the scanner found, before anything is allocated for it.
+enum Lexeme {
+    /// A token that owns no text (punctuation, whitespace).
+    Fixed(Token),
+    /// An unquoted word.
+    Word,
+    /// A double-quoted identifier (the range includes the quotes).
+    QuotedWord,
+    /// An unsigned number.
+    Number,
+    /// `$n`.
+    Placeholder,
+    /// A single-quoted string (the range includes the quotes).
+    String,
+}
+
+impl Lexeme {
+    /// The token, given the text the lexeme spans.
+    fn into_token(self, text: &str) -> Token {
+        let inner = || {
+            text.get(1..text.len().saturating_sub(1))
+                .unwrap_or_default()
+        };
+        match self {
+            Lexeme::Fixed(t) => t,
+            Lexeme::Word => word(text),
+            Lexeme::QuotedWord => Token::Word(Word {
+                value: inner().to_string(),
+                quote_style: Some('"'),
+                keyword: Keyword::NoKeyword,
+            }),
+            Lexeme::Number => Token::Number(text.to_string(), false),
+            Lexeme::Placeholder => Token::Placeholder(text.to_string()),
+            Lexeme::String => Token::SingleQuotedString(inner().to_string()),
+        }
+    }
+}
+
+/// Walks `sql`, handing each lexeme, its byte range and its span to `emit`;
+/// `None` (at once) when the text uses anything outside the subset.
+fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<()> {
     if !sql.is_ascii() {
         return None;
     }
     let b = sql.as_bytes();
-    let mut out = Vec::with_capacity(b.len() / 3 + 4);
     let (mut i, mut line, mut col) = (0usize, 1u64, 1u64);
     while i < b.len() {
         let start = i;
         let next = b.get(i + 1).copied();
-        let (token, len) = match b[i] {
-            b' ' => (Token::Whitespace(Whitespace::Space), 1),
-            b'\t' => (Token::Whitespace(Whitespace::Tab), 1),
+        let (lexeme, len) = match b[i] {
+            b' ' => (Lexeme::Fixed(Token::Whitespace(Whitespace::Space)), 1),
+            b'\t' => (Lexeme::Fixed(Token::Whitespace(Whitespace::Tab)), 1),
             b'\n' => {
                 let span = Span::new(Location::new(line, col), Location::new(line + 1, 1));
-                out.push(TokenWithSpan::new(
-                    Token::Whitespace(Whitespace::Newline),
+                emit(
+                    Lexeme::Fixed(Token::Whitespace(Whitespace::Newline)),
+                    i..i + 1,
                     span,
-                ));
+                );
                 i += 1;
                 line += 1;
                 col = 1;
@@ -52,7 +114,7 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 if matches!(b.get(end), Some(b'\'' | b'"' | b'&')) {
                     return None;
                 }
-                (word(&sql[i..end]), end - i)
+                (Lexeme::Word, end - i)
             }
             b'0'..=b'9' => {
                 let mut end = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -64,7 +126,7 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 if b.get(end).is_some_and(|&c| word_part(c) || c == b'.') {
                     return None;
                 }
-                (Token::Number(sql[i..end].to_string(), false), end - i)
+                (Lexeme::Number, end - i)
             }
             b'$' => {
                 let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -72,7 +134,7 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 if digits == 0 || b.get(end).is_some_and(|&c| word_part(c)) {
                     return None;
                 }
-                (Token::Placeholder(sql[i..end].to_string()), end - i)
+                (Lexeme::Placeholder, end - i)
             }
             b'\'' => {
                 let len = b[i + 1..].iter().position(|&c| c == b'\'')?;
@@ -83,10 +145,7 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 {
                     return None;
                 }
-                (
-                    Token::SingleQuotedString(sql[i + 1..i + 1 + len].to_string()),
-                    end - i,
-                )
+                (Lexeme::String, end - i)
             }
             b'"' => {
                 let len = b[i + 1..].iter().position(|&c| c == b'"')?;
@@ -98,51 +157,49 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 {
                     return None;
                 }
-                let w = Word {
-                    value: sql[i + 1..i + 1 + len].to_string(),
-                    quote_style: Some('"'),
-                    keyword: Keyword::NoKeyword,
-                };
-                (Token::Word(w), end - i)
+                (Lexeme::QuotedWord, end - i)
             }
-            b'(' => (Token::LParen, 1),
-            b')' => (Token::RParen, 1),
-            b',' => (Token::Comma, 1),
-            b';' => (Token::SemiColon, 1),
-            b'[' => (Token::LBracket, 1),
-            b']' => (Token::RBracket, 1),
-            b'*' => (Token::Mul, 1),
-            b'+' => (Token::Plus, 1),
+            b'(' => (Lexeme::Fixed(Token::LParen), 1),
+            b')' => (Lexeme::Fixed(Token::RParen), 1),
+            b',' => (Lexeme::Fixed(Token::Comma), 1),
+            b';' => (Lexeme::Fixed(Token::SemiColon), 1),
+            b'[' => (Lexeme::Fixed(Token::LBracket), 1),
+            b']' => (Lexeme::Fixed(Token::RBracket), 1),
+            b'*' => (Lexeme::Fixed(Token::Mul), 1),
+            b'+' => (Lexeme::Fixed(Token::Plus), 1),
             // A period not starting a number.
             b'.' if next.is_some_and(|c| c.is_ascii_alphabetic() || c == b'"' || c == b'*') => {
-                (Token::Period, 1)
+                (Lexeme::Fixed(Token::Period), 1)
             }
-            b':' if next == Some(b':') => (Token::DoubleColon, 2),
-            b'!' if next == Some(b'=') => (Token::Neq, 2),
-            b'=' if operand_follows(next) => (Token::Eq, 1),
-            b'-' if operand_follows(next) => (Token::Minus, 1),
-            b'/' if operand_follows(next) => (Token::Div, 1),
-            b'<' if operand_follows(next) => (Token::Lt, 1),
-            b'>' if operand_follows(next) => (Token::Gt, 1),
+            b':' if next == Some(b':') => (Lexeme::Fixed(Token::DoubleColon), 2),
+            b'!' if next == Some(b'=') => (Lexeme::Fixed(Token::Neq), 2),
+            b'=' if operand_follows(next) => (Lexeme::Fixed(Token::Eq), 1),
+            b'-' if operand_follows(next) => (Lexeme::Fixed(Token::Minus), 1),
+            b'/' if operand_follows(next) => (Lexeme::Fixed(Token::Div), 1),
+            b'<' if operand_follows(next) => (Lexeme::Fixed(Token::Lt), 1),
+            b'>' if operand_follows(next) => (Lexeme::Fixed(Token::Gt), 1),
             b'<' if next == Some(b'=') && operand_follows(b.get(i + 2).copied()) => {
-                (Token::LtEq, 2)
+                (Lexeme::Fixed(Token::LtEq), 2)
             }
-            b'<' if next == Some(b'>') && operand_follows(b.get(i + 2).copied()) => (Token::Neq, 2),
+            b'<' if next == Some(b'>') && operand_follows(b.get(i + 2).copied()) => {
+                (Lexeme::Fixed(Token::Neq), 2)
+            }
             b'>' if next == Some(b'=') && operand_follows(b.get(i + 2).copied()) => {
-                (Token::GtEq, 2)
+                (Lexeme::Fixed(Token::GtEq), 2)
             }
             _ => return None,
         };
         i = start + len;
-        // No token here spans lines (strings with newlines are refused).
+        // No lexeme here spans lines (strings with newlines are refused).
         let end_col = col + len as u64;
-        out.push(TokenWithSpan::new(
-            token,
+        emit(
+            lexeme,
+            start..i,
             Span::new(Location::new(line, col), Location::new(line, end_col)),
-        ));
+        );
         col = end_col;
     }
-    Some(out)
+    Some(())
 }
 
 /// A character of an unquoted identifier after the first (PostgreSQL
@@ -220,6 +277,17 @@ mod tests {
     fn same(sql: &str) -> bool {
         match tokenize(sql) {
             Some(fast) => {
+                // The spans of its numbers are those of the Number tokens.
+                let numbers: Vec<&str> = fast
+                    .iter()
+                    .filter_map(|t| match &t.token {
+                        Token::Number(n, _) => Some(n.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let spans = number_spans(sql).unwrap_or_else(|| panic!("no spans for {sql:?}"));
+                let spanned: Vec<&str> = spans.into_iter().map(|r| &sql[r]).collect();
+                assert_eq!(spanned, numbers, "number spans differ for {sql:?}");
                 let slow = reference(sql)
                     .unwrap_or_else(|| panic!("sqlparser refuses what we lexed: {sql:?}"));
                 assert_eq!(
@@ -229,7 +297,10 @@ mod tests {
                 );
                 true
             }
-            None => false,
+            None => {
+                assert!(number_spans(sql).is_none(), "spans without tokens: {sql:?}");
+                false
+            }
         }
     }
 

@@ -3,13 +3,15 @@
 //! relations are scoped to the session's tenant, INSERTs get the tenant's
 //! value, and anything that cannot be made safe is refused with a SQLSTATE.
 //! The output is a [`Template`] with holes for the tenant value, identical
-//! for every tenant, cached by statement text.
+//! for every tenant, cached by statement text and by statement shape (the
+//! text with its numbers taken out, see `shape`).
 
 mod cache;
 mod dml;
 mod lex;
 pub mod policy;
 mod scope;
+mod shape;
 pub mod template;
 
 use std::collections::HashSet;
@@ -93,8 +95,8 @@ pub(crate) struct Rewriter<'a> {
 
 /// Rewrites a query string (one or more statements).
 pub fn rewrite(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
-    let shape = precheck(sql)?;
-    if shape.is_small(sql.len()) {
+    let measure = precheck(sql)?;
+    if measure.is_small(sql.len()) {
         return rewrite_checked(sql, rules);
     }
     // Parsing, rewriting, printing and dropping a large tree recurse deeply:
@@ -139,7 +141,7 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
 /// Cheap checks before the parser sees anything: size, nesting depth (a very
 /// deep expression would overflow the stack while parsing or dropping), and
 /// the hole marker.
-fn precheck(sql: &str) -> Result<Shape, ProxyError> {
+fn precheck(sql: &str) -> Result<Measure, ProxyError> {
     if sql.len() > MAX_STATEMENT_BYTES {
         return Err(ProxyError::statement_too_large(
             sql.len(),
@@ -151,27 +153,27 @@ fn precheck(sql: &str) -> Result<Shape, ProxyError> {
             "the control character U+0001",
         ));
     }
-    let shape = Shape::of(sql);
+    let measure = Measure::of(sql);
     // Every construct that makes the parser recurse is bounded here, so it
     // never reaches its own recursion limit (where it may silently give up
     // on part of a statement instead of failing).
-    if shape.depth > MAX_NESTING
-        || shape.nesting_keywords > MAX_NESTING
-        || shape.signs > MAX_SIGNS
-        || shape.name_parts > MAX_NESTING
+    if measure.depth > MAX_NESTING
+        || measure.nesting_keywords > MAX_NESTING
+        || measure.signs > MAX_SIGNS
+        || measure.name_parts > MAX_NESTING
     {
         return Err(ProxyError::statement_too_deep(MAX_NESTING));
     }
     // Long operator chains build deep trees, deep to drop and to print.
-    if shape.operators > MAX_OPERATORS {
+    if measure.operators > MAX_OPERATORS {
         return Err(ProxyError::statement_too_deep(MAX_NESTING));
     }
-    Ok(shape)
+    Ok(measure)
 }
 
 /// What the pre-parse scan measured.
 #[derive(Debug, Clone, Copy, Default)]
-struct Shape {
+struct Measure {
     /// Deepest bracket nesting.
     depth: usize,
     /// CASE and NOT keywords (each nests the parser).
@@ -184,9 +186,9 @@ struct Shape {
     name_parts: usize,
 }
 
-impl Shape {
-    fn of(sql: &str) -> Shape {
-        let mut s = Shape::default();
+impl Measure {
+    fn of(sql: &str) -> Measure {
+        let mut s = Measure::default();
         let mut depth = 0usize;
         let b = sql.as_bytes();
         let mut i = 0;

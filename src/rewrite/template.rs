@@ -66,6 +66,33 @@ impl Template {
         })
     }
 
+    /// The text between holes, in order.
+    pub(crate) fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// This template's holes, parameters and checks around other text:
+    /// `segments` must have as many entries as this template has.
+    pub(crate) fn with_segments(&self, segments: Vec<String>) -> Template {
+        debug_assert_eq!(segments.len(), self.segments.len());
+        Template {
+            segments,
+            casts: self.casts.clone(),
+            max_param: self.max_param,
+            checks: self.checks.clone(),
+        }
+    }
+
+    /// Whether `other` has the same holes (in order, with the same casts),
+    /// the same highest parameter and the same checks: the two differ at
+    /// most in their text between holes.
+    pub(crate) fn same_holes(&self, other: &Template) -> bool {
+        self.segments.len() == other.segments.len()
+            && self.casts == other.casts
+            && self.max_param == other.max_param
+            && self.checks == other.checks
+    }
+
     /// Whether the statement touches tenant data at all.
     pub fn has_holes(&self) -> bool {
         !self.casts.is_empty()
