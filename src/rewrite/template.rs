@@ -3,6 +3,8 @@
 //! quoted literal, the extended protocol with one extra bound parameter. So
 //! one cache entry and one server-side prepared statement serve all tenants.
 
+use std::sync::OnceLock;
+
 use crate::error::ProxyError;
 
 /// Marks a hole in printed SQL: `\u{1}` + index + `\u{1}`. Client SQL that
@@ -34,7 +36,23 @@ pub struct Template {
     pub max_param: usize,
     /// Conditions on the tenant value.
     pub checks: Vec<TenantCheck>,
+    /// The text [`Template::render_param`] made first, with its parameter
+    /// number: every Parse of the statement asks for the same one.
+    param_text: ParamText,
 }
+
+/// A rendering kept for reuse. Not part of the template's value: two
+/// templates are equal whatever either has rendered.
+#[derive(Debug, Clone, Default)]
+struct ParamText(OnceLock<(usize, String)>);
+
+impl PartialEq for ParamText {
+    fn eq(&self, _: &ParamText) -> bool {
+        true
+    }
+}
+
+impl Eq for ParamText {}
 
 impl Template {
     /// Splits printed SQL at hole markers. `casts[i]` is hole i's type.
@@ -63,6 +81,7 @@ impl Template {
             casts,
             max_param,
             checks,
+            param_text: ParamText::default(),
         })
     }
 
@@ -80,6 +99,7 @@ impl Template {
             casts: self.casts.clone(),
             max_param: self.max_param,
             checks: self.checks.clone(),
+            param_text: ParamText::default(),
         }
     }
 
@@ -109,10 +129,19 @@ impl Template {
 
     /// SQL with the tenant as bind parameter `$k` (extended protocol).
     pub fn render_param(&self, k: usize) -> String {
-        self.render(|cast| match cast {
+        if let Some((kept, text)) = self.param_text.0.get()
+            && *kept == k
+        {
+            return text.clone();
+        }
+        let text = self.render(|cast| match cast {
             Some(t) => format!("CAST(${k} AS {t})"),
             None => format!("${k}"),
-        })
+        });
+        // The first number asked for is kept (it is the same at every Parse
+        // of the statement, unless the client declares more parameters).
+        let _ = self.param_text.0.set((k, text.clone()));
+        text
     }
 
     fn render(&self, fill: impl Fn(&Option<String>) -> String) -> String {
@@ -130,7 +159,13 @@ impl Template {
 
     /// Approximate bytes held, for the cache bound.
     pub fn size(&self) -> usize {
-        self.segments.iter().map(|s| s.len() + 24).sum::<usize>() + self.casts.len() * 32 + 64
+        // Twice the text: once in segments, once rendered for a Parse.
+        self.segments
+            .iter()
+            .map(|s| 2 * s.len() + 24)
+            .sum::<usize>()
+            + self.casts.len() * 32
+            + 96
     }
 }
 
@@ -171,6 +206,21 @@ mod tests {
             "SELECT * FROM (SELECT * FROM t WHERE tenant_id = $3) AS t WHERE b = CAST($3 AS bigint)"
         );
         assert!(t.has_holes());
+    }
+
+    #[test]
+    fn param_rendering_is_kept_per_number() {
+        let printed = format!("SELECT * FROM t WHERE tenant_id = {}", hole_marker(0));
+        let t = Template::from_printed(&printed, vec![None], 1, vec![]).unwrap();
+        let first = t.render_param(2);
+        assert_eq!(first, "SELECT * FROM t WHERE tenant_id = $2");
+        assert_eq!(t.render_param(2), first);
+        // Another number is rendered anew, not taken from the kept one.
+        assert_eq!(t.render_param(5), "SELECT * FROM t WHERE tenant_id = $5");
+        assert_eq!(t.render_param(2), first);
+        // What was rendered is no part of the template's value.
+        let fresh = Template::from_printed(&printed, vec![None], 1, vec![]).unwrap();
+        assert_eq!(t, fresh);
     }
 
     #[test]
