@@ -528,7 +528,7 @@ fn shapes_rewrite_like_the_text_path() {
         let r = rules.rules(&case);
         let schema = case.schema.as_deref().map(std::sync::Arc::<str>::from);
         let mut texts = vec![case.sql.clone()];
-        texts.extend((0..4).map(|_| renumber(&case.sql, &mut seed)));
+        texts.extend((0..6).map(|_| renumber(&case.sql, &mut seed)));
         for text in texts {
             lookups += 1;
             let key = cache_key(!case.trusted, schema.clone(), &text);

@@ -17,10 +17,19 @@ use crate::error::ProxyError;
 /// A cached outcome.
 pub type Outcome = Arc<Result<Rewritten, ProxyError>>;
 
-/// What the shape tier holds: the template, or `None` for a shape that
-/// could not be shown to rewrite like its statements (they take the text
-/// path, and the shape is not tried again while the entry lives).
-type ShapeOutcome = Option<Arc<ShapeTemplate>>;
+/// What the shape tier holds for a shape.
+#[derive(Debug, Clone)]
+enum ShapeEntry {
+    /// One statement of the shape was seen. A shape is built only when a
+    /// second one comes (building costs a second rewrite, wasted on
+    /// statements whose shape never comes back).
+    Seen,
+    /// The shape could not be shown to rewrite like its statements: they
+    /// take the text path, and it is not tried again while the entry lives.
+    Refused,
+    /// The template every statement of the shape is filled into.
+    Ready(Arc<ShapeTemplate>),
+}
 
 /// Cache key: the rules that vary per session on one shard, and the text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,9 +56,12 @@ impl Weigh for Outcome {
     }
 }
 
-impl Weigh for ShapeOutcome {
+impl Weigh for ShapeEntry {
     fn weight(&self) -> usize {
-        self.as_ref().map_or(16, |s| s.size())
+        match self {
+            ShapeEntry::Ready(s) => s.size(),
+            ShapeEntry::Seen | ShapeEntry::Refused => 16,
+        }
     }
 }
 
@@ -145,7 +157,7 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct RewriteCache {
     text: Tier<Outcome>,
-    shapes: Tier<ShapeOutcome>,
+    shapes: Tier<ShapeEntry>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -180,8 +192,9 @@ impl RewriteCache {
     }
 
     /// The rewrite of `key.text` under `rules`: from the cache by text, else
-    /// by shape (a statement that differs from one seen before only in its
-    /// numbers), else rewritten now and cached both ways.
+    /// by shape (a statement that differs from earlier ones only in its
+    /// numbers), else rewritten now and cached by text; the second statement
+    /// of a shape also builds the shape.
     pub fn rewrite(&self, key: Key, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
         if let Some(v) = self.text.get(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -196,19 +209,26 @@ impl RewriteCache {
             text: shape::key_text(&key.text, &literals),
         };
         match self.shapes.get(&shape_key) {
-            Some(Some(shape)) => {
+            Some(ShapeEntry::Ready(shape)) => {
                 if let Some(r) = shape.instance(&key.text, &literals) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(r);
                 }
                 self.rewrite_text(key, rules).as_ref().clone()
             }
-            Some(None) => self.rewrite_text(key, rules).as_ref().clone(),
-            None => {
+            Some(ShapeEntry::Refused) => self.rewrite_text(key, rules).as_ref().clone(),
+            Some(ShapeEntry::Seen) => {
                 let outcome = self.rewrite_text(key.clone(), rules);
-                let shape = ShapeTemplate::build(&key.text, &literals, &outcome, rules);
-                self.shapes.insert(shape_key, shape.map(Arc::new));
+                let entry = match ShapeTemplate::build(&key.text, &literals, &outcome, rules) {
+                    Some(shape) => ShapeEntry::Ready(Arc::new(shape)),
+                    None => ShapeEntry::Refused,
+                };
+                self.shapes.insert(shape_key, entry);
                 outcome.as_ref().clone()
+            }
+            None => {
+                self.shapes.insert(shape_key, ShapeEntry::Seen);
+                self.rewrite_text(key, rules).as_ref().clone()
             }
         }
     }
