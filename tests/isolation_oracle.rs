@@ -459,17 +459,25 @@ async fn tenant_context_attacks(
         )
         .await;
     }
-    // SHOW reports the bound tenant.
+    // SHOW reports the bound tenant, however it is spelled (empty statements
+    // before it, upper case).
     let c = o.client(TenantSource::Bound, "A").await;
-    if let Outcome::Ok(sets) = run_simple(&c, "SHOW app.current_tenant").await {
-        let v = sets
-            .first()
-            .and_then(|s| s.rows.first())
-            .and_then(|r| r[0].clone());
+    for sql in [
+        "SHOW app.current_tenant",
+        ";SHOW app.current_tenant",
+        " ; ;\n show APP.CURRENT_TENANT",
+    ] {
+        let v = match run_simple(&c, sql).await {
+            Outcome::Ok(sets) => sets
+                .iter()
+                .find_map(|s| s.rows.first())
+                .and_then(|r| r[0].clone()),
+            other => Some(format!("{other:?}")),
+        };
         if v.as_deref() != Some("A") {
             report.fail(
                 KNOWN_ISSUES,
-                format!("WRONG RESULT: SHOW app.current_tenant in a bound session of A says {v:?}"),
+                format!("WRONG RESULT: `{sql}` in a bound session of A says {v:?}"),
             );
         }
     }
