@@ -35,7 +35,8 @@ const MAX_SLOTS: usize = 999_999;
 /// reads them; `None` when there are none, or when the fast lexer cannot
 /// vouch for its reading of the text (comments, escapes, exponents, …).
 pub(crate) fn number_literals(sql: &str) -> Option<Vec<Range<usize>>> {
-    if !sql.bytes().any(|b| b.is_ascii_digit()) {
+    // Too long a text is refused by the text path, never filled in.
+    if sql.len() > super::MAX_STATEMENT_BYTES || !sql.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
     let out = lex::number_spans(sql)?;
@@ -241,6 +242,9 @@ mod tests {
         assert_eq!(literals("SELECT 1 -- one"), None);
         assert_eq!(literals("SELECT 1e5"), None);
         assert_eq!(literals("SELECT 0x1F"), None);
+        // Longer than a statement may be: the text path refuses it.
+        let long = format!("SELECT {}", "1".repeat(super::super::MAX_STATEMENT_BYTES));
+        assert_eq!(number_literals(&long), None);
     }
 
     #[test]
