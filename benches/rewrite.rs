@@ -4,7 +4,11 @@
 //!   (`rewrite()` then `render_literal`), design target ≤ 20 µs;
 //! - `cached`: a cache hit as the proxy does it (build the key from the
 //!   text, `RewriteCache::get_or_insert`, `render_literal`), target ≤ 1 µs;
-//! - `render_param`: the extended-protocol text from a cached template.
+//! - `by_shape`: a statement with its values written in as numbers, each
+//!   time other ones (pgbench `-M simple`, ORMs): a miss by text, a hit by
+//!   shape (`RewriteCache::rewrite`), then `render_literal`;
+//! - `render_param`: the extended-protocol text from a cached template (kept
+//!   after its first rendering).
 //!
 //! Run: `cargo bench --bench rewrite -- --warm-up-time 1 --measurement-time 3`
 
@@ -14,6 +18,21 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use tenantgate::catalog::{Catalog, RelationKind};
 use tenantgate::rewrite::{RewriteCache, RewriteRules, Rewritten, cache_key, rewrite};
+
+/// Statements with their values written in, `{}` for each number: (name,
+/// SQL).
+const WITH_NUMBERS: &[(&str, &str)] = &[
+    (
+        "point_select",
+        "SELECT id, customer_id, total, note FROM orders WHERE id = {}",
+    ),
+    ("update_by_id", "UPDATE orders SET total = {} WHERE id = {}"),
+    (
+        "join_2_tables",
+        "SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.id = {} AND o.total > {}",
+    ),
+];
 
 /// The statements measured: (name, SQL).
 const STATEMENTS: &[(&str, &str)] = &[
@@ -131,6 +150,49 @@ fn benches(c: &mut Criterion) {
         });
     }
     cached.finish();
+
+    // 1,000 texts per statement, cycled: each is new to the text tier (a
+    // hit by shape is not cached by text), so every lookup is a shape hit.
+    let mut by_shape = c.benchmark_group("rewrite/by_shape");
+    for (name, pattern) in WITH_NUMBERS {
+        let texts: Vec<String> = (0..1000u64)
+            .map(|i| {
+                pattern
+                    .split("{}")
+                    .enumerate()
+                    .map(|(k, part)| {
+                        if k == 0 {
+                            part.to_string()
+                        } else {
+                            format!("{}{part}", 7 + i * 13 + k as u64)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for t in &texts[..2] {
+            // The second statement of a shape builds it.
+            assert!(matches!(
+                cache.rewrite(cache_key(true, None, t), &rules),
+                Ok(Rewritten::Template(_))
+            ));
+        }
+        let before = cache.stats();
+        let mut next = 0usize;
+        by_shape.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                next = (next + 1) % texts.len();
+                let key = cache_key(true, None, black_box(&texts[next]));
+                match cache.rewrite(key, &rules) {
+                    Ok(Rewritten::Template(t)) => t.render_literal(black_box("acme")),
+                    other => unreachable!("{name}: {other:?}"),
+                }
+            })
+        });
+        let after = cache.stats();
+        assert_eq!(after.misses, before.misses, "{name}: every lookup a hit");
+    }
+    by_shape.finish();
 
     let mut param = c.benchmark_group("rewrite/render_param");
     for (name, t) in &templates {
