@@ -64,6 +64,27 @@ pub struct ServerLink {
 /// One live client session.
 #[derive(Debug)]
 pub struct ClientEntry {
+    /// Who the client is (fixed at login).
+    pub info: ClientInfo,
+    /// When the client connected (wall clock).
+    pub connect_time: SystemTime,
+    /// Cancelled by `KILL CLIENT`: the session closes.
+    pub kill: CancellationToken,
+    state: AtomicU8,
+    /// Microseconds since `info.connected` at the last transaction start; -1: none yet.
+    request_us: AtomicI64,
+    /// Microseconds since `info.connected` when the current wait began.
+    wait_us: AtomicI64,
+    server_id: AtomicU64,
+    server_pid: AtomicI32,
+    /// Microseconds since `info.connected` when the held server connection was opened.
+    server_opened_us: AtomicI64,
+    placement: Mutex<Placement>,
+}
+
+/// Who a client is: what is known of it at login and never changes.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
     /// Session id (as in logs).
     pub id: u64,
     /// Login user.
@@ -72,39 +93,7 @@ pub struct ClientEntry {
     pub database: String,
     /// Client address.
     pub addr: SocketAddr,
-    /// `application_name` from startup, if any.
-    pub application_name: String,
-    /// An admin console session.
-    pub admin: bool,
-    /// When the client connected (wall clock).
-    pub connect_time: SystemTime,
-    /// Cancelled by `KILL CLIENT`: the session closes.
-    pub kill: CancellationToken,
-    connected: Instant,
-    state: AtomicU8,
-    /// Microseconds since `connected` at the last transaction start; -1: none yet.
-    request_us: AtomicI64,
-    /// Microseconds since `connected` when the current wait began.
-    wait_us: AtomicI64,
-    server_id: AtomicU64,
-    server_pid: AtomicI32,
-    /// Microseconds since `connected` when the held server connection was opened.
-    server_opened_us: AtomicI64,
-    placement: Mutex<Placement>,
-}
-
-/// Who a new entry is.
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    /// Session id.
-    pub id: u64,
-    /// Login user.
-    pub user: String,
-    /// Database asked for.
-    pub database: String,
-    /// Client address.
-    pub addr: SocketAddr,
-    /// `application_name` startup parameter.
+    /// `application_name` startup parameter (empty if none).
     pub application_name: String,
     /// Admin console session.
     pub admin: bool,
@@ -120,20 +109,14 @@ fn micros_between(from: Instant, to: Instant) -> i64 {
 }
 
 impl ClientEntry {
-    fn new(c: NewClient) -> ClientEntry {
+    fn new(info: ClientInfo) -> ClientEntry {
         let connect_time = SystemTime::now()
-            .checked_sub(c.connected.elapsed())
+            .checked_sub(info.connected.elapsed())
             .unwrap_or_else(SystemTime::now);
         ClientEntry {
-            id: c.id,
-            user: c.user,
-            database: c.database,
-            addr: c.addr,
-            application_name: c.application_name,
-            admin: c.admin,
+            info,
             connect_time,
             kill: CancellationToken::new(),
-            connected: c.connected,
             state: AtomicU8::new(0),
             request_us: AtomicI64::new(-1),
             wait_us: AtomicI64::new(0),
@@ -159,7 +142,7 @@ impl ClientEntry {
 
     /// A transaction starts at `now`: the client waits for a server.
     pub fn set_waiting(&self, now: Instant) {
-        let us = micros_between(self.connected, now);
+        let us = micros_between(self.info.connected, now);
         self.request_us.store(us, Ordering::Relaxed);
         self.wait_us.store(us, Ordering::Relaxed);
         self.state.store(1, Ordering::Relaxed);
@@ -169,8 +152,10 @@ impl ClientEntry {
     pub fn set_active(&self, id: u64, pid: i32, opened: Instant) {
         self.server_id.store(id, Ordering::Relaxed);
         self.server_pid.store(pid, Ordering::Relaxed);
-        self.server_opened_us
-            .store(micros_between(self.connected, opened), Ordering::Relaxed);
+        self.server_opened_us.store(
+            micros_between(self.info.connected, opened),
+            Ordering::Relaxed,
+        );
         self.state.store(2, Ordering::Relaxed);
     }
 
@@ -193,7 +178,8 @@ impl ClientEntry {
         }
         let since = self.wait_us.load(Ordering::Relaxed).max(0) as u64;
         Some(
-            self.connected
+            self.info
+                .connected
                 .elapsed()
                 .saturating_sub(Duration::from_micros(since)),
         )
@@ -240,15 +226,15 @@ pub struct ClientGuard {
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.map.remove(&self.entry.id);
+        self.map.remove(&self.entry.info.id);
     }
 }
 
 impl ClientRegistry {
     /// Registers a logged-in session.
-    pub fn register(&self, c: NewClient) -> ClientGuard {
+    pub fn register(&self, c: ClientInfo) -> ClientGuard {
         let entry = Arc::new(ClientEntry::new(c));
-        self.map.insert(entry.id, entry.clone());
+        self.map.insert(entry.info.id, entry.clone());
         ClientGuard {
             map: self.map.clone(),
             entry,
@@ -263,7 +249,7 @@ impl ClientRegistry {
     /// Every live session, by id.
     pub fn list(&self) -> Vec<Arc<ClientEntry>> {
         let mut v: Vec<_> = self.map.iter().map(|e| e.value().clone()).collect();
-        v.sort_by_key(|e| e.id);
+        v.sort_by_key(|e| e.info.id);
         v
     }
 
@@ -282,8 +268,8 @@ impl ClientRegistry {
 mod tests {
     use super::*;
 
-    fn new_client(id: u64) -> NewClient {
-        NewClient {
+    fn new_client(id: u64) -> ClientInfo {
+        ClientInfo {
             id,
             user: "u".into(),
             database: "app".into(),

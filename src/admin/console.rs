@@ -135,11 +135,11 @@ pub async fn serve(
         ("TimeZone", "UTC"),
         ("integer_datetimes", "on"),
         ("standard_conforming_strings", "on"),
-        ("application_name", entry.application_name.as_str()),
+        ("application_name", entry.info.application_name.as_str()),
     ] {
         messages::parameter_status(&mut out, name, value);
     }
-    messages::backend_key_data(&mut out, entry.id as i32, 0);
+    messages::backend_key_data(&mut out, entry.info.id as i32, 0);
     messages::ready_for_query(&mut out, b'I');
     let mut skip_until_sync = false;
     loop {

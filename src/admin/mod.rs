@@ -15,5 +15,5 @@ pub mod show_config;
 pub mod show_traffic;
 pub mod table;
 
-pub use clients::{ClientEntry, ClientGuard, ClientRegistry, ClientState, NewClient};
+pub use clients::{ClientEntry, ClientGuard, ClientInfo, ClientRegistry, ClientState};
 pub use pause::{PauseSet, Pauses, Scope};

@@ -106,7 +106,7 @@ pub fn pools(state: &ProxyState) -> Table {
         let mut cl_active = 0;
         let mut cl_waiting = 0;
         let mut maxwait = Duration::ZERO;
-        for c in clients.iter().filter(|c| !c.admin) {
+        for c in clients.iter().filter(|c| !c.info.admin) {
             if c.placement().shard != name {
                 continue;
             }
@@ -148,19 +148,19 @@ fn client_row(c: &ClientEntry) -> Vec<Option<String>> {
     let wait = c.waiting_for().unwrap_or(Duration::ZERO);
     vec![
         v("C"),
-        v(&c.user),
-        v(&c.database),
+        v(&c.info.user),
+        v(&c.info.database),
         v(c.state().as_str()),
-        v(c.addr.ip()),
-        v(c.addr.port()),
+        v(c.info.addr.ip()),
+        v(c.info.addr.port()),
         v(format_time(c.connect_time)),
         c.request_time().map(format_time),
         v(wait.as_secs()),
         v(wait.subsec_micros()),
-        v(&c.application_name),
-        v(c.id),
+        v(&c.info.application_name),
+        v(c.info.id),
         p.tenant,
-        (!c.admin).then_some(p.shard),
+        (!c.info.admin).then_some(p.shard),
         c.server().map(|s| s.id.to_string()),
     ]
 }
@@ -207,7 +207,7 @@ pub fn servers(state: &ProxyState) -> Table {
                 v(link.id),
                 v(&shard),
                 v(link.pid),
-                v(c.id),
+                v(c.info.id),
             ],
         ));
     }

@@ -55,7 +55,7 @@ pub fn tenants(state: &ProxyState) -> Table {
     for ((tenant, _), snap) in state.metrics.traffic.snapshot() {
         by_tenant.entry(tenant).or_default().0.add(&snap);
     }
-    for c in state.clients.list().iter().filter(|c| !c.admin) {
+    for c in state.clients.list().iter().filter(|c| !c.info.admin) {
         let e = by_tenant.entry(c.placement().tenant).or_default();
         if c.state() == ClientState::Waiting {
             e.2 += 1;

@@ -13,7 +13,7 @@ use super::handshake::{self, Login, Opening};
 use super::isolation::Isolation;
 use super::session::{Session, SessionParts, prepare_server};
 use super::settings::Settings;
-use crate::admin::{ClientEntry, NewClient};
+use crate::admin::{ClientEntry, ClientInfo};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
@@ -68,7 +68,7 @@ pub async fn serve_connection(
         };
         tracing::Span::current().record("user", login.user.as_str());
         let admin = login.database == loaded.config.server.admin_database;
-        let registered = state.clients.register(NewClient {
+        let registered = state.clients.register(ClientInfo {
             id,
             user: login.user.clone(),
             database: login.database.clone(),
