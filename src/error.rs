@@ -563,6 +563,20 @@ impl ProxyError {
         .with_hint("use INSERT; tenantgate fills in the tenant column")
     }
 
+    /// A statement whose parameters leave no number for the tenant's: the
+    /// protocol counts parameters in 16 bits.
+    pub fn too_many_parameters(max: usize) -> Self {
+        Self::new(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "a tenant session's statement may use parameters up to ${}: the tenant is bound as one more, and the protocol allows {max}",
+                max - 1
+            ),
+        )
+    }
+
     /// A statement longer than the rewriter accepts.
     pub fn statement_too_large(len: usize, max: usize) -> Self {
         Self::new(

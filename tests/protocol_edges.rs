@@ -737,6 +737,102 @@ async fn bind_with_overlong_parameter_matches_postgres() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// A tenant column given `$0` (a parameter that cannot exist) in the
+/// extended protocol: the Parse fails on the server, the Bind's tenant check
+/// finds no such value; the client gets an error, its session goes on, and
+/// the proxy keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_column_bound_to_parameter_zero_is_refused() {
+    let (cluster, proxy) = setup().await;
+    support::exec(
+        &cluster,
+        "app",
+        "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL)",
+    )
+    .await;
+    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    c.send(&batch(&[
+        parse("", "INSERT INTO items (tenant_id, id) VALUES ($0, 1)"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.until_ready().await;
+    let err = msgs
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("no error: {}", tags(&msgs)));
+    let code = err.code().unwrap_or_default();
+    assert!(
+        ["42501", "42P02"].contains(&code.as_str()),
+        "{:?}",
+        err.fields()
+    );
+    assert_eq!(
+        c.query_values("SELECT count(*) FROM items").await,
+        [Some("0".into())]
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
+/// Parameter numbers beyond what the protocol can carry (its counts are 16
+/// bits) in a statement the proxy must add the tenant parameter to: refused
+/// with 54000 before anything is built for them (`$18446744073709551615` is
+/// the largest number a 64-bit count holds; the tenant's would be one more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_numbers_beyond_the_protocol_are_refused() {
+    let (cluster, proxy) = setup().await;
+    support::exec(
+        &cluster,
+        "app",
+        "CREATE TABLE items (tenant_id text NOT NULL, id bigint NOT NULL)",
+    )
+    .await;
+    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    for n in ["18446744073709551615", "100000000", "65535"] {
+        c.send(&batch(&[
+            parse("", &format!("SELECT id FROM items WHERE id = ${n}")),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+        ]))
+        .await;
+        let msgs = c.until_ready().await;
+        let err = msgs
+            .iter()
+            .find(|m| m.is_error())
+            .unwrap_or_else(|| panic!("${n}: no error: {}", tags(&msgs)));
+        assert_eq!(
+            err.code().as_deref(),
+            Some("54000"),
+            "${n}: {:?}",
+            err.fields()
+        );
+    }
+    // The highest number that leaves room for the tenant's parameter goes
+    // to the server, whose verdict is its own: $1 … $65533 are unused, so
+    // it cannot tell their types (42P18), as it would say directly.
+    c.send(&batch(&[
+        parse("", "SELECT count(*) FROM items WHERE id = $65534"),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.until_ready().await;
+    assert_eq!(tags(&msgs), "EZ", "{msgs:?}");
+    assert_eq!(
+        msgs[0].code().as_deref(),
+        Some("42P18"),
+        "{:?}",
+        msgs[0].fields()
+    );
+    assert_eq!(
+        c.query_values("SELECT count(*) FROM items").await,
+        [Some("0".into())]
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_max_message_size_is_fatal_54000() {
     let (_cluster, proxy) = setup().await;

@@ -30,6 +30,10 @@ pub struct TenantBinding {
     pub checks: Vec<TenantCheck>,
 }
 
+/// Most parameters a statement can have: the protocol counts them in an
+/// unsigned 16-bit field.
+const MAX_PARAMS: usize = u16::MAX as usize;
+
 /// A rewritten Parse.
 #[derive(Debug, Clone)]
 pub struct ParsePlan {
@@ -256,10 +260,15 @@ impl Isolation {
             }));
         }
         let mut pos = 0;
-        let declared = read_i16(param_types, &mut pos)?.max(0) as usize;
-        let k = declared.max(t.max_param) + 1;
+        // Counts are unsigned 16-bit, as Postgres reads them.
+        let declared = read_i16(param_types, &mut pos)? as u16 as usize;
+        let used = declared.max(t.max_param);
+        if used >= MAX_PARAMS {
+            return Err(ProxyError::too_many_parameters(MAX_PARAMS));
+        }
+        let k = used + 1;
         let mut types = Vec::with_capacity(2 + 4 * k);
-        types.extend_from_slice(&(k as i16).to_be_bytes());
+        types.extend_from_slice(&(k as u16).to_be_bytes());
         types.extend_from_slice(&param_types[2..2 + 4 * declared.min((param_types.len() - 2) / 4)]);
         for _ in declared..k - 1 {
             types.extend_from_slice(&0u32.to_be_bytes());
@@ -299,46 +308,61 @@ impl Isolation {
             .current()
             .ok_or_else(|| ProxyError::no_tenant(&self.rules.variable))?;
         let mut pos = stmt_end;
-        let nfmt = read_i16(msg, &mut pos)?.max(0) as usize;
-        let mut formats = Vec::with_capacity(nfmt);
-        for _ in 0..nfmt {
-            formats.push(read_i16(msg, &mut pos)?);
-        }
-        let nparams = read_i16(msg, &mut pos)?.max(0) as usize;
+        let nfmt = read_i16(msg, &mut pos)? as u16 as usize;
+        // The format codes are read where they are: no copy of them, and no
+        // list of the values either (a Bind allocates nothing here).
+        let formats = msg
+            .get(pos..pos + 2 * nfmt)
+            .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+        pos += 2 * nfmt;
+        // The format of parameter `i` (0-based), as Postgres reads the list:
+        // none = all text, one = for all, else one each.
+        let format_of = |i: usize| -> i16 {
+            let k = if nfmt == 1 { 0 } else { i };
+            formats
+                .get(2 * k..2 * k + 2)
+                .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]))
+        };
+        let nparams = read_i16(msg, &mut pos)? as u16 as usize;
         let params_start = pos;
-        let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(nparams);
-        for _ in 0..nparams {
+        // Checks on the client's own parameters, as each value goes by (a
+        // malformed message is reported before a mismatch, as it would be
+        // if the values were collected first).
+        let mut params_checked = 0usize;
+        let mut mismatch = false;
+        for i in 0..nparams {
             let len = read_i32(msg, &mut pos)?;
-            if len < 0 {
-                values.push(None);
+            let value = if len < 0 {
+                None
             } else {
                 let end = pos + len as usize;
-                values.push(Some(msg.get(pos..end).ok_or_else(|| {
+                let v = msg.get(pos..end).ok_or_else(|| {
                     ProxyError::protocol_violation("Bind parameter runs past the message")
-                })?));
+                })?;
                 pos = end;
+                Some(v)
+            };
+            for c in &binding.checks {
+                if *c == TenantCheck::Param(i + 1) {
+                    mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), tenant));
+                    params_checked += 1;
+                }
             }
         }
         let params_end = pos;
+        // The other checks: literals, and parameters the Bind does not carry.
+        let mut param_checks = 0usize;
         for c in &binding.checks {
-            let ok = match c {
-                TenantCheck::Literal(v) => v == tenant,
-                TenantCheck::Param(n) => {
-                    let format = match formats.len() {
-                        0 => 0,
-                        1 => formats[0],
-                        _ => formats.get(n - 1).copied().unwrap_or(0),
-                    };
-                    values
-                        .get(n - 1)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|v| param_equals(v, format, tenant))
+            match c {
+                TenantCheck::Literal(v) if v != tenant => {
+                    return Err(ProxyError::tenant_value_mismatch());
                 }
-            };
-            if !ok {
-                return Err(ProxyError::tenant_value_mismatch());
+                TenantCheck::Literal(_) => {}
+                TenantCheck::Param(_) => param_checks += 1,
             }
+        }
+        if mismatch || param_checks != params_checked {
+            return Err(ProxyError::tenant_value_mismatch());
         }
         if nparams + 1 != binding.param {
             // Let the server report the count mismatch against the client's statement.
@@ -350,25 +374,21 @@ impl Isolation {
         out.put_u8(ftag::BIND);
         out.put_i32(0);
         out.extend_from_slice(head);
-        match formats.as_slice() {
-            [] => out.put_i16(0),
-            [0] => {
+        match nfmt {
+            0 => out.put_i16(0),
+            1 if format_of(0) == 0 => {
                 out.put_i16(1);
                 out.put_i16(0);
             }
-            fs => {
-                out.put_i16((nparams + 1) as i16);
+            _ => {
+                out.put_u16((nparams + 1) as u16);
                 for i in 0..nparams {
-                    out.put_i16(if fs.len() == 1 {
-                        fs[0]
-                    } else {
-                        fs.get(i).copied().unwrap_or(0)
-                    });
+                    out.put_i16(format_of(i));
                 }
                 out.put_i16(0);
             }
         }
-        out.put_i16((nparams + 1) as i16);
+        out.put_u16((nparams + 1) as u16);
         out.extend_from_slice(&msg[params_start..params_end]);
         out.put_i32(tenant.len() as i32);
         out.extend_from_slice(tenant.as_bytes());

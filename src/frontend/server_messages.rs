@@ -250,17 +250,50 @@ fn ours(results_q: &std::collections::VecDeque<(u64, u32)>, answered: u64) -> Op
 
 /// ParameterDescription without its last parameter (the proxy's tenant).
 fn hide_last_param(msg: &[u8], out: &mut BytesMut) {
+    // The count is unsigned 16-bit, as Postgres writes it.
     let count = msg
         .get(5..7)
-        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]));
+        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
     if count < 1 || msg.len() < 7 + 4 * count as usize {
         out.extend_from_slice(msg);
         return;
     }
     let keep = count - 1;
-    let len = 4 + 2 + 4 * keep as i32;
+    let len = 4 + 2 + 4 * i32::from(keep);
     out.extend_from_slice(&[tag::PARAMETER_DESCRIPTION]);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&keep.to_be_bytes());
     out.extend_from_slice(&msg[7..7 + 4 * keep as usize]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ParameterDescription of `count` parameters (OIDs 1, 2, …).
+    fn description(count: u16) -> Vec<u8> {
+        let mut m = vec![tag::PARAMETER_DESCRIPTION];
+        m.extend_from_slice(&(6 + 4 * i32::from(count)).to_be_bytes());
+        m.extend_from_slice(&count.to_be_bytes());
+        for oid in 1..=u32::from(count) {
+            m.extend_from_slice(&oid.to_be_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn hides_the_last_parameter_of_any_count() {
+        // Counts above 32,767 are unsigned, as Postgres writes them.
+        for count in [1u16, 2, 40_000, u16::MAX] {
+            let mut out = BytesMut::new();
+            hide_last_param(&description(count), &mut out);
+            assert_eq!(out.as_ref(), description(count - 1).as_slice(), "{count}");
+        }
+        // Too short for its count: passed on as it came.
+        let mut short = description(3);
+        short.truncate(10);
+        let mut out = BytesMut::new();
+        hide_last_param(&short, &mut out);
+        assert_eq!(out.as_ref(), short.as_slice());
+    }
 }
