@@ -776,6 +776,46 @@ async fn tenant_column_bound_to_parameter_zero_is_refused() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// Query messages Postgres itself answers with an error, not a crash: one
+/// with no text at all (not even its NUL), and statements whose quoted names
+/// hold multi-byte characters where the proxy's pooling analysis compares
+/// prefixes. Through the proxy, each gets what Postgres gives directly, in a
+/// trusted and in a tenant session, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_query_texts_get_postgres_answers() {
+    let (cluster, proxy) = setup().await;
+    let scripts: Vec<Vec<u8>> = vec![
+        message(b'Q', b""),
+        query_msg("SELECT 1 AS \"s\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\"; SELECT 2"),
+        batch(&[
+            parse(
+                "",
+                "SELECT 1 AS \"s\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\" -- temp",
+            ),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+        ]),
+        query_msg("SELECT 1 AS \"pg_advisory_\u{e9}\u{e9}\u{e9}\u{e9}\"; SELECT 2"),
+    ];
+    let mut direct = direct_login(&cluster).await;
+    for (user, password) in [("app", "app-secret"), ("t1user", "t1-secret")] {
+        let mut c = RawClient::login(proxy.port, user, password, "app").await;
+        for script in &scripts {
+            direct.send(script).await;
+            let want = direct.until_ready().await;
+            c.send(script).await;
+            let got = c.until_ready().await;
+            assert_eq!(tags(&got), tags(&want), "{user}: {script:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.code(), w.code(), "{user}: {script:?}: {:?}", g.fields());
+            }
+            assert_eq!(c.query_values("SELECT 'next'").await, [Some("next".into())]);
+        }
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
 /// Parameter numbers beyond what the protocol can carry (its counts are 16
 /// bits) in a statement the proxy must add the tenant parameter to: refused
 /// with 54000 before anything is built for them (`$18446744073709551615` is

@@ -267,8 +267,13 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         let name = last_segment(word);
         // Only names starting with `p` or `s` can be the functions below.
         if matches!(name.as_bytes().first(), Some(b'p' | b'P' | b's' | b'S')) {
-            let lower_starts =
-                |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+            // Bytes, not characters: a name may hold multi-byte text where
+            // a prefix of `p`'s length ends.
+            let lower_starts = |p: &str| {
+                name.as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+            };
             if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
                 return Some(Effect::Pins("session advisory locks"));
             }

@@ -16,7 +16,7 @@ use super::session::{
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::pool::Checkout;
-use crate::protocol::framing::{peek_header, read_cstr};
+use crate::protocol::framing::{peek_header, read_cstr, text_body};
 use crate::protocol::messages::{self, ftag};
 
 /// What isolation decided for one message.
@@ -156,7 +156,7 @@ impl Session {
         };
         match tag {
             ftag::QUERY => {
-                let sql = sql_text(&msg[5..msg.len().saturating_sub(1)])?;
+                let sql = sql_text(text_body(msg))?;
                 Ok(match iso.query(sql, in_transaction, pinned).await? {
                     Some(s) => Plan::Query(s),
                     None => Plan::AsSent,
@@ -248,7 +248,7 @@ impl Session {
             ftag::QUERY => {
                 self.obs
                     .note_sql(|| msg.slice(5..msg.len().saturating_sub(1)));
-                self.on_query_text(&msg[5..msg.len().saturating_sub(1)]);
+                self.on_query_text(text_body(msg));
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
                 self.server_mut()?.conn.unnamed_owner = None;
@@ -663,7 +663,7 @@ fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
 fn sql_of(tag: u8, msg: &[u8]) -> Option<&[u8]> {
     let mut pos = 5;
     let sql = match tag {
-        ftag::QUERY => &msg[5..msg.len().saturating_sub(1)],
+        ftag::QUERY => text_body(msg),
         ftag::PARSE => {
             read_cstr(msg, &mut pos).ok()?;
             read_cstr(msg, &mut pos).ok()?

@@ -22,6 +22,7 @@ use super::isolation::bind_names;
 use super::prepared::Statement;
 use super::session::{BindAction, CloseAction, ParseAction, Session};
 use crate::error::ProxyError;
+use crate::protocol::framing::text_body;
 use crate::protocol::messages::{self, ftag};
 use crate::rewrite::template::quote_literal;
 
@@ -86,7 +87,7 @@ impl Session {
             ftag::QUERY => {
                 let sql = match planned {
                     Some(s) => s,
-                    None => match std::str::from_utf8(&msg[5..msg.len().saturating_sub(1)]) {
+                    None => match std::str::from_utf8(text_body(msg)) {
                         Ok(s) => s,
                         Err(_) => return Ok(None),
                     },

@@ -10,7 +10,7 @@ use super::session::{
     ParseAction, STREAM_THRESHOLD, Session,
 };
 use crate::error::ProxyError;
-use crate::protocol::framing::peek_header;
+use crate::protocol::framing::{peek_header, text_body};
 use crate::protocol::messages::{self, tag};
 
 impl Session {
@@ -207,7 +207,7 @@ impl Session {
                         // A result of the client's that comes before the proxy's.
                         *before -= 1;
                     }
-                    let text = &msg[5..msg.len().saturating_sub(1)];
+                    let text = text_body(msg);
                     match text {
                         b"COMMIT" | b"ROLLBACK" => {
                             let committed = text == b"COMMIT";

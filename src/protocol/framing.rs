@@ -81,6 +81,13 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
+/// The text of a message whose body is one string (Query, CommandComplete):
+/// the body without its closing NUL; empty when there is no body, so a
+/// malformed message is passed on for its receiver to judge, never a panic.
+pub fn text_body(msg: &[u8]) -> &[u8] {
+    msg.get(5..msg.len().saturating_sub(1)).unwrap_or_default()
+}
+
 /// Reads a NUL-terminated string starting at `*pos`, advancing past the NUL.
 pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyError> {
     let rest = body
