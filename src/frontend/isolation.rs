@@ -28,6 +28,29 @@ pub struct TenantBinding {
     pub param: usize,
     /// Conditions on client parameters / literals.
     pub checks: Vec<TenantCheck>,
+    /// The parameter numbers `checks` name, ascending, each once: a Bind
+    /// checks each value at most once, however many checks name it.
+    params: Vec<usize>,
+}
+
+impl TenantBinding {
+    /// The tenant as parameter `param`, under `checks`.
+    pub fn new(param: usize, checks: Vec<TenantCheck>) -> TenantBinding {
+        let mut params: Vec<usize> = checks
+            .iter()
+            .filter_map(|c| match c {
+                TenantCheck::Param(n) => Some(*n),
+                TenantCheck::Literal(_) => None,
+            })
+            .collect();
+        params.sort_unstable();
+        params.dedup();
+        TenantBinding {
+            param,
+            checks,
+            params,
+        }
+    }
 }
 
 /// Most parameters a statement can have: the protocol counts them in an
@@ -277,10 +300,7 @@ impl Isolation {
         Ok(Some(ParsePlan {
             sql: t.render_param(k),
             param_types: types,
-            binding: Some(Arc::new(TenantBinding {
-                param: k,
-                checks: t.checks.clone(),
-            })),
+            binding: Some(Arc::new(TenantBinding::new(k, t.checks.clone()))),
         }))
     }
 
@@ -325,10 +345,10 @@ impl Isolation {
         };
         let nparams = read_i16(msg, &mut pos)? as u16 as usize;
         let params_start = pos;
-        // Checks on the client's own parameters, as each value goes by (a
-        // malformed message is reported before a mismatch, as it would be
-        // if the values were collected first).
-        let mut params_checked = 0usize;
+        // The client's own parameters the checks name, as each value goes
+        // by (a malformed message is reported before a mismatch, as it would
+        // be if the values were collected first).
+        let mut wanted = binding.params.iter().copied().peekable();
         let mut mismatch = false;
         for i in 0..nparams {
             let len = read_i32(msg, &mut pos)?;
@@ -342,26 +362,18 @@ impl Isolation {
                 pos = end;
                 Some(v)
             };
-            for c in &binding.checks {
-                if *c == TenantCheck::Param(i + 1) {
-                    mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), tenant));
-                    params_checked += 1;
-                }
+            if wanted.next_if_eq(&(i + 1)).is_some() {
+                mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), tenant));
             }
         }
         let params_end = pos;
-        // The other checks: literals, and parameters the Bind does not carry.
-        let mut param_checks = 0usize;
-        for c in &binding.checks {
-            match c {
-                TenantCheck::Literal(v) if v != tenant => {
-                    return Err(ProxyError::tenant_value_mismatch());
-                }
-                TenantCheck::Literal(_) => {}
-                TenantCheck::Param(_) => param_checks += 1,
-            }
-        }
-        if mismatch || param_checks != params_checked {
+        // A check on a parameter the Bind does not carry ($0, or beyond the
+        // last) fails, as does a literal that is not the tenant.
+        let literal_mismatch = binding
+            .checks
+            .iter()
+            .any(|c| matches!(c, TenantCheck::Literal(v) if v != tenant));
+        if mismatch || wanted.next().is_some() || literal_mismatch {
             return Err(ProxyError::tenant_value_mismatch());
         }
         if nparams + 1 != binding.param {
@@ -467,6 +479,21 @@ mod tests {
         let sql = raise_statement(&e);
         assert_eq!(sql.matches("$tenantgate$").count(), 2);
         assert!(sql.contains("why''s"));
+    }
+
+    #[test]
+    fn a_binding_names_each_checked_parameter_once() {
+        let checks = vec![
+            TenantCheck::Param(3),
+            TenantCheck::Literal("acme".into()),
+            TenantCheck::Param(1),
+            TenantCheck::Param(3),
+            TenantCheck::Param(3),
+        ];
+        let b = TenantBinding::new(4, checks.clone());
+        assert_eq!(b.params, vec![1, 3]);
+        assert_eq!((b.param, b.checks), (4, checks));
+        assert!(TenantBinding::new(1, vec![]).params.is_empty());
     }
 
     #[test]
