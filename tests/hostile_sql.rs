@@ -380,6 +380,48 @@ fn parsed_cases() -> Vec<Case> {
             limit: SLOW,
             known: Some(DEBUG_STACK_BUG),
         },
+        // Postfix chains: sqlparser builds them in a loop (its recursion
+        // limit never fires), one tree level each, close to 1 MiB of text.
+        Case {
+            name: "cast_chain_300000",
+            build: || format!("SELECT 1{} FROM orders", "::t".repeat(300_000)),
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
+        Case {
+            name: "is_null_chain_120000",
+            build: || format!("SELECT 1{} FROM orders", " IS NULL".repeat(120_000)),
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
+        Case {
+            name: "collate_chain_80000",
+            build: || format!("SELECT 'a'{} FROM orders", " COLLATE \"C\"".repeat(80_000)),
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
+        Case {
+            name: "subscript_chain_300000",
+            build: || format!("SELECT a{} FROM orders", "[1]".repeat(300_000)),
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
+        Case {
+            name: "at_time_zone_chain_60000",
+            build: || {
+                format!(
+                    "SELECT now(){} FROM orders",
+                    " AT TIME ZONE 'a'".repeat(60_000)
+                )
+            },
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
     ]
 }
 

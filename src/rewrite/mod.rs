@@ -188,7 +188,8 @@ struct Measure {
     nesting_keywords: usize,
     /// `+` and `-` signs (unary ones nest the parser).
     signs: usize,
-    /// Operators and set-operation keywords (each adds a tree level).
+    /// Operators (casts and `IS`, `AT`, `COLLATE` included) and
+    /// set-operation keywords (each adds a tree level).
     operators: usize,
     /// Longest dotted name (`a.b.c` is 3).
     name_parts: usize,
@@ -219,6 +220,14 @@ impl Measure {
                 {
                     s.operators += 1
                 }
+                // A `::` cast is a postfix operator: a chain of them is one
+                // tree level each (sqlparser reads it in a loop, so its own
+                // recursion limit never sees it).
+                b':' if b.get(i + 1) == Some(&b':') => {
+                    s.operators += 1;
+                    i += 2;
+                    continue;
+                }
                 c if c.is_ascii_alphabetic() || c == b'_' => {
                     let end = b[i..]
                         .iter()
@@ -227,9 +236,20 @@ impl Measure {
                     let w = &sql[i..end];
                     if w.eq_ignore_ascii_case("case") || w.eq_ignore_ascii_case("not") {
                         s.nesting_keywords += 1;
-                    } else if ["and", "or", "union", "intersect", "except", "when"]
-                        .iter()
-                        .any(|k| w.eq_ignore_ascii_case(k))
+                    } else if [
+                        "and",
+                        "or",
+                        "union",
+                        "intersect",
+                        "except",
+                        "when",
+                        // Postfix operators, chained like casts.
+                        "is",
+                        "at",
+                        "collate",
+                    ]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k))
                     {
                         s.operators += 1;
                     }
