@@ -3,6 +3,7 @@
 //! applied settings differ (compared by fingerprint, so the common case costs
 //! nothing), and a `SET` counts only once its transaction commits.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::frontend::classify::Effect;
@@ -141,6 +142,45 @@ impl Settings {
         self.refresh();
     }
 
+    /// Applies the committed transaction's `SET`/`RESET`s as if one after
+    /// the other (a name set again moves to the end; a `RESET` removes it;
+    /// `RESET ALL` clears everything before it), in one pass over the
+    /// session's settings however many there are. Returns whether anything
+    /// was reset.
+    fn commit_tentative(&mut self) -> bool {
+        let mut effects = std::mem::take(&mut self.tentative);
+        let mut reset = false;
+        if let Some(all) = effects.iter().rposition(|e| matches!(e, Effect::ResetAll)) {
+            self.session.clear();
+            reset = true;
+            effects.drain(..=all);
+        }
+        // The last effect on each name decides; its place is the order.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(effects.len());
+        for (i, e) in effects.iter().enumerate() {
+            if let Effect::Setting { name, .. } = e {
+                last.insert(name.as_str(), i);
+            }
+        }
+        self.session.retain(|(n, _)| !last.contains_key(n.as_str()));
+        let mut kept = Vec::with_capacity(last.len());
+        for (i, e) in effects.iter().enumerate() {
+            let Effect::Setting { name, statement } = e else {
+                continue;
+            };
+            let is_reset = statement
+                .trim_start()
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("reset"));
+            reset |= is_reset;
+            if last.get(name.as_str()) == Some(&i) && !is_reset {
+                kept.push((name.clone(), statement.clone()));
+            }
+        }
+        self.session.extend(kept);
+        reset
+    }
+
     /// ReadyForQuery with `status`. Returns how the server's applied
     /// settings relate to the client's after this point.
     pub fn on_ready(&mut self, status: u8) -> Committed {
@@ -149,28 +189,7 @@ impl Settings {
             if self.error_in_batch || self.rolled_back {
                 self.tentative.clear();
             } else if !self.tentative.is_empty() {
-                let mut reset = false;
-                for e in std::mem::take(&mut self.tentative) {
-                    match e {
-                        Effect::Setting { name, statement } => {
-                            self.session.retain(|(n, _)| *n != name);
-                            if statement
-                                .trim_start()
-                                .get(..5)
-                                .is_some_and(|w| w.eq_ignore_ascii_case("reset"))
-                            {
-                                reset = true;
-                            } else {
-                                self.session.push((name, statement));
-                            }
-                        }
-                        Effect::ResetAll => {
-                            self.session.clear();
-                            reset = true;
-                        }
-                        _ => {}
-                    }
-                }
+                let reset = self.commit_tentative();
                 self.refresh();
                 result = if reset {
                     Committed::Unknown
@@ -194,6 +213,64 @@ mod tests {
         Effect::Setting {
             name: name.into(),
             statement: stmt.into(),
+        }
+    }
+
+    /// The commit as a sequence of steps, one effect at a time: the
+    /// reference `commit_tentative` must agree with.
+    fn commit_one_by_one(session: &mut Vec<(String, String)>, effects: &[Effect]) -> bool {
+        let mut reset = false;
+        for e in effects {
+            match e {
+                Effect::Setting { name, statement } => {
+                    session.retain(|(n, _)| n != name);
+                    if statement.to_ascii_lowercase().starts_with("reset") {
+                        reset = true;
+                    } else {
+                        session.push((name.clone(), statement.clone()));
+                    }
+                }
+                Effect::ResetAll => {
+                    session.clear();
+                    reset = true;
+                }
+                _ => {}
+            }
+        }
+        reset
+    }
+
+    #[test]
+    fn a_commit_applies_its_sets_as_in_sequence() {
+        let mut seed = 0x5e77_1265_u64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2_000 {
+            let mut s = Settings::new(vec![]);
+            let mut reference = Vec::new();
+            for _ in 0..1 + rand(4) {
+                let effects: Vec<Effect> = (0..rand(8))
+                    .map(|_| {
+                        let name = format!("a.x{}", rand(4));
+                        match rand(7) {
+                            0 => Effect::ResetAll,
+                            1 | 2 => set(&name, &format!("RESET {name}")),
+                            v => set(&name, &format!("SET {name} = {v}")),
+                        }
+                    })
+                    .collect();
+                let want = commit_one_by_one(&mut reference, &effects);
+                for e in &effects {
+                    s.note(e);
+                }
+                let got = s.commit_tentative();
+                assert_eq!(got, want, "{effects:?}");
+                assert_eq!(s.session, reference, "{effects:?}");
+            }
         }
     }
 
