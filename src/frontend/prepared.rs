@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -55,6 +55,10 @@ impl Statement {
 pub struct StatementRegistry {
     by_text: DashMap<Bytes, Arc<Statement>>,
     next_id: AtomicU64,
+    /// Size at which the next prune runs: the soft cap, or twice what the
+    /// last prune left (statements clients still hold cannot go), so a
+    /// registry full of held statements is not scanned at every miss.
+    prune_at: AtomicUsize,
 }
 
 /// Above this many distinct statements, unused entries are pruned.
@@ -76,8 +80,10 @@ impl StatementRegistry {
         if let Some(s) = self.by_text.get(&key) {
             return s.clone();
         }
-        if self.by_text.len() > REGISTRY_SOFT_CAP {
+        if self.by_text.len() > self.prune_at.load(Ordering::Relaxed).max(REGISTRY_SOFT_CAP) {
             self.by_text.retain(|_, s| Arc::strong_count(s) > 1);
+            self.prune_at
+                .store(2 * self.by_text.len(), Ordering::Relaxed);
         }
         self.by_text
             .entry(key)
@@ -170,5 +176,30 @@ mod tests {
         assert_ne!(a.id, c.id);
         assert_eq!(a.server_name, format!("_tg_{}", a.id));
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn pruning_drops_only_unheld_statements_and_backs_off() {
+        let r = StatementRegistry::default();
+        // Past the soft cap, every statement still held by a client.
+        let held: Vec<_> = (0..=REGISTRY_SOFT_CAP)
+            .map(|i| r.intern(format!("select {i}").as_bytes(), b"\0\0", None))
+            .collect();
+        // The next miss prunes: nothing can go, and the next prune waits
+        // until the registry has doubled.
+        let extra = r.intern(b"select 'x'", b"\0\0", None);
+        assert_eq!(r.len(), held.len() + 1);
+        assert_eq!(r.prune_at.load(Ordering::Relaxed), 2 * held.len());
+        // Misses below that size do not prune (they would find nothing);
+        // the first above it removes everything no client holds.
+        drop(held);
+        for i in 0..=REGISTRY_SOFT_CAP {
+            drop(r.intern(format!("again {i}").as_bytes(), b"\0\0", None));
+        }
+        assert_eq!(r.len(), 2 * (REGISTRY_SOFT_CAP + 1) + 1);
+        let last = r.intern(b"select 'last'", b"\0\0", None);
+        assert_eq!(r.len(), 2, "the held `extra` and the new `last` remain");
+        assert_eq!(r.intern(b"select 'x'", b"\0\0", None).id, extra.id);
+        assert_eq!(r.intern(b"select 'last'", b"\0\0", None).id, last.id);
     }
 }
