@@ -77,6 +77,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A session's cancel key, removed from the registry when dropped.
+#[derive(Debug)]
+pub struct Registered<'a> {
+    registry: &'a CancelRegistry,
+    pid: i32,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.unregister(self.pid);
+    }
+}
+
 /// All live sessions' cancel keys.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
@@ -105,6 +118,15 @@ impl CancelRegistry {
         self.by_pid.remove(&pid);
     }
 
+    /// Keeps `pid` registered until the returned guard is dropped: when the
+    /// session returns, when its task is dropped, or when it panics.
+    pub fn hold(&self, pid: i32) -> Registered<'_> {
+        Registered {
+            registry: self,
+            pid,
+        }
+    }
+
     /// The slot for a cancel request, if the key matches a live session.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<Arc<CancelSlot>> {
         self.by_pid
@@ -125,6 +147,19 @@ mod tests {
         assert!(r.lookup(pid, secret).is_some());
         assert!(r.lookup(pid, secret.wrapping_add(1)).is_none());
         r.unregister(pid);
+        assert!(r.lookup(pid, secret).is_none());
+    }
+
+    #[test]
+    fn a_held_key_goes_when_its_holder_unwinds() {
+        let r = CancelRegistry::default();
+        let ((pid, secret), _) = r.register();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = r.hold(pid);
+            assert!(r.lookup(pid, secret).is_some());
+            panic!("the session panics");
+        }));
+        assert!(unwound.is_err());
         assert!(r.lookup(pid, secret).is_none());
     }
 

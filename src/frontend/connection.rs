@@ -231,6 +231,8 @@ async fn start_session(
         loaded.config.server.slow_query_threshold,
     );
     let ((pid, secret), cancel) = state.cancels.register();
+    // Unregistered however this function ends, a panic included.
+    let _registered = state.cancels.hold(pid);
     let mut out = BytesMut::with_capacity(512);
     for (name, value) in params.iter() {
         messages::parameter_status(&mut out, name, value);
@@ -250,7 +252,6 @@ async fn start_session(
         None => None,
     };
     if client.write_all(&out).await.is_err() {
-        state.cancels.unregister(pid);
         return Ok(());
     }
     tracing::info!(shard = %route.shard, database = %login.database, "session opened");
@@ -273,7 +274,6 @@ async fn start_session(
     })
     .run()
     .await;
-    state.cancels.unregister(pid);
     Ok(())
 }
 
