@@ -737,6 +737,39 @@ async fn bind_with_overlong_parameter_matches_postgres() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// Creates the tenant table `items` and logs in as the tenant user.
+async fn tenant_items_login(cluster: &Cluster, proxy: &ProxyHandle) -> RawClient {
+    support::exec(
+        cluster,
+        "app",
+        "CREATE TABLE items (tenant_id text NOT NULL, id bigint NOT NULL)",
+    )
+    .await;
+    RawClient::login(proxy.port, "t1user", "t1-secret", "app").await
+}
+
+/// Sends `script`, reads to ReadyForQuery and returns the SQLSTATE of the
+/// error it must have caused (`what` names the case in failures).
+async fn error_code_of(c: &mut RawClient, script: &[u8], what: &str) -> String {
+    c.send(script).await;
+    let msgs = c.until_ready().await;
+    let err = msgs
+        .iter()
+        .find(|m| m.is_error())
+        .unwrap_or_else(|| panic!("{what}: no error: {}", tags(&msgs)));
+    err.code()
+        .unwrap_or_else(|| panic!("{what}: no SQLSTATE: {:?}", err.fields()))
+}
+
+/// Nothing reached `items`, the session still works, and so does the proxy.
+async fn assert_nothing_written(c: &mut RawClient, proxy: &ProxyHandle) {
+    assert_eq!(
+        c.query_values("SELECT count(*) FROM items").await,
+        [Some("0".into())]
+    );
+    assert_proxy_serves(proxy).await;
+}
+
 /// A tenant column given `$0` (a parameter that cannot exist) in the
 /// extended protocol: the Parse fails on the server, the Bind's tenant check
 /// finds no such value; the client gets an error, its session goes on, and
@@ -744,36 +777,16 @@ async fn bind_with_overlong_parameter_matches_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_column_bound_to_parameter_zero_is_refused() {
     let (cluster, proxy) = setup().await;
-    support::exec(
-        &cluster,
-        "app",
-        "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL)",
-    )
-    .await;
-    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
-    c.send(&batch(&[
+    let mut c = tenant_items_login(&cluster, &proxy).await;
+    let script = batch(&[
         parse("", "INSERT INTO items (tenant_id, id) VALUES ($0, 1)"),
         bind("", "", &[]),
         execute(""),
         sync(),
-    ]))
-    .await;
-    let msgs = c.until_ready().await;
-    let err = msgs
-        .iter()
-        .find(|m| m.is_error())
-        .unwrap_or_else(|| panic!("no error: {}", tags(&msgs)));
-    let code = err.code().unwrap_or_default();
-    assert!(
-        ["42501", "42P02"].contains(&code.as_str()),
-        "{:?}",
-        err.fields()
-    );
-    assert_eq!(
-        c.query_values("SELECT count(*) FROM items").await,
-        [Some("0".into())]
-    );
-    assert_proxy_serves(&proxy).await;
+    ]);
+    let code = error_code_of(&mut c, &script, "$0").await;
+    assert!(["42501", "42P02"].contains(&code.as_str()), "{code}");
+    assert_nothing_written(&mut c, &proxy).await;
 }
 
 /// Query messages Postgres itself answers with an error, not a crash: one
@@ -823,54 +836,28 @@ async fn odd_query_texts_get_postgres_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameter_numbers_beyond_the_protocol_are_refused() {
     let (cluster, proxy) = setup().await;
-    support::exec(
-        &cluster,
-        "app",
-        "CREATE TABLE items (tenant_id text NOT NULL, id bigint NOT NULL)",
-    )
-    .await;
-    let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    let mut c = tenant_items_login(&cluster, &proxy).await;
     for n in ["18446744073709551615", "100000000", "65535"] {
-        c.send(&batch(&[
+        let script = batch(&[
             parse("", &format!("SELECT id FROM items WHERE id = ${n}")),
             bind("", "", &[]),
             execute(""),
             sync(),
-        ]))
-        .await;
-        let msgs = c.until_ready().await;
-        let err = msgs
-            .iter()
-            .find(|m| m.is_error())
-            .unwrap_or_else(|| panic!("${n}: no error: {}", tags(&msgs)));
+        ]);
         assert_eq!(
-            err.code().as_deref(),
-            Some("54000"),
-            "${n}: {:?}",
-            err.fields()
+            error_code_of(&mut c, &script, &format!("${n}")).await,
+            "54000"
         );
     }
     // The highest number that leaves room for the tenant's parameter goes
     // to the server, whose verdict is its own: $1 … $65533 are unused, so
     // it cannot tell their types (42P18), as it would say directly.
-    c.send(&batch(&[
+    let script = batch(&[
         parse("", "SELECT count(*) FROM items WHERE id = $65534"),
         sync(),
-    ]))
-    .await;
-    let msgs = c.until_ready().await;
-    assert_eq!(tags(&msgs), "EZ", "{msgs:?}");
-    assert_eq!(
-        msgs[0].code().as_deref(),
-        Some("42P18"),
-        "{:?}",
-        msgs[0].fields()
-    );
-    assert_eq!(
-        c.query_values("SELECT count(*) FROM items").await,
-        [Some("0".into())]
-    );
-    assert_proxy_serves(&proxy).await;
+    ]);
+    assert_eq!(error_code_of(&mut c, &script, "$65534").await, "42P18");
+    assert_nothing_written(&mut c, &proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
