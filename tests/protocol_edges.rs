@@ -25,11 +25,12 @@ const MD5_PASSWORD: &str = "md5-secret";
 const MAX_MESSAGE: usize = 65_536;
 
 /// A cluster with database `app`, and a proxy over it: the standard users plus
-/// an md5 user, and a small `max_message_size`.
+/// an md5 user, a small `max_message_size`, and the slow-query log on (so
+/// every query's text is noted).
 async fn setup() -> (Cluster, ProxyHandle) {
     let cluster = start_app_cluster().await;
     let rest = format!(
-        "max_message_size = {MAX_MESSAGE}\n\
+        "max_message_size = {MAX_MESSAGE}\nslow_query_threshold = \"1h\"\n\
          \n[tenancy]\nglobal_tables = [\"plans\"]\n{STANDARD_USERS}\n\
          [[users]]\nname = \"{MD5_USER}\"\npassword = \"{MD5_PASSWORD}\"\nauth = \"md5\"\n\n\
          [routing]\nhash_shards = [\"s0\"]\n\n\
@@ -793,7 +794,8 @@ async fn tenant_column_bound_to_parameter_zero_is_refused() {
 /// with no text at all (not even its NUL), and statements whose quoted names
 /// hold multi-byte characters where the proxy's pooling analysis compares
 /// prefixes. Through the proxy, each gets what Postgres gives directly, in a
-/// trusted and in a tenant session, and the session goes on.
+/// trusted and in a tenant session, and the session goes on; the admin
+/// console answers the empty one as an empty query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_query_texts_get_postgres_answers() {
     let (cluster, proxy) = setup().await;
@@ -826,6 +828,18 @@ async fn odd_query_texts_get_postgres_answers() {
             assert_eq!(c.query_values("SELECT 'next'").await, [Some("next".into())]);
         }
     }
+    let mut console = RawClient::login(proxy.port, "ops", "ops-secret", "tenantgate").await;
+    console.send(&message(b'Q', b"")).await;
+    let answer = console.until_ready().await;
+    // The console reads it as an empty query string.
+    assert_eq!(tags(&answer), "IZ");
+    assert!(
+        !console
+            .query("SHOW VERSION")
+            .await
+            .iter()
+            .any(|m| m.is_error())
+    );
     assert_proxy_serves(&proxy).await;
 }
 

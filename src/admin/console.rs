@@ -15,7 +15,7 @@ use super::pause::Scope;
 use super::table::Table;
 use super::{show, show_config, show_traffic};
 use crate::error::ProxyError;
-use crate::protocol::framing::peek_header;
+use crate::protocol::framing::{peek_header, text_body};
 use crate::protocol::messages::{self, ftag};
 use crate::state::ProxyState;
 
@@ -153,7 +153,7 @@ pub async fn serve(
             match h.tag {
                 ftag::TERMINATE => break Some(None),
                 ftag::QUERY => {
-                    let text = &msg[5..msg.len().saturating_sub(1)];
+                    let text = text_body(&msg);
                     match std::str::from_utf8(text) {
                         Ok(sql) => run_query(&state, sql, &mut out).await,
                         Err(_) => messages::error_response(&mut out, &ProxyError::invalid_utf8()),

@@ -246,8 +246,7 @@ impl Session {
     ) -> Result<(), ProxyError> {
         match tag {
             ftag::QUERY => {
-                self.obs
-                    .note_sql(|| msg.slice(5..msg.len().saturating_sub(1)));
+                self.obs.note_sql(|| msg.slice_ref(text_body(msg)));
                 self.on_query_text(text_body(msg));
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
