@@ -56,26 +56,37 @@ impl Eq for ParamText {}
 
 impl Template {
     /// Splits printed SQL at hole markers. `casts[i]` is hole i's type.
+    ///
+    /// Every hole the rewriter made prints exactly once. Any other marker
+    /// came from the client's own text, written as an escape the raw-text
+    /// check cannot see (`E'\x01'`, `U&'\0001'`): it must not be taken for a
+    /// hole, so the statement is refused.
     pub fn from_printed(
         sql: &str,
         casts: Vec<Option<String>>,
         max_param: usize,
         checks: Vec<TenantCheck>,
     ) -> Result<Template, ProxyError> {
+        let not_ours = || ProxyError::construct_unsupported("the control character U+0001");
         let mut segments = Vec::with_capacity(casts.len() + 1);
+        let mut seen = vec![false; casts.len()];
         let mut order = Vec::with_capacity(casts.len());
         let mut parts = sql.split(MARK);
         segments.push(parts.next().unwrap_or_default().to_string());
         while let Some(index) = parts.next() {
-            let i: usize = index.parse().map_err(|_| ProxyError::internal())?;
+            let i: usize = index.parse().map_err(|_| not_ours())?;
+            match seen.get_mut(i) {
+                Some(s) if !*s => *s = true,
+                _ => return Err(not_ours()),
+            }
             order.push(i);
-            segments.push(parts.next().ok_or_else(ProxyError::internal)?.to_string());
+            segments.push(parts.next().ok_or_else(not_ours)?.to_string());
+        }
+        if order.len() != casts.len() {
+            return Err(not_ours());
         }
         // Holes print in text order, which can differ from creation order.
-        let casts = order
-            .iter()
-            .map(|&i| casts.get(i).cloned().ok_or_else(ProxyError::internal))
-            .collect::<Result<Vec<_>, _>>()?;
+        let casts = order.iter().map(|&i| casts[i].clone()).collect();
         Ok(Template {
             segments,
             casts,
@@ -221,6 +232,27 @@ mod tests {
         // What was rendered is no part of the template's value.
         let fresh = Template::from_printed(&printed, vec![None], 1, vec![]).unwrap();
         assert_eq!(t, fresh);
+    }
+
+    #[test]
+    fn markers_that_are_not_the_rewriters_holes_are_refused() {
+        let hole = hole_marker(0);
+        let refused = |printed: &str, holes: usize| {
+            Template::from_printed(printed, vec![None; holes], 0, vec![])
+                .map_err(|e| e.code.code().to_string())
+        };
+        assert!(refused(&format!("a = {hole}"), 1).is_ok());
+        // Hole 0 twice (the client wrote the marker in a string).
+        assert_eq!(
+            refused(&format!("{hole} AND '{hole}'"), 1).err().as_deref(),
+            Some("0A000")
+        );
+        // A hole the rewriter made that does not print, or one it did not make.
+        assert_eq!(refused("a = 1", 1).err().as_deref(), Some("0A000"));
+        assert_eq!(refused(&hole_marker(3), 1).err().as_deref(), Some("0A000"));
+        // Not a marker pair at all.
+        assert_eq!(refused("x \u{1}y\u{1}", 0).err().as_deref(), Some("0A000"));
+        assert_eq!(refused("x \u{1}0", 1).err().as_deref(), Some("0A000"));
     }
 
     #[test]
