@@ -550,9 +550,9 @@ for mode in $MODES; do
         printf ' %12s' "$(awk -v a="${ROUND_TPS[$mode/tenantgate/$round]:-0}" -v b="${ROUND_TPS[$mode/pgbouncer/$round]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')"
     done
     echo
-    # Pooled over the rounds where both finished: total TPS against total
-    # TPS (each round weighs by its TPS, so one slow round does not decide),
-    # and in how many rounds tenantgate came out ahead.
+    # Pooled over the rounds where both report a TPS (an aborted run's TPS
+    # is partial: the status column above says which): total TPS against
+    # total TPS, and in how many rounds tenantgate came out ahead.
     pooled=""
     for round in $(seq "$ROUNDS"); do
         pooled+="${ROUND_TPS[$mode/tenantgate/$round]:-0} ${ROUND_TPS[$mode/pgbouncer/$round]:-0} "
