@@ -18,7 +18,7 @@ use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::prepared::StatementRegistry;
 use crate::pool::{Pool, PoolSettings};
 use crate::protocol::auth::StoredPassword;
-use crate::rewrite::RewriteCache;
+use crate::rewrite::{RewriteCache, RewriteRules};
 use crate::router::Router;
 
 /// One loaded configuration with everything derived from it.
@@ -56,6 +56,28 @@ pub struct IsolationRules {
     pub rls: bool,
 }
 
+impl IsolationRules {
+    /// These rules as the rewriter takes them, for `catalog`; `own_schema`
+    /// is the session tenant's schema, `strict` whether the session has a
+    /// tenant (see [`RewriteRules`]).
+    pub fn for_rewrite<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        own_schema: Option<&'a str>,
+        strict: bool,
+    ) -> RewriteRules<'a> {
+        RewriteRules {
+            catalog,
+            column: &self.column,
+            global_tables: &self.global_tables,
+            allowed_functions: &self.allowed_functions,
+            tenant_schemas: &self.tenant_schemas,
+            own_schema,
+            strict,
+        }
+    }
+}
+
 /// A shard's catalog and rewrite cache (replaced together on refresh).
 #[derive(Debug)]
 pub struct ShardIsolation {
@@ -89,6 +111,10 @@ pub struct ProxyState {
     pub pauses: crate::admin::Pauses,
     /// The config file that RELOAD re-reads, when there is one.
     pub config_path: std::sync::OnceLock<std::path::PathBuf>,
+    /// Permits for rewriting large statements on blocking threads: one per
+    /// core, so a flood of them takes at most the machine's cores (and never
+    /// a runtime worker).
+    pub cold_rewrites: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a config could not be turned into running state.
@@ -131,6 +157,9 @@ impl ProxyState {
             clients: crate::admin::ClientRegistry::default(),
             pauses: crate::admin::Pauses::default(),
             config_path: std::sync::OnceLock::new(),
+            cold_rewrites: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }))
     }
 

@@ -897,11 +897,13 @@ struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    async fn start(cluster: &tenantgate::localpg::Cluster) -> ProxyProcess {
+    /// The binary serving the standard config, with `server_lines` added
+    /// to its `[server]` table.
+    async fn start(cluster: &tenantgate::localpg::Cluster, server_lines: &str) -> ProxyProcess {
         let port = free_port();
         let text = support::standard_config_text(cluster).replace(
             "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
+            &format!("listen = \"127.0.0.1:{port}\"\n{server_lines}"),
         );
         assert!(text.contains(&port.to_string()), "listen address not set");
         let stem = format!("tenantgate-hostile-{}-{port}", std::process::id());
@@ -981,7 +983,7 @@ impl Drop for ProxyProcess {
 async fn stack_hungry_statement_does_not_kill_the_proxy_process() {
     let cluster = support::start_app_cluster().await;
     load_tables(&cluster).await;
-    let mut proxy = ProxyProcess::start(&cluster).await;
+    let mut proxy = ProxyProcess::start(&cluster, "").await;
     let mut c = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
     assert_eq!(own_count(&mut c).await, vec![Some("2".to_string())]);
 
@@ -1019,4 +1021,46 @@ async fn stack_hungry_statement_does_not_kill_the_proxy_process() {
     );
     let mut other = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
     assert_eq!(own_count(&mut other).await, vec![Some("2".to_string())]);
+}
+
+/// A large statement the rewrite cache does not hold is parsed off the
+/// runtime: while one session's statement takes long to parse (about two
+/// seconds in a debug build), another session on the same worker is answered
+/// at once. The proxy binary runs with one worker (a single-threaded
+/// runtime), where a parse on the worker used to hold up every session.
+#[tokio::test]
+async fn a_slow_rewrite_does_not_hold_up_other_sessions() {
+    let cluster = support::start_app_cluster().await;
+    load_tables(&cluster).await;
+    let proxy = ProxyProcess::start(&cluster, "workers = 1").await;
+    let login = || RawClient::login(proxy.port, "t1user", "t1-secret", "app");
+    let mut slow = login().await;
+    let mut other = login().await;
+    // Catalog read and a server connection open before the clock starts.
+    assert_eq!(own_count(&mut other).await, vec![Some("2".to_string())]);
+
+    // Parsed whole before the rewriter finds the relation unknown: refused
+    // by the proxy itself, so its answer time is the parse's.
+    let sql = format!("SELECT a{} FROM nosuch", "[1]".repeat(300_000));
+    let sent = Instant::now();
+    slow.send(&raw_client::query_msg(&sql)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = Instant::now();
+    assert_eq!(own_count(&mut other).await, vec![Some("2".to_string())]);
+    let other_took = asked.elapsed();
+    let a = answer(&mut slow, Duration::from_secs(120)).await;
+    let slow_took = sent.elapsed();
+    eprintln!(
+        "slow statement answered in {slow_took:?}: {a:?}; the other session's query took {other_took:?}"
+    );
+    assert!(a.ready, "no ReadyForQuery for the slow statement: {a:?}");
+    assert_eq!(a.errors, vec!["42P01".to_string()]);
+    assert!(
+        other_took * 4 < slow_took,
+        "the other session waited {other_took:?} while a statement was rewritten for {slow_took:?}"
+    );
+    // The slow session is usable afterwards, and the statement is cached.
+    assert_eq!(own_count(&mut slow).await, vec![Some("2".to_string())]);
+    slow.terminate().await;
+    other.terminate().await;
 }

@@ -13,7 +13,7 @@ use crate::pool::Pool;
 use crate::protocol::framing::{read_cstr, read_i16, read_i32};
 use crate::protocol::messages::ftag;
 use crate::rewrite::template::quote_literal;
-use crate::rewrite::{self, RewriteRules, Rewritten, TenantCheck};
+use crate::rewrite::{self, Rewritten, TenantCheck};
 use crate::router::Route;
 use crate::state::{IsolationRules, ProxyState};
 use crate::tenant::{TenantContext, parse_tenant_set, validate_tenant_id};
@@ -176,18 +176,31 @@ impl Isolation {
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
         let strict = self.tenant.current().is_some();
-        let own_schema: Option<Arc<str>> = route.schema.clone();
-        let key = rewrite::cache_key(strict, own_schema.clone(), sql);
-        let rules = RewriteRules {
-            catalog: &iso.catalog,
-            column: &self.rules.column,
-            global_tables: &self.rules.global_tables,
-            allowed_functions: &self.rules.allowed_functions,
-            tenant_schemas: &self.rules.tenant_schemas,
-            own_schema: own_schema.as_deref(),
-            strict,
-        };
-        iso.cache.rewrite(key, &rules)
+        let key = rewrite::cache_key(strict, route.schema.clone(), sql);
+        if sql.len() <= rewrite::SMALL_STATEMENT_BYTES {
+            let rules = self
+                .rules
+                .for_rewrite(&iso.catalog, route.schema.as_deref(), strict);
+            return iso.cache.rewrite(key, &rules);
+        }
+        if let Some(hit) = iso.cache.cached(&key) {
+            return hit;
+        }
+        // A large statement the cache does not hold may take a parse of many
+        // milliseconds (a second for some 1 MB statements): that runs on a
+        // blocking thread, so this runtime worker's other sessions go on.
+        let permit = Arc::clone(&self.state.cold_rewrites)
+            .acquire_owned()
+            .await
+            .map_err(|_| ProxyError::internal())?;
+        let rules = Arc::clone(&self.rules);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let rules = rules.for_rewrite(&iso.catalog, route.schema.as_deref(), strict);
+            iso.cache.rewrite(key, &rules)
+        })
+        .await
+        .map_err(|_| ProxyError::internal())?
     }
 
     /// Whether `tenancy.rls` is on: every transaction also sets the variable

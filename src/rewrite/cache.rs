@@ -191,14 +191,21 @@ impl RewriteCache {
         v
     }
 
+    /// The rewrite of `key.text` if the text tier holds it (counted as a
+    /// hit): an answer that needs neither parsing nor lexing.
+    pub fn cached(&self, key: &Key) -> Option<Result<Rewritten, ProxyError>> {
+        let v = self.text.get(key)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(v.as_ref().clone())
+    }
+
     /// The rewrite of `key.text` under `rules`: from the cache by text, else
     /// by shape (a statement that differs from earlier ones only in its
     /// numbers), else rewritten now and cached by text; the second statement
     /// of a shape also builds the shape.
     pub fn rewrite(&self, key: Key, rules: &RewriteRules<'_>) -> Result<Rewritten, ProxyError> {
-        if let Some(v) = self.text.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return v.as_ref().clone();
+        if let Some(hit) = self.cached(&key) {
+            return hit;
         }
         let Some(literals) = shape::number_literals(&key.text) else {
             return self.rewrite_text(key, rules).as_ref().clone();

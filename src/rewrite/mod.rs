@@ -270,13 +270,19 @@ impl Measure {
 
     /// Small enough to parse and drop on a runtime worker's stack.
     fn is_small(&self, len: usize) -> bool {
-        len <= 2048
+        len <= SMALL_STATEMENT_BYTES
             && self.depth <= 16
             && self.nesting_keywords <= 16
             && self.signs <= 64
             && self.operators <= 256
     }
 }
+
+/// Longest statement text rewritten where it arrives, on the session's
+/// runtime worker. A longer one may take a parse of many milliseconds, so a
+/// session that misses the cache with one rewrites it on a blocking thread
+/// (`Isolation::rewritten`), and the worker's other sessions keep going.
+pub const SMALL_STATEMENT_BYTES: usize = 2048;
 
 /// Most `+`/`-` signs in one statement.
 pub const MAX_SIGNS: usize = 1_000;
