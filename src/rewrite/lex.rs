@@ -25,7 +25,18 @@ const MAX_KEYWORD: usize = 64;
 /// The tokens of `sql`, or `None` when it uses anything outside the subset.
 pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
     let mut out = Vec::with_capacity(sql.len() / 3 + 4);
-    scan(sql, |lexeme, range, span| {
+    let (mut line, mut col) = (1u64, 1u64);
+    scan(sql, |lexeme, range| {
+        let start = Location::new(line, col);
+        // Only a newline ends a line: no other lexeme spans lines (strings
+        // with newlines are refused).
+        if matches!(lexeme, Lexeme::Fixed(Fixed::Newline)) {
+            line += 1;
+            col = 1;
+        } else {
+            col += range.len() as u64;
+        }
+        let span = Span::new(start, Location::new(line, col));
         out.push(TokenWithSpan::new(lexeme.into_token(&sql[range]), span));
     })?;
     Some(out)
@@ -36,7 +47,7 @@ pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
 /// anything outside the subset. Allocates nothing but the answer.
 pub(crate) fn number_spans(sql: &str) -> Option<Vec<Range<usize>>> {
     let mut out = Vec::new();
-    scan(sql, |lexeme, range, _| {
+    scan(sql, |lexeme, range| {
         if matches!(lexeme, Lexeme::Number) {
             out.push(range);
         }
@@ -45,9 +56,10 @@ pub(crate) fn number_spans(sql: &str) -> Option<Vec<Range<usize>>> {
 }
 
 /// What the scanner found, before anything is allocated for it.
+#[derive(Clone, Copy)]
 enum Lexeme {
     /// A token that owns no text (punctuation, whitespace).
-    Fixed(Token),
+    Fixed(Fixed),
     /// An unquoted word.
     Word,
     /// A double-quoted identifier (the range includes the quotes).
@@ -60,6 +72,62 @@ enum Lexeme {
     String,
 }
 
+/// The tokens that own no text, as the scanner names them (building the
+/// token itself is left to [`tokenize`]).
+#[derive(Clone, Copy)]
+enum Fixed {
+    Space,
+    Tab,
+    Newline,
+    LParen,
+    RParen,
+    Comma,
+    SemiColon,
+    LBracket,
+    RBracket,
+    Mul,
+    Plus,
+    Period,
+    DoubleColon,
+    Neq,
+    Eq,
+    Minus,
+    Div,
+    Lt,
+    Gt,
+    LtEq,
+    GtEq,
+}
+
+impl Fixed {
+    /// sqlparser's token.
+    fn token(self) -> Token {
+        match self {
+            Fixed::Space => Token::Whitespace(Whitespace::Space),
+            Fixed::Tab => Token::Whitespace(Whitespace::Tab),
+            Fixed::Newline => Token::Whitespace(Whitespace::Newline),
+            Fixed::LParen => Token::LParen,
+            Fixed::RParen => Token::RParen,
+            Fixed::Comma => Token::Comma,
+            Fixed::SemiColon => Token::SemiColon,
+            Fixed::LBracket => Token::LBracket,
+            Fixed::RBracket => Token::RBracket,
+            Fixed::Mul => Token::Mul,
+            Fixed::Plus => Token::Plus,
+            Fixed::Period => Token::Period,
+            Fixed::DoubleColon => Token::DoubleColon,
+            Fixed::Neq => Token::Neq,
+            Fixed::Eq => Token::Eq,
+            Fixed::Minus => Token::Minus,
+            Fixed::Div => Token::Div,
+            Fixed::Lt => Token::Lt,
+            Fixed::Gt => Token::Gt,
+            Fixed::LtEq => Token::LtEq,
+            Fixed::GtEq => Token::GtEq,
+        }
+    }
+}
+
 impl Lexeme {
     /// The token, given the text the lexeme spans.
     fn into_token(self, text: &str) -> Token {
@@ -68,7 +136,7 @@ impl Lexeme {
                 .unwrap_or_default()
         };
         match self {
-            Lexeme::Fixed(t) => t,
+            Lexeme::Fixed(f) => f.token(),
             Lexeme::Word => word(text),
             Lexeme::QuotedWord => Token::Word(Word {
                 value: inner().to_string(),
@@ -82,34 +150,23 @@ impl Lexeme {
     }
 }
 
-/// Walks `sql`, handing each lexeme, its byte range and its span to `emit`;
-/// `None` (at once) when the text uses anything outside the subset.
-fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<()> {
+/// Walks `sql`, handing each lexeme and its byte range to `emit`; `None`
+/// (at once) when the text uses anything outside the subset.
+fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>)) -> Option<()> {
     if !sql.is_ascii() {
         return None;
     }
     let b = sql.as_bytes();
-    let (mut i, mut line, mut col) = (0usize, 1u64, 1u64);
+    let mut i = 0usize;
     while i < b.len() {
         let start = i;
         let next = b.get(i + 1).copied();
         let (lexeme, len) = match b[i] {
-            b' ' => (Lexeme::Fixed(Token::Whitespace(Whitespace::Space)), 1),
-            b'\t' => (Lexeme::Fixed(Token::Whitespace(Whitespace::Tab)), 1),
-            b'\n' => {
-                let span = Span::new(Location::new(line, col), Location::new(line + 1, 1));
-                emit(
-                    Lexeme::Fixed(Token::Whitespace(Whitespace::Newline)),
-                    i..i + 1,
-                    span,
-                );
-                i += 1;
-                line += 1;
-                col = 1;
-                continue;
-            }
+            b' ' => (Lexeme::Fixed(Fixed::Space), 1),
+            b'\t' => (Lexeme::Fixed(Fixed::Tab), 1),
+            b'\n' => (Lexeme::Fixed(Fixed::Newline), 1),
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let end = i + 1 + b[i + 1..].iter().take_while(|&&c| word_part(c)).count();
+                let end = run_end(b, i + 1, WORD_PART);
                 // `e'…'`, `x'…'`, `u&'…'` and the like are strings.
                 if matches!(b.get(end), Some(b'\'' | b'"' | b'&')) {
                     return None;
@@ -117,10 +174,10 @@ fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<(
                 (Lexeme::Word, end - i)
             }
             b'0'..=b'9' => {
-                let mut end = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let mut end = run_end(b, i, DIGIT);
                 if b.get(end) == Some(&b'.') {
                     end += 1;
-                    end += b[end..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    end = run_end(b, end, DIGIT);
                 }
                 // Exponents, `0x…`, `1_000`, a second period: not here.
                 if b.get(end).is_some_and(|&c| word_part(c) || c == b'.') {
@@ -129,8 +186,8 @@ fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<(
                 (Lexeme::Number, end - i)
             }
             b'$' => {
-                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                let end = i + 1 + digits;
+                let end = run_end(b, i + 1, DIGIT);
+                let digits = end - (i + 1);
                 if digits == 0 || b.get(end).is_some_and(|&c| word_part(c)) {
                     return None;
                 }
@@ -159,45 +216,38 @@ fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<(
                 }
                 (Lexeme::QuotedWord, end - i)
             }
-            b'(' => (Lexeme::Fixed(Token::LParen), 1),
-            b')' => (Lexeme::Fixed(Token::RParen), 1),
-            b',' => (Lexeme::Fixed(Token::Comma), 1),
-            b';' => (Lexeme::Fixed(Token::SemiColon), 1),
-            b'[' => (Lexeme::Fixed(Token::LBracket), 1),
-            b']' => (Lexeme::Fixed(Token::RBracket), 1),
-            b'*' => (Lexeme::Fixed(Token::Mul), 1),
-            b'+' => (Lexeme::Fixed(Token::Plus), 1),
+            b'(' => (Lexeme::Fixed(Fixed::LParen), 1),
+            b')' => (Lexeme::Fixed(Fixed::RParen), 1),
+            b',' => (Lexeme::Fixed(Fixed::Comma), 1),
+            b';' => (Lexeme::Fixed(Fixed::SemiColon), 1),
+            b'[' => (Lexeme::Fixed(Fixed::LBracket), 1),
+            b']' => (Lexeme::Fixed(Fixed::RBracket), 1),
+            b'*' => (Lexeme::Fixed(Fixed::Mul), 1),
+            b'+' => (Lexeme::Fixed(Fixed::Plus), 1),
             // A period not starting a number.
             b'.' if next.is_some_and(|c| c.is_ascii_alphabetic() || c == b'"' || c == b'*') => {
-                (Lexeme::Fixed(Token::Period), 1)
+                (Lexeme::Fixed(Fixed::Period), 1)
             }
-            b':' if next == Some(b':') => (Lexeme::Fixed(Token::DoubleColon), 2),
-            b'!' if next == Some(b'=') => (Lexeme::Fixed(Token::Neq), 2),
-            b'=' if operand_follows(next) => (Lexeme::Fixed(Token::Eq), 1),
-            b'-' if operand_follows(next) => (Lexeme::Fixed(Token::Minus), 1),
-            b'/' if operand_follows(next) => (Lexeme::Fixed(Token::Div), 1),
-            b'<' if operand_follows(next) => (Lexeme::Fixed(Token::Lt), 1),
-            b'>' if operand_follows(next) => (Lexeme::Fixed(Token::Gt), 1),
+            b':' if next == Some(b':') => (Lexeme::Fixed(Fixed::DoubleColon), 2),
+            b'!' if next == Some(b'=') => (Lexeme::Fixed(Fixed::Neq), 2),
+            b'=' if operand_follows(next) => (Lexeme::Fixed(Fixed::Eq), 1),
+            b'-' if operand_follows(next) => (Lexeme::Fixed(Fixed::Minus), 1),
+            b'/' if operand_follows(next) => (Lexeme::Fixed(Fixed::Div), 1),
+            b'<' if operand_follows(next) => (Lexeme::Fixed(Fixed::Lt), 1),
+            b'>' if operand_follows(next) => (Lexeme::Fixed(Fixed::Gt), 1),
             b'<' if next == Some(b'=') && operand_follows(b.get(i + 2).copied()) => {
-                (Lexeme::Fixed(Token::LtEq), 2)
+                (Lexeme::Fixed(Fixed::LtEq), 2)
             }
             b'<' if next == Some(b'>') && operand_follows(b.get(i + 2).copied()) => {
-                (Lexeme::Fixed(Token::Neq), 2)
+                (Lexeme::Fixed(Fixed::Neq), 2)
             }
             b'>' if next == Some(b'=') && operand_follows(b.get(i + 2).copied()) => {
-                (Lexeme::Fixed(Token::GtEq), 2)
+                (Lexeme::Fixed(Fixed::GtEq), 2)
             }
             _ => return None,
         };
         i = start + len;
-        // No lexeme here spans lines (strings with newlines are refused).
-        let end_col = col + len as u64;
-        emit(
-            lexeme,
-            start..i,
-            Span::new(Location::new(line, col), Location::new(line, end_col)),
-        );
-        col = end_col;
+        emit(lexeme, start..i);
     }
     Some(())
 }
@@ -205,7 +255,39 @@ fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>, Span)) -> Option<(
 /// A character of an unquoted identifier after the first (PostgreSQL
 /// dialect, ASCII).
 fn word_part(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
+    CLASSES[c as usize] & WORD_PART != 0
+}
+
+/// Class bit of the characters of an unquoted identifier after the first.
+const WORD_PART: u8 = 1;
+/// Class bit of the ASCII digits.
+const DIGIT: u8 = 2;
+
+/// Class bits by byte: a table lookup per character in the loops over
+/// words and numbers.
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' {
+            t[c] |= WORD_PART;
+        }
+        if b.is_ascii_digit() {
+            t[c] |= DIGIT;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Where the run of bytes of `class` that starts at `from` ends.
+fn run_end(b: &[u8], from: usize, class: u8) -> usize {
+    let rest = b.get(from..).unwrap_or_default();
+    from + rest
+        .iter()
+        .position(|&c| CLASSES[c as usize] & class == 0)
+        .unwrap_or(rest.len())
 }
 
 /// Whether an operator is certainly complete before `next`: sqlparser joins
