@@ -275,6 +275,20 @@ impl ProxyError {
         )
     }
 
+    /// `PAUSE` gave up waiting for running transactions of `what` (the
+    /// pause itself stays in force).
+    pub fn pause_incomplete(what: &str, running: usize, waited: std::time::Duration) -> Self {
+        Self::new(
+            SqlState::QUERY_CANCELED,
+            Source::Server,
+            Severity::Error,
+            format!(
+                "{what} is paused, but {running} transaction(s) still running after {waited:?}; \
+                 the pause stays in force (RESUME lifts it, PAUSE waits again)"
+            ),
+        )
+    }
+
     // ---- session features -----------------------------------------------------
 
     /// A statement that cannot work under the current pool mode.

@@ -541,10 +541,24 @@ async fn pause_tenant_holds_new_transactions_only() {
     run(&a_tx, "BEGIN").await;
     run(&a_tx, "SELECT id FROM items").await;
 
-    run(&ops, "PAUSE TENANT a").await;
-    // A transaction already running finishes.
+    // PAUSE returns once the transaction already running has finished
+    // (which it may: it goes on under the pause).
+    let pausing = {
+        let ops = admin(&p).await;
+        tokio::spawn(async move { ops.simple_query("PAUSE TENANT a").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !pausing.is_finished(),
+        "PAUSE must wait for a's running transaction"
+    );
     run(&a_tx, "SELECT id FROM items").await;
     run(&a_tx, "COMMIT").await;
+    tokio::time::timeout(Duration::from_secs(5), pausing)
+        .await
+        .expect("PAUSE returns once the transaction is over")
+        .expect("task")
+        .expect("PAUSE TENANT a");
     // A new one waits...
     let waiting = tokio::spawn(async move {
         let started = Instant::now();
@@ -589,6 +603,30 @@ async fn pause_tenant_holds_new_transactions_only() {
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
     run(&b, "SELECT id FROM items").await;
+    // A transaction that outlasts query_wait_timeout: PAUSE gives up
+    // waiting with 57014, and the pause stays in force.
+    run(&b, "BEGIN").await;
+    run(&b, "SELECT id FROM items").await;
+    let e = ops
+        .simple_query("PAUSE TENANT b")
+        .await
+        .expect_err("b's transaction outlasts the wait");
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("57014"),
+        "{}",
+        error_chain(&e)
+    );
+    assert!(
+        error_chain(&e).contains("1 transaction(s) still running"),
+        "{}",
+        error_chain(&e)
+    );
+    let tenants = show(&ops, "SHOW TENANTS").await;
+    let tb = tenants.rows_where("tenant", "b")[0];
+    assert_eq!(tenants.get(tb, "paused"), Some("yes"));
+    run(&b, "COMMIT").await;
+    run(&ops, "RESUME TENANT b").await;
     // PAUSE (everything) holds b too; RESUME lifts every pause.
     run(&ops, "PAUSE").await;
     let b_wait =
@@ -602,6 +640,56 @@ async fn pause_tenant_holds_new_transactions_only() {
         .expect("task")
         .expect("b's query runs");
     run(&a, "SELECT id FROM items").await;
+}
+
+/// A transaction queued for a server connection when PAUSE comes does not
+/// start once the connection frees up: it waits for RESUME like a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_a_transaction_queued_for_a_connection() {
+    let cluster = two_shard_cluster().await;
+    // s0 (the shard of tenant a and of untenanted sessions) has one connection.
+    let text = config_text(&cluster, "").replacen(
+        "[[shards]]\nname = \"s1\"",
+        "pool_size = 1\n[[shards]]\nname = \"s1\"",
+        1,
+    );
+    assert!(text.contains("pool_size = 1"));
+    let p = start(&text).await;
+    let holder = connect(p.port, "app", "app-secret", "app").await;
+    let a = connect(p.port, "a", "a-secret", "app").await;
+    let ops = admin(&p).await;
+    run(&holder, "BEGIN").await;
+    run(&holder, "SELECT 1").await;
+    let queued = tokio::spawn(async move {
+        let r = a.simple_query("SELECT id FROM items").await.map(|_| ());
+        (r, a)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let clients = show(&ops, "SHOW CLIENTS").await;
+    let row = clients.rows_where("user", "a")[0];
+    assert_eq!(
+        clients.get(row, "state"),
+        Some("waiting"),
+        "a queues for s0"
+    );
+    run(&ops, "PAUSE TENANT a").await;
+    // The connection frees up; a's transaction must not take it.
+    run(&holder, "COMMIT").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !queued.is_finished(),
+        "a transaction queued before PAUSE started after it"
+    );
+    let clients = show(&ops, "SHOW CLIENTS").await;
+    let row = clients.rows_where("user", "a")[0];
+    assert_eq!(clients.get(row, "state"), Some("waiting"));
+    run(&ops, "RESUME TENANT a").await;
+    let (r, _a) = tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .expect("runs after RESUME")
+        .expect("task");
+    r.expect("a's query runs after RESUME");
+    run(&holder, "SELECT 1").await;
 }
 
 async fn scrape(addr: SocketAddr) -> String {

@@ -268,6 +268,50 @@ async fn reload_moves_a_tenant_without_dropping_sessions() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// The tenant-move procedure (docs/operations.md): a transaction of the
+/// tenant that waits under PAUSE runs, after the routing table moved the
+/// tenant and RESUME, on its new home, never on the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_paused_during_a_move_runs_on_the_new_home() {
+    use tenantgate::admin::Scope;
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    let mover = as_tenant(r.port, "mover").await;
+    mover
+        .batch_execute("INSERT INTO items (id, v) VALUES (1, 'before')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.s0, "mover").await, 1);
+
+    let scope = Scope::Tenant("mover".into());
+    r.state.pauses.pause(&scope);
+    let waiting = tokio::spawn(async move {
+        mover
+            .batch_execute("INSERT INTO items (id, v) VALUES (2, 'after-move')")
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the paused transaction waits");
+    std::fs::write(&r.path, config_text(&f, "s1")).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    r.state.pauses.resume(&scope);
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("runs once resumed")
+        .expect("task")
+        .expect("the insert succeeds");
+    assert_eq!(count_on(&f.s1, "mover").await, 1, "written on the new home");
+    assert_eq!(
+        count_on(&f.s0, "mover").await,
+        1,
+        "nothing new on the old one"
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_reload_keeps_the_old_table() {
     let f = fleet().await;

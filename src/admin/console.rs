@@ -4,12 +4,13 @@
 //! batch skipped up to Sync).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::clients::ClientEntry;
+use super::clients::{ClientEntry, ClientState};
 use super::command::{self, Command, Show};
 use super::pause::Scope;
 use super::table::Table;
@@ -66,6 +67,8 @@ pub async fn execute(state: &Arc<ProxyState>, cmd: Command) -> Result<Reply, Pro
             check_scope(state, &scope)?;
             state.pauses.pause(&scope);
             tracing::info!(?scope, "paused by the admin console");
+            let limit = state.loaded().config.server.query_wait_timeout;
+            wait_for_running(state, &scope, limit).await?;
             Reply::Done("PAUSE")
         }
         Command::Resume(scope) => {
@@ -83,6 +86,40 @@ pub async fn execute(state: &Arc<ProxyState>, cmd: Command) -> Result<Reply, Pro
             Reply::Done("KILL")
         }
     })
+}
+
+/// Waits (up to `limit`) until no transaction under `scope` holds a server
+/// connection, as PgBouncer's PAUSE waits for its servers: once `PAUSE`
+/// returns, nothing in the scope runs (new transactions wait for RESUME).
+async fn wait_for_running(
+    state: &ProxyState,
+    scope: &Scope,
+    limit: Duration,
+) -> Result<(), ProxyError> {
+    let started = Instant::now();
+    loop {
+        let running = state
+            .clients
+            .list()
+            .iter()
+            .filter(|c| !c.info.admin && c.state() == ClientState::Active)
+            .filter(|c| {
+                let p = c.placement();
+                scope.covers(p.tenant.as_deref(), &p.shard)
+            })
+            .count();
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            return Err(ProxyError::pause_incomplete(
+                &scope.to_string(),
+                running,
+                limit,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn check_scope(state: &ProxyState, scope: &Scope) -> Result<(), ProxyError> {

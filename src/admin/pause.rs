@@ -22,6 +22,27 @@ pub enum Scope {
     Tenant(String),
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::All => f.write_str("tenantgate"),
+            Scope::Shard(s) => write!(f, "shard \"{s}\""),
+            Scope::Tenant(t) => write!(f, "tenant \"{t}\""),
+        }
+    }
+}
+
+impl Scope {
+    /// Whether a transaction of `tenant` on `shard` falls under this scope.
+    pub fn covers(&self, tenant: Option<&str>, shard: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Shard(s) => s == shard,
+            Scope::Tenant(t) => tenant == Some(t.as_str()),
+        }
+    }
+}
+
 /// The pauses in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PauseSet {
@@ -113,25 +134,32 @@ impl Pauses {
         self.any.load(Ordering::Acquire)
     }
 
+    /// Whether a transaction of `tenant` on `shard` is paused now.
+    pub fn blocks(&self, tenant: Option<&str>, shard: &str) -> bool {
+        self.is_active() && self.tx.borrow().blocker(tenant, shard).is_some()
+    }
+
     /// Waits while a transaction of `tenant` on `shard` is paused, at most
-    /// `timeout`; then fails with 57014.
+    /// `timeout`; then fails with 57014. `Ok(true)` when it waited (the
+    /// routing table may have changed meanwhile), `Ok(false)` when nothing
+    /// was paused.
     pub async fn wait(
         &self,
         tenant: Option<&str>,
         shard: &str,
         timeout: Duration,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<bool, ProxyError> {
         if !self.is_active() {
-            return Ok(());
+            return Ok(false);
         }
         let mut rx = self.tx.subscribe();
         let Some(what) = rx.borrow_and_update().blocker(tenant, shard) else {
-            return Ok(());
+            return Ok(false);
         };
         tracing::info!(paused = %what, "transaction waits: paused by the admin console");
         let resumed = rx.wait_for(|p| p.blocker(tenant, shard).is_none());
         match tokio::time::timeout(timeout, resumed).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(_) => Err(ProxyError::paused_timeout(&what)),
         }
     }
@@ -165,9 +193,11 @@ mod tests {
     #[tokio::test]
     async fn waits_until_resumed_or_times_out() {
         let p = std::sync::Arc::new(Pauses::default());
-        p.wait(Some("a"), "s0", Duration::from_millis(1))
-            .await
-            .unwrap();
+        assert!(
+            !p.wait(Some("a"), "s0", Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
         p.pause(&Scope::Tenant("a".into()));
         let e = p
             .wait(Some("a"), "s0", Duration::from_millis(20))
@@ -180,6 +210,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         p.resume(&Scope::Tenant("a".into()));
-        waiter.await.unwrap().unwrap();
+        assert!(waiter.await.unwrap().unwrap(), "it waited");
+    }
+
+    #[test]
+    fn scopes_cover_their_transactions() {
+        assert!(Scope::All.covers(None, "s0"));
+        assert!(Scope::Shard("s0".into()).covers(Some("a"), "s0"));
+        assert!(!Scope::Shard("s0".into()).covers(Some("a"), "s1"));
+        assert!(Scope::Tenant("a".into()).covers(Some("a"), "s1"));
+        assert!(!Scope::Tenant("a".into()).covers(None, "s1"));
+        assert!(!Scope::Tenant("a".into()).covers(Some("b"), "s1"));
     }
 }

@@ -441,10 +441,10 @@ impl Session {
 
     // ---- holding and releasing the server ------------------------------------
 
-    /// Checks out a server connection and brings its settings in line.
-    pub(super) async fn acquire(&mut self) -> Result<(), ProxyError> {
-        // Each transaction goes to the current home of the session's tenant
-        // (or the default shard), as the routing table says now.
+    /// Points the session at the pool of the shard its next transaction
+    /// goes to: the current home of its tenant (or the default shard), as
+    /// the routing table says now.
+    fn route_transaction(&mut self) -> Result<(), ProxyError> {
         if let Some(iso) = &self.iso {
             let route = iso.route()?;
             if !self.pool.serves(&route.shard) {
@@ -468,34 +468,64 @@ impl Session {
                 self.pool = pool;
             }
         }
-        let tenant = self.iso.as_ref().map(|i| i.tenant.current());
+        Ok(())
+    }
+
+    /// Checks out a server connection and brings its settings in line.
+    ///
+    /// A paused transaction waits before it is routed for good: once the
+    /// pause ends it is routed again (a tenant is moved under a pause), and
+    /// one that was queued for a connection when a pause began gives the
+    /// connection back and waits too, so nothing in a paused scope starts
+    /// after `PAUSE` has returned.
+    pub(super) async fn acquire(&mut self) -> Result<(), ProxyError> {
         let now = Instant::now();
-        self.obs.begin(tenant, self.pool.shard(), now);
-        if self.state.pauses.is_active() {
-            let paused =
-                self.state
+        let mut checkout = loop {
+            self.route_transaction()?;
+            let tenant = self.iso.as_ref().map(|i| i.tenant.current());
+            self.obs.begin(tenant, self.pool.shard(), now);
+            if self.state.pauses.is_active() {
+                let left = self.wait_timeout.saturating_sub(now.elapsed());
+                let paused = self
+                    .state
                     .pauses
-                    .wait(self.obs.tenant(), self.pool.shard(), self.wait_timeout);
-            tokio::select! {
-                biased;
-                r = paused => r?,
-                stop = self.stops.any() => return Err(stop_error(stop)),
-            }
-        }
-        // An idle connection at hand needs no queue, no timer and no clock.
-        let (mut checkout, waited) = match self.pool.try_checkout() {
-            Some(c) => (c, std::time::Duration::ZERO),
-            None => {
-                let waiting = Instant::now();
-                let c = tokio::select! {
+                    .wait(self.obs.tenant(), self.pool.shard(), left);
+                let waited = tokio::select! {
                     biased;
-                    r = self.pool.checkout(self.wait_timeout) => r?,
+                    r = paused => r?,
                     stop = self.stops.any() => return Err(stop_error(stop)),
                 };
-                (c, waiting.elapsed())
+                if waited {
+                    continue;
+                }
             }
+            // An idle connection at hand needs no queue, no timer and no clock.
+            let (checkout, waited) = match self.pool.try_checkout() {
+                Some(c) => (c, std::time::Duration::ZERO),
+                None => {
+                    let waiting = Instant::now();
+                    let c = tokio::select! {
+                        biased;
+                        r = self.pool.checkout(self.wait_timeout) => r?,
+                        stop = self.stops.any() => return Err(stop_error(stop)),
+                    };
+                    (c, waiting.elapsed())
+                }
+            };
+            // Counted as running before the pause is looked at again: a
+            // `PAUSE` that finds no transaction running cannot miss this one.
+            self.obs.acquired(waited, &checkout.conn);
+            if self
+                .state
+                .pauses
+                .blocks(self.obs.tenant(), self.pool.shard())
+            {
+                self.obs.released();
+                checkout.release();
+                continue;
+            }
+            break checkout;
         };
-        self.obs.acquired(waited, &checkout.conn);
         prepare_server(&mut checkout, &self.settings).await?;
         self.cancel
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
