@@ -208,9 +208,18 @@ fn reload_inner(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, 
         let origin = &errors.origin;
         errors.errors.iter().map(|e| format!("{origin}: {e}")).collect::<Vec<_>>()
     })?;
-    let restart = state.loaded().config.restart_required(&config);
+    // One reload at a time (SIGHUP and admin RELOADs may overlap): each
+    // builds on the state the previous one left.
+    let _one = state
+        .reload_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut config = config;
+    let running = state.loaded();
+    let restart = running.config.restart_required(&config);
     if !restart.is_empty() {
-        tracing::warn!(keys = ?restart, "reload: changes of these keys take effect after a restart");
+        tracing::warn!(keys = ?restart, "reload: these keys keep their running values until a restart");
+        config.keep_restart_keys(&running.config);
     }
     let generation = state.reload(config).map_err(|e| {
         tracing::error!(error = %e, "reload refused; keeping the running configuration");

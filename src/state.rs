@@ -115,6 +115,8 @@ pub struct ProxyState {
     /// core, so a flood of them takes at most the machine's cores (and never
     /// a runtime worker).
     pub cold_rewrites: Arc<tokio::sync::Semaphore>,
+    /// Held for the whole of a reload, so reloads never overlap.
+    pub reload_lock: std::sync::Mutex<()>,
 }
 
 /// Why a config could not be turned into running state.
@@ -157,6 +159,7 @@ impl ProxyState {
             clients: crate::admin::ClientRegistry::default(),
             pauses: crate::admin::Pauses::default(),
             config_path: std::sync::OnceLock::new(),
+            reload_lock: std::sync::Mutex::new(()),
             cold_rewrites: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),

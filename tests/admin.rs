@@ -706,6 +706,36 @@ fn write_config(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write config");
 }
 
+/// A reload that removes `[tenancy]` (a change that needs a restart) is
+/// applied without it: tenant sessions opened afterwards are still scoped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_switch_isolation_off() {
+    let cluster = two_shard_cluster().await;
+    let text = config_text(&cluster, "");
+    let p = start(&text).await;
+    let ops = admin(&p).await;
+    let without = text.replacen("[tenancy]\n", "", 1);
+    assert!(!without.contains("[tenancy]"));
+    write_config(
+        &p.path,
+        &without.replace("query_wait_timeout = \"3s\"", "query_wait_timeout = \"4s\""),
+    );
+    run(&ops, "RELOAD").await;
+    let config = show(&ops, "SHOW CONFIG").await;
+    assert_eq!(
+        config.get(config.rows_where("key", "generation")[0], "value"),
+        Some("2"),
+        "the rest of the file is applied"
+    );
+    let a = connect(p.port, "a", "a-secret", "app").await;
+    let rows = a
+        .query("SELECT tenant_id FROM items", &[])
+        .await
+        .expect("a's query");
+    let tenants: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(tenants, ["a"], "a new session of tenant a is still scoped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_reports_errors_and_keeps_serving() {
     let cluster = two_shard_cluster().await;
