@@ -354,6 +354,24 @@ async fn wrong_password_and_unknown_user_look_the_same() {
         assert_eq!(first.tag, b'R', "{first:?}");
         assert_eq!(&first.body[..4], &10i32.to_be_bytes(), "SASL for {user}");
     }
+    // The unknown user's salt is stable across attempts but cannot be
+    // computed from a secret in the source code (a fixed secret used to
+    // make it SHA-256("tenantgate-unknown-user" || user)).
+    let salts = [
+        unknown_user_salt(&proxy).await,
+        unknown_user_salt(&proxy).await,
+    ];
+    assert_eq!(salts[0], salts[1], "one salt per unknown user");
+    use sha2::Digest;
+    let guessable = sha2::Sha256::new()
+        .chain_update(b"tenantgate-unknown-user")
+        .chain_update(b"nobody")
+        .finalize();
+    assert_ne!(
+        salts[0],
+        guessable[..16],
+        "the unknown user's salt is guessable"
+    );
     // The md5 user with a wrong password.
     let md5_wrong = try_connect(proxy.port, MD5_USER, "nope", "app")
         .await
@@ -375,6 +393,35 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     assert_eq!(err.severity().as_deref(), Some("FATAL"));
     c.expect_closed().await;
     assert_proxy_serves(&proxy).await;
+}
+
+/// The salt the proxy's SCRAM server-first message offers user `nobody`.
+async fn unknown_user_salt(proxy: &support::ProxyHandle) -> Vec<u8> {
+    use base64::Engine;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "nobody"), ("database", "app")],
+    ))
+    .await;
+    let sasl = c.expect_msg().await;
+    assert_eq!(&sasl.body[..4], &10i32.to_be_bytes(), "{sasl:?}");
+    c.send(&raw_client::sasl_initial_response(
+        "SCRAM-SHA-256",
+        b"n,,n=,r=abcdefghijklmnopqrstuvwx",
+    ))
+    .await;
+    let first = c.expect_msg().await;
+    assert_eq!(&first.body[..4], &11i32.to_be_bytes(), "{first:?}");
+    let text = String::from_utf8_lossy(&first.body[4..]).to_string();
+    let salt = text
+        .split(',')
+        .find_map(|f| f.strip_prefix("s="))
+        .unwrap_or_else(|| panic!("no salt in {text}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(salt)
+        .expect("base64 salt")
 }
 
 /// Garbage in place of the password response: refused, never authenticated.

@@ -191,7 +191,7 @@ async fn startup_parameters_apply_in_every_transaction() {
         .options("-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY");
     let a = support::try_connect_config(&cfg_a).await.unwrap();
     let mut cfg_b = support::client_config(port, USER, PASSWORD, DB);
-    cfg_b.application_name("tg-client-b");
+    cfg_b.application_name("tg-client-b \\ it's");
     let b = support::try_connect_config(&cfg_b).await.unwrap();
     let c = connect(port).await;
     let c_name = show(&c, "application_name").await;
@@ -204,7 +204,7 @@ async fn startup_parameters_apply_in_every_transaction() {
             "SQL, DMY".to_string(),
         ),
         (
-            "tg-client-b".to_string(),
+            "tg-client-b \\ it's".to_string(),
             default_tz.clone(),
             default_ds.clone(),
         ),
@@ -239,7 +239,10 @@ async fn startup_parameters_apply_in_every_transaction() {
         if round % 4 == 0 {
             // The simple protocol's SHOW agrees.
             assert_eq!(show(&clients[0], "application_name").await, "tg-client-a");
-            assert_eq!(show(&clients[1], "application_name").await, "tg-client-b");
+            assert_eq!(
+                show(&clients[1], "application_name").await,
+                "tg-client-b \\ it's"
+            );
         }
     }
     let all: BTreeSet<i32> = pids.iter().flatten().copied().collect();

@@ -97,7 +97,7 @@ pub async fn open(
             let verifier = stored
                 .and_then(|p| p.scram_verifier())
                 .cloned()
-                .unwrap_or_else(|| ScramVerifier::mock(&user, b"tenantgate-unknown-user"));
+                .unwrap_or_else(|| ScramVerifier::unknown_user(&user));
             scram_exchange(stream, buf, &mut out, &verifier).await?
         }
         AuthMethod::Md5 => {

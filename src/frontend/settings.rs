@@ -89,15 +89,15 @@ impl Settings {
         }
         for (name, value) in &self.startup {
             out.push(format!(
-                "SELECT pg_catalog.set_config('{}', '{}', false)",
-                name.replace('\'', "''"),
-                value.replace('\'', "''")
+                "SELECT pg_catalog.set_config({}, {}, false)",
+                escaped_literal(name),
+                escaped_literal(value)
             ));
         }
         if let Some(path) = &self.pinned_search_path {
             out.push(format!(
-                "SELECT pg_catalog.set_config('search_path', '{}', false)",
-                path.replace('\'', "''")
+                "SELECT pg_catalog.set_config('search_path', {}, false)",
+                escaped_literal(path)
             ));
         }
         for (_, stmt) in &self.session {
@@ -205,6 +205,21 @@ impl Settings {
     }
 }
 
+/// `s` as an escape string literal (`E'…'`, quotes and backslashes doubled):
+/// read the same whatever the server's `standard_conforming_strings` is.
+fn escaped_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str("E'");
+    for c in s.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,7 +303,19 @@ mod tests {
         assert_ne!(s.fingerprint(), 0);
         assert_eq!(
             s.replay(0),
-            vec!["SELECT pg_catalog.set_config('application_name', 'it''s', false)"]
+            vec!["SELECT pg_catalog.set_config(E'application_name', E'it''s', false)"]
+        );
+        // A backslash cannot end the literal early, even on a server with
+        // standard_conforming_strings off (where '\' would escape the quote).
+        let s = Settings::new(vec![(
+            "application_name".into(),
+            "x\\'); DROP TABLE t; --".into(),
+        )]);
+        assert_eq!(
+            s.replay(0),
+            vec![
+                "SELECT pg_catalog.set_config(E'application_name', E'x\\\\''); DROP TABLE t; --', false)"
+            ]
         );
     }
 
@@ -329,7 +356,7 @@ mod tests {
         assert_ne!(s.fingerprint(), 0);
         assert_eq!(
             s.replay(0),
-            vec!["SELECT pg_catalog.set_config('search_path', '\"globex\", public', false)"]
+            vec!["SELECT pg_catalog.set_config('search_path', E'\"globex\", public', false)"]
         );
         s.pin_schema(None);
         assert_eq!(s.fingerprint(), 0);

@@ -147,11 +147,25 @@ impl ScramVerifier {
         ))
     }
 
+    /// [`ScramVerifier::mock`] with this process's secret: what a client
+    /// logging in as an unknown `username` is challenged with.
+    pub fn unknown_user(username: &str) -> Self {
+        static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let secret = SECRET.get_or_init(|| {
+            let mut s = [0u8; 32];
+            rand::rng().fill_bytes(&mut s);
+            s
+        });
+        Self::mock(username, secret)
+    }
+
     /// A verifier that no password matches, for running a fake exchange with a
     /// client whose user does not exist so that it cannot tell (as Postgres).
     ///
-    /// The salt is derived from `username` and `secret` (a random value chosen
-    /// once per process), so repeated attempts for one user see the same salt.
+    /// The salt is derived from `username` and `secret`, so repeated attempts
+    /// for one user see the same salt; `secret` must be one nobody outside
+    /// knows (a fixed one would let anyone compute the salts of unknown users
+    /// and so tell them from real ones): see [`ScramVerifier::unknown_user`].
     pub fn mock(username: &str, secret: &[u8]) -> Self {
         let digest = Sha256::new()
             .chain_update(secret)
