@@ -1,6 +1,7 @@
 //! The admin console through psql and tokio-postgres: every command and its
 //! columns, KILL CLIENT, refusals and errors, PAUSE / RESUME, RELOAD.
 
+mod raw_client;
 mod support;
 
 use std::net::SocketAddr;
@@ -462,6 +463,54 @@ async fn kill_client_disconnects_only_that_client() {
         .await
         .expect_err("no such client");
     assert_eq!(sqlstate(&e).as_deref(), Some("22023"));
+}
+
+/// KILL CLIENT on a client that stopped reading in the middle of a large
+/// result: its server connection is freed at once and the session ends
+/// within a bounded time; a client that does not read holds neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_client_that_stopped_reading() {
+    let cluster = two_shard_cluster().await;
+    let p = start(&config_text(&cluster, "")).await;
+    let ops = admin(&p).await;
+    let mut stuck = raw_client::RawClient::login(p.port, "app", "app-secret", "app").await;
+    // About 200 MB of rows, never read.
+    stuck
+        .send(&raw_client::query_msg(
+            "SELECT repeat('x', 1000) FROM generate_series(1, 200000)",
+        ))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let clients = show(&ops, "SHOW CLIENTS").await;
+        let row = clients.rows_where("user", "app")[0];
+        if clients.get(row, "state") == Some("active") {
+            break clients.get(row, "id").expect("id").to_string();
+        }
+        assert!(Instant::now() < deadline, "the query never became active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Let the buffers fill up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run(&ops, &format!("KILL CLIENT {id}")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let clients = show(&ops, "SHOW CLIENTS").await;
+        let pools = show(&ops, "SHOW POOLS").await;
+        let s0 = pools.rows_where("shard", "s0")[0];
+        if clients.rows_where("user", "app").is_empty() && pools.get(s0, "sv_active") == Some("0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a killed client that does not read keeps its session or server connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stuck);
+    // The proxy serves on.
+    let a = connect(p.port, "a", "a-secret", "app").await;
+    run(&a, "SELECT id FROM items").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,6 +325,10 @@ fn startup_settings(params: &[(String, String)]) -> Vec<(String, String)> {
 async fn send_fatal(client: &mut TcpStream, e: &ProxyError) {
     let mut out = BytesMut::new();
     messages::error_response(&mut out, e);
-    let _ = client.write_all(&out).await;
-    let _ = client.shutdown().await;
+    // A client that does not read cannot keep the connection (and its slot).
+    let _ = tokio::time::timeout(super::session::LAST_WRITE, async {
+        let _ = client.write_all(&out).await;
+        let _ = client.shutdown().await;
+    })
+    .await;
 }

@@ -40,6 +40,9 @@ pub(super) const MAX_SERVER_MESSAGE: usize = 1 << 30;
 /// A server connection holding more prepared statements than this is cleared
 /// (DEALLOCATE ALL) before its next use.
 const MAX_PREPARED_PER_SERVER: usize = 5_000;
+/// How long the last words to a departing client (its error, the rest of
+/// its output) may take to be written before the socket is closed anyway.
+pub(super) const LAST_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the ParseComplete for a Parse we forwarded should become.
 #[derive(Debug, Clone)]
@@ -290,12 +293,14 @@ impl Session {
     /// connection as its state allows.
     pub async fn run(mut self) {
         let end = self.serve().await;
+        let clean_exit = matches!(end, Ok(End::ClientGone));
+        // The server connection first: a client that does not read must not
+        // keep it (and its pool slot) while the last words wait for it.
+        self.finish_server(clean_exit).await;
         if let Err(e) = &end {
             messages::error_response(&mut self.to_client, e);
             let _ = self.flush_client_blocking().await;
         }
-        let clean_exit = matches!(end, Ok(End::ClientGone));
-        self.finish_server(clean_exit).await;
     }
 
     async fn serve(&mut self) -> Result<End, ProxyError> {
@@ -427,16 +432,24 @@ impl Session {
         r
     }
 
+    /// At the end of a session: waits (at most [`LAST_WRITE`]) until the
+    /// client has taken what is left for it. A client that stops reading
+    /// loses the rest; it cannot hold the session open.
     async fn flush_client_blocking(&mut self) -> std::io::Result<()> {
-        while !self.to_client.is_empty() {
-            self.client.writable().await?;
-            match self.write_client() {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+        let flush = async {
+            while !self.to_client.is_empty() {
+                self.client.writable().await?;
+                match self.write_client() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        tokio::time::timeout(LAST_WRITE, flush)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     }
 
     // ---- holding and releasing the server ------------------------------------
