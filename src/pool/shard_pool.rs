@@ -144,9 +144,9 @@ impl Pool {
             Ok(p) => p,
             Err(_) => {
                 let started = Instant::now();
-                self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+                let waiting = Counted::enter(&self.stats.waiting);
                 let r = tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await;
-                self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+                drop(waiting);
                 self.stats
                     .wait_us
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -201,9 +201,9 @@ impl Pool {
 
     async fn connect(&self) -> Result<Box<ServerConn>, ProxyError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.stats.connecting.fetch_add(1, Ordering::Relaxed);
+        let connecting = Counted::enter(&self.stats.connecting);
         let r = ServerConn::connect(&self.settings.target, id, self.settings.connect_timeout).await;
-        self.stats.connecting.fetch_sub(1, Ordering::Relaxed);
+        drop(connecting);
         match r {
             Ok(c) => {
                 self.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -300,5 +300,70 @@ async fn reap_idle(pool: Weak<Pool>) {
         for c in expired {
             c.terminate().await;
         }
+    }
+}
+/// One unit of a gauge for as long as it lives: counted out however the
+/// holder ends, also when a checkout is cancelled half-way (the session was
+/// killed while it waited or connected).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn enter(gauge: &'a AtomicUsize) -> Counted<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool of `size` for a "server" that accepts TCP connections and
+    /// never answers.
+    fn silent_pool(size: usize, port: u16) -> Arc<Pool> {
+        Pool::new(PoolSettings {
+            shard: "s".into(),
+            target: BackendTarget {
+                host: "127.0.0.1".into(),
+                port,
+                user: "u".into(),
+                password: None,
+                dbname: "d".into(),
+            },
+            size,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        })
+    }
+
+    #[tokio::test]
+    async fn cancelled_checkouts_leave_no_gauge_behind() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = silent_pool(1, silent.local_addr().unwrap().port());
+        // Cancelled while connecting (the session was killed meanwhile).
+        let connecting = tokio::time::timeout(
+            Duration::from_millis(200),
+            pool.checkout(Duration::from_secs(30)),
+        )
+        .await;
+        assert!(connecting.is_err(), "the silent server cannot log in");
+        assert_eq!(pool.stats.connecting.load(Ordering::Relaxed), 0);
+        // Cancelled while queued for the only slot.
+        let held = pool.permits.clone().try_acquire_owned().unwrap();
+        let queued = tokio::time::timeout(
+            Duration::from_millis(100),
+            pool.checkout(Duration::from_secs(30)),
+        )
+        .await;
+        assert!(queued.is_err(), "no slot is free");
+        assert_eq!(pool.stats.waiting.load(Ordering::Relaxed), 0);
+        drop(held);
     }
 }
