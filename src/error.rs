@@ -126,7 +126,30 @@ impl ProxyError {
         )
     }
 
-    /// Startup packet without a user name.
+    /// A startup packet asked for a replication connection (`replication`
+    /// true or `database`), which tenantgate does not serve.
+    pub fn replication_unsupported(value: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Fatal,
+            format!(
+                "tenantgate does not serve replication connections (replication={value}); connect to the shard directly"
+            ),
+        )
+    }
+
+    /// A startup parameter with a value Postgres would not take.
+    pub fn invalid_startup_value(name: &str, value: &str) -> Self {
+        Self::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            Source::Client,
+            Severity::Fatal,
+            format!("invalid value for parameter \"{name}\": \"{value}\""),
+        )
+    }
+
+    /// Startup packet without a user name (or with an empty one).
     pub fn no_user_in_startup() -> Self {
         Self::new(
             SqlState::INVALID_AUTHORIZATION,

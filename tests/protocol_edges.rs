@@ -119,6 +119,29 @@ async fn gssenc_request_is_declined_then_startup_works() {
     assert_eq!(c.query_values("SELECT 1").await, [Some("1".into())]);
 }
 
+/// A second SSLRequest (or GSSENCRequest) on one connection is refused as
+/// the unknown protocol version it encodes, as Postgres refuses it: a client
+/// cannot keep the handshake going by asking again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_requested_twice_is_refused() {
+    let (_cluster, proxy) = setup().await;
+    for (request, version) in [
+        (ssl_request(), "1234.5679"),
+        (gssenc_request(), "1234.5680"),
+    ] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&request).await;
+        assert_eq!(c.read_byte().await, Ok(b'N'));
+        c.send(&request).await;
+        let e = c.expect_msg().await;
+        assert!(e.is_error(), "{e:?}");
+        assert_eq!(e.code().as_deref(), Some("0A000"), "{e:?}");
+        assert!(e.message().contains(version), "{e:?}");
+        c.expect_closed().await;
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_right_after_ssl_request_is_refused() {
     let (_cluster, proxy) = setup().await;
@@ -314,6 +337,59 @@ async fn startup_without_user_is_refused_with_28000() {
     c.send(&startup_message(3, 0, &[("database", "app")])).await;
     let err = expect_refused(&mut c, &["28000"]).await;
     assert!(err.is_some(), "no ErrorResponse for a startup without user");
+    // An empty user name is no user name.
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(3, 0, &[("user", ""), ("database", "app")]))
+        .await;
+    let err = expect_refused(&mut c, &["28000"]).await;
+    assert!(err.is_some(), "no ErrorResponse for an empty user name");
+    assert_proxy_serves(&proxy).await;
+}
+
+/// Startup parameters read as Postgres reads them: an empty database name
+/// means the user's name, a key given twice counts with its last value, and
+/// `replication` is either off or refused (tenantgate is no WAL sender).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_read_as_postgres_reads_them() {
+    let (_cluster, proxy) = setup().await;
+    for params in [
+        vec![("user", "app"), ("database", "")],
+        vec![("user", "nobody"), ("user", "app"), ("database", "app")],
+        vec![
+            ("user", "app"),
+            ("database", "app"),
+            ("replication", "false"),
+        ],
+        vec![("user", "app"), ("database", "app"), ("replication", "OFF")],
+    ] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(3, 0, &params)).await;
+        c.authenticate("app", "app-secret")
+            .await
+            .unwrap_or_else(|e| panic!("{params:?}: {e:?}"));
+        assert_eq!(
+            c.query_values("SELECT current_database()").await,
+            [Some("app".into())],
+            "{params:?}"
+        );
+        c.terminate().await;
+    }
+    for (value, code) in [
+        ("true", "0A000"),
+        ("database", "0A000"),
+        ("yes", "0A000"),
+        ("garbage", "22023"),
+    ] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(
+            3,
+            0,
+            &[("user", "app"), ("database", "app"), ("replication", value)],
+        ))
+        .await;
+        let err = expect_refused(&mut c, &[code]).await;
+        assert!(err.is_some(), "replication={value}: no ErrorResponse");
+    }
     assert_proxy_serves(&proxy).await;
 }
 

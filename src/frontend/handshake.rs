@@ -55,10 +55,21 @@ pub async fn open(
     buf: &mut BytesMut,
     loaded: &Loaded,
 ) -> Result<Opening, ProxyError> {
+    // Each encryption request is answered once; a second one of a kind is
+    // read as the unknown protocol version it encodes, as Postgres does (a
+    // client cannot keep the handshake going by asking again and again).
+    let (mut ssl_asked, mut gss_asked) = (false, false);
     let startup = loop {
         let packet = read_startup_packet(stream, buf).await?;
         match parse_startup(&packet)? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+            request @ (StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
+                let (asked, minor) = match request {
+                    StartupPacket::SslRequest => (&mut ssl_asked, 5679),
+                    _ => (&mut gss_asked, 5680),
+                };
+                if std::mem::replace(asked, true) {
+                    return Err(ProxyError::unsupported_protocol(1234, minor));
+                }
                 // Data sent before our answer would be read as plaintext after
                 // it: refuse it, as Postgres does.
                 if !buf.is_empty() {
@@ -79,9 +90,18 @@ pub async fn open(
     }
     let user = startup
         .get("user")
+        .filter(|u| !u.is_empty())
         .ok_or_else(ProxyError::no_user_in_startup)?
         .to_string();
-    let database = startup.get("database").unwrap_or(&user).to_string();
+    // No database (or an empty name) means the user's name, as in Postgres.
+    let database = startup
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
+    if let Some(value) = startup.get("replication") {
+        check_replication(value)?;
+    }
     let params = startup
         .params
         .iter()
@@ -216,5 +236,21 @@ async fn read_password_message(
             }
         }
         read_more(stream, buf).await?;
+    }
+}
+
+/// The `replication` startup parameter: off is served as a normal session;
+/// on (or `database`) asks for a WAL sender, which tenantgate is not (0A000);
+/// anything else is refused as Postgres refuses it (22023).
+fn check_replication(value: &str) -> Result<(), ProxyError> {
+    let v = value.to_ascii_lowercase();
+    // Postgres's boolean spellings, unique prefixes included.
+    let prefix_of = |word: &str| !v.is_empty() && word.starts_with(v.as_str());
+    if v == "0" || v == "off" || v == "of" || prefix_of("false") || prefix_of("no") {
+        Ok(())
+    } else if v == "1" || v == "on" || v == "database" || prefix_of("true") || prefix_of("yes") {
+        Err(ProxyError::replication_unsupported(value))
+    } else {
+        Err(ProxyError::invalid_startup_value("replication", value))
     }
 }

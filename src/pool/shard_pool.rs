@@ -320,7 +320,6 @@ impl Drop for Counted<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

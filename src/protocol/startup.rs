@@ -41,10 +41,12 @@ pub struct Startup {
 }
 
 impl Startup {
-    /// The value of one startup parameter.
+    /// The value of one startup parameter: the last one given, as Postgres
+    /// reads a key given twice.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.params
             .iter()
+            .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
