@@ -833,3 +833,100 @@ async fn large_results_reach_a_slow_reader() {
         [Some("after".into())]
     );
 }
+
+/// A TCP relay between the proxy and a shard that can be frozen: while
+/// frozen it forwards nothing (a server that stopped answering).
+struct Relay {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(upstream: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                for (mut from, mut to) in [(dr, uw), (ur, dw)].map(|(r, w)| (r, w)) {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Relay { port, frozen }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A shard that stops answering after login: bringing a pooled connection
+/// in line with a new client's settings is bounded by
+/// `server_connect_timeout`, and the client gets a clear FATAL instead of
+/// hanging after AuthenticationOk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_cannot_hang_a_login() {
+    let cluster = items_cluster().await;
+    let relay = Relay::start(cluster.port()).await;
+    let url = cluster.url("app").replace(
+        &format!(":{}/", cluster.port()),
+        &format!(":{}/", relay.port),
+    );
+    assert!(url.contains(&relay.port.to_string()), "{url}");
+    let text = fault_config_text(&cluster, "server_connect_timeout = \"1s\"", 1)
+        .replace(&toml_str(&cluster.url("app")), &toml_str(&url));
+    assert!(text.contains(&relay.port.to_string()));
+    let proxy = start_proxy(load_config(&text)).await;
+    // One server connection, opened through the relay and now idle.
+    let first = app(&proxy).await;
+    assert_eq!(value(&first, "SELECT 1::text").await, "1");
+    relay.freeze(true);
+    // Other settings: the idle connection needs them replayed first.
+    let started = std::time::Instant::now();
+    let mut cfg = support::client_config(proxy.port, "app", "app-secret", "app");
+    cfg.application_name("another-app");
+    let e = match tokio::time::timeout(Duration::from_secs(30), support::try_connect_config(&cfg))
+        .await
+    {
+        Ok(Err(e)) => e,
+        Ok(Ok(_)) => panic!("a login over a silent server succeeded"),
+        Err(_) => panic!("the login hung on a server that stopped answering"),
+    };
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("08001"),
+        "{}",
+        error_chain(&e)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    relay.freeze(false);
+    // The proxy recovers: the stuck connection was closed, a new one opens.
+    let again = support::try_connect_config(&cfg)
+        .await
+        .expect("login after the thaw");
+    assert_eq!(value(&again, "SELECT 2::text").await, "2");
+}

@@ -645,18 +645,25 @@ pub async fn prepare_server(
 ) -> Result<(), ProxyError> {
     let (conn, pool) = checkout.conn_and_pool();
     let shard = pool.shard();
+    // A server that stops answering must not hold the session (or, at
+    // login, a client that already got AuthenticationOk): the statements
+    // that make a connection usable get as long as opening one does. On a
+    // timeout the caller drops the checkout, which closes the connection.
+    let limit = pool.settings().connect_timeout;
+    let unavailable = |_| ProxyError::shard_unavailable(shard);
     if conn.prepared.len() > MAX_PREPARED_PER_SERVER {
-        conn.run_simple(&["DEALLOCATE ALL"])
+        tokio::time::timeout(limit, conn.run_simple(&["DEALLOCATE ALL"]))
             .await
+            .map_err(unavailable)?
             .map_err(|_| ProxyError::shard_unavailable(shard))?;
         conn.prepared.clear();
     }
     if conn.settings_fingerprint != settings.fingerprint() {
         let statements = settings.replay(conn.settings_fingerprint);
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-        let result = conn
-            .run_simple(&refs)
+        let result = tokio::time::timeout(limit, conn.run_simple(&refs))
             .await
+            .map_err(unavailable)?
             .map_err(|_| ProxyError::shard_unavailable(shard))?;
         if let Some((code, message)) = result {
             tracing::debug!(
