@@ -480,6 +480,34 @@ async fn metrics_after_two_tenants() {
     // Health.
     let (status, _, body) = http_get(proxy.metrics, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // Connections that send nothing take slots up to the cap; one more is
+    // closed at once, and the endpoint answers again once they time out.
+    let mut idle = Vec::new();
+    for _ in 0..tenantgate::admin::http::MAX_CONNECTIONS {
+        idle.push(
+            tokio::net::TcpStream::connect(proxy.metrics)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(proxy.metrics)
+        .await
+        .expect("connect");
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read_to_end(&mut extra, &mut got),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "a connection over the cap must be closed at once: {closed:?}"
+    );
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _, _) = http_get(proxy.metrics, "/healthz").await;
+    assert_eq!(status, 200, "slots come back when idle connections go");
     let (status, _, _) = http_get(proxy.metrics, "/nope").await;
     assert_eq!(status, 404);
     let (status, _, body) = http_get(proxy.metrics, "/readyz").await;

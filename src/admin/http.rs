@@ -17,6 +17,12 @@ use crate::state::ProxyState;
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to take the answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed as soon as they are
+/// accepted (a scraper retries), so idle or unread connections cannot pile
+/// up file descriptors and rendered bodies.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +69,7 @@ impl Response {
 
 /// Serves the endpoint until the task is aborted.
 pub async fn serve(state: Arc<ProxyState>, listener: TcpListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(a) => a,
@@ -72,8 +79,14 @@ pub async fn serve(state: Arc<ProxyState>, listener: TcpListener) {
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("metrics endpoint: too many connections; closing a new one");
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = handle(&state, stream).await {
                 tracing::debug!(error = %e, "metrics endpoint: request failed");
             }
@@ -106,8 +119,14 @@ async fn handle(state: &ProxyState, mut stream: TcpStream) -> std::io::Result<()
         "" => Response::text(400, "bad request\n"),
         _ => Response::text(405, "method not allowed\n"),
     };
-    stream.write_all(&response.encode(method == "HEAD")).await?;
-    stream.shutdown().await
+    let answer = response.encode(method == "HEAD");
+    let write = async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// The answer to `GET target`.
