@@ -250,17 +250,18 @@ impl ProxyState {
         let generation = self.loaded.load().generation + 1;
         let loaded = derive(config, generation)?;
         let old = self.pools.load_full();
-        let pools = build_pools(&loaded.config, &old)?;
+        let pools = Arc::new(build_pools(&loaded.config, &old)?);
+        self.metrics
+            .tenants
+            .set_cap(loaded.config.server.metrics_tenant_labels);
+        self.pools.store(pools.clone());
+        self.loaded.store(Arc::new(loaded));
+        // Retired only once no new transaction can pick them up.
         for (name, pool) in old.iter() {
             if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
                 pool.retire();
             }
         }
-        self.metrics
-            .tenants
-            .set_cap(loaded.config.server.metrics_tenant_labels);
-        self.pools.store(Arc::new(pools));
-        self.loaded.store(Arc::new(loaded));
         Ok(generation)
     }
 }

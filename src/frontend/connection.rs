@@ -114,10 +114,12 @@ async fn start_session(
     entry: Arc<ClientEntry>,
 ) -> Result<(), ProxyError> {
     let loaded = state.loaded();
-    let user = loaded
-        .config
-        .user(&login.user)
-        .ok_or_else(ProxyError::internal)?;
+    // Removed by a reload since the handshake checked the password.
+    let Some(user) = loaded.config.user(&login.user) else {
+        let e = ProxyError::auth_failed(&login.user);
+        send_fatal(&mut client, &e).await;
+        return Err(e);
+    };
     let mut startup = startup_settings(&login.params);
     // Tenant isolation: who the session is, and where it goes first.
     let isolation = match &loaded.isolation {
