@@ -399,6 +399,16 @@ impl ProxyError {
         .with_hint("SHOW HELP lists the commands")
     }
 
+    /// One admin Query with more commands than the console runs at once.
+    pub fn admin_too_many_commands(count: usize, max: usize) -> Self {
+        Self::new(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            Source::Client,
+            Severity::Error,
+            format!("{count} admin commands in one query; the console runs at most {max} at once"),
+        )
+    }
+
     /// The admin console speaks only the simple query protocol.
     pub fn admin_extended_protocol() -> Self {
         Self::new(

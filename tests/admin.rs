@@ -572,6 +572,27 @@ async fn refusals_and_errors() {
             .all(|r| tenants.get(r, "paused") != Some("yes"))
     );
     run(&ops, "RESUME").await;
+    // One Query runs at most MAX_COMMANDS commands; more are refused whole.
+    let max = tenantgate::admin::console::MAX_COMMANDS;
+    let many = "SHOW VERSION;".repeat(max + 1);
+    let e = ops
+        .simple_query(&many)
+        .await
+        .expect_err("too many commands");
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("54000"),
+        "{}",
+        error_chain(&e)
+    );
+    let rows = ops
+        .simple_query(&"SHOW VERSION;".repeat(max))
+        .await
+        .expect("at the limit")
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, max);
     // psql reports the error too.
     let out = psql(p.port, "ops", "ops-secret", "tenantgate", "SHOW NOTHING").await;
     assert!(!out.status.success());

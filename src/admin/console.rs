@@ -129,12 +129,23 @@ fn check_scope(state: &ProxyState, scope: &Scope) -> Result<(), ProxyError> {
     }
 }
 
+/// Most commands in one admin Query.
+pub const MAX_COMMANDS: usize = 100;
+
 /// Runs every statement of a simple Query, writing replies to `out`; stops
 /// at the first error, as Postgres does.
 pub async fn run_query(state: &Arc<ProxyState>, sql: &str, out: &mut BytesMut) {
     let statements = command::split(sql);
     if statements.is_empty() {
         messages::empty_query(out);
+        return;
+    }
+    // Every reply of a Query is written out at its end: a bounded number
+    // of commands keeps that bounded (and a Query from firing thousands of
+    // reloads).
+    if statements.len() > MAX_COMMANDS {
+        let e = ProxyError::admin_too_many_commands(statements.len(), MAX_COMMANDS);
+        messages::error_response(out, &e);
         return;
     }
     for stmt in statements {
