@@ -930,3 +930,38 @@ async fn a_server_that_stops_answering_cannot_hang_a_login() {
         .expect("login after the thaw");
     assert_eq!(value(&again, "SELECT 2::text").await, "2");
 }
+
+/// A login whose startup setting the server refuses fails with the
+/// server's reason, and the pooled connection the proxy tried it on stays
+/// open for the next client (a bad setting cannot cost a server connection
+/// per attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_startup_setting_keeps_the_server_connection() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 1).await;
+    let pid = value(&app(&proxy).await, "SELECT pg_backend_pid()::text").await;
+    for _ in 0..3 {
+        let mut cfg = support::client_config(proxy.port, "app", "app-secret", "app");
+        cfg.options("-c statement_timeout=abc");
+        let e = match support::try_connect_config(&cfg).await {
+            Err(e) => e,
+            Ok(_) => panic!("a login with statement_timeout=abc succeeded"),
+        };
+        assert_eq!(
+            sqlstate(&e).as_deref(),
+            Some("22023"),
+            "{}",
+            error_chain(&e)
+        );
+        assert!(
+            error_chain(&e).contains("statement_timeout"),
+            "{}",
+            error_chain(&e)
+        );
+    }
+    let after = value(&app(&proxy).await, "SELECT pg_backend_pid()::text").await;
+    assert_eq!(
+        after, pid,
+        "the server connection was closed over a refused setting"
+    );
+}

@@ -202,11 +202,10 @@ async fn start_session(
         Some(params) => (params, None),
         None => {
             let first = async {
-                let mut checkout = pool
+                let checkout = pool
                     .checkout(loaded.config.server.query_wait_timeout)
                     .await?;
-                prepare_server(&mut checkout, &settings).await?;
-                Ok::<_, ProxyError>(checkout)
+                prepare_server(checkout, &settings).await
             };
             match first.await {
                 Ok(c) => {

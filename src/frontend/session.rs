@@ -493,7 +493,7 @@ impl Session {
     /// after `PAUSE` has returned.
     pub(super) async fn acquire(&mut self) -> Result<(), ProxyError> {
         let now = Instant::now();
-        let mut checkout = loop {
+        let checkout = loop {
             self.route_transaction()?;
             let tenant = self.iso.as_ref().map(|i| i.tenant.current());
             self.obs.begin(tenant, self.pool.shard(), now);
@@ -539,7 +539,7 @@ impl Session {
             }
             break checkout;
         };
-        prepare_server(&mut checkout, &self.settings).await?;
+        let checkout = prepare_server(checkout, &self.settings).await?;
         self.cancel
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
             .await;
@@ -638,24 +638,47 @@ impl Session {
 }
 
 /// Brings a freshly checked-out connection to the client's settings and
-/// bounds its prepared statements.
+/// bounds its prepared statements. When the server refuses one of the
+/// settings, the connection itself is fine: it goes back to the pool (to be
+/// reset by its next user) rather than being closed, so a client with a bad
+/// setting cannot cost a server connection per attempt.
 pub async fn prepare_server(
-    checkout: &mut Checkout,
+    mut checkout: Checkout,
     settings: &Settings,
-) -> Result<(), ProxyError> {
+) -> Result<Checkout, ProxyError> {
+    match bring_in_line(&mut checkout, settings).await {
+        Ok(()) => Ok(checkout),
+        Err(NotReady::Refused(e)) => {
+            checkout.release();
+            Err(e)
+        }
+        // Dropped mid-exchange: closed.
+        Err(NotReady::Broken(e)) => Err(e),
+    }
+}
+
+/// Why a connection could not be brought in line with a client.
+enum NotReady {
+    /// The server refused a setting; the connection is idle and usable.
+    Refused(ProxyError),
+    /// The connection failed or stopped answering.
+    Broken(ProxyError),
+}
+
+async fn bring_in_line(checkout: &mut Checkout, settings: &Settings) -> Result<(), NotReady> {
     let (conn, pool) = checkout.conn_and_pool();
     let shard = pool.shard();
     // A server that stops answering must not hold the session (or, at
     // login, a client that already got AuthenticationOk): the statements
-    // that make a connection usable get as long as opening one does. On a
-    // timeout the caller drops the checkout, which closes the connection.
+    // that make a connection usable get as long as opening one does. A
+    // broken connection is dropped by the caller, which closes it.
     let limit = pool.settings().connect_timeout;
-    let unavailable = |_| ProxyError::shard_unavailable(shard);
+    let broken = || NotReady::Broken(ProxyError::shard_unavailable(shard));
     if conn.prepared.len() > MAX_PREPARED_PER_SERVER {
         tokio::time::timeout(limit, conn.run_simple(&["DEALLOCATE ALL"]))
             .await
-            .map_err(unavailable)?
-            .map_err(|_| ProxyError::shard_unavailable(shard))?;
+            .map_err(|_| broken())?
+            .map_err(|_| broken())?;
         conn.prepared.clear();
     }
     if conn.settings_fingerprint != settings.fingerprint() {
@@ -663,8 +686,8 @@ pub async fn prepare_server(
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
         let result = tokio::time::timeout(limit, conn.run_simple(&refs))
             .await
-            .map_err(unavailable)?
-            .map_err(|_| ProxyError::shard_unavailable(shard))?;
+            .map_err(|_| broken())?
+            .map_err(|_| broken())?;
         if let Some((code, message)) = result {
             tracing::debug!(
                 code,
@@ -672,7 +695,9 @@ pub async fn prepare_server(
                 "a session setting failed to apply on a server connection"
             );
             conn.settings_fingerprint = u64::MAX;
-            return Err(ProxyError::setting_rejected(&code, &message));
+            return Err(NotReady::Refused(ProxyError::setting_rejected(
+                &code, &message,
+            )));
         }
         conn.settings_fingerprint = settings.fingerprint();
     }
