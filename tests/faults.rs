@@ -832,6 +832,27 @@ async fn large_results_reach_a_slow_reader() {
         c.query_values("SELECT 'after'").await,
         [Some("after".into())]
     );
+    // A notice of 8 MiB (streamed through like a large row) arrives whole,
+    // in its place before the command's completion.
+    let msgs = c
+        .query("DO $$ BEGIN RAISE NOTICE '%', repeat('n', 8 * 1024 * 1024); END $$")
+        .await;
+    let notice = msgs
+        .iter()
+        .position(|m| m.tag == b'N')
+        .expect("no NoticeResponse");
+    let text = msgs[notice].field(b'M').expect("notice text");
+    assert_eq!(text.len(), 8 * 1024 * 1024);
+    assert!(text.bytes().all(|b| b == b'n'));
+    let done = msgs
+        .iter()
+        .position(|m| m.command_tag().as_deref() == Some("DO"))
+        .expect("no CommandComplete");
+    assert!(notice < done);
+    assert_eq!(
+        c.query_values("SELECT 'after notice'").await,
+        [Some("after notice".into())]
+    );
 }
 
 /// A TCP relay between the proxy and a shard that can be frozen: while

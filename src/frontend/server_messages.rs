@@ -52,7 +52,12 @@ impl Session {
                 return Ok(());
             };
             if buf.len() < h.total_len {
-                if matches!(h.tag, b'D' | b'd') && h.total_len >= STREAM_THRESHOLD {
+                // Large messages passed on unread are streamed, not buffered
+                // whole: rows, COPY data, notices (RAISE NOTICE of a large
+                // value), notifications and function-call results.
+                if matches!(h.tag, b'D' | b'd' | b'N' | b'A' | b'V')
+                    && h.total_len >= STREAM_THRESHOLD
+                {
                     self.server_streaming = h.total_len;
                     continue;
                 }
