@@ -986,3 +986,52 @@ async fn a_refused_startup_setting_keeps_the_server_connection() {
         "the server connection was closed over a refused setting"
     );
 }
+
+/// The test process's virtual memory size (the proxy runs in it), in KiB.
+fn vm_size_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmSize:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .expect("VmSize in /proc/self/status")
+}
+
+/// A length header alone does not make the proxy reserve the size it
+/// announces: twenty clients that each announce a 60 MiB Query and send
+/// only its first bytes cost it about a MiB each, not 1.2 GB of address
+/// space (committed memory under strict overcommit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_message_sizes_are_not_reserved_up_front() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 2).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(RawClient::login(proxy.port, "app", "app-secret", "app").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = vm_size_kib();
+    for c in &mut clients {
+        let mut head = vec![b'Q'];
+        head.extend_from_slice(&(60u32 << 20).to_be_bytes());
+        head.extend_from_slice(b"SELECT 1 /* ");
+        c.send(&head).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown_mib = vm_size_kib().saturating_sub(before) / 1024;
+    // Up front, the twenty would take 1,200 MiB; the margin is for what
+    // other tests in this process map meanwhile (a new malloc arena alone
+    // reserves 64 MiB).
+    assert!(
+        grown_mib < 600,
+        "twenty announced 60 MiB messages grew the address space by {grown_mib} MiB"
+    );
+    drop(clients);
+    let other = app(&proxy).await;
+    assert_eq!(
+        value(&other, "SELECT 'still serving'").await,
+        "still serving"
+    );
+}

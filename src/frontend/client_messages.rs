@@ -11,7 +11,7 @@ use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
-    Session, UnnamedStatement,
+    Session, UnnamedStatement, reserve_ahead,
 };
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -69,7 +69,7 @@ impl Session {
                     self.client_streaming = h.total_len;
                     continue;
                 }
-                self.client_in.reserve(h.total_len - self.client_in.len());
+                reserve_ahead(&mut self.client_in, h.total_len);
                 return Ok(None);
             }
             let tag = h.tag;

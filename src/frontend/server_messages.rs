@@ -7,7 +7,7 @@ use bytes::{Buf, BytesMut};
 use super::error_position::PositionFix;
 use super::session::{
     BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
-    ParseAction, STREAM_THRESHOLD, Session,
+    ParseAction, STREAM_THRESHOLD, Session, reserve_ahead,
 };
 use crate::error::ProxyError;
 use crate::protocol::framing::{peek_header, text_body};
@@ -61,7 +61,7 @@ impl Session {
                     self.server_streaming = h.total_len;
                     continue;
                 }
-                buf.reserve(h.total_len - buf.len());
+                reserve_ahead(buf, h.total_len);
                 return Ok(());
             }
             let msg = &buf[..h.total_len];

@@ -723,6 +723,17 @@ fn stop_error(stop: Stop) -> ProxyError {
     }
 }
 
+/// Most room reserved ahead of bytes that have not arrived yet.
+const READ_AHEAD: usize = 1 << 20;
+
+/// Room for a message of `total` bytes of which `buf` holds the start, but
+/// at most [`READ_AHEAD`] beyond what is there: a peer's length header alone
+/// must not make the proxy reserve (and, with strict overcommit, commit)
+/// the whole announced size; the buffer grows as the bytes come.
+pub(super) fn reserve_ahead(buf: &mut BytesMut, total: usize) {
+    buf.reserve(total.saturating_sub(buf.len()).min(READ_AHEAD));
+}
+
 /// Free space a read may fill: a read that fills all of it does not prove
 /// the socket drained, so keep enough room for a typical burst.
 fn reserve_for_read(buf: &mut BytesMut) {
