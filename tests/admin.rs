@@ -522,12 +522,7 @@ async fn refusals_and_errors() {
     let Err(e) = try_connect(p.port, "a", "a-secret", "tenantgate").await else {
         panic!("a is not an admin")
     };
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("42501"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "42501");
     let out = psql(p.port, "app", "app-secret", "tenantgate", "SHOW POOLS").await;
     assert!(!out.status.success());
 
@@ -551,12 +546,7 @@ async fn refusals_and_errors() {
         .query("SHOW POOLS", &[])
         .await
         .expect_err("extended protocol");
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("0A000"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "0A000");
     assert_eq!(show(&ops, "SHOW VERSION").await.rows.len(), 1);
     // An error stops the rest of the Query.
     let e = ops
@@ -579,12 +569,7 @@ async fn refusals_and_errors() {
         .simple_query(&many)
         .await
         .expect_err("too many commands");
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("54000"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "54000");
     let rows = ops
         .simple_query(&"SHOW VERSION;".repeat(max))
         .await
@@ -665,12 +650,7 @@ async fn pause_tenant_holds_new_transactions_only() {
         .simple_query("SELECT id FROM items")
         .await
         .expect_err("paused past query_wait_timeout");
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("57014"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "57014");
     assert!(started.elapsed() >= Duration::from_secs(2));
     run(&b, "SELECT id FROM items").await;
     // A transaction that outlasts query_wait_timeout: PAUSE gives up
@@ -681,12 +661,7 @@ async fn pause_tenant_holds_new_transactions_only() {
         .simple_query("PAUSE TENANT b")
         .await
         .expect_err("b's transaction outlasts the wait");
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("57014"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "57014");
     assert!(
         error_chain(&e).contains("1 transaction(s) still running"),
         "{}",
@@ -818,12 +793,7 @@ async fn reload_reports_errors_and_keeps_serving() {
         "[server]\nlisten = \"127.0.0.1:0\"\nlisten_port = 1\n[[shards]]\nname = \"s0\"\nurl = \"nope\"\n",
     );
     let e = ops.simple_query("RELOAD").await.expect_err("broken file");
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("22023"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "22023");
     let db = e.as_db_error().expect("a server error");
     assert!(db.message().contains("RELOAD failed"), "{}", db.message());
     let detail = db.detail().unwrap_or_default();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use raw_client::{MustFail, RawClient, ReadEnd, cancel_request, copy_data, copy_done, query_msg};
 use support::{
-    ProxyHandle, STANDARD_USERS, connect, connect_direct, error_chain, exec, load_config, sqlstate,
-    start_app_cluster, start_proxy, toml_str, try_connect,
+    ProxyHandle, STANDARD_USERS, assert_sqlstate, connect, connect_direct, error_chain, exec,
+    load_config, sqlstate, start_app_cluster, start_proxy, toml_str, try_connect,
 };
 use tenantgate::localpg::Cluster;
 use tokio_postgres::NoTls;
@@ -454,12 +454,7 @@ async fn pool_wait_timeout_is_57014_then_recovers() {
         .expect("b waited far past query_wait_timeout");
     let waited = asked.elapsed();
     let err = r.must_fail("b got a server connection a holds");
-    assert_eq!(
-        sqlstate(&err).as_deref(),
-        Some("57014"),
-        "{}",
-        error_chain(&err)
-    );
+    assert_sqlstate(&err, "57014");
     assert!(
         waited >= Duration::from_millis(800) && waited < Duration::from_millis(3000),
         "waited {waited:?} for a 1 s query_wait_timeout"
@@ -483,12 +478,7 @@ async fn max_client_conn_refuses_the_third_with_53300() {
     let err = try_connect(proxy.port, "app", "app-secret", "app")
         .await
         .must_fail("a third client got in");
-    assert_eq!(
-        sqlstate(&err).as_deref(),
-        Some("53300"),
-        "{}",
-        error_chain(&err)
-    );
+    assert_sqlstate(&err, "53300");
     // Raw: the refusal is an ErrorResponse, then the close.
     let mut raw = RawClient::connect(proxy.addr).await;
     let seen = raw.expect_closed().await;
@@ -937,12 +927,7 @@ async fn a_server_that_stops_answering_cannot_hang_a_login() {
         Ok(Ok(_)) => panic!("a login over a silent server succeeded"),
         Err(_) => panic!("the login hung on a server that stopped answering"),
     };
-    assert_eq!(
-        sqlstate(&e).as_deref(),
-        Some("08001"),
-        "{}",
-        error_chain(&e)
-    );
+    assert_sqlstate(&e, "08001");
     assert!(started.elapsed() < Duration::from_secs(20));
     relay.freeze(false);
     // The proxy recovers: the stuck connection was closed, a new one opens.
@@ -968,12 +953,7 @@ async fn a_refused_startup_setting_keeps_the_server_connection() {
             Err(e) => e,
             Ok(_) => panic!("a login with statement_timeout=abc succeeded"),
         };
-        assert_eq!(
-            sqlstate(&e).as_deref(),
-            Some("22023"),
-            "{}",
-            error_chain(&e)
-        );
+        assert_sqlstate(&e, "22023");
         assert!(
             error_chain(&e).contains("statement_timeout"),
             "{}",

@@ -318,6 +318,12 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.code().map(|c| c.code().to_string())
 }
 
+/// Asserts that `e` carries SQLSTATE `code` (the whole error chain shown
+/// when it does not).
+pub fn assert_sqlstate(e: &tokio_postgres::Error, code: &str) {
+    assert_eq!(sqlstate(e).as_deref(), Some(code), "{}", error_chain(e));
+}
+
 /// Path of a client program (`psql`, `pgbench`) of the installed Postgres.
 pub fn pg_tool(name: &str) -> std::path::PathBuf {
     match PgBinaries::find() {
