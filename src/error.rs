@@ -568,6 +568,19 @@ impl ProxyError {
         )
     }
 
+    /// A Bind with another number of values than its statement takes (the
+    /// proxy's tenant parameter not counted), as Postgres words it.
+    pub fn bind_parameter_count(supplied: usize, required: usize) -> Self {
+        Self::new(
+            SqlState::PROTOCOL_VIOLATION,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "bind message supplies {supplied} parameters, but prepared statement requires {required}"
+            ),
+        )
+    }
+
     /// An INSERT value for the tenant column that is not the session's tenant.
     pub fn tenant_value_mismatch() -> Self {
         Self::new(

@@ -997,6 +997,83 @@ async fn parameter_numbers_beyond_the_protocol_are_refused() {
     assert_nothing_written(&mut c, &proxy).await;
 }
 
+/// The server's copy of a tenant's statement takes one parameter more (the
+/// tenant, appended by the proxy to each Bind). A Bind that brings that one
+/// value itself is refused with 08P01, as Postgres refuses a wrong count:
+/// forwarded, the client's value would have stood for the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_with_a_value_for_the_tenant_parameter_is_refused() {
+    let (cluster, proxy) = setup().await;
+    let mut c = tenant_items_login(&cluster, &proxy).await;
+    support::exec(
+        &cluster,
+        "app",
+        "INSERT INTO items VALUES ('t1', 1), ('t2', 2)",
+    )
+    .await;
+    for (name, sql, values) in [
+        ("", "SELECT tenant_id FROM items", vec![Some("t2")]),
+        ("s1", "SELECT tenant_id FROM items", vec![Some("t2")]),
+        (
+            "",
+            "SELECT tenant_id FROM items WHERE id > $1",
+            vec![Some("0"), Some("t2")],
+        ),
+        ("", "DELETE FROM items", vec![Some("t2")]),
+    ] {
+        let script = batch(&[
+            parse(name, sql),
+            bind("", name, &values),
+            execute(""),
+            sync(),
+        ]);
+        c.send(&script).await;
+        let msgs = c.until_ready().await;
+        let what = format!("{name:?} {sql} with {values:?}");
+        assert!(
+            msgs.iter().all(|m| m.data_row().is_none()),
+            "{what}: rows came back: {}",
+            tags(&msgs)
+        );
+        let err = msgs
+            .iter()
+            .find(|m| m.is_error())
+            .unwrap_or_else(|| panic!("{what}: no error: {}", tags(&msgs)));
+        assert_eq!(
+            err.code().as_deref(),
+            Some("08P01"),
+            "{what}: {:?}",
+            err.fields()
+        );
+        assert!(err.message().contains("bind message supplies"), "{what}");
+        if !name.is_empty() {
+            c.send(&batch(&[close(b'S', name), sync()])).await;
+            c.until_ready().await;
+        }
+    }
+    // The right count works, and sees only t1.
+    let script = batch(&[
+        parse("", "SELECT tenant_id FROM items"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+    ]);
+    c.send(&script).await;
+    let msgs = c.until_ready().await;
+    let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(rows.len(), 1, "{}", tags(&msgs));
+    assert_eq!(rows[0][0].as_deref(), Some("t1"));
+    // Nothing of t2 was deleted.
+    let direct = support::connect_direct(&cluster, "app").await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM items WHERE tenant_id = 't2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_max_message_size_is_fatal_54000() {
     let (_cluster, proxy) = setup().await;

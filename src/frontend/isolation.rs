@@ -390,9 +390,10 @@ impl Isolation {
             return Err(ProxyError::tenant_value_mismatch());
         }
         if nparams + 1 != binding.param {
-            // Let the server report the count mismatch against the client's statement.
-            out.extend_from_slice(msg);
-            return Ok(());
+            // Refused here: the server's statement takes one value more
+            // (the tenant), so a Bind with one value too many would match
+            // it, and that value would stand for the tenant.
+            return Err(ProxyError::bind_parameter_count(nparams, binding.param - 1));
         }
         // Rebuild: head, formats (extended if needed), params + tenant, rest.
         let at = out.len();
