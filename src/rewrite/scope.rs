@@ -175,6 +175,7 @@ impl Rewriter<'_> {
                     ..
                 } = tf
                 {
+                    reads_as_relation(name)?;
                     self.function_name(name)?;
                     for a in &mut args.args {
                         self.function_arg(a)?;
@@ -188,6 +189,7 @@ impl Rewriter<'_> {
                 table_with_joins, ..
             } => self.table_with_joins(table_with_joins),
             TableFactor::Function { name, args, .. } => {
+                reads_as_relation(name)?;
                 self.function_name(name)?;
                 for a in args {
                     self.function_arg(a)?;
@@ -562,4 +564,22 @@ pub(super) fn cast_for(ty: &str) -> Option<String> {
         }
         t => Some(t.to_string()),
     }
+}
+
+/// `ONLY (t)` in FROM: sqlparser reads it as a call of a function `only`,
+/// Postgres as the relation `t` without its children. A call that Postgres
+/// would read as a relation is refused, so nothing reaches it unscoped.
+fn reads_as_relation(name: &ObjectName) -> R {
+    let only = match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only")),
+        _ => false,
+    };
+    if only {
+        return Err(ProxyError::construct_unsupported(
+            "ONLY (table) with the name in parentheses (write ONLY table)",
+        ));
+    }
+    Ok(())
 }

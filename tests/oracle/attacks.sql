@@ -124,6 +124,10 @@ SELECT * FROM "ORDERS"
 
 SELECT * FROM ONLY orders WHERE tenant_id = 'B'
 
+SELECT * FROM ONLY (orders) WHERE tenant_id = 'B'
+
+SELECT o.* FROM only (public.orders) o
+
 TABLE orders
 
 TABLE public.orders
