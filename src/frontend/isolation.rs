@@ -132,7 +132,10 @@ impl Isolation {
         in_transaction: bool,
         pinned: bool,
     ) -> Result<(), ProxyError> {
-        if !mentions(sql.as_bytes(), &self.rules.variable) {
+        // The name's last part: `"app".current_tenant` spells the variable
+        // without its dotted whole.
+        let last = self.rules.variable.rsplit('.').next().unwrap_or_default();
+        if !mentions(sql.as_bytes(), last) {
             return Ok(());
         }
         let statements = split_statements(sql).count();

@@ -461,6 +461,14 @@ impl<'a> Rewriter<'a> {
                 } else {
                     w(1)
                 };
+                // A name in Unicode escapes (`U&"…"`) could spell anything,
+                // the tenant variable included.
+                if crate::frontend::classify::mentions(stmt.as_bytes(), "u&\"") {
+                    return Err(ProxyError::statement_refused(&format!(
+                        "{} of a setting named in Unicode escapes",
+                        w(0).to_uppercase()
+                    )));
+                }
                 // Name resolution and identity must not change under the
                 // rewriter, in any isolated session.
                 let name = name.trim_matches('"');

@@ -20,7 +20,7 @@ pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>,
     let w = |i: usize| lower.get(i).map(String::as_str).unwrap_or("");
     match w(0) {
         "reset" => {
-            if unquote_ident(&tokens, 1).as_deref() == Some(variable) {
+            if names(&tokens, 1, variable) {
                 return Ok(Some(TenantSet {
                     value: None,
                     local: false,
@@ -34,7 +34,7 @@ pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>,
                 "session" => (false, 2),
                 _ => (false, 1),
             };
-            if unquote_ident(&tokens, at).as_deref() != Some(variable) {
+            if !names(&tokens, at, variable) {
                 return Ok(None);
             }
             if !matches!(w(at + 1), "=" | "to") || tokens.len() != at + 3 {
@@ -56,6 +56,12 @@ pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>,
         }
         _ => Ok(None),
     }
+}
+
+/// Whether token `i` names `variable`. Setting names are matched without
+/// regard to case, as Postgres matches them (quoted parts included).
+fn names(tokens: &[String], i: usize, variable: &str) -> bool {
+    unquote_ident(tokens, i).is_some_and(|n| n.eq_ignore_ascii_case(variable))
 }
 
 /// A dotted name with each part folded (unquoted) or unquoted (quoted):
