@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(p("SET SESSION app.current_tenant='acme'"), acme);
         assert_eq!(p("SET \"app\".\"current_tenant\" = 'acme'"), acme);
         assert_eq!(p("SET \"app.current_tenant\" = 'acme'"), acme);
-        assert_eq!(p("SET SESSION \"App.Current_Tenant\" = 'acme'"), None);
+        // Postgres matches setting names without regard to case, quoted
+        // or not: this is the same setting.
+        assert_eq!(p("SET SESSION \"App.Current_Tenant\" = 'acme'"), acme);
+        assert_eq!(p("SET \"APP\".current_tenant = 'acme'"), acme);
         assert_eq!(
             p("SET LOCAL app.current_tenant = 'acme'"),
             Some(TenantSet {
