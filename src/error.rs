@@ -506,6 +506,19 @@ impl ProxyError {
         )
     }
 
+    /// A client encoding whose characters can hide quote or backslash bytes.
+    pub fn client_encoding_refused(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "client encoding \"{name}\" is not supported with tenant isolation \
+                 (its characters can contain quote and backslash bytes); use UTF8"
+            ),
+        )
+    }
+
     /// A relation the session may not read.
     pub fn relation_refused(name: &str, why: &str) -> Self {
         Self::new(

@@ -1074,6 +1074,73 @@ async fn a_bind_with_a_value_for_the_tenant_parameter_is_refused() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// In SJIS (and BIG5, GBK, UHC, GB18030, JOHAB) the second byte of a
+/// character can be a backslash: `E'\xC3\x81\' …` is one string literal read
+/// as UTF-8 (as the rewriter reads it), but in SJIS `0x81` swallows the
+/// backslash and the quote ends the string, so the rest ran as SQL the
+/// rewriter never saw. Tenant sessions may not use those encodings, at
+/// startup or by SET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_encodings_that_hide_quotes_are_refused() {
+    let (cluster, proxy) = setup().await;
+    let mut c = tenant_items_login(&cluster, &proxy).await;
+    support::exec(&cluster, "app", "INSERT INTO items VALUES ('t2', 2)").await;
+    for set in [
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'GBK'",
+        "SET client_encoding TO big5",
+    ] {
+        assert_eq!(error_code_of(&mut c, &query_msg(set), set).await, "0A000");
+    }
+    // The smuggled statement, sent as it would be after such a SET: read as
+    // UTF-8 it is one literal and runs as that (no other tenant's row).
+    let smuggle: &[u8] =
+        b"SELECT E'\xC3\x81\\' , (SELECT string_agg(tenant_id, ',') FROM items) AS x --'";
+    let mut body = smuggle.to_vec();
+    body.push(0);
+    c.send(&message(b'Q', &body)).await;
+    let msgs = c.until_ready().await;
+    let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert!(
+        rows.iter().flatten().flatten().all(|v| !v.contains("t2")),
+        "another tenant's value came back: {rows:?}"
+    );
+    // At startup, directly or through options.
+    for params in [
+        vec![
+            ("user", "t1user"),
+            ("database", "app"),
+            ("client_encoding", "SJIS"),
+        ],
+        vec![
+            ("user", "t1user"),
+            ("database", "app"),
+            ("options", "-c client_encoding=UHC"),
+        ],
+    ] {
+        let mut c = RawClient::connect(proxy.addr).await;
+        c.send(&startup_message(3, 0, &params)).await;
+        match c.authenticate("t1user", "t1-secret").await {
+            Err(LoginEnd::Error(e)) => assert_eq!(e.code().as_deref(), Some("0A000"), "{params:?}"),
+            other => panic!("{params:?}: {other:?}"),
+        }
+    }
+    // UTF8 and single-byte encodings are fine.
+    assert!(
+        c.query("SET client_encoding = 'LATIN1'")
+            .await
+            .iter()
+            .all(|m| !m.is_error())
+    );
+    assert!(
+        c.query("SET client_encoding = 'UTF8'")
+            .await
+            .iter()
+            .all(|m| !m.is_error())
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_max_message_size_is_fatal_54000() {
     let (_cluster, proxy) = setup().await;

@@ -280,8 +280,18 @@ async fn start_session(
 
 /// Isolated sessions may not change how names resolve or who they are:
 /// `search_path` (unless it is the default, which is dropped), `role` and
-/// `session_authorization` are refused.
+/// `session_authorization` are refused, and so is a client encoding whose
+/// characters can hide quote or backslash bytes.
 fn check_isolated_startup(startup: &mut Vec<(String, String)>) -> Result<(), ProxyError> {
+    for (_, v) in startup
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+    {
+        crate::tenant::check_client_encoding(v).map_err(|mut e| {
+            e.severity = crate::error::Severity::Fatal;
+            e
+        })?;
+    }
     let mut refused = None;
     startup.retain(|(k, v)| match k.to_lowercase().as_str() {
         "search_path" => {

@@ -472,6 +472,16 @@ impl<'a> Rewriter<'a> {
                 // Name resolution and identity must not change under the
                 // rewriter, in any isolated session.
                 let name = name.trim_matches('"');
+                if w(0) == "set" && matches!(name, "client_encoding" | "names") {
+                    // Each word of the value (quoted or not, comments too):
+                    // an encoding whose characters can hide a quote is refused.
+                    let rest = stmt.to_ascii_lowercase();
+                    let rest = rest.split_once(name).map_or("", |(_, r)| r);
+                    for word in rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                    {
+                        crate::tenant::check_client_encoding(word)?;
+                    }
+                }
                 if matches!(
                     name,
                     "role"

@@ -4,9 +4,11 @@
 //! rules for settings (a SET counts once its transaction commits; SET LOCAL
 //! lasts until the transaction ends).
 
+mod client_encoding;
 mod id;
 mod set_statement;
 
+pub use client_encoding::check_client_encoding;
 pub use id::validate_tenant_id;
 pub use set_statement::{TenantSet, parse_tenant_set};
 

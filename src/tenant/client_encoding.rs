@@ -1,0 +1,88 @@
+//! Client encodings an isolated session may not use. The rewriter reads a
+//! statement as UTF-8; Postgres reads it in the client encoding. For most
+//! encodings the two readings agree on every quote and backslash, since
+//! their multi-byte characters use only bytes above 0x7F. In SJIS, BIG5,
+//! GBK, UHC, GB18030 and JOHAB (the encodings Postgres allows for clients
+//! only) the second byte of a character may be `\` or `'`, so text the
+//! rewriter reads as one string literal can end early for Postgres and run
+//! as SQL it never saw.
+
+use crate::error::ProxyError;
+
+/// The names (and aliases) Postgres knows those encodings by, cleaned as
+/// Postgres cleans them (lower case, letters and digits only).
+const UNSAFE: &[&str] = &[
+    "sjis",
+    "mskanji",
+    "shiftjis",
+    "win932",
+    "windows932",
+    "cp932",
+    "shiftjis2004",
+    "big5",
+    "win950",
+    "windows950",
+    "cp950",
+    "gbk",
+    "cp936",
+    "win936",
+    "windows936",
+    "gb18030",
+    "uhc",
+    "win949",
+    "windows949",
+    "cp949",
+    "johab",
+];
+
+/// Refuses `value` as the client encoding of an isolated session if its
+/// characters can hide quote or backslash bytes.
+pub fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
+    let clean: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if UNSAFE.contains(&clean.as_str()) {
+        return Err(ProxyError::client_encoding_refused(value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_with_ascii_trail_bytes_are_refused() {
+        for bad in [
+            "SJIS",
+            "sjis",
+            "Shift_JIS",
+            "BIG5",
+            "gbk",
+            "GB18030",
+            "UHC",
+            "johab",
+            "WIN932",
+            "Windows-936",
+            "SHIFT_JIS_2004",
+        ] {
+            let e = check_client_encoding(bad).unwrap_err();
+            assert_eq!(e.code.code(), "0A000", "{bad}");
+        }
+        for good in [
+            "UTF8",
+            "utf-8",
+            "UNICODE",
+            "LATIN1",
+            "EUC_JP",
+            "EUC_CN",
+            "WIN1252",
+            "SQL_ASCII",
+            "default",
+        ] {
+            check_client_encoding(good).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
+    }
+}
