@@ -23,6 +23,10 @@ use crate::server::Proxy;
 /// Default address the demo proxy listens on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
 
+/// The ordinary (not superuser) role the proxy logs in to the demo's shards
+/// as; it owns the sample databases.
+pub const APP_ROLE: &str = "tenantgate_app";
+
 /// Options of `tenantgate demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -179,7 +183,7 @@ impl Demo {
         let urls: Vec<String> = routing::SHARDS
             .iter()
             .zip(&demo.clusters)
-            .map(|(shard, (_, cluster))| cluster.url(shard.database))
+            .map(|(shard, (_, cluster))| cluster.url_as(APP_ROLE, shard.database))
             .collect();
         let text = routing::routing_toml(&opts.listen, &urls);
         std::fs::write(&demo.config_path, text).map_err(|e| DemoError::Io {
@@ -258,7 +262,11 @@ impl Demo {
                         .map(|(t, _, schema)| format!("{t} (schema {schema})")),
                 );
                 let tenants = format!("tenants: {}{kind}", names.join(", "));
-                (shard.name, cluster.url(shard.database), tenants)
+                (
+                    shard.name,
+                    cluster.url_as(APP_ROLE, shard.database),
+                    tenants,
+                )
             })
             .collect();
         let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
@@ -395,18 +403,32 @@ impl Demo {
     }
 
     /// Creates each shard's database and loads the schema and its tenants' rows.
+    /// Creates each shard's database, owned by [`APP_ROLE`], and its tables
+    /// as that role: the proxy logs in to the shards as an ordinary role, as
+    /// it should in production (statements of dedicated tenants pass
+    /// through untouched, and a superuser could run programs on the host).
     async fn load_data(&self) -> Result<(), DemoError> {
         for (shard, (_, cluster)) in routing::SHARDS.iter().zip(&self.clusters) {
-            cluster.create_database(shard.database).await?;
+            let db = shard.database;
             cluster
-                .exec(shard.database, &schema::sql_for(shard.tenants))
+                .exec("postgres", &format!("CREATE ROLE {APP_ROLE} LOGIN"))
+                .await?;
+            cluster
+                .exec(
+                    "postgres",
+                    &format!("CREATE DATABASE {db} OWNER {APP_ROLE}"),
+                )
+                .await?;
+            let as_app = |sql: String| format!("SET ROLE {APP_ROLE};\n{sql}");
+            cluster
+                .exec(db, &as_app(schema::sql_for(shard.tenants)))
                 .await?;
             for (_, _, schema_name) in routing::SCHEMA_TENANTS
                 .iter()
                 .filter(|(_, on, _)| *on == shard.name)
             {
                 cluster
-                    .exec(shard.database, &schema::schema_tenant_sql(schema_name))
+                    .exec(db, &as_app(schema::schema_tenant_sql(schema_name)))
                     .await?;
             }
         }

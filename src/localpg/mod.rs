@@ -151,6 +151,12 @@ impl Cluster {
         conf::url(SUPERUSER, self.password(), self.port, db)
     }
 
+    /// `postgres://ROLE@127.0.0.1:PORT/db`, for a role that logs in without
+    /// a password (the cluster trusts local TCP connections).
+    pub fn url_as(&self, role: &str, db: &str) -> String {
+        conf::url(role, None, self.port, db)
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data
