@@ -86,6 +86,15 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_backend_pid",
     "pg_export_snapshot",
     "pg_import_system_collations",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_wal_replay_*",
+    "pg_log_backend_memory_contexts",
+    // Sequences are shared by every tenant of a shard: setting one moves
+    // every tenant's next id (a collision for their inserts).
+    "setval",
     // Sizes of shared relations reveal other tenants' volumes.
     "pg_relation_size",
     "pg_total_relation_size",
