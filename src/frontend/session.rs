@@ -319,6 +319,9 @@ impl Session {
                 self.rls.held = false;
                 continue;
             }
+            if self.buffered_work() {
+                continue;
+            }
             match self.wait().await {
                 Event::Stopped(stop) => return Err(stop_error(stop)),
                 Event::ClientRead(Ok(0) | Err(_)) => return Ok(End::ClientGone),
@@ -342,6 +345,25 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether input already read can be handled now: messages left in a
+    /// buffer while the other side's output was full, which the flush just
+    /// emptied. The loop then goes round again instead of waiting on sockets
+    /// that may have nothing more to say (a client that sent Bind, Execute
+    /// and Sync together waits for the answer).
+    fn buffered_work(&self) -> bool {
+        let client =
+            self.to_server.len() < HIGH_WATER && !self.rls.held && holds_a_message(&self.client_in);
+        let server = self.to_client.len() < HIGH_WATER
+            && self.server.as_ref().is_some_and(|s| {
+                if self.server_streaming > 0 {
+                    !s.conn.read_buf.is_empty()
+                } else {
+                    holds_a_message(&s.conn.read_buf)
+                }
+            });
+        client || server
     }
 
     fn server_lost(&mut self) -> ProxyError {
@@ -720,6 +742,18 @@ fn stop_error(stop: Stop) -> ProxyError {
     match stop {
         Stop::Killed => ProxyError::killed_by_admin(),
         Stop::ForceClose | Stop::Shutdown => ProxyError::shutting_down(),
+    }
+}
+
+/// Whether `buf` starts with a whole message (type byte, length, body), or
+/// with a header whose length is malformed (which the framing reports).
+fn holds_a_message(buf: &[u8]) -> bool {
+    match buf.get(1..5) {
+        Some(len) => {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            len < 4 || buf.len() > len
+        }
+        None => false,
     }
 }
 
