@@ -135,6 +135,7 @@ impl Pauses {
     }
 
     /// Whether a transaction of `tenant` on `shard` is paused now.
+    #[inline]
     pub fn blocks(&self, tenant: Option<&str>, shard: &str) -> bool {
         self.is_active() && self.tx.borrow().blocker(tenant, shard).is_some()
     }

@@ -479,6 +479,7 @@ impl Session {
     /// Points the session at the pool of the shard its next transaction
     /// goes to: the current home of its tenant (or the default shard), as
     /// the routing table says now.
+    #[inline]
     fn route_transaction(&mut self) -> Result<(), ProxyError> {
         if let Some(iso) = &self.iso {
             let route = iso.route()?;
@@ -668,6 +669,12 @@ pub async fn prepare_server(
     mut checkout: Checkout,
     settings: &Settings,
 ) -> Result<Checkout, ProxyError> {
+    // The common case: a connection already in line, nothing to send.
+    if checkout.conn.settings_fingerprint == settings.fingerprint()
+        && checkout.conn.prepared.len() <= MAX_PREPARED_PER_SERVER
+    {
+        return Ok(checkout);
+    }
     match bring_in_line(&mut checkout, settings).await {
         Ok(()) => Ok(checkout),
         Err(NotReady::Refused(e)) => {
