@@ -575,3 +575,52 @@ fn runner_reports_mismatches() {
     let actual = rules.run(&ok[0]);
     assert_eq!(differences(&ok[0], &actual), Vec::<String>::new());
 }
+
+/// Statements that Postgres splits or reads otherwise than a naive scan
+/// would (a `--` comment ended by a carriage return, `$` inside a name, a
+/// dollar quote with a non-ASCII tag, a comment between SET and its name):
+/// each is scoped (the other tenant's rows filtered out) or refused, never
+/// forwarded as it came. Control characters do not fit the golden file.
+#[test]
+fn statements_read_as_postgres_splits_them() {
+    let rules = Rules::new();
+    let case = |sql: &str| Case {
+        line: 0,
+        section: "differentials".into(),
+        trusted: false,
+        schema: None,
+        known_bug: None,
+        sql: sql.to_string(),
+        expect: None,
+        param: None,
+        checks: None,
+    };
+    for sql in [
+        "-- x\rSELECT * FROM customers",
+        "BEGIN -- x\r; SELECT * FROM customers",
+        "/* c */ -- x\rUPDATE customers SET name = 'y' WHERE tenant_id = 'globex'",
+        "SET application_name = x$$; SELECT * FROM customers; -- $$",
+        "SELECT a$$b FROM customers",
+        "SET application_name = $é$'$é$; SELECT * FROM customers WHERE tenant_id <> 'acme'; -- '",
+    ] {
+        match rules.run(&case(sql)) {
+            Actual::Out { literal, .. } => assert!(
+                literal.contains("'acme'"),
+                "{sql:?} went out unscoped: {literal}"
+            ),
+            Actual::Err { .. } => {}
+            Actual::Same => panic!("{sql:?} was forwarded as it came"),
+        }
+    }
+    for sql in [
+        "SET /**/ standard_conforming_strings = off",
+        "SET /* a */ /* b */ search_path = public",
+        "RESET -- x\n search_path",
+        "SET SESSION /**/ role postgres",
+    ] {
+        match rules.run(&case(sql)) {
+            Actual::Err { code, .. } => assert_eq!(code, "42501", "{sql:?}"),
+            other => panic!("{sql:?} was not refused: {other:?}"),
+        }
+    }
+}

@@ -493,9 +493,10 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
             }
             b.len()
         }
+        // Postgres ends a `--` comment at a newline or a carriage return.
         b'-' if b.get(i + 1) == Some(&b'-') => b[i..]
             .iter()
-            .position(|&c| c == b'\n')
+            .position(|&c| c == b'\n' || c == b'\r')
             .map_or(b.len(), |p| i + p + 1),
         b'/' if b.get(i + 1) == Some(&b'*') => {
             let mut depth = 1;
@@ -513,11 +514,14 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
             }
             j
         }
+        // Inside an identifier (`x$`, `a$$b`) a `$` is one of its characters.
+        b'$' if in_identifier(b, i) => i + 1,
         b'$' => {
-            // $tag$ … $tag$ (a bare $1 parameter is not a quote).
+            // $tag$ … $tag$ (a bare $1 parameter is not a quote). Tags are
+            // made of identifier characters, bytes above 0x7F included.
             let tag_end = b[i + 1..]
                 .iter()
-                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
                 .map(|p| i + 1 + p);
             match tag_end {
                 Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
@@ -533,6 +537,19 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
         }
         _ => i + 1,
     }
+}
+
+/// Whether the `$` at `i` continues an identifier: the run of identifier
+/// characters (letters, digits, `_`, `$`, bytes above 0x7F) before it
+/// starts with a letter, `_` or a byte above 0x7F, as Postgres reads `x$$`
+/// as one name (a run starting with a digit is a number, after which `$`
+/// starts a dollar quote or a parameter).
+fn in_identifier(b: &[u8], i: usize) -> bool {
+    let part = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let start = b[..i].iter().rposition(|&c| !part(c)).map_or(0, |p| p + 1);
+    b[start..i]
+        .first()
+        .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c >= 0x80)
 }
 
 /// Whether the quote at `i` opens an `E'…'` string: an `e`/`E` right before

@@ -348,9 +348,10 @@ pub(crate) fn fold(i: &Ident) -> String {
 
 fn first_words(stmt: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
-    let mut rest = strip_comments(stmt);
+    let mut rest = stmt;
     while out.len() < n {
-        rest = rest.trim_start();
+        // Comments may stand between words too (`SET /**/ search_path`).
+        rest = strip_comments(rest);
         let end = rest
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '"'))
             .unwrap_or(rest.len());
@@ -369,7 +370,11 @@ fn strip_comments(s: &str) -> &str {
     let mut s = s.trim_start();
     loop {
         if let Some(r) = s.strip_prefix("--") {
-            s = r.find('\n').map_or("", |i| &r[i + 1..]).trim_start();
+            // Postgres ends a `--` comment at a newline or a carriage return.
+            s = r
+                .find(['\n', '\r'])
+                .map_or("", |i| &r[i + 1..])
+                .trim_start();
         } else if s.starts_with("/*") {
             let b = s.as_bytes();
             let (mut depth, mut i) = (0usize, 0usize);

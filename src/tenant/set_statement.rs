@@ -99,7 +99,7 @@ fn tokens(s: &str) -> Vec<String> {
         if c.is_ascii_whitespace() || c == b';' {
             i += 1;
         } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
+            while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
                 i += 1;
             }
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
