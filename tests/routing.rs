@@ -4,6 +4,7 @@
 //! that moves a tenant sends its next transaction to the new shard without
 //! dropping the session; a broken file changes nothing.
 
+mod raw_client;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -342,5 +343,72 @@ async fn broken_reload_keeps_the_old_table() {
         );
     }
     assert!(!Path::new(&r.path).with_extension("missing").exists());
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// A dedicated tenant's session forwards its statements unrewritten, so it
+/// can prepare exactly the text a shared tenant's statement is rewritten
+/// into. The proxy-wide statement registry must not lend that entry (which
+/// carries no tenant binding) to the shared tenant: its Bind would go
+/// unchecked, and a value of its own would stand for the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
+    use raw_client::{RawClient, batch, bind, execute, message, parse, startup_message, sync};
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('globex', 1, 'theirs')",
+    )
+    .await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], r.port));
+    // bigcorp (dedicated): the rewritten text of acme's statement, with
+    // the parameter types the proxy gives it (unknown, then text).
+    let mut big = RawClient::connect(addr).await;
+    big.send(&startup_message(
+        3,
+        0,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("options", "-c app.current_tenant=bigcorp"),
+        ],
+    ))
+    .await;
+    big.authenticate("app", "app-secret")
+        .await
+        .expect("bigcorp logs in");
+    let rewritten =
+        "SELECT v FROM (SELECT * FROM items WHERE tenant_id = $2) AS items WHERE id = $1";
+    let mut body = b"poison\0".to_vec();
+    body.extend_from_slice(rewritten.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&2i16.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&25i32.to_be_bytes());
+    big.send(&batch(&[message(b'P', &body), sync()])).await;
+    big.until_ready().await;
+    // acme binds a value of its own where the tenant goes.
+    let mut acme = RawClient::login(r.port, "acme", "acme-secret", "app").await;
+    acme.send(&batch(&[
+        parse("q", "SELECT v FROM items WHERE id = $1"),
+        bind("", "q", &[Some("1"), Some("globex")]),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = acme.until_ready().await;
+    let values: Vec<Option<String>> = msgs.iter().filter_map(|m| m.data_row()).flatten().collect();
+    assert!(
+        !values.contains(&Some("theirs".to_string())),
+        "acme read globex's row through bigcorp's statement"
+    );
+    // Its own statement, bound as it should be, sees its own row only.
+    acme.send(&batch(&[bind("", "q", &[Some("1")]), execute(""), sync()]))
+        .await;
+    let msgs = acme.until_ready().await;
+    let values: Vec<Option<String>> = msgs.iter().filter_map(|m| m.data_row()).flatten().collect();
+    assert_eq!(values, [Some("mine".to_string())]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::isolation::TenantBinding;
+use crate::rewrite::TenantCheck;
 
 /// Prefix of every server-side statement name tenantgate creates.
 pub const SERVER_NAME_PREFIX: &str = "_tg_";
@@ -64,6 +65,29 @@ pub struct StatementRegistry {
 /// Above this many distinct statements, unused entries are pruned.
 const REGISTRY_SOFT_CAP: usize = 50_000;
 
+/// `binding` as part of a registry key (none: one zero byte).
+fn push_binding(key: &mut Vec<u8>, binding: Option<&TenantBinding>) {
+    let Some(b) = binding else {
+        key.push(0);
+        return;
+    };
+    key.push(1);
+    key.extend_from_slice(&(b.param as u64).to_be_bytes());
+    for check in &b.checks {
+        match check {
+            TenantCheck::Param(n) => {
+                key.push(b'p');
+                key.extend_from_slice(&(*n as u64).to_be_bytes());
+            }
+            TenantCheck::Literal(v) => {
+                key.push(b'l');
+                key.extend_from_slice(&(v.len() as u64).to_be_bytes());
+                key.extend_from_slice(v.as_bytes());
+            }
+        }
+    }
+}
+
 impl StatementRegistry {
     /// The statement for `query` with `param_types`, created on first use.
     pub fn intern(
@@ -72,10 +96,15 @@ impl StatementRegistry {
         param_types: &[u8],
         binding: Option<Arc<TenantBinding>>,
     ) -> Arc<Statement> {
-        let mut key = Vec::with_capacity(query.len() + 1 + param_types.len());
+        let mut key = Vec::with_capacity(query.len() + 2 + param_types.len());
         key.extend_from_slice(query);
         key.push(0);
         key.extend_from_slice(param_types);
+        // The same text means another statement with another binding: a
+        // dedicated tenant's session forwards text unrewritten (no binding),
+        // and must not lend that entry to a tenant whose rewrite of its own
+        // statement came out as the same text (it would go unchecked).
+        push_binding(&mut key, binding.as_deref());
         let key = Bytes::from(key);
         if let Some(s) = self.by_text.get(&key) {
             return s.clone();
@@ -165,6 +194,27 @@ impl ClientStatements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_binding_is_another_statement() {
+        let r = StatementRegistry::default();
+        let sql = b"SELECT 1 FROM t WHERE tenant_id = $1";
+        let bare = r.intern(sql, b"\0\0", None);
+        let bound = r.intern(sql, b"\0\0", Some(Arc::new(TenantBinding::new(1, vec![]))));
+        let checked = r.intern(
+            sql,
+            b"\0\0",
+            Some(Arc::new(TenantBinding::new(1, vec![TenantCheck::Param(2)]))),
+        );
+        assert_ne!(
+            bare.id, bound.id,
+            "a statement without binding lent to a tenant"
+        );
+        assert_ne!(bound.id, checked.id);
+        assert!(bound.binding.is_some() && bare.binding.is_none());
+        let again = r.intern(sql, b"\0\0", Some(Arc::new(TenantBinding::new(1, vec![]))));
+        assert_eq!(again.id, bound.id, "the same binding shares the statement");
+    }
 
     #[test]
     fn same_text_same_statement() {
