@@ -1141,6 +1141,31 @@ async fn client_encodings_that_hide_quotes_are_refused() {
     assert_proxy_serves(&proxy).await;
 }
 
+/// A parameter checked against the tenant but declared `"char"` or `name`
+/// is refused: the server would cut the value short and store another id
+/// than the one the proxy checked (`"char"` keeps one byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_parameters_of_types_that_cut_values_are_refused() {
+    let (cluster, proxy) = setup().await;
+    let mut c = tenant_items_login(&cluster, &proxy).await;
+    for oid in [18i32, 19] {
+        let mut body = b"\0INSERT INTO items (tenant_id, id) VALUES ($1, 5)\0".to_vec();
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&oid.to_be_bytes());
+        let script = batch(&[
+            message(b'P', &body),
+            bind("", "", &[Some("t1")]),
+            execute(""),
+            sync(),
+        ]);
+        assert_eq!(
+            error_code_of(&mut c, &script, &format!("declared OID {oid}")).await,
+            "0A000"
+        );
+    }
+    assert_nothing_written(&mut c, &proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_max_message_size_is_fatal_54000() {
     let (_cluster, proxy) = setup().await;

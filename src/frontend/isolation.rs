@@ -20,6 +20,9 @@ use crate::tenant::{TenantContext, parse_tenant_set, validate_tenant_id};
 
 /// Text OID: the tenant parameter is always sent as text.
 const TEXT_OID: u32 = 25;
+/// `"char"` (one byte) and `name` (63 bytes): types that cut a value short.
+const CHAR_OID: u32 = 18;
+const NAME_OID: u32 = 19;
 
 /// What a rewritten extended-protocol statement needs at Bind time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +304,21 @@ impl Isolation {
         let mut pos = 0;
         // Counts are unsigned 16-bit, as Postgres reads them.
         let declared = read_i16(param_types, &mut pos)? as u16 as usize;
+        // A checked parameter declared `"char"` or `name` would be cut
+        // short by the server: another id stored than the one checked.
+        for check in &t.checks {
+            if let TenantCheck::Param(n) = check
+                && (1..=declared).contains(n)
+            {
+                let at = 2 + 4 * (n - 1);
+                let oid = param_types
+                    .get(at..at + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                if matches!(oid, Some(CHAR_OID | NAME_OID)) {
+                    return Err(ProxyError::tenant_value_not_checkable());
+                }
+            }
+        }
         let used = declared.max(t.max_param);
         if used >= MAX_PARAMS {
             return Err(ProxyError::too_many_parameters(MAX_PARAMS));

@@ -4,9 +4,9 @@
 //! column is refused; writes to global and other tables are refused.
 
 use sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, CastKind, Expr, FromTable, Ident, ObjectName, ObjectNamePart,
-    OnConflictAction, OnInsert, SelectItem, SetExpr, Statement, TableFactor, TableObject,
-    UpdateTableFromKind, Value,
+    AssignmentTarget, BinaryOperator, CastKind, DataType, Expr, FromTable, Ident, ObjectName,
+    ObjectNamePart, OnConflictAction, OnInsert, SelectItem, SetExpr, Statement, TableFactor,
+    TableObject, UpdateTableFromKind, Value,
 };
 
 use super::scope::{Access, name_parts};
@@ -282,15 +282,40 @@ impl Rewriter<'_> {
                     .ok_or_else(ProxyError::tenant_value_not_checkable),
                 _ => Err(ProxyError::tenant_value_not_checkable()),
             },
+            // A cast that keeps the value as written (checked as written);
+            // one that can change it (`::varchar(2)`, `::char`, `::"char"`)
+            // would store another tenant id than the one checked.
             Expr::Cast {
                 kind: CastKind::DoubleColon | CastKind::Cast,
                 expr,
+                data_type,
                 ..
-            } => self.tenant_check_for(expr),
+            } if keeps_value(data_type) => self.tenant_check_for(expr),
             Expr::Nested(inner) => self.tenant_check_for(inner),
             _ => Err(ProxyError::tenant_value_not_checkable()),
         }
     }
+}
+
+/// Whether a cast to `t` leaves a tenant id as it was written: text without
+/// a length limit, and the integer and uuid types (whose ids are checked as
+/// numbers and uuids).
+fn keeps_value(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Text
+            | DataType::Varchar(None)
+            | DataType::CharacterVarying(None)
+            | DataType::String(None)
+            | DataType::SmallInt(None)
+            | DataType::Int(None)
+            | DataType::Integer(None)
+            | DataType::BigInt(None)
+            | DataType::Int2(None)
+            | DataType::Int4(None)
+            | DataType::Int8(None)
+            | DataType::Uuid
+    )
 }
 
 /// `(original) AND predicate`, parenthesised so precedence cannot leak.
