@@ -404,6 +404,14 @@ fn parsed_cases() -> Vec<Case> {
             known: None,
         },
         Case {
+            // `$` inside a name is part of it: a long run is walked once.
+            name: "dollar_run_in_a_name_900000",
+            build: || format!("SELECT x{} FROM orders", "$".repeat(900_000)),
+            tenant: true,
+            limit: SLOW,
+            known: None,
+        },
+        Case {
             name: "subscript_chain_300000",
             build: || format!("SELECT a{} FROM orders", "[1]".repeat(300_000)),
             tenant: true,

@@ -514,8 +514,16 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
             }
             j
         }
-        // Inside an identifier (`x$`, `a$$b`) a `$` is one of its characters.
-        b'$' if in_identifier(b, i) => i + 1,
+        // Inside an identifier (`x$`, `a$$b`) a `$` is one of its
+        // characters: the rest of the name is skipped with it, so a long run
+        // of `$` is walked once, not once per `$`.
+        b'$' if in_identifier(b, i) => {
+            i + 1
+                + b[i + 1..]
+                    .iter()
+                    .take_while(|&&c| identifier_part(c))
+                    .count()
+        }
         b'$' => {
             // $tag$ … $tag$ (a bare $1 parameter is not a quote). Tags are
             // made of identifier characters, bytes above 0x7F included.
@@ -545,11 +553,19 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
 /// as one name (a run starting with a digit is a number, after which `$`
 /// starts a dollar quote or a parameter).
 fn in_identifier(b: &[u8], i: usize) -> bool {
-    let part = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-    let start = b[..i].iter().rposition(|&c| !part(c)).map_or(0, |p| p + 1);
+    let start = b[..i]
+        .iter()
+        .rposition(|&c| !identifier_part(c))
+        .map_or(0, |p| p + 1);
     b[start..i]
         .first()
         .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c >= 0x80)
+}
+
+/// A character of an unquoted identifier after its first (bytes above 0x7F
+/// included, as Postgres reads them).
+fn identifier_part(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
 /// Whether the quote at `i` opens an `E'…'` string: an `e`/`E` right before

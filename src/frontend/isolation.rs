@@ -310,10 +310,8 @@ impl Isolation {
             if let TenantCheck::Param(n) = check
                 && (1..=declared).contains(n)
             {
-                let at = 2 + 4 * (n - 1);
-                let oid = param_types
-                    .get(at..at + 4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let mut at = 2 + 4 * (n - 1);
+                let oid = read_i32(param_types, &mut at).ok().map(|o| o as u32);
                 if matches!(oid, Some(CHAR_OID | NAME_OID)) {
                     return Err(ProxyError::tenant_value_not_checkable());
                 }

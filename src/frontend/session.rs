@@ -28,6 +28,7 @@ use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
 use crate::pool::{Checkout, Pool};
+use crate::protocol::framing::peek_header;
 use crate::protocol::messages;
 use crate::state::ProxyState;
 
@@ -353,14 +354,19 @@ impl Session {
     /// that may have nothing more to say (a client that sent Bind, Execute
     /// and Sync together waits for the answer).
     fn buffered_work(&self) -> bool {
-        let client =
-            self.to_server.len() < HIGH_WATER && !self.rls.held && holds_a_message(&self.client_in);
+        let client = self.to_server.len() < HIGH_WATER
+            && !self.rls.held
+            && if self.client_streaming > 0 {
+                !self.client_in.is_empty()
+            } else {
+                holds_a_message(&self.client_in, self.max_message)
+            };
         let server = self.to_client.len() < HIGH_WATER
             && self.server.as_ref().is_some_and(|s| {
                 if self.server_streaming > 0 {
                     !s.conn.read_buf.is_empty()
                 } else {
-                    holds_a_message(&s.conn.read_buf)
+                    holds_a_message(&s.conn.read_buf, MAX_SERVER_MESSAGE)
                 }
             });
         client || server
@@ -752,15 +758,13 @@ fn stop_error(stop: Stop) -> ProxyError {
     }
 }
 
-/// Whether `buf` starts with a whole message (type byte, length, body), or
-/// with a header whose length is malformed (which the framing reports).
-fn holds_a_message(buf: &[u8]) -> bool {
-    match buf.get(1..5) {
-        Some(len) => {
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            len < 4 || buf.len() > len
-        }
-        None => false,
+/// Whether `buf` starts with a whole message, or with a header the framing
+/// refuses (which handling it reports).
+fn holds_a_message(buf: &[u8], max: usize) -> bool {
+    match peek_header(buf, max) {
+        Ok(Some(h)) => buf.len() >= h.total_len,
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
