@@ -49,6 +49,10 @@ pub async fn serve_connection(
                 }
                 return;
             }
+            Ok(Ok(Opening::Dropped)) => {
+                tracing::debug!("malformed cancel request; closed without an answer");
+                return;
+            }
             Ok(Err(e)) => {
                 if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
                     tracing::warn!(error = %e, "authentication failed");

@@ -47,6 +47,9 @@ pub enum Opening {
         /// BackendKeyData secret.
         secret: i32,
     },
+    /// A connection closed without an answer, as Postgres closes it (a
+    /// CancelRequest of the wrong length).
+    Dropped,
 }
 
 /// Runs the startup phase. `buf` keeps any bytes read past the handshake.
@@ -80,6 +83,7 @@ pub async fn open(
                 write(stream, b"N").await?;
             }
             StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
+            StartupPacket::MalformedCancel => return Ok(Opening::Dropped),
             StartupPacket::Startup(s) => break s,
         }
     };
@@ -126,6 +130,12 @@ pub async fn open(
             write(stream, &out).await?;
             out.clear();
             let response = read_password_message(stream, buf).await?;
+            // One C string filling the message, as Postgres requires.
+            if response.iter().position(|&b| b == 0) != Some(response.len().wrapping_sub(1)) {
+                return Err(ProxyError::protocol_violation(
+                    "invalid password packet size",
+                ));
+            }
             match stored {
                 Some(p) => md5_verify(&user, p, salt, &response).is_ok(),
                 None => false,
@@ -222,7 +232,10 @@ async fn read_password_message(
     buf: &mut BytesMut,
 ) -> Result<BytesMut, ProxyError> {
     loop {
-        if let Some(h) = peek_header(buf, MAX_AUTH_MESSAGE)? {
+        // Too long a message is a protocol violation here, as in Postgres.
+        let header = peek_header(buf, MAX_AUTH_MESSAGE)
+            .map_err(|_| ProxyError::protocol_violation("invalid message length"))?;
+        if let Some(h) = header {
             if h.tag != ftag::PASSWORD {
                 return Err(ProxyError::auth_protocol(format!(
                     "expected password response, got message type '{}'",

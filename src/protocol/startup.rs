@@ -25,6 +25,9 @@ pub enum StartupPacket {
         /// BackendKeyData secret.
         secret: i32,
     },
+    /// A CancelRequest of the wrong length. Postgres closes such a
+    /// connection without an answer (a cancel connection reads none).
+    MalformedCancel,
     /// A StartupMessage.
     Startup(Startup),
 }
@@ -90,7 +93,8 @@ pub fn parse_startup(packet: &[u8]) -> Result<StartupPacket, ProxyError> {
             pid: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
             secret: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
         }),
-        SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST => Err(ProxyError::protocol_violation(
+        CANCEL_REQUEST => Ok(StartupPacket::MalformedCancel),
+        SSL_REQUEST | GSSENC_REQUEST => Err(ProxyError::protocol_violation(
             "malformed startup packet: wrong length for its code",
         )),
         _ => {
@@ -211,7 +215,11 @@ mod tests {
             parse_startup(&packet(CANCEL_REQUEST, &body)).unwrap(),
             StartupPacket::Cancel { pid: 7, secret: 9 }
         );
-        assert!(parse_startup(&packet(CANCEL_REQUEST, b"x")).is_err());
+        assert_eq!(
+            parse_startup(&packet(CANCEL_REQUEST, b"x")).unwrap(),
+            StartupPacket::MalformedCancel
+        );
+        assert!(parse_startup(&packet(SSL_REQUEST, b"x")).is_err());
     }
 
     #[test]
