@@ -196,9 +196,8 @@ impl ProxyState {
         let (Some(rules), Some(pool)) = (&loaded.isolation, self.pool(shard)) else {
             return Err(ProxyError::catalog_unavailable(shard));
         };
-        let settings = pool.settings();
         let catalog =
-            crate::catalog::discover(&settings.target, &rules.column, settings.connect_timeout)
+            crate::catalog::discover(&pool.target(), &rules.column, pool.connect_timeout())
                 .await
                 .map_err(|e| {
                     tracing::warn!(shard, error = %e, "cannot read the shard's catalog");
@@ -244,8 +243,9 @@ impl ProxyState {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Swaps in a new validated config. Pools of unchanged shards are kept;
-    /// removed shards' idle connections are closed.
+    /// Swaps in a new validated config. Each shard that stays keeps its pool,
+    /// retuned in place (size, timeouts, server); removed shards' pools are
+    /// retired: idle connections close now, busy ones when given back.
     pub fn reload(&self, config: Config) -> Result<u64, StateError> {
         let generation = self.loaded.load().generation + 1;
         let loaded = derive(config, generation)?;
@@ -304,13 +304,14 @@ fn build_pools(
     config: &Config,
     old: &HashMap<String, Arc<Pool>>,
 ) -> Result<HashMap<String, Arc<Pool>>, StateError> {
-    let mut pools = HashMap::with_capacity(config.shards.len());
+    // Every shard's settings first: a file with a bad one changes no pool.
+    let mut all = Vec::with_capacity(config.shards.len());
     for s in &config.shards {
         let url = ShardUrl::parse(&s.url).map_err(|e| StateError::ShardUrl {
             shard: s.name.clone(),
             reason: e.to_string(),
         })?;
-        let settings = PoolSettings {
+        all.push(PoolSettings {
             shard: s.name.clone(),
             target: BackendTarget {
                 host: url.host.clone(),
@@ -322,16 +323,20 @@ fn build_pools(
             size: s.pool_size,
             connect_timeout: config.server.server_connect_timeout,
             idle_timeout: config.server.server_idle_timeout,
-        };
-        let pool = match old.get(&s.name) {
-            Some(p)
-                if p.settings().target == settings.target && p.settings().size == settings.size =>
-            {
+        });
+    }
+    let mut pools = HashMap::with_capacity(all.len());
+    for settings in all {
+        // A shard keeps its pool: a new size, timeout or server is applied
+        // to it in place.
+        let pool = match old.get(&settings.shard) {
+            Some(p) => {
+                p.retune(&settings);
                 p.clone()
             }
-            _ => Pool::new(settings),
+            None => Pool::new(settings),
         };
-        pools.insert(s.name.clone(), pool);
+        pools.insert(pool.shard().to_string(), pool);
     }
     Ok(pools)
 }

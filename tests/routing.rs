@@ -313,6 +313,122 @@ async fn a_transaction_paused_during_a_move_runs_on_the_new_home() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// Client backends on `c` other than the asking one.
+async fn backends_on(c: &Cluster) -> i64 {
+    connect_direct(c, "app")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' \
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("direct count")
+        .get(0)
+}
+
+/// A reload that shrinks a shard's pool while its connections are busy:
+/// they stay counted, no new transaction starts until the busy ones are
+/// below the new size, and the shard ends up with no more connections than
+/// that. New timeouts apply to the same pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_resizes_a_busy_pool_in_place() {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let c = connect(r.port, "acme", "acme-secret", "app").await;
+        c.batch_execute("BEGIN; SELECT count(*) FROM items")
+            .await
+            .unwrap();
+        busy.push(c);
+    }
+    let pool = r.state.pool("s0").expect("pool s0");
+    assert_eq!((pool.size(), pool.in_use()), (4, 3));
+
+    let smaller = config_text(&f, "s0")
+        .replacen("pool_size = 4", "pool_size = 2", 1)
+        .replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nserver_connect_timeout = \"7s\"\n",
+            1,
+        );
+    std::fs::write(&r.path, smaller).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    let after = r.state.pool("s0").expect("pool s0");
+    assert!(Arc::ptr_eq(&pool, &after), "the shard keeps its pool");
+    assert_eq!(after.size(), 2);
+    assert_eq!(after.in_use(), 3, "busy connections stay counted");
+    assert_eq!(after.connect_timeout(), std::time::Duration::from_secs(7));
+
+    let late = connect(r.port, "acme", "acme-secret", "app").await;
+    let waiting =
+        tokio::spawn(async move { late.batch_execute("SELECT count(*) FROM items").await });
+    let pause = std::time::Duration::from_millis(400);
+    tokio::time::sleep(pause).await;
+    assert!(
+        !waiting.is_finished(),
+        "3 busy of 2: the new transaction waits"
+    );
+    busy[0].batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(pause).await;
+    assert!(!waiting.is_finished(), "2 busy of 2: it still waits");
+    busy[1].batch_execute("COMMIT").await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("runs once a slot is free")
+        .expect("task")
+        .expect("the query succeeds");
+    busy[2].batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(pause).await;
+    assert!(
+        backends_on(&f.s0).await <= 2,
+        "the shard keeps no more connections than the new size"
+    );
+    assert_eq!(after.in_use(), 0);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// A reload that points a shard at another server: a transaction open
+/// across it finishes on the old server, whose connection is then closed;
+/// the next one runs on the new server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_a_shard_to_another_server() {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    let bigcorp = as_tenant(r.port, "bigcorp").await;
+    bigcorp
+        .batch_execute("BEGIN; INSERT INTO items VALUES ('bigcorp', 1, 'old server')")
+        .await
+        .unwrap();
+    let moved = config_text(&f, "s0").replace(
+        &toml_str(&f.dedicated.url("app")),
+        &toml_str(&f.s1.url("app")),
+    );
+    std::fs::write(&r.path, moved).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    bigcorp.batch_execute("COMMIT").await.unwrap();
+    bigcorp
+        .batch_execute("INSERT INTO items VALUES ('bigcorp', 2, 'new server')")
+        .await
+        .unwrap();
+    assert_eq!(count_on(&f.dedicated, "bigcorp").await, 1);
+    assert_eq!(count_on(&f.s1, "bigcorp").await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        backends_on(&f.dedicated).await,
+        0,
+        "the old server's connection was closed when given back"
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_reload_keeps_the_old_table() {
     let f = fleet().await;

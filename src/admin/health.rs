@@ -18,8 +18,8 @@ pub async fn readiness(state: &ProxyState) -> Result<(), Vec<String>> {
     }
     let mut probes = JoinSet::new();
     for (name, pool) in state.pools().iter() {
-        let target = pool.settings().target.clone();
-        let timeout = pool.settings().connect_timeout.min(PROBE_TIMEOUT);
+        let target = pool.target();
+        let timeout = pool.connect_timeout().min(PROBE_TIMEOUT);
         let name = name.clone();
         probes.spawn(async move {
             let addr = (target.host.as_str(), target.port);

@@ -122,7 +122,7 @@ pub fn pools(state: &ProxyState) -> Table {
         let open = s.open.load(Relaxed);
         let connecting = s.connecting.load(Relaxed);
         let idle = pool.idle_count();
-        let target = &pool.settings().target;
+        let target = pool.target();
         t.push(vec![
             v(&target.dbname),
             v(&target.user),
@@ -136,7 +136,7 @@ pub fn pools(state: &ProxyState) -> Table {
             v(maxwait.as_secs()),
             v(maxwait.subsec_micros()),
             v(mode),
-            v(pool.settings().size),
+            v(pool.size()),
             yes_no(paused.all || paused.shards.contains(&name)),
         ]);
     }
@@ -191,7 +191,7 @@ pub fn servers(state: &ProxyState) -> Table {
         let Some(pool) = pools.get(&shard) else {
             continue;
         };
-        let target = &pool.settings().target;
+        let target = pool.target();
         rows.push((
             shard.clone(),
             link.id,
@@ -215,7 +215,7 @@ pub fn servers(state: &ProxyState) -> Table {
         let Some(pool) = pools.get(&name) else {
             continue;
         };
-        let target = &pool.settings().target;
+        let target = pool.target();
         for (id, pid, opened, last_used) in pool.idle_servers() {
             rows.push((
                 name.clone(),

@@ -707,7 +707,7 @@ async fn bring_in_line(checkout: &mut Checkout, settings: &Settings) -> Result<(
     // login, a client that already got AuthenticationOk): the statements
     // that make a connection usable get as long as opening one does. A
     // broken connection is dropped by the caller, which closes it.
-    let limit = pool.settings().connect_timeout;
+    let limit = pool.connect_timeout();
     let broken = || NotReady::Broken(ProxyError::shard_unavailable(shard));
     if conn.prepared.len() > MAX_PREPARED_PER_SERVER {
         tokio::time::timeout(limit, conn.run_simple(&["DEALLOCATE ALL"]))

@@ -82,9 +82,7 @@ fn live_registry(state: &ProxyState) -> Registry {
         let shard = Shard {
             shard: name.clone(),
         };
-        pool_size
-            .get_or_create(&shard)
-            .set(pool.settings().size as i64);
+        pool_size.get_or_create(&shard).set(pool.size() as i64);
         waiting
             .get_or_create(&shard)
             .set(s.waiting.load(Relaxed) as i64);

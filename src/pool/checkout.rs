@@ -25,13 +25,19 @@ pub struct Checkout {
 struct Lease {
     pool: Arc<Pool>,
     returned: bool,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if !self.returned {
             self.pool.forget();
+        }
+        // A pool made smaller keeps the slot instead of freeing it.
+        if self.pool.owes_a_slot()
+            && let Some(p) = self.permit.take()
+        {
+            p.forget();
         }
     }
 }
@@ -47,7 +53,7 @@ impl Checkout {
             lease: Lease {
                 pool,
                 returned: false,
-                _permit: permit,
+                permit: Some(permit),
             },
         }
     }

@@ -1,10 +1,16 @@
 //! One shard's pool. A semaphore with `pool_size` permits is the queue: it is
 //! FIFO-fair and cancel-safe (a waiter that gives up leaves the queue). A
 //! permit entitles its holder to one server connection, idle or new.
+//!
+//! A shard keeps one pool for as long as it is configured: a reload that
+//! changes its size, timeouts or even its server retunes the pool in place,
+//! as PgBouncer does, so its counters and its busy connections stay in view
+//! and the server never sees more than the new size once the old
+//! connections are back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -16,7 +22,8 @@ use crate::error::ProxyError;
 /// ParameterStatus (name, value) pairs a server reported.
 pub type ReportedParams = Arc<Vec<(String, String)>>;
 
-/// Static settings of one pool.
+/// Settings of one pool, as configured (a reload applies a new set with
+/// [`Pool::retune`]).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// Shard name, for errors and metrics.
@@ -55,7 +62,21 @@ pub struct PoolStats {
 /// A shard's pool of server connections.
 #[derive(Debug)]
 pub struct Pool {
-    settings: PoolSettings,
+    shard: String,
+    /// Where connections go; replaced by a reload that changes the `url`.
+    target: Mutex<Arc<BackendTarget>>,
+    /// Connections with a lower id were opened for an earlier target: they
+    /// are closed when given back, never handed out again.
+    fresh_from: AtomicU64,
+    /// The configured size (most connections at once).
+    size: AtomicUsize,
+    /// Permits still held by clients that a shrink took away: each is
+    /// forgotten, not freed, when its holder is done.
+    owed: AtomicUsize,
+    /// Serializes [`Pool::retune`] calls.
+    retuning: Mutex<()>,
+    connect_timeout_us: AtomicU64,
+    idle_timeout_us: AtomicU64,
     permits: Arc<Semaphore>,
     /// Boxed on purpose: a connection moves between this list and sessions
     /// on every transaction, and a pointer moves cheaper than the struct.
@@ -76,7 +97,14 @@ impl Pool {
     pub fn new(settings: PoolSettings) -> Arc<Pool> {
         let size = settings.size.max(1);
         let pool = Arc::new(Pool {
-            settings,
+            shard: settings.shard,
+            target: Mutex::new(Arc::new(settings.target)),
+            fresh_from: AtomicU64::new(1),
+            size: AtomicUsize::new(size),
+            owed: AtomicUsize::new(0),
+            retuning: Mutex::new(()),
+            connect_timeout_us: AtomicU64::new(micros(settings.connect_timeout)),
+            idle_timeout_us: AtomicU64::new(micros(settings.idle_timeout)),
             permits: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::with_capacity(size)),
             next_id: AtomicU64::new(1),
@@ -90,14 +118,106 @@ impl Pool {
         pool
     }
 
-    /// The pool's settings.
-    pub fn settings(&self) -> &PoolSettings {
-        &self.settings
+    /// Where new connections go.
+    pub fn target(&self) -> Arc<BackendTarget> {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The configured size: most server connections at once.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// How long connecting and logging in to the shard may take.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_micros(self.connect_timeout_us.load(Ordering::Relaxed))
+    }
+
+    /// Idle connections older than this are closed.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_micros(self.idle_timeout_us.load(Ordering::Relaxed))
     }
 
     /// Shard name.
     pub fn shard(&self) -> &str {
-        &self.settings.shard
+        &self.shard
+    }
+
+    /// Applies a reloaded configuration of this shard in place. A larger
+    /// size frees more slots at once; a smaller one takes free slots away
+    /// now and busy ones as their clients finish, and closes idle
+    /// connections beyond it. A new target closes the idle connections now
+    /// and the busy ones when they come back; new connections go to it.
+    pub fn retune(&self, settings: &PoolSettings) {
+        let _one = self.retuning.lock().unwrap_or_else(PoisonError::into_inner);
+        self.connect_timeout_us
+            .store(micros(settings.connect_timeout), Ordering::Relaxed);
+        self.idle_timeout_us
+            .store(micros(settings.idle_timeout), Ordering::Relaxed);
+        {
+            let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+            if **target != settings.target {
+                *target = Arc::new(settings.target.clone());
+                self.fresh_from
+                    .store(self.next_id.load(Ordering::Relaxed), Ordering::Relaxed);
+                if let Ok(mut g) = self.reported.lock() {
+                    g.clear();
+                }
+            }
+        }
+        let new = settings.size.max(1);
+        let old = self.size.swap(new, Ordering::Relaxed);
+        if new > old {
+            // Slots a shrink still owes come back first.
+            let grow = new - old;
+            let repaid = take_up_to(&self.owed, grow);
+            self.permits.add_permits(grow - repaid);
+        } else if new < old {
+            let shrink = old - new;
+            let taken = self.permits.forget_permits(shrink);
+            self.owed.fetch_add(shrink - taken, Ordering::Relaxed);
+        }
+        self.trim_idle();
+    }
+
+    /// Closes idle connections opened for an earlier target, and idle ones
+    /// beyond the size.
+    fn trim_idle(&self) {
+        let fresh_from = self.fresh_from.load(Ordering::Relaxed);
+        let drained: Vec<Box<ServerConn>> = match self.idle.lock() {
+            Ok(mut g) => {
+                let (stale, mut keep): (Vec<_>, Vec<_>) =
+                    g.drain(..).partition(|c| c.id < fresh_from);
+                let mut drained = stale;
+                let busy = self
+                    .stats
+                    .open
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(drained.len() + keep.len());
+                let room = self.size().saturating_sub(busy);
+                if keep.len() > room {
+                    // The least recently used go first (the list is LIFO).
+                    let extra = keep.len() - room;
+                    drained.extend(keep.drain(..extra));
+                }
+                *g = keep;
+                drained
+            }
+            Err(_) => Vec::new(),
+        };
+        self.stats.open.fetch_sub(drained.len(), Ordering::Relaxed);
+        for c in drained {
+            tokio::spawn(c.terminate());
+        }
+    }
+
+    /// Called as a checkout's slot is given up: `true` when a shrink still
+    /// owes one, and the slot must be forgotten instead of freed.
+    pub(super) fn owes_a_slot(&self) -> bool {
+        self.owed.load(Ordering::Relaxed) > 0 && take_up_to(&self.owed, 1) == 1
     }
 
     /// ParameterStatus values a server reported for settings `fingerprint`.
@@ -134,7 +254,8 @@ impl Pool {
 
     /// Number of permits (connections) in use by clients.
     pub fn in_use(&self) -> usize {
-        self.settings.size.max(1) - self.permits.available_permits()
+        (self.size() + self.owed.load(Ordering::Relaxed))
+            .saturating_sub(self.permits.available_permits())
     }
 
     /// Waits (FIFO, up to `wait`) for a connection: an idle one that is still
@@ -187,7 +308,7 @@ impl Pool {
     fn pop_idle(&self) -> Option<Box<ServerConn>> {
         loop {
             let conn = self.idle.lock().ok().and_then(|mut g| g.pop())?;
-            if is_alive(&conn) {
+            if conn.id >= self.fresh_from.load(Ordering::Relaxed) && is_alive(&conn) {
                 return Some(conn);
             }
             tracing::debug!(
@@ -202,7 +323,8 @@ impl Pool {
     async fn connect(&self) -> Result<Box<ServerConn>, ProxyError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connecting = Counted::enter(&self.stats.connecting);
-        let r = ServerConn::connect(&self.settings.target, id, self.settings.connect_timeout).await;
+        let target = self.target();
+        let r = ServerConn::connect(&target, id, self.connect_timeout()).await;
         drop(connecting);
         match r {
             Ok(c) => {
@@ -221,7 +343,11 @@ impl Pool {
     /// Puts a clean connection back (called by [`Checkout`]); it was last
     /// used at `now`.
     pub(super) fn put_idle(&self, mut conn: Box<ServerConn>, now: Instant) {
-        if self.retired.load(Ordering::Relaxed) {
+        // Retired, opened for an earlier target, or beyond a reduced size.
+        if self.retired.load(Ordering::Relaxed)
+            || conn.id < self.fresh_from.load(Ordering::Relaxed)
+            || self.stats.open.load(Ordering::Relaxed) > self.size()
+        {
             self.stats.open.fetch_sub(1, Ordering::Relaxed);
             tokio::spawn(conn.terminate());
             return;
@@ -271,6 +397,21 @@ impl Pool {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Takes up to `n` from `counter` without going below zero; returns how
+/// much it took.
+fn take_up_to(counter: &AtomicUsize, n: usize) -> usize {
+    let mut taken = 0;
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+        taken = c.min(n);
+        Some(c - taken)
+    });
+    taken
+}
+
 /// A pooled connection is dead if the server closed it or sent something
 /// unsolicited (e.g. FATAL on shutdown) while idle. Costs no syscall when
 /// the reactor has seen no event on the socket.
@@ -285,7 +426,7 @@ async fn reap_idle(pool: Weak<Pool>) {
     loop {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let limit = pool.settings.idle_timeout;
+        let limit = pool.idle_timeout();
         let expired: Vec<Box<ServerConn>> = match pool.idle.lock() {
             Ok(mut g) => {
                 let (old, keep): (Vec<_>, Vec<_>) = g
@@ -340,6 +481,41 @@ mod tests {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
         })
+    }
+
+    #[tokio::test]
+    async fn retune_keeps_slots_and_counts_in_step() {
+        let pool = silent_pool(3, 9);
+        let settings = |size| PoolSettings {
+            shard: "s".into(),
+            target: (*pool.target()).clone(),
+            size,
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let held: Vec<_> = (0..2)
+            .map(|_| pool.permits.clone().try_acquire_owned().unwrap())
+            .collect();
+        // 3 -> 1 with 2 busy: the free slot goes now, one more is owed.
+        pool.retune(&settings(1));
+        assert_eq!((pool.size(), pool.in_use()), (1, 2));
+        assert_eq!(pool.permits.available_permits(), 0);
+        assert_eq!(pool.owed.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.connect_timeout(), Duration::from_secs(3));
+        // 1 -> 4: the owed slot is forgiven first, then two new ones.
+        pool.retune(&settings(4));
+        assert_eq!(pool.owed.load(Ordering::Relaxed), 0);
+        assert_eq!((pool.size(), pool.in_use()), (4, 2));
+        drop(held);
+        assert_eq!(pool.permits.available_permits(), 4);
+        // A slot owed is forgotten when its holder is done, exactly once.
+        let held = pool.permits.clone().try_acquire_owned().unwrap();
+        pool.retune(&settings(1));
+        assert_eq!(pool.owed.load(Ordering::Relaxed), 0, "three were free");
+        assert_eq!(pool.in_use(), 1);
+        drop(held);
+        assert_eq!((pool.in_use(), pool.permits.available_permits()), (0, 1));
+        assert!(!pool.owes_a_slot());
     }
 
     #[tokio::test]
