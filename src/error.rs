@@ -14,6 +14,10 @@ pub enum Source {
     Server,
     /// A bug or resource problem inside tenantgate.
     Internal,
+    /// The client closed its connection: there is no one to answer, and
+    /// nothing was refused (psql closes after the password request to ask
+    /// its user for one, then connects again).
+    ClientGone,
 }
 
 /// Severity sent to the client.
@@ -103,6 +107,16 @@ impl ProxyError {
             Source::Client,
             Severity::Fatal,
             what,
+        )
+    }
+
+    /// The client closed its connection during `phase`.
+    pub fn client_gone(phase: &str) -> Self {
+        Self::new(
+            SqlState::CONNECTION_FAILURE,
+            Source::ClientGone,
+            Severity::Fatal,
+            format!("the client closed the connection during {phase}"),
         )
     }
 

@@ -623,3 +623,49 @@ fn parser_rejects_malformed_lines() {
         );
     }
 }
+
+/// Clients that close during startup were not refused: psql without a
+/// password closes at the password request (interactively, to ask its user
+/// for one), and a port probe closes without a word. Neither counts in
+/// `tenantgate_client_connections_refused_total`; a wrong password does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_close_during_startup_are_not_refusals() {
+    let cluster = two_shard_cluster().await;
+    let proxy = start(&config_text(&cluster, "")).await;
+    let out = tokio::process::Command::new(pg_tool("psql"))
+        .args(["-X", "-w", "-h", "127.0.0.1", "-p"])
+        .arg(proxy.port.to_string())
+        .args(["-U", "a", "-d", "app", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", "/nonexistent")
+        .output()
+        .await
+        .expect("run psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no password supplied"),
+        "psql without a password: {stderr}"
+    );
+    drop(
+        TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .expect("probe"),
+    );
+    let bad = psql(proxy.port, "a", "wrong", "app", "SELECT 1").await;
+    assert!(!bad.status.success());
+    // The probe's close is seen by the proxy shortly after.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = scrape(proxy.metrics).await;
+    let refused = |reason| {
+        value(
+            &m,
+            "tenantgate_client_connections_refused_total",
+            &[("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(refused("auth_failed"), 1.0);
+    assert_eq!(refused("protocol"), 0.0, "closes counted as refusals");
+    assert_eq!(refused("shard_unavailable"), 0.0);
+    proxy.token.cancel();
+}

@@ -53,6 +53,12 @@ pub async fn serve_connection(
                 tracing::debug!("malformed cancel request; closed without an answer");
                 return;
             }
+            // Not a refusal: psql closes after the password request to ask
+            // for one, and port probes close without a word.
+            Ok(Err(e)) if e.origin == crate::error::Source::ClientGone => {
+                tracing::debug!(error = %e, "startup ended by the client");
+                return;
+            }
             Ok(Err(e)) => {
                 if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
                     tracing::warn!(error = %e, "authentication failed");

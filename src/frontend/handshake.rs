@@ -200,14 +200,12 @@ async fn write(stream: &mut TcpStream, data: &[u8]) -> Result<(), ProxyError> {
     stream
         .write_all(data)
         .await
-        .map_err(|_| ProxyError::protocol_violation("client closed the connection"))
+        .map_err(|_| ProxyError::client_gone("startup"))
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ProxyError> {
     match stream.read_buf(buf).await {
-        Ok(0) | Err(_) => Err(ProxyError::protocol_violation(
-            "client closed the connection during startup",
-        )),
+        Ok(0) | Err(_) => Err(ProxyError::client_gone("startup")),
         Ok(_) => Ok(()),
     }
 }
