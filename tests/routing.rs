@@ -209,6 +209,32 @@ async fn every_tenant_lives_in_its_home() {
         .unwrap()
         .get(0);
     assert_eq!(path, "\"umbrella\", public");
+    // Nothing that resets the search_path gets through: it would leave
+    // `items` naming the shared public.items, unscoped, for the rest of the
+    // batch.
+    exec(
+        &f.s1,
+        "app",
+        "INSERT INTO items VALUES ('other', 1, 'not yours')",
+    )
+    .await;
+    for sql in [
+        "RESET ALL; SELECT v FROM items",
+        "DISCARD ALL",
+        "BEGIN; RESET ALL",
+    ] {
+        let err = umbrella.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(support::sqlstate(&err).as_deref(), Some("42501"), "{sql}");
+        let _ = umbrella.batch_execute("ROLLBACK").await;
+    }
+    let seen: Vec<String> = umbrella
+        .query("SELECT v FROM items", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, ["umbrella-row"]);
     // Another tenant cannot reach the schema.
     let err = acme
         .query("SELECT * FROM umbrella.items", &[])

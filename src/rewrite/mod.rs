@@ -451,6 +451,15 @@ impl<'a> Rewriter<'a> {
                     Ok(None)
                 };
             }
+            // A schema tenant is confined by the server's search_path,
+            // which these put back to its default for the rest of the
+            // transaction (or of the pipeline): unqualified names would
+            // then reach the shared tables unscoped.
+            "discard" if w(1) == "all" && self.own_schema.is_some() => {
+                return Err(ProxyError::statement_refused(
+                    "DISCARD ALL (it would reset the search_path that confines a schema tenant)",
+                ));
+            }
             "show" | "discard" | "deallocate" | "fetch" | "move" | "close" | "unlisten" => {
                 return Ok(None);
             }
@@ -486,6 +495,11 @@ impl<'a> Rewriter<'a> {
                     {
                         crate::tenant::check_client_encoding(word)?;
                     }
+                }
+                if w(0) == "reset" && name == "all" && self.own_schema.is_some() {
+                    return Err(ProxyError::statement_refused(
+                        "RESET ALL (it would reset the search_path that confines a schema tenant)",
+                    ));
                 }
                 if matches!(
                     name,
