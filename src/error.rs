@@ -724,6 +724,33 @@ impl ProxyError {
         .with_hint("run DISCARD ALL first")
     }
 
+    /// A tenant change while earlier messages of a pipeline (or batch of
+    /// queries sent without waiting) are unanswered on the server
+    /// connection routed for the old tenant.
+    pub fn tenant_change_in_pipeline() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "cannot change the tenant while earlier statements of the pipeline are unanswered",
+        )
+        .with_hint(
+            "end the pipeline with Sync, and wait for its results, before changing the tenant",
+        )
+    }
+
+    /// In session pooling, a change to a tenant whose home is another
+    /// shard, schema or database than the connection the session keeps.
+    pub fn tenant_change_needs_another_server() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "cannot change to a tenant served by another shard or schema in session pooling",
+        )
+        .with_hint("connect again for that tenant, or use pool_mode = \"transaction\"")
+    }
+
     /// A startup parameter isolated sessions may not set.
     pub fn startup_parameter_refused(name: &str) -> Self {
         Self::new(

@@ -554,3 +554,136 @@ async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
     assert_eq!(values, [Some("mine".to_string())]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
+
+/// A trusted session's tenant change must not land on a server connection
+/// routed for the old tenant. Inside a pipeline (extended messages before
+/// Sync, or simple Queries sent without waiting) earlier statements hold
+/// that connection, so the change is refused with 25001 and what follows
+/// still runs as the old tenant; after the replies are in, it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_change_inside_a_pipeline_is_refused() {
+    use raw_client::{RawClient, batch, bind, execute, parse, query_msg, startup_message, sync};
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('globex', 1, 'theirs')",
+    )
+    .await;
+    exec(
+        &f.dedicated,
+        "app",
+        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
+    )
+    .await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], r.port));
+    let mut c = RawClient::connect(addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("options", "-c app.current_tenant=acme"),
+        ],
+    ))
+    .await;
+    c.authenticate("app", "app-secret").await.expect("login");
+    let values = |msgs: &[raw_client::Msg]| -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| m.data_row())
+            .flatten()
+            .flatten()
+            .collect()
+    };
+    let error_codes = |msgs: &[raw_client::Msg]| -> Vec<String> {
+        msgs.iter().filter_map(|m| m.code()).collect()
+    };
+
+    // Extended protocol: one pipeline, one Sync.
+    let step = |sql: &str| [parse("", sql), bind("", "", &[]), execute("")];
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for sql in [
+        "SELECT 1",
+        "SET app.current_tenant = 'bigcorp'",
+        "SELECT v FROM items",
+    ] {
+        parts.extend(step(sql));
+    }
+    parts.push(sync());
+    c.send(&batch(&parts)).await;
+    let msgs = c.until_ready().await;
+    assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
+    assert!(values(&msgs).iter().all(|v| v == "1"), "{msgs:?}");
+
+    // Simple Queries sent without waiting: the SET is refused, the query
+    // after it runs as acme.
+    c.send(&batch(&[
+        query_msg("SELECT 2"),
+        query_msg("SET app.current_tenant = 'bigcorp'"),
+        query_msg("SELECT v FROM items"),
+    ]))
+    .await;
+    let mut msgs = Vec::new();
+    for _ in 0..3 {
+        msgs.extend(c.until_ready().await);
+    }
+    assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
+    assert_eq!(values(&msgs), ["2", "mine"]);
+
+    // Once the replies are in, the change is an ordinary one.
+    assert!(error_codes(&c.query("SET app.current_tenant = 'bigcorp'").await).is_empty());
+    assert_eq!(
+        c.query_values("SELECT v FROM items").await,
+        [Some("big".into())]
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// In session pooling a session keeps its server connection, so a tenant
+/// change is allowed only to a tenant served by the same shard and schema:
+/// a change to a dedicated database (or another shard or schema) would run
+/// the new tenant's statements, rewritten for it or not at all, on the old
+/// one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pooling_refuses_a_tenant_change_to_another_server() {
+    let f = fleet().await;
+    let path = f.dir.join("routing-session.toml");
+    let text = config_text(&f, "s0").replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\npool_mode = \"session\"\n",
+        1,
+    );
+    std::fs::write(&path, text).expect("write config");
+    let config = tenantgate::config::load_file(&path).expect("config loads");
+    let proxy = Proxy::bind(config).await.expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    tokio::spawn(proxy.run());
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('mover', 1, 'moved'), ('globex', 1, 'theirs')",
+    )
+    .await;
+    let c = as_tenant(port, "acme").await;
+    for other in ["bigcorp", "umbrella"] {
+        let err = c
+            .batch_execute(&format!("SET app.current_tenant = '{other}'"))
+            .await
+            .expect_err(other);
+        assert_eq!(support::sqlstate(&err).as_deref(), Some("0A000"), "{other}");
+    }
+    // Still acme, on s0.
+    let rows = c.query("SELECT v FROM items", &[]).await.unwrap();
+    let seen: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(seen, ["mine"]);
+    // The same shard: allowed.
+    c.batch_execute("SET app.current_tenant = 'mover'")
+        .await
+        .unwrap();
+    let rows = c.query("SELECT v FROM items", &[]).await.unwrap();
+    let seen: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(seen, ["moved"]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}

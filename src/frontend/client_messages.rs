@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{Effect, classify, mentions, names_with_prefix, plainly_without_effect};
-use super::isolation::{ParsePlan, TenantBinding, bind_names, raise_statement};
+use super::isolation::{ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement};
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
@@ -142,7 +142,11 @@ impl Session {
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
         let in_transaction = self.t.tx_status != b'I';
-        let pinned = self.pin.is_some();
+        let hold = ServerHold {
+            pinned: self.pin.is_some(),
+            busy: self.server.is_some() && (self.t.pending > 0 || self.t.unsynced),
+            kept: self.mode == PoolMode::Session,
+        };
         if let Some(raw) = sql_of(tag, msg)
             && mentions(raw, SERVER_NAME_PREFIX)
             && let Ok(sql) = std::str::from_utf8(raw)
@@ -157,7 +161,7 @@ impl Session {
         match tag {
             ftag::QUERY => {
                 let sql = sql_text(text_body(msg))?;
-                Ok(match iso.query(sql, in_transaction, pinned).await? {
+                Ok(match iso.query(sql, in_transaction, hold).await? {
                     Some(s) => Plan::Query(s),
                     None => Plan::AsSent,
                 })
@@ -167,7 +171,7 @@ impl Session {
                 read_cstr(msg, &mut pos)?;
                 let sql = sql_text(read_cstr(msg, &mut pos)?)?;
                 Ok(
-                    match iso.parse(sql, &msg[pos..], in_transaction, pinned).await? {
+                    match iso.parse(sql, &msg[pos..], in_transaction, hold).await? {
                         Some(p) => Plan::Parse(p),
                         None => Plan::AsSent,
                     },

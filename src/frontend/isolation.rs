@@ -24,6 +24,19 @@ const TEXT_OID: u32 = 25;
 const CHAR_OID: u32 = 18;
 const NAME_OID: u32 = 19;
 
+/// What the session's server connection is doing when a statement is
+/// planned: a tenant change must not land on a connection that serves the
+/// old tenant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerHold {
+    /// Pinned: cursors, prepared statements or other state live on it.
+    pub pinned: bool,
+    /// Earlier messages of the batch or pipeline are still unanswered on it.
+    pub busy: bool,
+    /// Session pooling: the client keeps it for the whole session.
+    pub kept: bool,
+}
+
 /// What a rewritten extended-protocol statement needs at Bind time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantBinding {
@@ -126,14 +139,17 @@ impl Isolation {
     /// Applies any SET/RESET of the tenant variable in `sql`.
     ///
     /// A tenant SET must be the only statement of its message (the
-    /// statements around it would otherwise run as the wrong tenant), and
-    /// cannot happen while the session is pinned (its server connection
-    /// holds the old tenant's cursors or prepared statements).
+    /// statements around it would otherwise run as the wrong tenant). A
+    /// change of tenant cannot happen while the session is pinned (its
+    /// server connection holds the old tenant's cursors or prepared
+    /// statements), nor while earlier messages of a pipeline are unanswered
+    /// (the statements after it would run on the connection routed for the
+    /// old tenant), nor, in session pooling, to a tenant served elsewhere.
     async fn apply_tenant_sets(
         &mut self,
         sql: &str,
         in_transaction: bool,
-        pinned: bool,
+        hold: ServerHold,
     ) -> Result<(), ProxyError> {
         // The name's last part: `"app".current_tenant` spells the variable
         // without its dotted whole.
@@ -147,11 +163,34 @@ impl Isolation {
                 if statements > 1 {
                     return Err(ProxyError::tenant_set_not_alone(&self.rules.variable));
                 }
-                if pinned
-                    && !self.tenant.is_bound()
-                    && set.value.as_deref() != self.tenant.current()
-                {
+                let changes =
+                    !self.tenant.is_bound() && set.value.as_deref() != self.tenant.current();
+                if changes && hold.pinned {
                     return Err(ProxyError::tenant_change_while_pinned());
+                }
+                if changes && hold.busy {
+                    return Err(ProxyError::tenant_change_in_pipeline());
+                }
+                if changes && hold.kept {
+                    let now = self.route()?;
+                    let next = {
+                        let loaded = self.state.loaded();
+                        match set.value.as_deref() {
+                            Some(v) => loaded
+                                .router
+                                .route(v)
+                                .map_err(|e| ProxyError::tenant_not_routable(v, &e.to_string()))?,
+                            None => loaded
+                                .router
+                                .default_route()
+                                .map_err(|_| ProxyError::no_shard_for_session())?,
+                        }
+                    };
+                    if (&next.shard, &next.schema, next.dedicated)
+                        != (&now.shard, &now.schema, now.dedicated)
+                    {
+                        return Err(ProxyError::tenant_change_needs_another_server());
+                    }
                 }
                 if let Some(v) = &set.value {
                     validate_tenant_id(v, [])?;
@@ -253,12 +292,12 @@ impl Isolation {
         &mut self,
         sql: &str,
         in_transaction: bool,
-        pinned: bool,
+        hold: ServerHold,
     ) -> Result<Option<String>, ProxyError> {
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(show));
         }
-        self.apply_tenant_sets(sql, in_transaction, pinned).await?;
+        self.apply_tenant_sets(sql, in_transaction, hold).await?;
         match self.rewritten(sql).await? {
             Rewritten::Unchanged => Ok(None),
             Rewritten::Template(t) => {
@@ -280,7 +319,7 @@ impl Isolation {
         sql: &str,
         param_types: &[u8],
         in_transaction: bool,
-        pinned: bool,
+        hold: ServerHold,
     ) -> Result<Option<ParsePlan>, ProxyError> {
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(ParsePlan {
@@ -289,7 +328,7 @@ impl Isolation {
                 binding: None,
             }));
         }
-        self.apply_tenant_sets(sql, in_transaction, pinned).await?;
+        self.apply_tenant_sets(sql, in_transaction, hold).await?;
         let t = match self.rewritten(sql).await? {
             Rewritten::Unchanged => return Ok(None),
             Rewritten::Template(t) => t,
