@@ -307,30 +307,28 @@ fn command(exe: &Path) -> tokio::process::Command {
     tokio::process::Command::new(exe)
 }
 
-// -------------------------------------------------------------------- tests
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn psycopg3() {
-    let py = python();
-    let script = program("tests/drivers/psycopg_check.py");
+/// Runs the driver program `cmd` against a fresh cluster and proxy: checks
+/// its `ok` lines (the common ones and `extra`) and the rows every program
+/// writes. The caller checks the driver's own rows and shuts the proxy down.
+async fn drive(
+    driver: &str,
+    cmd: tokio::process::Command,
+    extra: &[&'static str],
+) -> (Cluster, support::ProxyHandle) {
     let cluster = start_cluster().await;
     let proxy = support::start_proxy(support::load_config(&config_text(&cluster))).await;
-    let mut cmd = command(&py);
-    cmd.arg(&script);
-    run_program(
-        &cluster,
-        cmd,
-        "psycopg",
-        proxy.port,
-        &checks(&["executemany", "cancel"]),
-    )
-    .await;
-    assert_common_rows(&cluster, "psycopg").await;
+    run_program(&cluster, cmd, driver, proxy.port, &checks(extra)).await;
+    assert_common_rows(&cluster, driver).await;
+    (cluster, proxy)
+}
+
+/// The 20 rows a program wrote with `executemany` as tenant B, as stored.
+async fn assert_executemany_rows(cluster: &Cluster, driver: &str) {
     let many = direct(
-        &cluster,
+        cluster,
         "SELECT tenant_id || ' ' || count(*) FROM events \
          WHERE driver = $1 AND note = 'many' GROUP BY tenant_id",
-        "psycopg",
+        driver,
     )
     .await;
     assert_eq!(
@@ -338,38 +336,30 @@ async fn psycopg3() {
         [format!("{TENANT_B} 20")],
         "executemany rows, as stored"
     );
+}
+
+// -------------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psycopg3() {
+    let mut cmd = command(&python());
+    cmd.arg(program("tests/drivers/psycopg_check.py"));
+    let (cluster, proxy) = drive("psycopg", cmd, &["executemany", "cancel"]).await;
+    assert_executemany_rows(&cluster, "psycopg").await;
     proxy.shutdown().await.expect("proxy shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn asyncpg() {
-    let py = python();
-    let script = program("tests/drivers/asyncpg_check.py");
-    let cluster = start_cluster().await;
-    let proxy = support::start_proxy(support::load_config(&config_text(&cluster))).await;
-    let mut cmd = command(&py);
-    cmd.arg(&script);
-    run_program(
-        &cluster,
+    let mut cmd = command(&python());
+    cmd.arg(program("tests/drivers/asyncpg_check.py"));
+    let (cluster, proxy) = drive(
+        "asyncpg",
         cmd,
-        "asyncpg",
-        proxy.port,
-        &checks(&["executemany", "copy_records_refused", "cancel"]),
+        &["executemany", "copy_records_refused", "cancel"],
     )
     .await;
-    assert_common_rows(&cluster, "asyncpg").await;
-    let many = direct(
-        &cluster,
-        "SELECT tenant_id || ' ' || count(*) FROM events \
-         WHERE driver = $1 AND note = 'many' GROUP BY tenant_id",
-        "asyncpg",
-    )
-    .await;
-    assert_eq!(
-        many,
-        [format!("{TENANT_B} 20")],
-        "executemany rows, as stored"
-    );
+    assert_executemany_rows(&cluster, "asyncpg").await;
     let copied = direct(
         &cluster,
         "SELECT count(*)::text FROM events WHERE note = 'copy' AND driver = $1",
@@ -387,13 +377,9 @@ async fn node_postgres() {
         "tests/drivers/node/node_modules/pg/package.json",
         "node-postgres (npm ci in tests/drivers/node)",
     );
-    let script = program("tests/drivers/node/pg_check.js");
-    let cluster = start_cluster().await;
-    let proxy = support::start_proxy(support::load_config(&config_text(&cluster))).await;
     let mut cmd = command(&node);
-    cmd.arg(&script);
-    run_program(&cluster, cmd, "node-pg", proxy.port, &checks(&["cancel"])).await;
-    assert_common_rows(&cluster, "node-pg").await;
+    cmd.arg(program("tests/drivers/node/pg_check.js"));
+    let (_cluster, proxy) = drive("node-pg", cmd, &["cancel"]).await;
     proxy.shutdown().await.expect("proxy shutdown");
 }
 
@@ -404,20 +390,11 @@ async fn jdbc() {
         "/usr/share/java/postgresql.jar",
         "the PostgreSQL JDBC driver (Debian package libpostgresql-jdbc-java)",
     );
-    let source = program("tests/drivers/jdbc/JdbcCheck.java");
-    let cluster = start_cluster().await;
-    let proxy = support::start_proxy(support::load_config(&config_text(&cluster))).await;
     let mut cmd = command(&java);
-    cmd.arg("-cp").arg(&jar).arg(&source);
-    run_program(
-        &cluster,
-        cmd,
-        "jdbc",
-        proxy.port,
-        &checks(&["batch", "cancel"]),
-    )
-    .await;
-    assert_common_rows(&cluster, "jdbc").await;
+    cmd.arg("-cp")
+        .arg(&jar)
+        .arg(program("tests/drivers/jdbc/JdbcCheck.java"));
+    let (cluster, proxy) = drive("jdbc", cmd, &["batch", "cancel"]).await;
     let batch = direct(
         &cluster,
         "SELECT tenant_id || ' ' || count(*) || ' ' || min(n) || '..' || max(n) FROM events \

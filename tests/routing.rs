@@ -103,6 +103,39 @@ async fn as_tenant(port: u16, tenant: &str) -> tokio_postgres::Client {
     .await
 }
 
+/// A raw-protocol session of the trusted user with `tenant` chosen at login.
+async fn raw_as_tenant(port: u16, tenant: &str) -> raw_client::RawClient {
+    let mut c = raw_client::RawClient::connect_port(port).await;
+    c.send(&raw_client::startup_message(
+        3,
+        0,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("options", &format!("-c app.current_tenant={tenant}")),
+        ],
+    ))
+    .await;
+    c.authenticate("app", "app-secret")
+        .await
+        .unwrap_or_else(|e| panic!("{tenant} logs in: {e:?}"));
+    c
+}
+
+/// The fleet served with the mover on s0, and one row of acme (`mine`) and
+/// one of globex (`theirs`) on s0.
+async fn fleet_with_rows_of_acme_and_globex() -> (Fleet, Running) {
+    let f = fleet().await;
+    let r = start(&f, "s0").await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('globex', 1, 'theirs')",
+    )
+    .await;
+    (f, r)
+}
+
 /// Rows of `items` for `tenant` seen directly on a cluster.
 async fn rows_on(c: &Cluster, sql: &str) -> Vec<String> {
     connect_direct(c, "app")
@@ -495,32 +528,11 @@ async fn broken_reload_keeps_the_old_table() {
 /// unchecked, and a value of its own would stand for the tenant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
-    use raw_client::{RawClient, batch, bind, execute, message, parse, startup_message, sync};
-    let f = fleet().await;
-    let r = start(&f, "s0").await;
-    exec(
-        &f.s0,
-        "app",
-        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('globex', 1, 'theirs')",
-    )
-    .await;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], r.port));
+    use raw_client::{RawClient, batch, bind, execute, message, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
     // bigcorp (dedicated): the rewritten text of acme's statement, with
     // the parameter types the proxy gives it (unknown, then text).
-    let mut big = RawClient::connect(addr).await;
-    big.send(&startup_message(
-        3,
-        0,
-        &[
-            ("user", "app"),
-            ("database", "app"),
-            ("options", "-c app.current_tenant=bigcorp"),
-        ],
-    ))
-    .await;
-    big.authenticate("app", "app-secret")
-        .await
-        .expect("bigcorp logs in");
+    let mut big = raw_as_tenant(r.port, "bigcorp").await;
     let rewritten =
         "SELECT v FROM (SELECT * FROM items WHERE tenant_id = $2) AS items WHERE id = $1";
     let mut body = b"poison\0".to_vec();
@@ -562,34 +574,15 @@ async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
 /// still runs as the old tenant; after the replies are in, it works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_change_inside_a_pipeline_is_refused() {
-    use raw_client::{RawClient, batch, bind, execute, parse, query_msg, startup_message, sync};
-    let f = fleet().await;
-    let r = start(&f, "s0").await;
-    exec(
-        &f.s0,
-        "app",
-        "INSERT INTO items VALUES ('acme', 1, 'mine'), ('globex', 1, 'theirs')",
-    )
-    .await;
+    use raw_client::{batch, bind, execute, parse, query_msg, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
     exec(
         &f.dedicated,
         "app",
         "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
     )
     .await;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], r.port));
-    let mut c = RawClient::connect(addr).await;
-    c.send(&startup_message(
-        3,
-        0,
-        &[
-            ("user", "app"),
-            ("database", "app"),
-            ("options", "-c app.current_tenant=acme"),
-        ],
-    ))
-    .await;
-    c.authenticate("app", "app-secret").await.expect("login");
+    let mut c = raw_as_tenant(r.port, "acme").await;
     let values = |msgs: &[raw_client::Msg]| -> Vec<String> {
         msgs.iter()
             .filter_map(|m| m.data_row())

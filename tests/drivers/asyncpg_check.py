@@ -18,37 +18,25 @@ Connection settings come from TG_* environment variables. Prints one
 """
 
 import asyncio
-import os
 import sys
 import time
-import traceback
 
 import asyncpg
-
-HOST = os.environ["TG_HOST"]
-PORT = int(os.environ["TG_PORT"])
-DB = os.environ["TG_DB"]
-DRIVER = os.environ["TG_DRIVER"]
-CLIENTS = int(os.environ["TG_CLIENTS"])
-TXNS = int(os.environ["TG_TXNS"])
-TENANTS = {
-    "a": (os.environ["TG_USER_A"], os.environ["TG_PASSWORD_A"], os.environ["TG_TENANT_A"]),
-    "b": (os.environ["TG_USER_B"], os.environ["TG_PASSWORD_B"], os.environ["TG_TENANT_B"]),
-}
-# Rows the test put in `items` for each tenant (ids 1..n, note '<tenant>-<id>').
-ITEMS = {"a": int(os.environ["TG_ITEMS_A"]), "b": int(os.environ["TG_ITEMS_B"])}
-
-failures = 0
-
-
-def ok(check):
-    print(f"ok {check}", flush=True)
-
-
-def fail(check, detail):
-    global failures
-    failures += 1
-    print(f"FAIL {check} {detail}".replace("\n", " | "), flush=True)
+from tg_check import (
+    CLIENTS,
+    DB,
+    DRIVER,
+    HOST,
+    ITEMS,
+    PORT,
+    TENANTS,
+    TXNS,
+    exit_code,
+    expect,
+    fail,
+    failed,
+    ok,
+)
 
 
 async def run(check, fn):
@@ -56,13 +44,7 @@ async def run(check, fn):
         await fn()
         ok(check)
     except Exception as e:  # noqa: BLE001 - every failure is reported
-        fail(check, f"{type(e).__name__}: {e} [{getattr(e, 'sqlstate', None)}] "
-                    + traceback.format_exc(limit=3))
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
+        failed(check, e)
 
 
 async def connect(who, password=None):
@@ -285,4 +267,4 @@ async def main():
 
 if __name__ == "__main__":
     asyncio.run(main())
-    sys.exit(1 if failures else 0)
+    sys.exit(exit_code())

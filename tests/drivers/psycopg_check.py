@@ -13,40 +13,27 @@ Connection settings come from TG_* environment variables. Prints one
 `ok <check>` or `FAIL <check> <detail>` line per check; exits 1 if any failed.
 """
 
-import os
 import sys
 import threading
 import time
-import traceback
 
 import psycopg
 from psycopg import errors
-
-HOST = os.environ["TG_HOST"]
-PORT = int(os.environ["TG_PORT"])
-DB = os.environ["TG_DB"]
-DRIVER = os.environ["TG_DRIVER"]
-POOL_SIZE = int(os.environ["TG_POOL_SIZE"])
-CLIENTS = int(os.environ["TG_CLIENTS"])
-TXNS = int(os.environ["TG_TXNS"])
-TENANTS = {
-    "a": (os.environ["TG_USER_A"], os.environ["TG_PASSWORD_A"], os.environ["TG_TENANT_A"]),
-    "b": (os.environ["TG_USER_B"], os.environ["TG_PASSWORD_B"], os.environ["TG_TENANT_B"]),
-}
-# Rows the test put in `items` for each tenant (ids 1..n, note '<tenant>-<id>').
-ITEMS = {"a": int(os.environ["TG_ITEMS_A"]), "b": int(os.environ["TG_ITEMS_B"])}
-
-failures = 0
-
-
-def ok(check):
-    print(f"ok {check}", flush=True)
-
-
-def fail(check, detail):
-    global failures
-    failures += 1
-    print(f"FAIL {check} {detail}".replace("\n", " | "), flush=True)
+from tg_check import (
+    CLIENTS,
+    DB,
+    DRIVER,
+    HOST,
+    ITEMS,
+    PORT,
+    TENANTS,
+    TXNS,
+    exit_code,
+    expect,
+    fail,
+    failed,
+    ok,
+)
 
 
 def run(check, fn):
@@ -54,13 +41,7 @@ def run(check, fn):
         fn()
         ok(check)
     except Exception as e:  # noqa: BLE001 - every failure is reported
-        fail(check, f"{type(e).__name__}: {e} [{getattr(e, 'sqlstate', None)}] "
-                    + traceback.format_exc(limit=3))
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
+        failed(check, e)
 
 
 def connect(who, **kw):
@@ -263,4 +244,4 @@ if __name__ == "__main__":
     print(f"info psycopg {psycopg.__version__} libpq {psycopg.pq.version()}", flush=True)
     for name, fn in CHECKS:
         run(name, fn)
-    sys.exit(1 if failures else 0)
+    sys.exit(exit_code())
