@@ -550,6 +550,7 @@ impl<'a> Rewriter<'a> {
             .max(crate::frontend::classify::max_placeholder(stmt));
         let before_holes = self.casts.len();
         let before_checks = self.checks.len();
+        self.check_every_function(&statement)?;
         if !self.data_statement_top(&mut statement)? {
             return Ok(None);
         }
@@ -558,6 +559,24 @@ impl<'a> Rewriter<'a> {
             return Ok(None);
         }
         Ok(Some(statement.to_string()))
+    }
+
+    /// Every function call anywhere in the statement passes the function
+    /// policy, also where the scoping walk does not look: a position it
+    /// misses (as it once missed TABLESAMPLE's quantity) cannot hide a
+    /// refused function.
+    fn check_every_function(&mut self, s: &Statement) -> Result<(), ProxyError> {
+        let flow = sqlparser::ast::visit_expressions(s, |e| match e {
+            sqlparser::ast::Expr::Function(f) => match self.function_name(&f.name) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => std::ops::ControlFlow::Break(e),
+            },
+            _ => std::ops::ControlFlow::Continue(()),
+        });
+        match flow {
+            std::ops::ControlFlow::Break(e) => Err(e),
+            std::ops::ControlFlow::Continue(()) => Ok(()),
+        }
     }
 
     /// Rewrites a statement in place. Returns `false` for statements passed

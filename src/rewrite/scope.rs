@@ -10,7 +10,8 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, JoinConstraint,
     JoinOperator, ObjectName, ObjectNamePart, Query, Select, SetExpr, TableAlias, TableFactor,
-    TableWithJoins, Value, ValueWithSpan, VisitMut, VisitorMut,
+    TableSampleKind, TableSampleModifier, TableWithJoins, Value, ValueWithSpan, VisitMut,
+    VisitorMut,
 };
 
 use super::{FixedQuery, Rewriter, fold};
@@ -166,6 +167,9 @@ impl Rewriter<'_> {
     }
 
     fn table_factor(&mut self, tf: &mut TableFactor) -> R {
+        if let TableFactor::Table { sample, .. } | TableFactor::Derived { sample, .. } = tf {
+            self.sample(sample)?;
+        }
         match tf {
             TableFactor::Table { args: Some(_), .. } => {
                 // A function call in FROM: check the function, scope its arguments.
@@ -204,6 +208,28 @@ impl Rewriter<'_> {
             }
             TableFactor::TableFunction { expr, .. } => self.expr(expr),
             _ => Err(ProxyError::construct_unsupported("this FROM item")),
+        }
+    }
+
+    /// `TABLESAMPLE method (quantity) [REPEATABLE (seed)]`: the quantity is
+    /// an expression like any other, checked and scoped (a subquery or a
+    /// refused function there ran unscoped); the seed is a literal or a
+    /// parameter. Sampling forms Postgres does not have are refused.
+    fn sample(&mut self, sample: &mut Option<TableSampleKind>) -> R {
+        let Some(TableSampleKind::BeforeTableAlias(s) | TableSampleKind::AfterTableAlias(s)) =
+            sample
+        else {
+            return Ok(());
+        };
+        if s.modifier != TableSampleModifier::TableSample
+            || s.bucket.is_some()
+            || s.offset.is_some()
+        {
+            return Err(ProxyError::construct_unsupported("this TABLESAMPLE form"));
+        }
+        match &mut s.quantity {
+            Some(q) => self.expr(&mut q.value),
+            None => Ok(()),
         }
     }
 
