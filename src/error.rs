@@ -739,6 +739,18 @@ impl ProxyError {
         )
     }
 
+    /// A statement after a prepared tenant SET in the same pipeline: it
+    /// would run on the server connection routed for the old tenant.
+    pub fn statement_after_tenant_change() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "cannot run statements after a tenant change in the same pipeline",
+        )
+        .with_hint("end the pipeline with Sync after the SET")
+    }
+
     /// In session pooling, a change to a tenant whose home is another
     /// shard, schema or database than the connection the session keeps.
     pub fn tenant_change_needs_another_server() -> Self {

@@ -680,3 +680,72 @@ async fn session_pooling_refuses_a_tenant_change_to_another_server() {
     assert_eq!(seen, ["moved"]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
+
+/// A statement that sets the tenant counts when it is bound, as Postgres
+/// runs it at Execute, also when bound again without a new Parse, as
+/// drivers do once they prepare it on the server (JDBC from its fifth use):
+/// the session used to take the tenant of the last Parse, so an honest
+/// application read and wrote another tenant's rows, and preparing a SET
+/// changed the tenant. Statements after such a change in the same pipeline
+/// are refused (they would run on the connection routed for the old
+/// tenant). acme and mover both live on s0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_tenant_set_counts_when_it_is_bound() {
+    use raw_client::{batch, bind, execute, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('mover', 1, 'moved')",
+    )
+    .await;
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    let codes = |msgs: &[raw_client::Msg]| -> Vec<String> {
+        msgs.iter().filter_map(|m| m.code()).collect()
+    };
+    c.send(&batch(&[
+        parse("set_acme", "SET app.current_tenant = 'acme'"),
+        parse("set_mover", "SET app.current_tenant = 'mover'"),
+        sync(),
+    ]))
+    .await;
+    assert!(codes(&c.until_ready().await).is_empty());
+    assert_eq!(
+        c.query_values("SELECT v FROM items").await,
+        [Some("mine".to_string())],
+        "preparing a SET changes nothing"
+    );
+    for (stmt, expected) in [
+        ("set_acme", "mine"),
+        ("set_mover", "moved"),
+        ("set_acme", "mine"),
+    ] {
+        c.send(&batch(&[bind("", stmt, &[]), execute(""), sync()]))
+            .await;
+        assert!(codes(&c.until_ready().await).is_empty(), "{stmt}");
+        assert_eq!(
+            c.query_values("SELECT v FROM items").await,
+            [Some(expected.to_string())],
+            "after binding {stmt}"
+        );
+    }
+    // In one pipeline: the statement after the change is refused.
+    c.send(&batch(&[
+        bind("", "set_mover", &[]),
+        execute(""),
+        parse("", "SELECT v FROM items"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.until_ready().await;
+    assert_eq!(codes(&msgs), ["25001"], "{msgs:?}");
+    assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
+    // The failed pipeline's SET did not count, as in Postgres.
+    assert_eq!(
+        c.query_values("SELECT v FROM items").await,
+        [Some("mine".to_string())]
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}

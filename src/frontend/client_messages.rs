@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{Effect, classify, mentions, names_with_prefix, plainly_without_effect};
-use super::isolation::{ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement};
+use super::isolation::{
+    Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement,
+};
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
@@ -141,6 +143,9 @@ impl Session {
 
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
+        if self.t.tenant_changed && matches!(tag, ftag::QUERY | ftag::PARSE) {
+            return Err(ProxyError::statement_after_tenant_change());
+        }
         let in_transaction = self.t.tx_status != b'I';
         let hold = ServerHold {
             pinned: self.pin.is_some(),
@@ -170,12 +175,10 @@ impl Session {
                 let mut pos = 5;
                 read_cstr(msg, &mut pos)?;
                 let sql = sql_text(read_cstr(msg, &mut pos)?)?;
-                Ok(
-                    match iso.parse(sql, &msg[pos..], in_transaction, hold).await? {
-                        Some(p) => Plan::Parse(p),
-                        None => Plan::AsSent,
-                    },
-                )
+                Ok(match iso.parse(sql, &msg[pos..], in_transaction).await? {
+                    Some(p) => Plan::Parse(p),
+                    None => Plan::AsSent,
+                })
             }
             ftag::FUNCTION_CALL if iso.tenant.current().is_some() => Err(
                 ProxyError::construct_unsupported("the fast-path function call"),
@@ -366,6 +369,7 @@ impl Session {
         self.t.sent += 1;
         self.t.batch_executes = 0;
         self.t.batch_drops_statements = false;
+        self.t.tenant_changed = false;
         self.obs.request();
     }
 
@@ -426,6 +430,7 @@ impl Session {
         };
         let sent = self.t.sent;
         if name.is_empty() {
+            let tenant_set = self.iso.as_mut().and_then(Isolation::take_parsed_set);
             self.unnamed_seq += 1;
             let seq = self.unnamed_seq;
             // Clients re-parse the unnamed statement for every query: reuse
@@ -438,6 +443,7 @@ impl Session {
                     u.types.extend_from_slice(types);
                     u.binding = binding;
                     u.seq = seq;
+                    u.tenant_set = tenant_set;
                 }
                 None => {
                     self.unnamed = Some(Arc::new(UnnamedStatement {
@@ -445,6 +451,7 @@ impl Session {
                         types: types.to_vec(),
                         binding,
                         seq,
+                        tenant_set,
                     }))
                 }
             }
@@ -560,8 +567,12 @@ impl Session {
     }
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        self.t.unsynced = true;
         let (stmt_name, stmt_end) = bind_names(msg)?;
+        if self.t.tenant_changed {
+            return Err(ProxyError::statement_after_tenant_change());
+        }
+        self.bind_tenant_set(stmt_name)?;
+        self.t.unsynced = true;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
         if portal.starts_with(SERVER_NAME_PREFIX.as_bytes()) {
@@ -607,6 +618,35 @@ impl Session {
             }
         }
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
+        Ok(())
+    }
+
+    /// A named statement that sets the tenant variable, bound again: the
+    /// change counts now (drivers stop sending its Parse once it is
+    /// prepared on the server).
+    fn bind_tenant_set(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+        let Some(iso) = self.iso.as_mut() else {
+            return Ok(());
+        };
+        let set = if stmt_name.is_empty() {
+            self.unnamed.as_ref().and_then(|u| u.tenant_set.clone())
+        } else {
+            self.statements
+                .get(&String::from_utf8_lossy(stmt_name))
+                .and_then(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).cloned())
+        };
+        let Some(set) = set else {
+            return Ok(());
+        };
+        let hold = ServerHold {
+            pinned: self.pin.is_some(),
+            busy: self.server.is_some() && (self.t.pending > 0 || self.t.unsynced),
+            kept: self.mode == PoolMode::Session,
+        };
+        let in_transaction = self.t.tx_status != b'I';
+        if iso.apply_prepared_set(&set, in_transaction, hold)? && self.server.is_some() {
+            self.t.tenant_changed = true;
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::rewrite::template::quote_literal;
 use crate::rewrite::{self, Rewritten, TenantCheck};
 use crate::router::Route;
 use crate::state::{IsolationRules, ProxyState};
-use crate::tenant::{TenantContext, parse_tenant_set, validate_tenant_id};
+use crate::tenant::{TenantContext, TenantSet, parse_tenant_set, validate_tenant_id};
 
 /// Text OID: the tenant parameter is always sent as text.
 const TEXT_OID: u32 = 25;
@@ -91,6 +91,8 @@ pub struct Isolation {
     rules: Arc<IsolationRules>,
     /// The tenant context.
     pub tenant: TenantContext,
+    /// The tenant SET of the last Parse planned (see [`Isolation::take_parsed_set`]).
+    parsed_set: Option<TenantSet>,
 }
 
 impl Isolation {
@@ -104,6 +106,7 @@ impl Isolation {
             state,
             rules,
             tenant,
+            parsed_set: None,
         }
     }
 
@@ -145,17 +148,21 @@ impl Isolation {
     /// statements), nor while earlier messages of a pipeline are unanswered
     /// (the statements after it would run on the connection routed for the
     /// old tenant), nor, in session pooling, to a tenant served elsewhere.
+    ///
+    /// `hold` is `None` for a Parse: the SET is checked, and returned, but
+    /// counts only when it is bound ([`Isolation::apply_prepared_set`]), as
+    /// Postgres runs it at Execute.
     async fn apply_tenant_sets(
         &mut self,
         sql: &str,
         in_transaction: bool,
-        hold: ServerHold,
-    ) -> Result<(), ProxyError> {
+        hold: Option<ServerHold>,
+    ) -> Result<Option<TenantSet>, ProxyError> {
         // The name's last part: `"app".current_tenant` spells the variable
         // without its dotted whole.
         let last = self.rules.variable.rsplit('.').next().unwrap_or_default();
         if !mentions(sql.as_bytes(), last) {
-            return Ok(());
+            return Ok(None);
         }
         let statements = split_statements(sql).count();
         for stmt in split_statements(sql) {
@@ -163,34 +170,8 @@ impl Isolation {
                 if statements > 1 {
                     return Err(ProxyError::tenant_set_not_alone(&self.rules.variable));
                 }
-                let changes =
-                    !self.tenant.is_bound() && set.value.as_deref() != self.tenant.current();
-                if changes && hold.pinned {
-                    return Err(ProxyError::tenant_change_while_pinned());
-                }
-                if changes && hold.busy {
-                    return Err(ProxyError::tenant_change_in_pipeline());
-                }
-                if changes && hold.kept {
-                    let now = self.route()?;
-                    let next = {
-                        let loaded = self.state.loaded();
-                        match set.value.as_deref() {
-                            Some(v) => loaded
-                                .router
-                                .route(v)
-                                .map_err(|e| ProxyError::tenant_not_routable(v, &e.to_string()))?,
-                            None => loaded
-                                .router
-                                .default_route()
-                                .map_err(|_| ProxyError::no_shard_for_session())?,
-                        }
-                    };
-                    if (&next.shard, &next.schema, next.dedicated)
-                        != (&now.shard, &now.schema, now.dedicated)
-                    {
-                        return Err(ProxyError::tenant_change_needs_another_server());
-                    }
+                if let Some(hold) = hold {
+                    self.check_change(&set, hold)?;
                 }
                 if let Some(v) = &set.value {
                     validate_tenant_id(v, [])?;
@@ -205,12 +186,88 @@ impl Isolation {
                         validate_tenant_id(v, iso.catalog.tenant_column_types())?;
                     }
                 }
+                if hold.is_none() {
+                    return Ok(Some(set));
+                }
                 self.tenant.apply(&set, in_transaction)?;
             } else if mentions(stmt.as_bytes(), "set_config") {
                 return Err(ProxyError::tenant_set_config(&self.rules.variable));
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether `set` changes the tenant; refuses a change the session's
+    /// server connection cannot take (see [`Isolation::apply_tenant_sets`]).
+    fn check_change(&self, set: &TenantSet, hold: ServerHold) -> Result<bool, ProxyError> {
+        let changes = !self.tenant.is_bound() && set.value.as_deref() != self.tenant.current();
+        if changes && hold.pinned {
+            return Err(ProxyError::tenant_change_while_pinned());
+        }
+        if changes && hold.busy {
+            return Err(ProxyError::tenant_change_in_pipeline());
+        }
+        if changes && hold.kept {
+            let now = self.route()?;
+            let next = self.route_of(set.value.as_deref())?;
+            if (&next.shard, &next.schema, next.dedicated)
+                != (&now.shard, &now.schema, now.dedicated)
+            {
+                return Err(ProxyError::tenant_change_needs_another_server());
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The home of `tenant` (none: the default shard).
+    fn route_of(&self, tenant: Option<&str>) -> Result<Route, ProxyError> {
+        let loaded = self.state.loaded();
+        match tenant {
+            Some(v) => loaded
+                .router
+                .route(v)
+                .map_err(|e| ProxyError::tenant_not_routable(v, &e.to_string())),
+            None => loaded
+                .router
+                .default_route()
+                .map_err(|_| ProxyError::no_shard_for_session()),
+        }
+    }
+
+    /// The tenant SET of the last Parse planned, if it was one (taken once).
+    pub fn take_parsed_set(&mut self) -> Option<TenantSet> {
+        self.parsed_set.take()
+    }
+
+    /// A statement that sets the tenant, bound: the change counts now, as
+    /// Postgres runs the SET at Execute (drivers bind a statement they
+    /// prepared on the server again and again without a new Parse). Its
+    /// value was checked against the tenant column when it was parsed.
+    /// Returns whether the tenant changed.
+    pub fn apply_prepared_set(
+        &mut self,
+        set: &TenantSet,
+        in_transaction: bool,
+        hold: ServerHold,
+    ) -> Result<bool, ProxyError> {
+        let changes = self.check_change(set, hold)?;
+        if let Some(v) = &set.value {
+            validate_tenant_id(v, [])?;
+            self.route_of(Some(v))?;
+        }
+        self.tenant.apply(set, in_transaction)?;
+        Ok(changes)
+    }
+
+    /// Whether `sql` (one statement's text) sets or resets the tenant
+    /// variable.
+    pub fn tenant_set_of(&self, sql: &[u8]) -> Option<TenantSet> {
+        let last = self.rules.variable.rsplit('.').next().unwrap_or_default();
+        if !mentions(sql, last) {
+            return None;
+        }
+        let sql = std::str::from_utf8(sql).ok()?;
+        parse_tenant_set(sql, &self.rules.variable).ok().flatten()
     }
 
     async fn rewritten(&self, sql: &str) -> Result<Rewritten, ProxyError> {
@@ -297,7 +354,8 @@ impl Isolation {
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(show));
         }
-        self.apply_tenant_sets(sql, in_transaction, hold).await?;
+        self.apply_tenant_sets(sql, in_transaction, Some(hold))
+            .await?;
         match self.rewritten(sql).await? {
             Rewritten::Unchanged => Ok(None),
             Rewritten::Template(t) => {
@@ -319,8 +377,8 @@ impl Isolation {
         sql: &str,
         param_types: &[u8],
         in_transaction: bool,
-        hold: ServerHold,
     ) -> Result<Option<ParsePlan>, ProxyError> {
+        self.parsed_set = None;
         if let Some(show) = self.show_variable(sql) {
             return Ok(Some(ParsePlan {
                 sql: show,
@@ -328,7 +386,7 @@ impl Isolation {
                 binding: None,
             }));
         }
-        self.apply_tenant_sets(sql, in_transaction, hold).await?;
+        self.parsed_set = self.apply_tenant_sets(sql, in_transaction, None).await?;
         let t = match self.rewritten(sql).await? {
             Rewritten::Unchanged => return Ok(None),
             Rewritten::Template(t) => t,

@@ -5,14 +5,15 @@
 //! whichever server its next transaction gets: it is prepared there on demand.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::isolation::TenantBinding;
 use crate::rewrite::TenantCheck;
+use crate::tenant::TenantSet;
 
 /// Prefix of every server-side statement name tenantgate creates.
 pub const SERVER_NAME_PREFIX: &str = "_tg_";
@@ -37,12 +38,20 @@ pub struct Statement {
     /// A server has accepted this statement at least once, so a client's
     /// Parse of it can be answered without a server connection.
     validated: AtomicBool,
+    /// What it does to the tenant variable (worked out at its first Bind).
+    tenant_set: OnceLock<Option<TenantSet>>,
 }
 
 impl Statement {
     /// Whether a server has accepted this statement.
     pub fn is_validated(&self) -> bool {
         self.validated.load(Ordering::Relaxed)
+    }
+
+    /// What the statement does to the tenant variable, as `of` reads its
+    /// text; read once per statement, not at every Bind.
+    pub fn tenant_set(&self, of: impl FnOnce(&[u8]) -> Option<TenantSet>) -> Option<&TenantSet> {
+        self.tenant_set.get_or_init(|| of(&self.query)).as_ref()
     }
 
     /// Records that a server accepted it.
@@ -125,6 +134,7 @@ impl StatementRegistry {
                     param_types: Bytes::copy_from_slice(param_types),
                     binding,
                     validated: AtomicBool::new(false),
+                    tenant_set: OnceLock::new(),
                 })
             })
             .clone()

@@ -31,6 +31,7 @@ use crate::pool::{Checkout, Pool};
 use crate::protocol::framing::peek_header;
 use crate::protocol::messages;
 use crate::state::ProxyState;
+use crate::tenant::TenantSet;
 
 /// Stop reading a side while this much is waiting to be written to the other.
 pub(super) const HIGH_WATER: usize = 1 << 20;
@@ -97,6 +98,8 @@ pub(super) struct UnnamedStatement {
     pub(super) binding: Option<Arc<TenantBinding>>,
     /// The session's Parse number for it.
     pub(super) seq: u64,
+    /// It sets the tenant variable: this, when bound.
+    pub(super) tenant_set: Option<TenantSet>,
 }
 
 /// Why the loop ended.
@@ -142,6 +145,10 @@ pub(super) struct Tracker {
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
     pub(super) batch_drops_statements: bool,
+    /// A prepared tenant SET changed the tenant since the last Sync, on a
+    /// server connection routed for the old one: nothing else may run on
+    /// it before the Sync.
+    pub(super) tenant_changed: bool,
 }
 
 impl Tracker {
