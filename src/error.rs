@@ -751,6 +751,20 @@ impl ProxyError {
         .with_hint("end the pipeline with Sync after the SET")
     }
 
+    /// A prepared statement bound where it was not planned for (the tenant
+    /// is served elsewhere now).
+    pub fn statement_planned_elsewhere(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "prepared statement \"{name}\" was prepared while the tenant was served elsewhere"
+            ),
+        )
+        .with_hint("prepare the statement again")
+    }
+
     /// In session pooling, a change to a tenant whose home is another
     /// shard, schema or database than the connection the session keeps.
     pub fn tenant_change_needs_another_server() -> Self {

@@ -749,3 +749,104 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
     );
     let _ = std::fs::remove_dir_all(&f.dir);
 }
+
+/// A reload that changes what kind of home a tenant has (here: from a
+/// shared shard into a schema of its own) while a transaction is open:
+/// the rest of the transaction is rewritten for the connection it holds,
+/// the old home, as it finishes there; the next transaction goes to the new
+/// home. (Rewritten for the new home, the old shard's rows were read
+/// unscoped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('mover', 1, 'old home')",
+    )
+    .await;
+    exec(
+        &f.s1,
+        "app",
+        "CREATE SCHEMA moverschema; CREATE TABLE moverschema.items (id int PRIMARY KEY, v text); \
+         INSERT INTO moverschema.items VALUES (1, 'new home')",
+    )
+    .await;
+    let mover = as_tenant(r.port, "mover").await;
+    let values =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<String> { rows.iter().map(|r| r.get(0)).collect() };
+    mover.batch_execute("BEGIN").await.unwrap();
+    let before = mover.query("SELECT v FROM items", &[]).await.unwrap();
+    assert_eq!(values(before), ["old home"]);
+    let moved = config_text(&f, "s0").replace(
+        "id = \"mover\"\nshard = \"s0\"\n",
+        "id = \"mover\"\nshard = \"s1\"\nschema = \"moverschema\"\n",
+    );
+    std::fs::write(&r.path, moved).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    let during = mover.query("SELECT v FROM items", &[]).await.unwrap();
+    assert_eq!(values(during), ["old home"], "still the old home's rewrite");
+    mover.batch_execute("COMMIT").await.unwrap();
+    let after = mover.query("SELECT v FROM items", &[]).await.unwrap();
+    assert_eq!(values(after), ["new home"]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// A statement prepared while a trusted session's tenant was dedicated
+/// (passed through unrewritten) and bound after a change to a shared
+/// tenant is refused: run on the shared shard, it read every tenant's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_prepared_for_another_kind_of_home_is_refused() {
+    use raw_client::{batch, bind, execute, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    exec(
+        &f.dedicated,
+        "app",
+        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
+    )
+    .await;
+    let mut c = raw_as_tenant(r.port, "bigcorp").await;
+    c.send(&batch(&[parse("all_items", "SELECT v FROM items"), sync()]))
+        .await;
+    c.until_ready().await;
+    c.send(&batch(&[bind("", "all_items", &[]), execute(""), sync()]))
+        .await;
+    let rows: Vec<_> = c
+        .until_ready()
+        .await
+        .iter()
+        .filter_map(|m| m.data_row())
+        .collect();
+    assert_eq!(rows, [vec![Some("big".to_string())]]);
+    assert!(
+        c.query("SET app.current_tenant = 'acme'")
+            .await
+            .iter()
+            .all(|m| !m.is_error())
+    );
+    c.send(&batch(&[bind("", "all_items", &[]), execute(""), sync()]))
+        .await;
+    let msgs = c.until_ready().await;
+    let codes: Vec<String> = msgs.iter().filter_map(|m| m.code()).collect();
+    assert_eq!(codes, ["0A000"], "{msgs:?}");
+    assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
+    // Prepared again, it is acme's.
+    c.send(&batch(&[
+        parse("acme_items", "SELECT v FROM items"),
+        bind("", "acme_items", &[]),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let rows: Vec<_> = c
+        .until_ready()
+        .await
+        .iter()
+        .filter_map(|m| m.data_row())
+        .collect();
+    assert_eq!(rows, [vec![Some("mine".to_string())]]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}

@@ -20,6 +20,7 @@ use crate::error::ProxyError;
 use crate::pool::Checkout;
 use crate::protocol::framing::{peek_header, read_cstr, text_body};
 use crate::protocol::messages::{self, ftag};
+use crate::router::RouteKey;
 
 /// What isolation decided for one message.
 enum Plan {
@@ -123,6 +124,18 @@ impl Session {
                     self.refuse(tag, e);
                     continue;
                 }
+                // A reload moved the tenant while this message waited (for a
+                // connection, or under PAUSE): plan it again for its new home.
+                if self.iso.as_ref().is_some_and(Isolation::planned_elsewhere) {
+                    plan = match self.plan(tag, &msg).await {
+                        Ok(p) => p,
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => {
+                            self.refuse(tag, e);
+                            continue;
+                        }
+                    };
+                }
             }
             let rewritten = !matches!(plan, Plan::AsSent);
             match self.rls_plan(tag, &msg, &mut plan) {
@@ -143,6 +156,9 @@ impl Session {
 
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
+        if let Some(iso) = self.iso.as_mut() {
+            iso.clear_planned();
+        }
         if self.t.tenant_changed && matches!(tag, ftag::QUERY | ftag::PARSE) {
             return Err(ProxyError::statement_after_tenant_change());
         }
@@ -336,13 +352,18 @@ impl Session {
                 if self.statements.contains(&name) {
                     return Err(ProxyError::duplicate_prepared_statement(&name));
                 }
+                let route = self.route_key()?;
                 let stmt = match plan {
                     Plan::Parse(p) => self.state.statements.intern(
                         p.sql.as_bytes(),
                         &p.param_types,
                         p.binding.clone(),
+                        route,
                     ),
-                    _ => self.state.statements.intern(query, &msg[pos..], None),
+                    _ => self
+                        .state
+                        .statements
+                        .intern(query, &msg[pos..], None, route),
                 };
                 if !stmt.is_validated() || !classify_is_plain(query) {
                     return Ok(false);
@@ -431,6 +452,7 @@ impl Session {
         let sent = self.t.sent;
         if name.is_empty() {
             let tenant_set = self.iso.as_mut().and_then(Isolation::take_parsed_set);
+            let route = self.route_key()?;
             self.unnamed_seq += 1;
             let seq = self.unnamed_seq;
             // Clients re-parse the unnamed statement for every query: reuse
@@ -444,6 +466,7 @@ impl Session {
                     u.binding = binding;
                     u.seq = seq;
                     u.tenant_set = tenant_set;
+                    u.route = route;
                 }
                 None => {
                     self.unnamed = Some(Arc::new(UnnamedStatement {
@@ -452,6 +475,7 @@ impl Session {
                         binding,
                         seq,
                         tenant_set,
+                        route,
                     }))
                 }
             }
@@ -468,7 +492,8 @@ impl Session {
         if self.statements.contains(&name) {
             return Err(ProxyError::duplicate_prepared_statement(&name));
         }
-        let stmt = self.state.statements.intern(sql, types, binding);
+        let route = self.route_key()?;
+        let stmt = self.state.statements.intern(sql, types, binding, route);
         // The name counts from now on for messages pipelined behind it, and
         // is forgotten again if the batch fails before the server accepts it.
         self.statements.insert(&name, stmt.clone());
@@ -571,6 +596,7 @@ impl Session {
         if self.t.tenant_changed {
             return Err(ProxyError::statement_after_tenant_change());
         }
+        self.check_planned_route(stmt_name)?;
         self.bind_tenant_set(stmt_name)?;
         self.t.unsynced = true;
         let mut pos = 5;
@@ -619,6 +645,35 @@ impl Session {
         }
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
         Ok(())
+    }
+
+    /// The kind of home of the session's route for isolated sessions.
+    fn route_key(&self) -> Result<Option<RouteKey>, ProxyError> {
+        self.iso.as_ref().map(Isolation::route_key).transpose()
+    }
+
+    /// A statement bound where it was not planned for: prepared while the
+    /// tenant lived elsewhere (another tenant of a trusted session, or a
+    /// reload moved it), its text may be unrewritten (planned for a
+    /// dedicated database) or confined to another schema. Refused; the
+    /// client prepares it again.
+    fn check_planned_route(&self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+        let Some(now) = self.route_key()? else {
+            return Ok(());
+        };
+        let planned = if stmt_name.is_empty() {
+            self.unnamed.as_ref().map(|u| u.route.clone())
+        } else {
+            self.statements
+                .get(&String::from_utf8_lossy(stmt_name))
+                .map(|s| s.route.clone())
+        };
+        match planned {
+            Some(Some(p)) if p != now => Err(ProxyError::statement_planned_elsewhere(
+                &String::from_utf8_lossy(stmt_name),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A named statement that sets the tenant variable, bound again: the

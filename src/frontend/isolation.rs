@@ -14,7 +14,7 @@ use crate::protocol::framing::{read_cstr, read_i16, read_i32};
 use crate::protocol::messages::ftag;
 use crate::rewrite::template::quote_literal;
 use crate::rewrite::{self, Rewritten, TenantCheck};
-use crate::router::Route;
+use crate::router::{Route, RouteKey};
 use crate::state::{IsolationRules, ProxyState};
 use crate::tenant::{TenantContext, TenantSet, parse_tenant_set, validate_tenant_id};
 
@@ -93,6 +93,12 @@ pub struct Isolation {
     pub tenant: TenantContext,
     /// The tenant SET of the last Parse planned (see [`Isolation::take_parsed_set`]).
     parsed_set: Option<TenantSet>,
+    /// The route of the server connection the session holds: statements
+    /// are rewritten for it until the connection is given back, whatever a
+    /// reload says meanwhile.
+    held: Option<Route>,
+    /// The route the last statement planned was rewritten for.
+    planned: Option<RouteKey>,
 }
 
 impl Isolation {
@@ -107,12 +113,17 @@ impl Isolation {
             rules,
             tenant,
             parsed_set: None,
+            held: None,
+            planned: None,
         }
     }
 
     /// Where the session's statements go now: the current tenant's home, or
     /// the default shard while no tenant is chosen.
     pub fn route(&self) -> Result<Route, ProxyError> {
+        if let Some(r) = &self.held {
+            return Ok(r.clone());
+        }
         let loaded = self.state.loaded();
         match self.tenant.current() {
             Some(t) => loaded
@@ -234,6 +245,31 @@ impl Isolation {
         }
     }
 
+    /// The session now holds a server connection of `route` (or none).
+    pub fn hold_route(&mut self, route: Option<Route>) {
+        self.held = route;
+    }
+
+    /// What of the current route shapes a rewrite.
+    pub fn route_key(&self) -> Result<RouteKey, ProxyError> {
+        self.route().map(|r| r.key())
+    }
+
+    /// Forgets which route the last statement was planned for.
+    pub fn clear_planned(&mut self) {
+        self.planned = None;
+    }
+
+    /// Whether the last statement planned was rewritten for another route
+    /// than the current one (a reload moved the tenant between its planning
+    /// and the checkout of its server connection).
+    pub fn planned_elsewhere(&self) -> bool {
+        match (&self.planned, self.route_key()) {
+            (Some(p), Ok(now)) => *p != now,
+            _ => false,
+        }
+    }
+
     /// The tenant SET of the last Parse planned, if it was one (taken once).
     pub fn take_parsed_set(&mut self) -> Option<TenantSet> {
         self.parsed_set.take()
@@ -270,8 +306,9 @@ impl Isolation {
         parse_tenant_set(sql, &self.rules.variable).ok().flatten()
     }
 
-    async fn rewritten(&self, sql: &str) -> Result<Rewritten, ProxyError> {
+    async fn rewritten(&mut self, sql: &str) -> Result<Rewritten, ProxyError> {
         let route = self.route()?;
+        self.planned = Some(route.key());
         if route.dedicated {
             // The tenant is alone in its database: nothing to scope.
             return Ok(Rewritten::Unchanged);

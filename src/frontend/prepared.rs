@@ -13,6 +13,7 @@ use dashmap::DashMap;
 
 use super::isolation::TenantBinding;
 use crate::rewrite::TenantCheck;
+use crate::router::RouteKey;
 use crate::tenant::TenantSet;
 
 /// Prefix of every server-side statement name tenantgate creates.
@@ -35,6 +36,8 @@ pub struct Statement {
     pub param_types: Bytes,
     /// How the tenant is bound, when tenant isolation rewrote the statement.
     pub binding: Option<Arc<TenantBinding>>,
+    /// The kind of home it was planned for (isolated sessions).
+    pub route: Option<RouteKey>,
     /// A server has accepted this statement at least once, so a client's
     /// Parse of it can be answered without a server connection.
     validated: AtomicBool,
@@ -104,6 +107,7 @@ impl StatementRegistry {
         query: &[u8],
         param_types: &[u8],
         binding: Option<Arc<TenantBinding>>,
+        route: Option<RouteKey>,
     ) -> Arc<Statement> {
         let mut key = Vec::with_capacity(query.len() + 2 + param_types.len());
         key.extend_from_slice(query);
@@ -114,6 +118,16 @@ impl StatementRegistry {
         // and must not lend that entry to a tenant whose rewrite of its own
         // statement came out as the same text (it would go unchecked).
         push_binding(&mut key, binding.as_deref());
+        // The kind of home too: text planned for a dedicated database (not
+        // rewritten) must not serve a shared tenant.
+        match &route {
+            None => key.push(0),
+            Some(r) => {
+                key.push(if r.dedicated { 2 } else { 1 });
+                key.extend_from_slice(r.schema.as_deref().unwrap_or("").as_bytes());
+                key.push(0);
+            }
+        }
         let key = Bytes::from(key);
         if let Some(s) = self.by_text.get(&key) {
             return s.clone();
@@ -133,6 +147,7 @@ impl StatementRegistry {
                     query: Bytes::copy_from_slice(query),
                     param_types: Bytes::copy_from_slice(param_types),
                     binding,
+                    route,
                     validated: AtomicBool::new(false),
                     tenant_set: OnceLock::new(),
                 })
@@ -209,12 +224,18 @@ mod tests {
     fn another_binding_is_another_statement() {
         let r = StatementRegistry::default();
         let sql = b"SELECT 1 FROM t WHERE tenant_id = $1";
-        let bare = r.intern(sql, b"\0\0", None);
-        let bound = r.intern(sql, b"\0\0", Some(Arc::new(TenantBinding::new(1, vec![]))));
+        let bare = r.intern(sql, b"\0\0", None, None);
+        let bound = r.intern(
+            sql,
+            b"\0\0",
+            Some(Arc::new(TenantBinding::new(1, vec![]))),
+            None,
+        );
         let checked = r.intern(
             sql,
             b"\0\0",
             Some(Arc::new(TenantBinding::new(1, vec![TenantCheck::Param(2)]))),
+            None,
         );
         assert_ne!(
             bare.id, bound.id,
@@ -222,16 +243,29 @@ mod tests {
         );
         assert_ne!(bound.id, checked.id);
         assert!(bound.binding.is_some() && bare.binding.is_none());
-        let again = r.intern(sql, b"\0\0", Some(Arc::new(TenantBinding::new(1, vec![]))));
+        let again = r.intern(
+            sql,
+            b"\0\0",
+            Some(Arc::new(TenantBinding::new(1, vec![]))),
+            None,
+        );
         assert_eq!(again.id, bound.id, "the same binding shares the statement");
+        // Planned for a dedicated database: another statement.
+        let dedicated = crate::router::RouteKey {
+            dedicated: true,
+            schema: None,
+        };
+        let passed = r.intern(sql, b"\0\0", None, Some(dedicated.clone()));
+        assert_ne!(passed.id, bare.id);
+        assert_eq!(r.intern(sql, b"\0\0", None, Some(dedicated)).id, passed.id);
     }
 
     #[test]
     fn same_text_same_statement() {
         let r = StatementRegistry::default();
-        let a = r.intern(b"select 1", b"\0\0", None);
-        let b = r.intern(b"select 1", b"\0\0", None);
-        let c = r.intern(b"select 1", b"\0\x01\0\0\0\x17", None);
+        let a = r.intern(b"select 1", b"\0\0", None, None);
+        let b = r.intern(b"select 1", b"\0\0", None, None);
+        let c = r.intern(b"select 1", b"\0\x01\0\0\0\x17", None, None);
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
         assert_eq!(a.server_name, format!("_tg_{}", a.id));
@@ -243,23 +277,23 @@ mod tests {
         let r = StatementRegistry::default();
         // Past the soft cap, every statement still held by a client.
         let held: Vec<_> = (0..=REGISTRY_SOFT_CAP)
-            .map(|i| r.intern(format!("select {i}").as_bytes(), b"\0\0", None))
+            .map(|i| r.intern(format!("select {i}").as_bytes(), b"\0\0", None, None))
             .collect();
         // The next miss prunes: nothing can go, and the next prune waits
         // until the registry has doubled.
-        let extra = r.intern(b"select 'x'", b"\0\0", None);
+        let extra = r.intern(b"select 'x'", b"\0\0", None, None);
         assert_eq!(r.len(), held.len() + 1);
         assert_eq!(r.prune_at.load(Ordering::Relaxed), 2 * held.len());
         // Misses below that size do not prune (they would find nothing);
         // the first above it removes everything no client holds.
         drop(held);
         for i in 0..=REGISTRY_SOFT_CAP {
-            drop(r.intern(format!("again {i}").as_bytes(), b"\0\0", None));
+            drop(r.intern(format!("again {i}").as_bytes(), b"\0\0", None, None));
         }
         assert_eq!(r.len(), 2 * (REGISTRY_SOFT_CAP + 1) + 1);
-        let last = r.intern(b"select 'last'", b"\0\0", None);
+        let last = r.intern(b"select 'last'", b"\0\0", None, None);
         assert_eq!(r.len(), 2, "the held `extra` and the new `last` remain");
-        assert_eq!(r.intern(b"select 'x'", b"\0\0", None).id, extra.id);
-        assert_eq!(r.intern(b"select 'last'", b"\0\0", None).id, last.id);
+        assert_eq!(r.intern(b"select 'x'", b"\0\0", None, None).id, extra.id);
+        assert_eq!(r.intern(b"select 'last'", b"\0\0", None, None).id, last.id);
     }
 }

@@ -134,7 +134,10 @@ impl Session {
                     "SELECT pg_catalog.set_config({}, $1, true)",
                     quote_literal(variable)
                 );
-                let s = self.state.statements.intern(sql.as_bytes(), &[0, 0], None);
+                let s = self
+                    .state
+                    .statements
+                    .intern(sql.as_bytes(), &[0, 0], None, None);
                 self.rls.statement = Some(s.clone());
                 s
             }

@@ -100,6 +100,8 @@ pub(super) struct UnnamedStatement {
     pub(super) seq: u64,
     /// It sets the tenant variable: this, when bound.
     pub(super) tenant_set: Option<TenantSet>,
+    /// The kind of home it was planned for (isolated sessions).
+    pub(super) route: Option<crate::router::RouteKey>,
 }
 
 /// Why the loop ended.
@@ -262,6 +264,15 @@ impl Session {
             ..RlsState::default()
         };
         let stops = Stops::new(&p.state.force_close, &p.obs.entry.kill, &p.state.shutdown);
+        // A connection from login (kept for good in session pooling) binds
+        // the rewrite to the route it was checked out for.
+        let mut isolation = p.isolation;
+        if p.server.is_some()
+            && let Some(iso) = isolation.as_mut()
+            && let Ok(route) = iso.route()
+        {
+            iso.hold_route(Some(route));
+        }
         Session {
             id: p.id,
             mode: server_cfg.pool_mode,
@@ -285,7 +296,7 @@ impl Session {
             skip_until_sync: false,
             client_streaming: 0,
             server_streaming: 0,
-            iso: p.isolation,
+            iso: isolation,
             server_dirty: false,
             unnamed: None,
             unnamed_seq: 0,
@@ -494,7 +505,9 @@ impl Session {
     /// the routing table says now.
     #[inline]
     fn route_transaction(&mut self) -> Result<(), ProxyError> {
-        if let Some(iso) = &self.iso {
+        if let Some(iso) = &mut self.iso {
+            // Routed anew: the last connection's route no longer binds.
+            iso.hold_route(None);
             let route = iso.route()?;
             if !self.pool.serves(&route.shard) {
                 self.pool = self
@@ -504,6 +517,9 @@ impl Session {
             }
             self.settings.pin_schema(route.schema.as_deref());
             self.rls.dedicated = route.dedicated;
+            // Statements are rewritten for this route while the connection
+            // checked out for it is held.
+            iso.hold_route(Some(route));
         } else {
             let loaded = self.state.loaded();
             let route = match &self.routed_tenant {
@@ -602,6 +618,9 @@ impl Session {
     async fn release(&mut self) {
         self.cancel.set(None).await;
         self.obs.released();
+        if let Some(iso) = &mut self.iso {
+            iso.hold_route(None);
+        }
         if let Some(mut s) = self.server.take() {
             if std::mem::take(&mut self.server_dirty) {
                 s.conn.settings_fingerprint = u64::MAX;

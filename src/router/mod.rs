@@ -21,6 +21,27 @@ pub struct Route {
     pub dedicated: bool,
 }
 
+/// What of a route shapes a statement's rewrite: passed through (dedicated),
+/// confined to a schema, or scoped on a shared shard (which shard does not
+/// matter: the rewrite is the same text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    /// Dedicated: statements pass through unrewritten.
+    pub dedicated: bool,
+    /// The tenant's own schema.
+    pub schema: Option<Arc<str>>,
+}
+
+impl Route {
+    /// What of this route shapes a rewrite.
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            dedicated: self.dedicated,
+            schema: self.schema.clone(),
+        }
+    }
+}
+
 /// Why a tenant has no home.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
