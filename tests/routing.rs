@@ -691,7 +691,7 @@ async fn session_pooling_refuses_a_tenant_change_to_another_server() {
 /// tenant). acme and mover both live on s0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prepared_tenant_set_counts_when_it_is_bound() {
-    use raw_client::{batch, bind, execute, parse, sync};
+    use raw_client::{batch, bind, describe, execute, flush, parse, sync};
     let (f, r) = fleet_with_rows_of_acme_and_globex().await;
     exec(
         &f.s0,
@@ -747,6 +747,57 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
         c.query_values("SELECT v FROM items").await,
         [Some("mine".to_string())]
     );
+    // What drivers send: the SET's own Parse (and Describe) in its pipeline
+    // are not earlier statements. libpq (unnamed), pgjdbc (named, with
+    // Describes), asyncpg (Parse, Describe and Flush first).
+    let shapes: [(&str, Vec<Vec<u8>>); 3] = [
+        (
+            "moved",
+            vec![
+                parse("", "SET app.current_tenant = 'mover'"),
+                bind("", "", &[]),
+                execute(""),
+                sync(),
+            ],
+        ),
+        (
+            "mine",
+            vec![
+                parse("S_1", "SET app.current_tenant = 'acme'"),
+                describe(b'S', "S_1"),
+                bind("", "S_1", &[]),
+                describe(b'P', ""),
+                execute(""),
+                sync(),
+            ],
+        ),
+        (
+            "moved",
+            vec![
+                parse("a_1", "SET app.current_tenant = 'mover'"),
+                describe(b'S', "a_1"),
+                flush(),
+            ],
+        ),
+    ];
+    for (expected, pipeline) in shapes {
+        let flushed = pipeline.last() == Some(&flush());
+        c.send(&batch(&pipeline)).await;
+        if flushed {
+            // ParseComplete, ParameterDescription, NoData.
+            for _ in 0..3 {
+                assert!(!c.expect_msg().await.is_error());
+            }
+            c.send(&batch(&[bind("", "a_1", &[]), execute(""), sync()]))
+                .await;
+        }
+        let msgs = c.until_ready().await;
+        assert!(codes(&msgs).is_empty(), "{msgs:?}");
+        assert_eq!(
+            c.query_values("SELECT v FROM items").await,
+            [Some(expected.to_string())]
+        );
+    }
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 

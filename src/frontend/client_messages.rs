@@ -695,7 +695,9 @@ impl Session {
         };
         let hold = ServerHold {
             pinned: self.pin.is_some(),
-            busy: self.server.is_some() && (self.t.pending > 0 || self.t.unsynced),
+            // Earlier statements run: the SET's own Parse and Describe in this
+            // pipeline do not count.
+            busy: self.server.is_some() && (self.t.pending > 0 || self.t.batch_executes > 0),
             kept: self.mode == PoolMode::Session,
         };
         let in_transaction = self.t.tx_status != b'I';
