@@ -568,12 +568,13 @@ async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
 }
 
 /// A trusted session's tenant change must not land on a server connection
-/// routed for the old tenant. Inside a pipeline (extended messages before
-/// Sync, or simple Queries sent without waiting) earlier statements hold
-/// that connection, so the change is refused with 25001 and what follows
-/// still runs as the old tenant; after the replies are in, it works.
+/// routed for the old tenant. Inside one extended-protocol batch, statements
+/// executed before it hold that connection until the Sync behind the
+/// change, so it is refused with 25001 and nothing after it runs. Simple
+/// Queries sent without waiting are answered in order: the change waits
+/// for the replies before it and then counts, as in Postgres.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_change_inside_a_pipeline_is_refused() {
+async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
     use raw_client::{batch, bind, execute, parse, query_msg, sync};
     let (f, r) = fleet_with_rows_of_acme_and_globex().await;
     exec(
@@ -610,10 +611,11 @@ async fn a_tenant_change_inside_a_pipeline_is_refused() {
     assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
     assert!(values(&msgs).iter().all(|v| v == "1"), "{msgs:?}");
 
-    // Simple Queries sent without waiting: the SET is refused, the query
-    // after it runs as acme.
+    // Simple Queries sent without waiting (the first one slow, so the SET
+    // surely arrives while it runs): the SET waits for the replies before
+    // it, then the query after it runs as bigcorp, on its own database.
     c.send(&batch(&[
-        query_msg("SELECT 2"),
+        query_msg("SELECT 2 FROM pg_sleep(0.2)"),
         query_msg("SET app.current_tenant = 'bigcorp'"),
         query_msg("SELECT v FROM items"),
     ]))
@@ -622,15 +624,23 @@ async fn a_tenant_change_inside_a_pipeline_is_refused() {
     for _ in 0..3 {
         msgs.extend(c.until_ready().await);
     }
-    assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
-    assert_eq!(values(&msgs), ["2", "mine"]);
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(values(&msgs), ["2", "big"]);
 
-    // Once the replies are in, the change is an ordinary one.
-    assert!(error_codes(&c.query("SET app.current_tenant = 'bigcorp'").await).is_empty());
-    assert_eq!(
-        c.query_values("SELECT v FROM items").await,
-        [Some("big".into())]
-    );
+    // And back, the same way, after an error (tokio-postgres sends its next
+    // query once it has the ErrorResponse, before the ReadyForQuery).
+    c.send(&batch(&[
+        query_msg("SELECT 1/0 FROM pg_sleep(0.2)"),
+        query_msg("SET app.current_tenant = 'acme'"),
+        query_msg("SELECT v FROM items"),
+    ]))
+    .await;
+    let mut msgs = Vec::new();
+    for _ in 0..3 {
+        msgs.extend(c.until_ready().await);
+    }
+    assert_eq!(error_codes(&msgs), ["22012"], "{msgs:?}");
+    assert_eq!(values(&msgs), ["mine"]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
@@ -747,6 +757,38 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
         c.query_values("SELECT v FROM items").await,
         [Some("mine".to_string())]
     );
+    // Bound in the batch after a slow one, sent without waiting: the SET
+    // waits for the earlier batch's replies and counts; the batch after it
+    // runs as mover.
+    c.send(&batch(&[
+        parse("", "SELECT 1 FROM pg_sleep(0.2)"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+        bind("", "set_mover", &[]),
+        execute(""),
+        sync(),
+        parse("", "SELECT v FROM items"),
+        bind("", "", &[]),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let mut msgs = Vec::new();
+    for _ in 0..3 {
+        msgs.extend(c.until_ready().await);
+    }
+    assert!(codes(&msgs).is_empty(), "{msgs:?}");
+    let rows: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| m.data_row())
+        .flatten()
+        .flatten()
+        .collect();
+    assert_eq!(rows, ["1", "moved"], "{msgs:?}");
+    c.send(&batch(&[bind("", "set_acme", &[]), execute(""), sync()]))
+        .await;
+    assert!(codes(&c.until_ready().await).is_empty());
     // What drivers send: the SET's own Parse (and Describe) in its pipeline
     // are not earlier statements. libpq (unnamed), pgjdbc (named, with
     // Describes), asyncpg (Parse, Describe and Flush first).

@@ -79,8 +79,8 @@ impl Session {
             if tag == ftag::TERMINATE {
                 return Ok(Some(End::ClientGone));
             }
-            if self.rls_must_wait(tag) {
-                self.rls.held = true;
+            if self.must_wait_for_replies(tag, &self.client_in[..h.total_len]) {
+                self.held = true;
                 return Ok(None);
             }
             let msg = self.client_in.split_to(h.total_len).freeze();
@@ -255,6 +255,46 @@ impl Session {
         if let Some(s) = self.server.as_mut() {
             // The raising statement took the unnamed statement's place.
             s.conn.unnamed_owner = None;
+        }
+    }
+
+    /// Whether the client message `msg` must wait until the server has
+    /// answered what came before it: with `rls` (see [`super::rls`]), and a
+    /// change of tenant. Earlier batches hold the server connection routed
+    /// for the old tenant; Postgres would run the SET after them anyway, so
+    /// waiting for their replies (which come without the client's help)
+    /// changes nothing the client can see, where refusing broke clients that
+    /// send their next query before reading the last ReadyForQuery
+    /// (tokio-postgres after an error does). A change after statements of
+    /// its own batch that were executed cannot wait (their replies may only
+    /// come at the Sync behind it) and is refused as before.
+    fn must_wait_for_replies(&self, tag: u8, msg: &[u8]) -> bool {
+        if self.t.pending == 0 || self.server.is_none() {
+            return false;
+        }
+        if self.rls_must_wait(tag) {
+            return true;
+        }
+        let Some(iso) = self.iso.as_ref() else {
+            return false;
+        };
+        match tag {
+            ftag::QUERY => !self.t.unsynced && iso.tenant_set_of(text_body(msg)).is_some(),
+            ftag::BIND if self.t.batch_executes == 0 => {
+                let Ok((name, _)) = bind_names(msg) else {
+                    return false;
+                };
+                if name.is_empty() {
+                    self.unnamed
+                        .as_ref()
+                        .is_some_and(|u| u.tenant_set.is_some())
+                } else {
+                    self.statements
+                        .get(&String::from_utf8_lossy(name))
+                        .is_some_and(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).is_some())
+                }
+            }
+            _ => false,
         }
     }
 

@@ -158,7 +158,10 @@ impl Isolation {
     /// server connection holds the old tenant's cursors or prepared
     /// statements), nor while earlier messages of a pipeline are unanswered
     /// (the statements after it would run on the connection routed for the
-    /// old tenant), nor, in session pooling, to a tenant served elsewhere.
+    /// old tenant; the session holds a change back until earlier batches
+    /// are answered, so this is left for statements executed earlier in
+    /// the change's own batch), nor, in session pooling, to a tenant served
+    /// elsewhere.
     ///
     /// `hold` is `None` for a Parse: the SET is checked, and returned, but
     /// counts only when it is bound ([`Isolation::apply_prepared_set`]), as

@@ -35,8 +35,6 @@ pub(super) struct RlsState {
     /// The server is outside a transaction: the next statement that touches
     /// rows starts one and needs the variable.
     pub(super) armed: bool,
-    /// A client message waits for outstanding replies (see the module doc).
-    pub(super) held: bool,
     /// `(batch, characters)`: the simple Query of that batch was sent with a
     /// prefix of that many characters.
     pub(super) prefix: Option<(u64, usize)>,

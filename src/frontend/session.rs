@@ -216,6 +216,10 @@ pub struct Session {
     pub(super) obs: SessionObs,
     /// `tenancy.rls` bookkeeping.
     pub(super) rls: RlsState,
+    /// The next client message waits until the server has answered
+    /// everything sent before it (`rls`, and a tenant change: see
+    /// `must_wait_for_replies`).
+    pub(super) held: bool,
     /// Which statements of the batches in flight were sent rewritten (for
     /// the positions of their errors).
     pub(super) sent_statements: BatchStatements,
@@ -303,6 +307,7 @@ impl Session {
             routed_tenant: p.routed_tenant,
             obs: p.obs,
             rls,
+            held: false,
             stops,
             sent_statements: BatchStatements::default(),
         }
@@ -333,9 +338,9 @@ impl Session {
             if self.can_release() {
                 self.release().await;
             }
-            if self.rls.held && self.t.pending == 0 {
+            if self.held && self.t.pending == 0 {
                 // The answer a held message waited for is in.
-                self.rls.held = false;
+                self.held = false;
                 continue;
             }
             if self.buffered_work() {
@@ -373,7 +378,7 @@ impl Session {
     /// and Sync together waits for the answer).
     fn buffered_work(&self) -> bool {
         let client = self.to_server.len() < HIGH_WATER
-            && !self.rls.held
+            && !self.held
             && if self.client_streaming > 0 {
                 !self.client_in.is_empty()
             } else {
@@ -411,7 +416,7 @@ impl Session {
     async fn wait(&mut self) -> Event {
         let read_client = self.to_server.len() < HIGH_WATER
             && self.to_client.len() < HIGH_WATER
-            && (!self.rls.held || self.client_in.len() < HIGH_WATER);
+            && (!self.held || self.client_in.len() < HIGH_WATER);
         let read_server = self.server.is_some() && self.to_client.len() < HIGH_WATER;
         // Between transactions (also when pinned or in session pooling): a
         // draining proxy may close the session now.
