@@ -520,6 +520,24 @@ impl ProxyError {
         )
     }
 
+    /// `RESET ALL` or `DISCARD ALL` (`what`) from a schema tenant where the
+    /// reset search_path could reach statements after it: not the last
+    /// statement of a simple Query, inside a transaction block, in the
+    /// extended protocol, pinned or in session pooling.
+    pub fn search_path_reset_refused(what: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "{what} is not allowed here in tenant sessions: it would reset the search_path that confines a schema tenant"
+            ),
+        )
+        .with_hint(format!(
+            "send {what} as a simple query of its own (or as the last statement of one), outside a transaction block"
+        ))
+    }
+
     /// A client encoding whose characters can hide quote or backslash bytes.
     pub fn client_encoding_refused(name: &str) -> Self {
         Self::new(

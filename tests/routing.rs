@@ -104,6 +104,16 @@ async fn as_tenant(port: u16, tenant: &str) -> tokio_postgres::Client {
 }
 
 /// A raw-protocol session of the trusted user with `tenant` chosen at login.
+/// The first column of every row `sql` returns, as text.
+async fn rows_of(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn raw_as_tenant(port: u16, tenant: &str) -> raw_client::RawClient {
     let mut c = raw_client::RawClient::connect_port(port).await;
     c.send(&raw_client::startup_message(
@@ -253,21 +263,76 @@ async fn every_tenant_lives_in_its_home() {
     .await;
     for sql in [
         "RESET ALL; SELECT v FROM items",
-        "DISCARD ALL",
         "BEGIN; RESET ALL",
+        "BEGIN; DISCARD ALL",
+        "COMMIT; reset/**/all",
+        "SELECT pg_advisory_lock(7); RESET ALL",
     ] {
         let err = umbrella.batch_execute(sql).await.expect_err(sql);
         assert_eq!(support::sqlstate(&err).as_deref(), Some("42501"), "{sql}");
         let _ = umbrella.batch_execute("ROLLBACK").await;
     }
-    let seen: Vec<String> = umbrella
-        .query("SELECT v FROM items", &[])
+    // Inside a transaction block, and in the extended protocol (a later
+    // Execute of the pipeline could follow it on the same connection).
+    umbrella.batch_execute("BEGIN").await.unwrap();
+    let err = umbrella
+        .batch_execute("RESET ALL")
         .await
-        .unwrap()
+        .expect_err("in block");
+    assert_eq!(support::sqlstate(&err).as_deref(), Some("42501"));
+    umbrella.batch_execute("ROLLBACK").await.unwrap();
+    let err = umbrella
+        .execute("RESET ALL", &[])
+        .await
+        .expect_err("extended");
+    assert_eq!(support::sqlstate(&err).as_deref(), Some("42501"));
+    // Alone, or last of a query string outside a transaction block, they
+    // run (client pools reset connections so: asyncpg sends the string
+    // below), and the next statement gets a server connection whose
+    // search_path is pinned again.
+    for sql in [
+        "RESET ALL",
+        "DISCARD ALL",
+        "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+    ] {
+        umbrella.batch_execute(sql).await.expect(sql);
+        let path: String = umbrella
+            .query_one("SHOW search_path", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(path, "\"umbrella\", public", "after {sql}");
+        assert_eq!(
+            rows_of(&umbrella, "SELECT v FROM items").await,
+            ["umbrella-row"],
+            "after {sql}"
+        );
+    }
+    // Sent without waiting for the reset's reply: the query behind it
+    // waits, and does not run on the reset connection.
+    let mut raw = raw_as_tenant(r.port, "umbrella").await;
+    raw.send(&raw_client::batch(&[
+        raw_client::query_msg("RESET ALL"),
+        raw_client::query_msg("SELECT v FROM items"),
+        raw_client::query_msg("SHOW search_path"),
+    ]))
+    .await;
+    let mut msgs = Vec::new();
+    for _ in 0..3 {
+        msgs.extend(raw.until_ready().await);
+    }
+    let values: Vec<String> = msgs
         .iter()
-        .map(|r| r.get(0))
+        .filter_map(|m| m.data_row())
+        .flatten()
+        .flatten()
         .collect();
-    assert_eq!(seen, ["umbrella-row"]);
+    assert!(msgs.iter().all(|m| m.code().is_none()), "{msgs:?}");
+    assert_eq!(values, ["umbrella-row", "\"umbrella\", public"], "{msgs:?}");
+    assert_eq!(
+        rows_of(&umbrella, "SELECT v FROM items").await,
+        ["umbrella-row"]
+    );
     // Another tenant cannot reach the schema.
     let err = acme
         .query("SELECT * FROM umbrella.items", &[])

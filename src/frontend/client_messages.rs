@@ -176,6 +176,11 @@ impl Session {
             // Other clients' statements live under these names on servers.
             return Err(ProxyError::unknown_prepared_statement(name));
         }
+        if let Some(raw) = sql_of(tag, msg)
+            && let Some(what) = self.schema_path_reset(raw)?
+        {
+            self.check_path_reset(tag, raw, what)?;
+        }
         let Some(iso) = self.iso.as_mut() else {
             return Ok(Plan::AsSent);
         };
@@ -201,6 +206,51 @@ impl Session {
             ),
             _ => Ok(Plan::AsSent),
         }
+    }
+
+    /// Which statement of `sql` (`RESET ALL`, `DISCARD ALL`) would reset
+    /// the search_path that confines the session's schema tenant, if any.
+    fn schema_path_reset(&self, sql: &[u8]) -> Result<Option<&'static str>, ProxyError> {
+        if plainly_without_effect(sql) {
+            return Ok(None);
+        }
+        let Some(iso) = self.iso.as_ref() else {
+            return Ok(None);
+        };
+        let Some(what) = std::str::from_utf8(sql)
+            .ok()
+            .and_then(crate::rewrite::path_reset_in)
+        else {
+            return Ok(None);
+        };
+        let key = iso.route_key()?;
+        Ok((key.schema.is_some() && !key.dedicated).then_some(what))
+    }
+
+    /// A schema tenant's `RESET ALL` / `DISCARD ALL` (`what`) goes through
+    /// only where nothing can run after it on the same server connection
+    /// before that is pinned again: the last statement of a simple Query
+    /// (the rewriter checks that), with no earlier reply outstanding, outside
+    /// a transaction block, in transaction pooling, and not pinned (a
+    /// `DISCARD ALL` ends a pin) nor pinning in the same query string. Then
+    /// later messages wait for its reply, and the connection is given back
+    /// (or closed) before anything else is sent.
+    fn check_path_reset(&mut self, tag: u8, sql: &[u8], what: &str) -> Result<(), ProxyError> {
+        let pins = std::str::from_utf8(sql)
+            .map(|s| classify(s).iter().any(|e| matches!(e, Effect::Pins(_))))
+            .unwrap_or(true);
+        let alone = tag == ftag::QUERY
+            && self.mode == PoolMode::Transaction
+            && self.t.pending == 0
+            && !self.t.unsynced
+            && self.t.tx_status == b'I'
+            && !pins
+            && (what == "DISCARD ALL" || self.pin.is_none());
+        if !alone {
+            return Err(ProxyError::search_path_reset_refused(what));
+        }
+        self.t.path_reset = true;
+        Ok(())
     }
 
     /// `rls`: the variable set in front of a message that starts a
@@ -272,14 +322,19 @@ impl Session {
         if self.t.pending == 0 || self.server.is_none() {
             return false;
         }
-        if self.rls_must_wait(tag) {
+        if self.rls_must_wait(tag) || self.t.path_reset {
             return true;
         }
         let Some(iso) = self.iso.as_ref() else {
             return false;
         };
         match tag {
-            ftag::QUERY => !self.t.unsynced && iso.tenant_set_of(text_body(msg)).is_some(),
+            ftag::QUERY => {
+                let sql = text_body(msg);
+                !self.t.unsynced
+                    && (iso.tenant_set_of(sql).is_some()
+                        || self.schema_path_reset(sql).ok().flatten().is_some())
+            }
             ftag::BIND if self.t.batch_executes == 0 => {
                 let Ok((name, _)) = bind_names(msg) else {
                     return false;

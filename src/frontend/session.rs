@@ -151,6 +151,10 @@ pub(super) struct Tracker {
     /// server connection routed for the old one: nothing else may run on
     /// it before the Sync.
     pub(super) tenant_changed: bool,
+    /// A schema tenant's `RESET ALL` / `DISCARD ALL` was sent: later
+    /// messages wait for its reply, and the server connection, its
+    /// search_path reset, is not used again before it is pinned anew.
+    pub(super) path_reset: bool,
 }
 
 impl Tracker {
@@ -337,6 +341,15 @@ impl Session {
             self.try_flush();
             if self.can_release() {
                 self.release().await;
+            }
+            if self.t.path_reset && self.t.pending == 0 {
+                self.t.path_reset = false;
+                if self.server.is_some() {
+                    // Not given back (more came from the server after its
+                    // ReadyForQuery): closed rather than used unconfined; the
+                    // next statement gets a connection pinned again.
+                    self.let_go(false).await;
+                }
             }
             if self.held && self.t.pending == 0 {
                 // The answer a held message waited for is in.
@@ -621,6 +634,12 @@ impl Session {
     }
 
     async fn release(&mut self) {
+        self.let_go(true).await;
+    }
+
+    /// Ends the session's hold on its server connection between
+    /// transactions: gives it back to the pool (`keep`) or closes it.
+    async fn let_go(&mut self, keep: bool) {
         self.cancel.set(None).await;
         self.obs.released();
         if let Some(iso) = &mut self.iso {
@@ -630,7 +649,9 @@ impl Session {
             if std::mem::take(&mut self.server_dirty) {
                 s.conn.settings_fingerprint = u64::MAX;
             }
-            s.release_at(self.obs.last_ready());
+            if keep {
+                s.release_at(self.obs.last_ready());
+            }
         }
     }
 

@@ -91,6 +91,13 @@ pub(crate) struct Rewriter<'a> {
     casts: Vec<Option<String>>,
     checks: Vec<TenantCheck>,
     max_param: usize,
+    /// A schema tenant's search_path may be reset by the statement at hand:
+    /// it is the last of its query string and no transaction control came
+    /// before it (the session then waits for its reply and gives the server
+    /// connection back, and the next one gets the search_path pinned again).
+    path_reset_ok: bool,
+    /// A statement so far began, ended or split a transaction.
+    transaction_control: bool,
 }
 
 /// Rewrites a query string (one or more statements).
@@ -117,7 +124,9 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
     let mut rw = Rewriter::new(rules);
     let mut pieces: Vec<String> = Vec::new();
     let mut changed = false;
-    for stmt in split_statements(sql) {
+    let mut statements = split_statements(sql).peekable();
+    while let Some(stmt) = statements.next() {
+        rw.path_reset_ok = statements.peek().is_none() && !rw.transaction_control;
         match rw.statement_text(stmt)? {
             Some(printed) => {
                 changed = true;
@@ -346,6 +355,32 @@ pub(crate) fn fold(i: &Ident) -> String {
     }
 }
 
+/// Which statement resetting the search_path (`RESET ALL`, `DISCARD ALL`)
+/// one statement is, read as the rewriter reads it.
+fn path_reset_of(words: &[String]) -> Option<&'static str> {
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match w(0) {
+        "discard" if w(1) == "all" => Some("DISCARD ALL"),
+        "reset" => {
+            let name = if matches!(w(1), "session" | "local") {
+                w(2)
+            } else {
+                w(1)
+            };
+            (name.trim_matches('"') == "all").then_some("RESET ALL")
+        }
+        _ => None,
+    }
+}
+
+/// The first statement of `sql` that would reset a schema tenant's
+/// search_path, as the rewriter reads it: the session lets such a query
+/// string through only where nothing can run after the reset on the same
+/// server connection (see [`ProxyError::search_path_reset_refused`]).
+pub fn path_reset_in(sql: &str) -> Option<&'static str> {
+    split_statements(sql).find_map(|stmt| path_reset_of(&first_words(stmt, 3)))
+}
+
 fn first_words(stmt: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
     let mut rest = stmt;
@@ -424,6 +459,8 @@ impl<'a> Rewriter<'a> {
             casts: Vec::new(),
             checks: Vec::new(),
             max_param: 0,
+            path_reset_ok: false,
+            transaction_control: false,
         }
     }
 
@@ -439,12 +476,14 @@ impl<'a> Rewriter<'a> {
             "" if strip_comments(stmt).trim().is_empty() => return Ok(None),
             "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
             | "release" => {
+                self.transaction_control = true;
                 if w(1) == "prepared" && self.strict {
                     return Err(ProxyError::statement_refused("two-phase commit"));
                 }
                 return Ok(None);
             }
             "prepare" if w(1) == "transaction" => {
+                self.transaction_control = true;
                 return if self.strict {
                     Err(ProxyError::statement_refused("two-phase commit"))
                 } else {
@@ -454,12 +493,17 @@ impl<'a> Rewriter<'a> {
             // A schema tenant is confined by the server's search_path,
             // which these put back to its default for the rest of the
             // transaction (or of the pipeline): unqualified names would
-            // then reach the shared tables unscoped.
-            "discard" if w(1) == "all" && self.own_schema.is_some() => {
-                return Err(ProxyError::statement_refused(
-                    "DISCARD ALL (it would reset the search_path that confines a schema tenant)",
-                ));
+            // then reach the shared tables unscoped. Only as the last
+            // statement of a query string outside a transaction block (the
+            // session checks the rest, see `path_reset_ok`).
+            "discard" | "reset" if self.own_schema.is_some() && !self.path_reset_ok => {
+                if let Some(what) = path_reset_of(&words) {
+                    return Err(ProxyError::search_path_reset_refused(what));
+                }
             }
+            _ => {}
+        }
+        match w(0) {
             "show" | "discard" | "deallocate" | "fetch" | "move" | "close" | "unlisten" => {
                 return Ok(None);
             }
@@ -495,11 +539,6 @@ impl<'a> Rewriter<'a> {
                     {
                         crate::tenant::check_client_encoding(word)?;
                     }
-                }
-                if w(0) == "reset" && name == "all" && self.own_schema.is_some() {
-                    return Err(ProxyError::statement_refused(
-                        "RESET ALL (it would reset the search_path that confines a schema tenant)",
-                    ));
                 }
                 if matches!(
                     name,
@@ -748,5 +787,26 @@ fn statement_kind(s: &Statement) -> &'static str {
         Statement::LockTables { .. } => "LOCK",
         Statement::Vacuum(_) | Statement::Analyze { .. } => "VACUUM/ANALYZE",
         _ => "this statement",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_reset_in;
+
+    #[test]
+    fn path_resets_are_found_as_the_rewriter_reads_them() {
+        for (sql, want) in [
+            ("RESET ALL", Some("RESET ALL")),
+            ("reset/* x */ALL;", Some("RESET ALL")),
+            ("reset local all", Some("RESET ALL")),
+            ("SELECT 1; Discard\n All", Some("DISCARD ALL")),
+            ("RESET search_path", None),
+            ("DISCARD PLANS", None),
+            ("SELECT 'reset all'", None),
+            ("-- reset all\nSELECT 1", None),
+        ] {
+            assert_eq!(path_reset_in(sql), want, "{sql}");
+        }
     }
 }
