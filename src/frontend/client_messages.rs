@@ -211,12 +211,12 @@ impl Session {
     /// Which statement of `sql` (`RESET ALL`, `DISCARD ALL`) would reset
     /// the search_path that confines the session's schema tenant, if any.
     fn schema_path_reset(&self, sql: &[u8]) -> Result<Option<&'static str>, ProxyError> {
-        if plainly_without_effect(sql) {
-            return Ok(None);
-        }
         let Some(iso) = self.iso.as_ref() else {
             return Ok(None);
         };
+        if plainly_without_effect(sql) {
+            return Ok(None);
+        }
         let Some(what) = std::str::from_utf8(sql)
             .ok()
             .and_then(crate::rewrite::path_reset_in)
