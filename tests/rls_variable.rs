@@ -335,3 +335,75 @@ async fn policies_see_the_tenant_in_every_transaction() {
 
     proxy.shutdown().await.unwrap();
 }
+
+/// What the rewriter alone cannot stop, and row-level security does: the
+/// tenant predicate the rewriter adds is an ordinary qualifier, and Postgres
+/// may evaluate a client's own qualifier first, on other tenants' rows; one
+/// that raises an error quoting its input (`current_setting(name)`, a cast,
+/// `make_date`) then shows another tenant's value in the error message.
+/// Policy qualifiers are evaluated before any qualifier that is not
+/// leakproof, so with `rls = true` and a policy the same statement sees no
+/// other tenant's row. The twin table without a policy shows that the
+/// statement does reach other tenants' rows when only the rewriter stands in
+/// the way (this is the check that the test can tell the difference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_close_the_error_message_channel() {
+    let cluster = start_app_cluster().await;
+    let mut sql = String::from("CREATE ROLE appuser LOGIN;\n");
+    for table in ["guarded", "bare"] {
+        sql.push_str(&format!(
+            "CREATE TABLE {table} (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+             INSERT INTO {table} VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+             GRANT SELECT, UPDATE, DELETE ON {table} TO appuser;\n"
+        ));
+    }
+    sql.push_str(
+        "ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON guarded
+             USING (tenant_id = current_setting('app.current_tenant', true));",
+    );
+    exec(&cluster, "app", &sql).await;
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let proxy = start_proxy(rls_config(&url, "")).await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    a.batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let probe = |table: &str| {
+        format!(
+            "SELECT 1 FROM {table} WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
+        )
+    };
+    let err = a
+        .simple_query(&probe("bare"))
+        .await
+        .expect_err("the probe evaluates on b's row");
+    assert!(
+        format!("{err:?}").contains("Secret Of B"),
+        "without a policy: {err:?}"
+    );
+    for sql in [
+        probe("guarded"),
+        "UPDATE guarded SET name = name WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
+            .to_string(),
+        "DELETE FROM guarded WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
+            .to_string(),
+    ] {
+        let out = a
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let rows = out
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        assert_eq!(rows, 0, "{sql}");
+    }
+    // The extended protocol too.
+    let rows = a
+        .query(&probe("guarded"), &[])
+        .await
+        .expect("extended probe");
+    assert!(rows.is_empty());
+    proxy.shutdown().await.unwrap();
+}

@@ -17,6 +17,7 @@ use super::{Config, PoolMode, ShardUrl};
 ///   s0          127.0.0.1:5433/app       pool 20  shared     1 tenant
 ///   bigcorp-db  127.0.0.1:5435/bigcorp   pool 20  dedicated  1 tenant
 /// tenants: 3 explicit; hash shards: s0, s1
+/// tenancy: column tenant_id, rls on
 /// ```
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
@@ -90,6 +91,27 @@ pub fn summary(config: &Config) -> String {
         "tenants: {} explicit{from_file}; hash shards: {hash}",
         config.tenants.len()
     );
+    let shared = config.shards.iter().any(|s| !s.dedicated);
+    match &config.tenancy {
+        None => {
+            let _ = writeln!(out, "tenancy: off (pass-through pooling, no rewriting)");
+        }
+        Some(t) if t.rls => {
+            let _ = writeln!(out, "tenancy: column {}, rls on", t.column);
+        }
+        Some(t) if shared => {
+            let _ = writeln!(
+                out,
+                "tenancy: column {}, rls off (warning: without row-level security policies, \
+                 tenants of shared shards can read each other's values through error \
+                 messages; see docs/isolation.md)",
+                t.column
+            );
+        }
+        Some(t) => {
+            let _ = writeln!(out, "tenancy: column {}, rls off", t.column);
+        }
+    }
     out
 }
 
@@ -166,5 +188,23 @@ shard = "big"
         assert!(big.contains("pool 5"), "{big}");
         assert!(big.contains("dedicated"), "{big}");
         assert!(s.contains("tenants: 2 explicit; hash shards: s0"), "{s}");
+        assert!(s.contains("tenancy: off"), "{s}");
+    }
+
+    #[test]
+    fn summary_warns_about_shared_shards_without_rls() {
+        let text = |rls: bool| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:6432\"\n[tenancy]\nrls = {rls}\n\
+                 [[users]]\nname = \"app\"\npassword = \"pw\"\n\
+                 [[shards]]\nname = \"s0\"\nurl = \"postgres://u@127.0.0.1:5433/app\"\n\
+                 [routing]\nhash_shards = [\"s0\"]\n"
+            )
+        };
+        let off = summary(&load_str(&text(false), "t.toml").unwrap());
+        assert!(off.contains("rls off (warning"), "{off}");
+        let on = summary(&load_str(&text(true), "t.toml").unwrap());
+        assert!(on.contains("tenancy: column tenant_id, rls on"), "{on}");
+        assert!(!on.contains("warning"), "{on}");
     }
 }

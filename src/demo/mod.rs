@@ -298,6 +298,9 @@ impl Demo {
             ));
         }
         s.push_str("\nTables: plans (global), customers and orders (tenant column tenant_id).\n");
+        s.push_str(
+            "Row-level security policies on the shared shards back the rewriter up (rls = true).\n",
+        );
         if self.keep {
             s.push_str(&format!(
                 "Press Ctrl-C to stop; files are kept in {}\n",
@@ -423,6 +426,11 @@ impl Demo {
             cluster
                 .exec(db, &as_app(schema::sql_for(shard.tenants)))
                 .await?;
+            if !shard.dedicated {
+                cluster
+                    .exec(db, &as_app(schema::ROW_SECURITY.into()))
+                    .await?;
+            }
             for (_, _, schema_name) in routing::SCHEMA_TENANTS
                 .iter()
                 .filter(|(_, on, _)| *on == shard.name)

@@ -119,6 +119,7 @@ pub(crate) fn routing_toml(listen: &str, urls: &[String]) -> String {
          [tenancy]\n\
          column = \"tenant_id\"\n\
          session_variable = \"app.current_tenant\"\n\
+         rls = true\n\
          global_tables = [\"plans\"]\n",
         listen = toml_str(listen),
         metrics = toml_str(metrics)

@@ -77,6 +77,24 @@ CREATE TABLE orders (
 CREATE INDEX orders_customer ON orders (tenant_id, customer_id);
 ";
 
+/// Row-level security on the shared shards' tenant tables, the second wall
+/// behind the rewriter (`[tenancy] rls = true` sets the variable): its
+/// policies are evaluated before any qualifier of the client's that is not
+/// leakproof, so an expression that raises an error quoting its input cannot
+/// run on another tenant's row (see docs/isolation.md). `FORCE`: the proxy's
+/// role owns the tables. Not on the dedicated database, whose tenant is alone
+/// there and whose statements pass through with no variable set.
+pub(crate) const ROW_SECURITY: &str = "\
+ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE customers FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON customers
+    USING (tenant_id = current_setting('app.current_tenant', true));
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+ALTER TABLE orders FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON orders
+    USING (tenant_id = current_setting('app.current_tenant', true));
+";
+
 /// SQL creating a schema-per-tenant tenant's own schema and rows: the same
 /// tables without a tenant column (the schema is the tenant's).
 pub(crate) fn schema_tenant_sql(schema: &str) -> String {
