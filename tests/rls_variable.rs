@@ -11,8 +11,8 @@ mod support;
 use raw_client::{RawClient, bind, execute, parse, query_msg, sync};
 
 use support::{
-    connect, connect_with_options, create_database, exec, load_config, start_app_cluster,
-    start_cluster_with, start_proxy, toml_str,
+    connect, connect_direct, connect_with_options, create_database, exec, load_config,
+    start_app_cluster, start_cluster_with, start_proxy, toml_str,
 };
 use tenantgate::config::Config;
 use tenantgate::localpg::ClusterOptions;
@@ -336,18 +336,16 @@ async fn policies_see_the_tenant_in_every_transaction() {
     proxy.shutdown().await.unwrap();
 }
 
-/// What the rewriter alone cannot stop, and row-level security does: the
-/// tenant predicate the rewriter adds is an ordinary qualifier, and Postgres
-/// may evaluate a client's own qualifier first, on other tenants' rows; one
-/// that raises an error quoting its input (`current_setting(name)`, a cast,
-/// `make_date`) then shows another tenant's value in the error message.
-/// Policy qualifiers are evaluated before any qualifier that is not
-/// leakproof, so with `rls = true` and a policy the same statement sees no
-/// other tenant's row. The twin table without a policy shows that the
-/// statement does reach other tenants' rows when only the rewriter stands in
-/// the way (this is the check that the test can tell the difference).
+/// Qualifiers that quote their input in an error cannot read another
+/// tenant's row, with or without a policy. The tenant predicate the rewriter
+/// adds is an ordinary qualifier, and Postgres may evaluate a client's own
+/// qualifier first, on other tenants' rows: `current_setting(name)` then
+/// reported b's name. The rewriter fences such statements (tenant relations
+/// as `OFFSET 0` subqueries, an UPDATE/DELETE target's leaking conjuncts
+/// under a CASE on the predicate); policies are evaluated before any
+/// qualifier that is not leakproof. `bare` has no policy, `guarded` has one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policies_close_the_error_message_channel() {
+async fn qualifiers_cannot_quote_other_tenants_values() {
     let cluster = start_app_cluster().await;
     let mut sql = String::from("CREATE ROLE appuser LOGIN;\n");
     for table in ["guarded", "bare"] {
@@ -374,36 +372,50 @@ async fn policies_close_the_error_message_channel() {
             "SELECT 1 FROM {table} WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
         )
     };
-    let err = a
-        .simple_query(&probe("bare"))
-        .await
-        .expect_err("the probe evaluates on b's row");
-    assert!(
-        format!("{err:?}").contains("Secret Of B"),
-        "without a policy: {err:?}"
-    );
-    for sql in [
-        probe("guarded"),
-        "UPDATE guarded SET name = name WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
-            .to_string(),
-        "DELETE FROM guarded WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
-            .to_string(),
-    ] {
-        let out = a
-            .simple_query(&sql)
+    for table in ["bare", "guarded"] {
+        for sql in [
+            probe(table),
+            format!(
+                "SELECT 1 FROM {table} x JOIN {table} y ON y.id = x.id \
+                 WHERE y.tenant_id <> 'a' AND make_date(1, y.id, 1) IS NULL \
+                 AND current_setting(y.name) IS NOT NULL"
+            ),
+            format!(
+                "SELECT * FROM (SELECT tenant_id, current_setting(name) AS v FROM {table}) s \
+                 WHERE s.tenant_id <> 'a' AND s.v IS NOT NULL"
+            ),
+            format!(
+                "UPDATE {table} SET name = name \
+                 WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
+            ),
+            format!(
+                "DELETE FROM {table} WHERE tenant_id <> 'a' AND current_setting(name) IS NOT NULL"
+            ),
+        ] {
+            let out = a
+                .simple_query(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            let rows = out
+                .iter()
+                .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+                .count();
+            assert_eq!(rows, 0, "{sql}");
+        }
+        // The extended protocol too (the tenant a bound parameter).
+        let rows = a
+            .query(&probe(table), &[])
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        let rows = out
-            .iter()
-            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-            .count();
-        assert_eq!(rows, 0, "{sql}");
+            .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        assert!(rows.is_empty(), "{table}");
     }
-    // The extended protocol too.
-    let rows = a
-        .query(&probe("guarded"), &[])
+    // b's row is untouched.
+    let n: i64 = connect_direct(&cluster, "app")
         .await
-        .expect("extended probe");
-    assert!(rows.is_empty());
+        .query_one("SELECT count(*) FROM bare WHERE tenant_id = 'b'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
     proxy.shutdown().await.unwrap();
 }

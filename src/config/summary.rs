@@ -102,9 +102,8 @@ pub fn summary(config: &Config) -> String {
         Some(t) if shared => {
             let _ = writeln!(
                 out,
-                "tenancy: column {}, rls off (warning: without row-level security policies, \
-                 tenants of shared shards can read each other's values through error \
-                 messages; see docs/isolation.md)",
+                "tenancy: column {}, rls off (note: shared shards have no second wall \
+                 behind the rewriter; see docs/isolation.md on row-level security)",
                 t.column
             );
         }
@@ -202,9 +201,12 @@ shard = "big"
             )
         };
         let off = summary(&load_str(&text(false), "t.toml").unwrap());
-        assert!(off.contains("rls off (warning"), "{off}");
+        assert!(
+            off.contains("rls off (note: shared shards have no second wall"),
+            "{off}"
+        );
         let on = summary(&load_str(&text(true), "t.toml").unwrap());
         assert!(on.contains("tenancy: column tenant_id, rls on"), "{on}");
-        assert!(!on.contains("warning"), "{on}");
+        assert!(!on.contains("note"), "{on}");
     }
 }

@@ -3,14 +3,15 @@
 //! ON CONFLICT DO UPDATE) or the tenant's value (INSERT); changing the tenant
 //! column is refused; writes to global and other tables are refused.
 
+use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, CastKind, DataType, Expr, FromTable, Ident, ObjectName,
-    ObjectNamePart, OnConflictAction, OnInsert, SelectItem, SetExpr, Statement, TableFactor,
-    TableObject, UpdateTableFromKind, Value,
+    AssignmentTarget, BinaryOperator, CaseWhen, CastKind, DataType, Expr, FromTable, Ident,
+    ObjectName, ObjectNamePart, OnConflictAction, OnInsert, SelectItem, SetExpr, Statement,
+    TableFactor, TableObject, UpdateTableFromKind, Value,
 };
 
 use super::scope::{Access, name_parts};
-use super::{FixedQuery, Rewriter, TenantCheck, fold};
+use super::{FixedQuery, Rewriter, TenantCheck, fold, leak};
 use crate::error::ProxyError;
 
 type R<T = ()> = Result<T, ProxyError>;
@@ -156,8 +157,8 @@ impl Rewriter<'_> {
                         if let Some(sel) = &mut du.selection {
                             self.expr(sel)?;
                         }
-                        let pred = self.predicate(&qualifier, cast);
-                        du.selection = Some(and(du.selection.take(), pred));
+                        du.selection =
+                            Some(self.scoped_where(du.selection.take(), &qualifier, cast));
                     }
                 }
                 _ => return Err(ProxyError::construct_unsupported("ON DUPLICATE KEY")),
@@ -198,8 +199,7 @@ impl Rewriter<'_> {
             }
         }
         if let Target::Tenant(cast) = target {
-            let pred = self.predicate(&qualifier, cast);
-            u.selection = Some(and(u.selection.take(), pred));
+            u.selection = Some(self.scoped_where(u.selection.take(), &qualifier, cast));
         }
         Ok(())
     }
@@ -235,8 +235,7 @@ impl Rewriter<'_> {
             }
         }
         if let Target::Tenant(cast) = target {
-            let pred = self.predicate(&qualifier, cast);
-            d.selection = Some(and(d.selection.take(), pred));
+            d.selection = Some(self.scoped_where(d.selection.take(), &qualifier, cast));
         }
         Ok(())
     }
@@ -258,6 +257,50 @@ impl Rewriter<'_> {
     }
 
     /// `qualifier.tenant_col = <tenant>`.
+    /// The WHERE of an UPDATE or DELETE of a tenant relation: the client's
+    /// `original` and the tenant predicate. Conjuncts that could show
+    /// another tenant's values through an error (see [`super::leak`]) run
+    /// only under a CASE on the predicate, so they never see another
+    /// tenant's row whatever order Postgres evaluates the qualifiers in;
+    /// the others stay as written, usable by index scans.
+    fn scoped_where(
+        &mut self,
+        original: Option<Expr>,
+        qualifier: &Ident,
+        cast: Option<String>,
+    ) -> Expr {
+        let pred = self.predicate(qualifier, cast.clone());
+        let Some(original) = original else {
+            return pred;
+        };
+        if !leak::expr_may_leak(&original) {
+            return and(Some(original), pred);
+        }
+        let (leaky, safe): (Vec<Expr>, Vec<Expr>) = conjuncts(original)
+            .into_iter()
+            .partition(leak::expr_may_leak);
+        let guard = self.predicate(qualifier, cast);
+        let guarded = Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![CaseWhen {
+                condition: guard,
+                result: Expr::Nested(Box::new(all_of(leaky))),
+            }],
+            else_result: Some(Box::new(Expr::Value(Value::Boolean(false).into()))),
+        };
+        let mut out = and(Some(pred), guarded);
+        for e in safe {
+            out = Expr::BinaryOp {
+                left: Box::new(out),
+                op: BinaryOperator::And,
+                right: Box::new(Expr::Nested(Box::new(e))),
+            };
+        }
+        out
+    }
+
     fn predicate(&mut self, qualifier: &Ident, cast: Option<String>) -> Expr {
         Expr::BinaryOp {
             left: Box::new(Expr::CompoundIdentifier(vec![
@@ -319,6 +362,46 @@ fn keeps_value(t: &DataType) -> bool {
 }
 
 /// `(original) AND predicate`, parenthesised so precedence cannot leak.
+/// The top-level AND terms of `e`.
+fn conjuncts(e: Expr) -> Vec<Expr> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut out = conjuncts(*left);
+            out.extend(conjuncts(*right));
+            out
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(*inner)
+        }
+        other => vec![other],
+    }
+}
+
+/// `terms` joined by AND (each in parentheses).
+fn all_of(terms: Vec<Expr>) -> Expr {
+    let mut it = terms.into_iter().map(|e| Expr::Nested(Box::new(e)));
+    let first = it
+        .next()
+        .unwrap_or(Expr::Value(Value::Boolean(true).into()));
+    it.fold(first, |acc, e| Expr::BinaryOp {
+        left: Box::new(acc),
+        op: BinaryOperator::And,
+        right: Box::new(e),
+    })
+}
+
 fn and(original: Option<Expr>, predicate: Expr) -> Expr {
     match original {
         Some(e) => Expr::BinaryOp {

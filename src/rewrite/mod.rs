@@ -8,6 +8,7 @@
 
 mod cache;
 mod dml;
+mod leak;
 mod lex;
 pub mod policy;
 mod scope;
@@ -98,6 +99,10 @@ pub(crate) struct Rewriter<'a> {
     path_reset_ok: bool,
     /// A statement so far began, ended or split a transaction.
     transaction_control: bool,
+    /// The statement at hand has an expression that could show another
+    /// tenant's values if evaluated before the tenant predicate: fence the
+    /// tenant relations (see [`leak`]).
+    barrier: bool,
 }
 
 /// Rewrites a query string (one or more statements).
@@ -461,6 +466,7 @@ impl<'a> Rewriter<'a> {
             max_param: 0,
             path_reset_ok: false,
             transaction_control: false,
+            barrier: false,
         }
     }
 
@@ -583,6 +589,7 @@ impl<'a> Rewriter<'a> {
             return Err(ProxyError::unparsable("expected one statement"));
         }
         let mut statement = parsed.remove(0);
+        self.barrier = leak::statement_may_leak(&statement);
         self.note_all_placeholders(&mut statement);
         self.max_param = self
             .max_param
@@ -692,7 +699,10 @@ impl<'a> Rewriter<'a> {
         }
         let before = self.casts.len();
         match source {
-            CopySource::Query(q) => self.query(q)?,
+            CopySource::Query(q) => {
+                self.barrier = leak::query_may_leak(q);
+                self.query(q)?
+            }
             CopySource::Table {
                 table_name,
                 columns,

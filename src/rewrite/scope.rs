@@ -23,6 +23,10 @@ type R<T = ()> = Result<T, ProxyError>;
 /// The derived table a tenant relation becomes; its FROM item and WHERE are
 /// replaced.
 static SCOPED_RELATION: FixedQuery = FixedQuery::new("SELECT * FROM t");
+/// The same, fenced: Postgres neither flattens a subquery with OFFSET nor
+/// pushes the client's qualifiers into it, so they run on its output only
+/// (see [`super::leak`]).
+static FENCED_RELATION: FixedQuery = FixedQuery::new("SELECT * FROM t OFFSET 0");
 
 impl Rewriter<'_> {
     /// Scopes a whole query (WITH, body, ORDER BY, LIMIT).
@@ -346,7 +350,11 @@ impl Rewriter<'_> {
             *n = name;
             *a = None;
         }
-        let mut subquery = SCOPED_RELATION.get()?;
+        let mut subquery = if self.barrier {
+            FENCED_RELATION.get()?
+        } else {
+            SCOPED_RELATION.get()?
+        };
         let predicate = Expr::BinaryOp {
             left: Box::new(Expr::Identifier(self.column_ident.clone())),
             op: BinaryOperator::Eq,

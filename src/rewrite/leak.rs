@@ -1,0 +1,331 @@
+//! Which statements need the tenant predicate to act as a barrier.
+//!
+//! The predicate the rewriter adds is an ordinary qualifier: Postgres
+//! flattens the derived table and orders the qualifiers of a scan by cost,
+//! then as written, so a client's own qualifier may run on other tenants'
+//! rows before the tenant predicate rejects them. Most qualifiers cannot
+//! tell anyone anything there (`id = 42`, `name LIKE 'a%'`); one that can
+//! raise an error depending on a column's value can (`current_setting(name)`
+//! quotes the name in its error, `make_date(1, total, 1)` the number, an
+//! overflow in `a + k` answers whether `a` is above some bound).
+//!
+//! This module finds statements with such an expression where Postgres may
+//! evaluate it before the predicate: anywhere but the top-level SELECT list,
+//! GROUP BY, DISTINCT and ORDER BY (computed from rows the scans have
+//! already filtered). For those, the rewriter fences each tenant relation's
+//! derived table with `OFFSET 0` (Postgres neither flattens such a subquery
+//! nor pushes qualifiers into it) and guards the client's WHERE of an UPDATE
+//! or DELETE target with a CASE on the predicate. Comparisons, boolean logic,
+//! `IS [NOT] NULL`, `IN`, `BETWEEN`, `LIKE` with a pattern that is not a
+//! column, and concatenation keep their place, so the index scans of
+//! ordinary statements are untouched.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Query, SetExpr, Statement, UnaryOperator, Visit, Visitor,
+};
+
+/// Whether `s` holds an expression that may raise an error depending on a
+/// column's value where Postgres may evaluate it before the tenant
+/// predicate.
+pub(super) fn statement_may_leak(s: &Statement) -> bool {
+    match s {
+        Statement::Query(q) => query_may_leak(q),
+        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
+            statement_may_leak(statement)
+        }
+        // SET and RETURNING are computed for rows the WHERE has let through.
+        Statement::Update(u) => leaks_in(&u.from, 0) || leaks_in(&u.selection, 0),
+        Statement::Delete(d) => leaks_in(&d.using, 0) || leaks_in(&d.selection, 0),
+        Statement::Insert(ins) => {
+            ins.source.as_deref().is_some_and(query_may_leak) || leaks_in(&ins.on, 0)
+        }
+        other => leaks_in(other, 0),
+    }
+}
+
+/// [`statement_may_leak`] for a query at the top of a statement.
+pub(super) fn query_may_leak(q: &Query) -> bool {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return leaks_in(q, 0);
+    };
+    // Computed from rows the scans have filtered already: only queries
+    // nested in them count.
+    let after_filtering = sel.projection.iter().any(|p| leaks_in(p, 1))
+        || leaks_in(&sel.group_by, 1)
+        || leaks_in(&sel.distinct, 1)
+        || leaks_in(&q.order_by, 1)
+        || leaks_in(&q.limit_clause, 1);
+    after_filtering
+        || leaks_in(&q.with, 0)
+        || sel.from.iter().any(|t| leaks_in(t, 0))
+        || leaks_in(&sel.selection, 0)
+        || leaks_in(&sel.having, 0)
+        || leaks_in(&sel.named_window, 0)
+}
+
+/// Whether `e`, a WHERE clause, holds such an expression.
+pub(super) fn expr_may_leak(e: &Expr) -> bool {
+    leaks_in(e, 0)
+}
+
+/// Whether `node` holds a leaking expression at query nesting `min_depth` or
+/// deeper (0: anywhere; 1: only inside nested queries).
+fn leaks_in<V: Visit>(node: &V, min_depth: usize) -> bool {
+    let mut finder = LeakFinder {
+        depth: 0,
+        min_depth,
+        in_aggregate: 0,
+    };
+    node.visit(&mut finder).is_break()
+}
+
+struct LeakFinder {
+    depth: usize,
+    min_depth: usize,
+    /// Inside the arguments of an aggregate or window function: computed
+    /// from rows the scans below have filtered already.
+    in_aggregate: usize,
+}
+
+impl Visitor for LeakFinder {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_aggregate(e) {
+            self.in_aggregate += 1;
+        }
+        if self.in_aggregate == 0 && self.depth >= self.min_depth && node_leaks(e) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_aggregate(e) {
+            self.in_aggregate -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Built-in aggregates, by name: their arguments (and FILTER) are computed
+/// from their input rows, after the scans' qualifiers.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "xmlagg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "mode",
+    "percentile_cont",
+    "percentile_disc",
+];
+
+/// An aggregate call, or any window function call (`… OVER (…)`).
+fn is_aggregate(e: &Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    if f.over.is_some() {
+        return true;
+    }
+    let name = match f.name.0.as_slice() {
+        [sqlparser::ast::ObjectNamePart::Identifier(i)] => i,
+        [schema, sqlparser::ast::ObjectNamePart::Identifier(i)]
+            if schema
+                .as_ident()
+                .is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) =>
+        {
+            i
+        }
+        _ => return false,
+    };
+    let folded = if name.quote_style.is_some() {
+        name.value.clone()
+    } else {
+        name.value.to_ascii_lowercase()
+    };
+    AGGREGATES.contains(&folded.as_str())
+}
+
+/// Whether the node itself (its children are visited on their own) may
+/// raise an error that depends on a column's value.
+fn node_leaks(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::Value(_)
+        | Expr::TypedString(_)
+        | Expr::Nested(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Between { .. }
+        | Expr::Case { .. }
+        | Expr::Exists { .. }
+        | Expr::Subquery(_)
+        | Expr::Collate { .. }
+        | Expr::Tuple(_)
+        | Expr::Wildcard(_)
+        | Expr::QualifiedWildcard(..) => false,
+        Expr::BinaryOp { op, left, right } => {
+            !safe_operator(op) && (has_column(left) || has_column(right))
+        }
+        Expr::AnyOp {
+            compare_op,
+            left,
+            right,
+            ..
+        }
+        | Expr::AllOp {
+            compare_op,
+            left,
+            right,
+        } => !safe_operator(compare_op) && (has_column(left) || has_column(right)),
+        Expr::UnaryOp { op, expr } => {
+            !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && has_column(expr)
+        }
+        // The pattern is compiled: an invalid one taken from a row errs.
+        Expr::Like { pattern, .. }
+        | Expr::ILike { pattern, .. }
+        | Expr::SimilarTo { pattern, .. }
+        | Expr::RLike { pattern, .. } => has_column(pattern),
+        // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
+        other => has_column(other),
+    }
+}
+
+/// Operators that cannot fail on any value of the built-in types.
+fn safe_operator(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::And
+            | BinaryOperator::Or
+            | BinaryOperator::StringConcat
+    )
+}
+
+/// Whether `e` reads a column (also through a nested query).
+fn has_column(e: &Expr) -> bool {
+    sqlparser::ast::visit_expressions(e, |x| match x {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn leaks(sql: &str) -> bool {
+        let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql);
+        statement_may_leak(&parsed.remove(0))
+    }
+
+    #[test]
+    fn value_dependent_errors_before_the_predicate_are_found() {
+        for sql in [
+            "SELECT 1 FROM t WHERE current_setting(name) IS NOT NULL",
+            "SELECT 1 FROM t WHERE name::int > 0",
+            "SELECT 1 FROM t WHERE a + 2147483000 > 0",
+            "SELECT 1 FROM t WHERE -a > 0",
+            "SELECT 1 FROM t JOIN u ON make_date(1, u.total, 1) IS NOT NULL",
+            "SELECT * FROM (SELECT current_setting(name) AS v FROM t) s WHERE v IS NOT NULL",
+            "SELECT 1 FROM t WHERE x IN (SELECT 1 FROM u WHERE 1 / u.a > 0)",
+            "SELECT 1 FROM t WHERE name LIKE other",
+            "SELECT count(*) FROM t GROUP BY a HAVING lower(a) = 'x'",
+            "WITH c AS (SELECT 1 / a AS v FROM t) SELECT * FROM c",
+            "UPDATE t SET a = 1 WHERE current_setting(name) IS NOT NULL",
+            "DELETE FROM t WHERE make_date(1, total, 1) IS NOT NULL",
+            "EXPLAIN SELECT 1 FROM t WHERE lower(name) = 'x'",
+            "SELECT 1 FROM t UNION SELECT 1 / a FROM u",
+            "SELECT * FROM (SELECT a FROM t) s WHERE s.a IN (SELECT max(b) FROM u WHERE lower(c) = 'x')",
+        ] {
+            assert!(leaks(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn ordinary_qualifiers_and_the_select_list_keep_their_plans() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "SELECT * FROM t WHERE id = 42 AND name LIKE 'a%' AND b BETWEEN 1 AND 9",
+            "SELECT * FROM t WHERE a IN (1, 2) OR b IS NULL OR NOT c",
+            "SELECT * FROM t WHERE created_at > now() - interval '1 day'",
+            "SELECT * FROM t WHERE first || ' ' || last = $1 AND x = ANY($2)",
+            "SELECT lower(name), a / 2 FROM t WHERE id = 1 ORDER BY upper(name)",
+            "SELECT date_trunc('day', created_at), count(*) FROM t GROUP BY 1",
+            "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = $1",
+            "UPDATE t SET total = total + 1 WHERE id = 5",
+            "SELECT (SELECT max(total) FROM orders)",
+            "SELECT * FROM unnest((SELECT array_agg(id) FROM orders)) u",
+            "SELECT * FROM t WHERE total > (SELECT avg(total / 2) FROM t t2 WHERE t2.c = t.c)",
+            "SELECT * FROM (SELECT c, count(*) FILTER (WHERE a / 2 > 1) AS n FROM t GROUP BY c) s WHERE n > 1",
+            "SELECT * FROM (SELECT a, row_number() OVER (ORDER BY lower(b)) AS r FROM t) s WHERE r < 3",
+        ] {
+            assert!(!leaks(sql), "{sql}");
+        }
+    }
+}
