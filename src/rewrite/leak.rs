@@ -35,11 +35,21 @@ pub(super) fn statement_may_leak(s: &Statement) -> bool {
         Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
             statement_may_leak(statement)
         }
-        // SET and RETURNING are computed for rows the WHERE has let through.
-        Statement::Update(u) => leaks_in(&u.from, 0) || leaks_in(&u.selection, 0),
-        Statement::Delete(d) => leaks_in(&d.using, 0) || leaks_in(&d.selection, 0),
+        // SET and RETURNING are computed for rows the WHERE has let through:
+        // only queries nested in them count.
+        Statement::Update(u) => {
+            leaks_in(&u.from, 0)
+                || leaks_in(&u.selection, 0)
+                || leaks_in(&u.assignments, 1)
+                || leaks_in(&u.returning, 1)
+        }
+        Statement::Delete(d) => {
+            leaks_in(&d.using, 0) || leaks_in(&d.selection, 0) || leaks_in(&d.returning, 1)
+        }
         Statement::Insert(ins) => {
-            ins.source.as_deref().is_some_and(query_may_leak) || leaks_in(&ins.on, 0)
+            ins.source.as_deref().is_some_and(query_may_leak)
+                || leaks_in(&ins.on, 0)
+                || leaks_in(&ins.returning, 1)
         }
         other => leaks_in(other, 0),
     }
@@ -302,6 +312,8 @@ mod tests {
             "EXPLAIN SELECT 1 FROM t WHERE lower(name) = 'x'",
             "SELECT 1 FROM t UNION SELECT 1 / a FROM u",
             "SELECT * FROM (SELECT a FROM t) s WHERE s.a IN (SELECT max(b) FROM u WHERE lower(c) = 'x')",
+            "UPDATE t SET a = (SELECT max(b) FROM u WHERE 1 / u.c > 0) WHERE id = 1",
+            "DELETE FROM t WHERE id = 1 RETURNING (SELECT 1 FROM u WHERE u.a::int > 0)",
         ] {
             assert!(leaks(sql), "{sql}");
         }
