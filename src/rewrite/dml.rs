@@ -11,7 +11,7 @@ use sqlparser::ast::{
 };
 
 use super::scope::{Access, name_parts};
-use super::{FixedQuery, Rewriter, TenantCheck, fold, leak};
+use super::{FixedQuery, Rewriter, TenantCheck, fold};
 use crate::error::ProxyError;
 
 type R<T = ()> = Result<T, ProxyError>;
@@ -273,12 +273,12 @@ impl Rewriter<'_> {
         let Some(original) = original else {
             return pred;
         };
-        if !leak::expr_may_leak(&original) {
+        if !self.leak.expr(&original) {
             return and(Some(original), pred);
         }
         let (leaky, safe): (Vec<Expr>, Vec<Expr>) = conjuncts(original)
             .into_iter()
-            .partition(leak::expr_may_leak);
+            .partition(|e| self.leak.expr(e));
         let guard = self.predicate(qualifier, cast);
         let guarded = Expr::Case {
             case_token: AttachedToken::empty(),

@@ -7,7 +7,9 @@
 //! tell anyone anything there (`id = 42`, `name LIKE 'a%'`); one that can
 //! raise an error depending on a column's value can (`current_setting(name)`
 //! quotes the name in its error, `make_date(1, total, 1)` the number, an
-//! overflow in `a + k` answers whether `a` is above some bound).
+//! overflow in `a + k` answers whether `a` is above some bound, and a whole
+//! row compared with a record errs only when the columns before a type
+//! mismatch are equal).
 //!
 //! This module finds statements with such an expression where Postgres may
 //! evaluate it before the predicate: anywhere but the top-level SELECT list,
@@ -20,78 +22,274 @@
 //! column, and concatenation keep their place, so the index scans of
 //! ordinary statements are untouched.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Query, SetExpr, Statement, UnaryOperator, Visit, Visitor,
+    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
+    TableFactor, UnaryOperator, Visit, Visitor,
 };
 
-/// Whether `s` holds an expression that may raise an error depending on a
-/// column's value where Postgres may evaluate it before the tenant
-/// predicate.
-pub(super) fn statement_may_leak(s: &Statement) -> bool {
-    match s {
-        Statement::Query(q) => query_may_leak(q),
-        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
-            statement_may_leak(statement)
+/// The leak check for one statement: knows the names its relations go by,
+/// so that a whole-row reference (`c` for `customers c`) is told from a
+/// column. Compared with another record, a whole row fails at run time
+/// ("cannot compare dissimilar column types") only once the columns before
+/// the mismatch are equal: an oracle on other tenants' rows.
+#[derive(Debug, Default)]
+pub(super) struct LeakCheck {
+    relations: HashSet<String>,
+}
+
+impl LeakCheck {
+    /// The check for `node` (a statement or a query), reading its relation
+    /// names, aliases and CTE names.
+    pub(super) fn of<V: Visit>(node: &V) -> LeakCheck {
+        let mut names = RelationNames::default();
+        let _ = node.visit(&mut names);
+        LeakCheck { relations: names.0 }
+    }
+
+    /// Whether `s` holds an expression that may raise an error depending on
+    /// a column's value where Postgres may evaluate it before the tenant
+    /// predicate.
+    pub(super) fn statement(&self, s: &Statement) -> bool {
+        match s {
+            Statement::Query(q) => self.query(q),
+            Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
+                self.statement(statement)
+            }
+            // SET and RETURNING are computed for rows the WHERE has let
+            // through: only queries nested in them count.
+            Statement::Update(u) => {
+                self.leaks_in(&u.from, 0)
+                    || self.leaks_in(&u.selection, 0)
+                    || self.leaks_in(&u.assignments, 1)
+                    || self.leaks_in(&u.returning, 1)
+            }
+            Statement::Delete(d) => {
+                self.leaks_in(&d.using, 0)
+                    || self.leaks_in(&d.selection, 0)
+                    || self.leaks_in(&d.returning, 1)
+            }
+            Statement::Insert(ins) => {
+                ins.source.as_deref().is_some_and(|q| self.query(q))
+                    || self.leaks_in(&ins.on, 0)
+                    || self.leaks_in(&ins.returning, 1)
+            }
+            other => self.leaks_in(other, 0),
         }
-        // SET and RETURNING are computed for rows the WHERE has let through:
-        // only queries nested in them count.
-        Statement::Update(u) => {
-            leaks_in(&u.from, 0)
-                || leaks_in(&u.selection, 0)
-                || leaks_in(&u.assignments, 1)
-                || leaks_in(&u.returning, 1)
+    }
+
+    /// [`LeakCheck::statement`] for a query at the top of a statement.
+    pub(super) fn query(&self, q: &Query) -> bool {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return self.leaks_in(q, 0);
+        };
+        // Computed from rows the scans have filtered already: only queries
+        // nested in them count.
+        let after_filtering = sel.projection.iter().any(|p| self.leaks_in(p, 1))
+            || self.leaks_in(&sel.group_by, 1)
+            || self.leaks_in(&sel.distinct, 1)
+            || self.leaks_in(&q.order_by, 1)
+            || self.leaks_in(&q.limit_clause, 1);
+        after_filtering
+            || self.leaks_in(&q.with, 0)
+            || sel.from.iter().any(|t| self.leaks_in(t, 0))
+            || self.leaks_in(&sel.selection, 0)
+            || self.leaks_in(&sel.having, 0)
+            || self.leaks_in(&sel.named_window, 0)
+    }
+
+    /// Whether `e`, a WHERE clause or one of its terms, holds such an
+    /// expression.
+    pub(super) fn expr(&self, e: &Expr) -> bool {
+        self.leaks_in(e, 0)
+    }
+
+    /// Whether `node` holds a leaking expression at query nesting
+    /// `min_depth` or deeper (0: anywhere; 1: only inside nested queries).
+    fn leaks_in<V: Visit>(&self, node: &V, min_depth: usize) -> bool {
+        let mut finder = LeakFinder {
+            check: self,
+            depth: 0,
+            min_depth,
+            in_aggregate: 0,
+        };
+        node.visit(&mut finder).is_break()
+    }
+
+    /// Whether the node itself (its children are visited on their own) may
+    /// raise an error that depends on a column's value.
+    fn node_leaks(&self, e: &Expr) -> bool {
+        let rows = |es: &[&Expr]| es.iter().any(|e| self.whole_row(e));
+        match e {
+            Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Value(_)
+            | Expr::TypedString(_)
+            | Expr::Nested(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::Case { .. }
+            | Expr::Exists { .. }
+            | Expr::Subquery(_)
+            | Expr::Collate { .. }
+            | Expr::Tuple(_)
+            | Expr::Wildcard(_)
+            | Expr::QualifiedWildcard(..) => false,
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => rows(&[a, b]),
+            Expr::InList { expr, list, .. } => {
+                self.whole_row(expr) || list.iter().any(|e| self.whole_row(e))
+            }
+            Expr::InSubquery { expr, .. } => self.whole_row(expr),
+            Expr::Between {
+                expr, low, high, ..
+            } => rows(&[expr, low, high]),
+            Expr::BinaryOp { op, left, right } => match op {
+                BinaryOperator::And | BinaryOperator::Or | BinaryOperator::StringConcat => false,
+                op if comparison(op) => rows(&[left, right]),
+                _ => has_column(left) || has_column(right),
+            },
+            Expr::AnyOp {
+                compare_op,
+                left,
+                right,
+                ..
+            }
+            | Expr::AllOp {
+                compare_op,
+                left,
+                right,
+            } => {
+                if comparison(compare_op) {
+                    rows(&[left, right])
+                } else {
+                    has_column(left) || has_column(right)
+                }
+            }
+            Expr::UnaryOp { op, expr } => {
+                !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && has_column(expr)
+            }
+            // The pattern is compiled: an invalid one taken from a row errs.
+            Expr::Like { pattern, .. }
+            | Expr::ILike { pattern, .. }
+            | Expr::SimilarTo { pattern, .. }
+            | Expr::RLike { pattern, .. } => has_column(pattern),
+            // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
+            other => has_column(other),
         }
-        Statement::Delete(d) => {
-            leaks_in(&d.using, 0) || leaks_in(&d.selection, 0) || leaks_in(&d.returning, 1)
+    }
+
+    /// Whether `e` is, or holds as a row element, a whole-row value: a
+    /// relation's name or alias used as an expression, `t.*`, or `ROW(…)`
+    /// of one.
+    fn whole_row(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Nested(x) => self.whole_row(x),
+            Expr::Identifier(i) => self.relations.contains(&fold(i)),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .is_some_and(|i| self.relations.contains(&fold(i))),
+            Expr::Tuple(items) => items.iter().any(|x| self.whole_row(x)),
+            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => true,
+            Expr::Function(f) if last_name(&f.name).is_some_and(|n| n == "row") => {
+                has_column(e) && {
+                    let mut found = false;
+                    let _ = sqlparser::ast::visit_expressions(e, |x| {
+                        if !std::ptr::eq(x, e) && self.whole_row(x) {
+                            found = true;
+                            return ControlFlow::Break(());
+                        }
+                        ControlFlow::Continue(())
+                    });
+                    found
+                }
+            }
+            _ => false,
         }
-        Statement::Insert(ins) => {
-            ins.source.as_deref().is_some_and(query_may_leak)
-                || leaks_in(&ins.on, 0)
-                || leaks_in(&ins.returning, 1)
-        }
-        other => leaks_in(other, 0),
     }
 }
 
-/// [`statement_may_leak`] for a query at the top of a statement.
-pub(super) fn query_may_leak(q: &Query) -> bool {
-    let SetExpr::Select(sel) = q.body.as_ref() else {
-        return leaks_in(q, 0);
-    };
-    // Computed from rows the scans have filtered already: only queries
-    // nested in them count.
-    let after_filtering = sel.projection.iter().any(|p| leaks_in(p, 1))
-        || leaks_in(&sel.group_by, 1)
-        || leaks_in(&sel.distinct, 1)
-        || leaks_in(&q.order_by, 1)
-        || leaks_in(&q.limit_clause, 1);
-    after_filtering
-        || leaks_in(&q.with, 0)
-        || sel.from.iter().any(|t| leaks_in(t, 0))
-        || leaks_in(&sel.selection, 0)
-        || leaks_in(&sel.having, 0)
-        || leaks_in(&sel.named_window, 0)
+/// Comparison operators: they cannot fail on scalar values of the built-in
+/// types (only on whole rows, see [`LeakCheck`]).
+fn comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
 }
 
-/// Whether `e`, a WHERE clause, holds such an expression.
-pub(super) fn expr_may_leak(e: &Expr) -> bool {
-    leaks_in(e, 0)
+/// An identifier as Postgres folds it.
+fn fold(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
 }
 
-/// Whether `node` holds a leaking expression at query nesting `min_depth` or
-/// deeper (0: anywhere; 1: only inside nested queries).
-fn leaks_in<V: Visit>(node: &V, min_depth: usize) -> bool {
-    let mut finder = LeakFinder {
-        depth: 0,
-        min_depth,
-        in_aggregate: 0,
-    };
-    node.visit(&mut finder).is_break()
+/// The last part of a name, folded.
+fn last_name(name: &ObjectName) -> Option<String> {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => Some(fold(i)),
+        _ => None,
+    }
 }
 
-struct LeakFinder {
+/// Collects the names relations go by: table names, aliases, CTE names.
+#[derive(Default)]
+struct RelationNames(HashSet<String>);
+
+impl Visitor for RelationNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.0.insert(fold(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if let Some(n) = last_name(relation) {
+            self.0.insert(n);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+        let alias = match tf {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. }
+            | TableFactor::JsonTable { alias, .. } => alias.as_ref(),
+            _ => None,
+        };
+        if let Some(a) = alias {
+            self.0.insert(fold(&a.name));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct LeakFinder<'a> {
+    check: &'a LeakCheck,
     depth: usize,
     min_depth: usize,
     /// Inside the arguments of an aggregate or window function: computed
@@ -99,7 +297,7 @@ struct LeakFinder {
     in_aggregate: usize,
 }
 
-impl Visitor for LeakFinder {
+impl Visitor for LeakFinder<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
@@ -116,7 +314,7 @@ impl Visitor for LeakFinder {
         if is_aggregate(e) {
             self.in_aggregate += 1;
         }
-        if self.in_aggregate == 0 && self.depth >= self.min_depth && node_leaks(e) {
+        if self.in_aggregate == 0 && self.depth >= self.min_depth && self.check.node_leaks(e) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -202,78 +400,6 @@ fn is_aggregate(e: &Expr) -> bool {
     AGGREGATES.contains(&folded.as_str())
 }
 
-/// Whether the node itself (its children are visited on their own) may
-/// raise an error that depends on a column's value.
-fn node_leaks(e: &Expr) -> bool {
-    match e {
-        Expr::Identifier(_)
-        | Expr::CompoundIdentifier(_)
-        | Expr::Value(_)
-        | Expr::TypedString(_)
-        | Expr::Nested(_)
-        | Expr::IsFalse(_)
-        | Expr::IsNotFalse(_)
-        | Expr::IsTrue(_)
-        | Expr::IsNotTrue(_)
-        | Expr::IsNull(_)
-        | Expr::IsNotNull(_)
-        | Expr::IsUnknown(_)
-        | Expr::IsNotUnknown(_)
-        | Expr::IsDistinctFrom(..)
-        | Expr::IsNotDistinctFrom(..)
-        | Expr::InList { .. }
-        | Expr::InSubquery { .. }
-        | Expr::Between { .. }
-        | Expr::Case { .. }
-        | Expr::Exists { .. }
-        | Expr::Subquery(_)
-        | Expr::Collate { .. }
-        | Expr::Tuple(_)
-        | Expr::Wildcard(_)
-        | Expr::QualifiedWildcard(..) => false,
-        Expr::BinaryOp { op, left, right } => {
-            !safe_operator(op) && (has_column(left) || has_column(right))
-        }
-        Expr::AnyOp {
-            compare_op,
-            left,
-            right,
-            ..
-        }
-        | Expr::AllOp {
-            compare_op,
-            left,
-            right,
-        } => !safe_operator(compare_op) && (has_column(left) || has_column(right)),
-        Expr::UnaryOp { op, expr } => {
-            !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && has_column(expr)
-        }
-        // The pattern is compiled: an invalid one taken from a row errs.
-        Expr::Like { pattern, .. }
-        | Expr::ILike { pattern, .. }
-        | Expr::SimilarTo { pattern, .. }
-        | Expr::RLike { pattern, .. } => has_column(pattern),
-        // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
-        other => has_column(other),
-    }
-}
-
-/// Operators that cannot fail on any value of the built-in types.
-fn safe_operator(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
-        BinaryOperator::Eq
-            | BinaryOperator::NotEq
-            | BinaryOperator::Lt
-            | BinaryOperator::LtEq
-            | BinaryOperator::Gt
-            | BinaryOperator::GtEq
-            | BinaryOperator::And
-            | BinaryOperator::Or
-            | BinaryOperator::StringConcat
-    )
-}
-
 /// Whether `e` reads a column (also through a nested query).
 fn has_column(e: &Expr) -> bool {
     sqlparser::ast::visit_expressions(e, |x| match x {
@@ -290,8 +416,8 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn leaks(sql: &str) -> bool {
-        let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql);
-        statement_may_leak(&parsed.remove(0))
+        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql);
+        LeakCheck::of(&parsed[0]).statement(&parsed[0])
     }
 
     #[test]
@@ -314,6 +440,13 @@ mod tests {
             "SELECT * FROM (SELECT a FROM t) s WHERE s.a IN (SELECT max(b) FROM u WHERE lower(c) = 'x')",
             "UPDATE t SET a = (SELECT max(b) FROM u WHERE 1 / u.c > 0) WHERE id = 1",
             "DELETE FROM t WHERE id = 1 RETURNING (SELECT 1 FROM u WHERE u.a::int > 0)",
+            "SELECT count(*) FROM customers c WHERE c <> ('globex'::text, 2, 'x'::text, 0)",
+            "SELECT 1 FROM customers WHERE customers IS DISTINCT FROM ('g'::text, 2)",
+            "SELECT 1 FROM customers c JOIN orders o ON o = ROW('g'::text, 1)",
+            "DELETE FROM customers c WHERE c <> ('g'::text, 2) AND id = -1",
+            "SELECT * FROM (SELECT tenant_id, email FROM customers) s WHERE s <> ('g'::text, 'x'::text)",
+            "WITH w AS (SELECT * FROM customers) SELECT 1 FROM w WHERE w IN (ROW('g', 1))",
+            "SELECT 1 FROM customers c WHERE c.* = ('g'::text, 2)",
         ] {
             assert!(leaks(sql), "{sql}");
         }
@@ -331,6 +464,7 @@ mod tests {
             "SELECT date_trunc('day', created_at), count(*) FROM t GROUP BY 1",
             "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = $1",
             "UPDATE t SET total = total + 1 WHERE id = 5",
+            "SELECT * FROM t WHERE (a, b) = (1, 'x') AND c IS DISTINCT FROM 3",
             "SELECT (SELECT max(total) FROM orders)",
             "SELECT * FROM unnest((SELECT array_agg(id) FROM orders)) u",
             "SELECT * FROM t WHERE total > (SELECT avg(total / 2) FROM t t2 WHERE t2.c = t.c)",

@@ -103,6 +103,8 @@ pub(crate) struct Rewriter<'a> {
     /// tenant's values if evaluated before the tenant predicate: fence the
     /// tenant relations (see [`leak`]).
     barrier: bool,
+    /// The statement at hand's relation names, for the leak check.
+    leak: leak::LeakCheck,
 }
 
 /// Rewrites a query string (one or more statements).
@@ -467,6 +469,7 @@ impl<'a> Rewriter<'a> {
             path_reset_ok: false,
             transaction_control: false,
             barrier: false,
+            leak: leak::LeakCheck::default(),
         }
     }
 
@@ -589,7 +592,8 @@ impl<'a> Rewriter<'a> {
             return Err(ProxyError::unparsable("expected one statement"));
         }
         let mut statement = parsed.remove(0);
-        self.barrier = leak::statement_may_leak(&statement);
+        self.leak = leak::LeakCheck::of(&statement);
+        self.barrier = self.leak.statement(&statement);
         self.note_all_placeholders(&mut statement);
         self.max_param = self
             .max_param
@@ -700,7 +704,8 @@ impl<'a> Rewriter<'a> {
         let before = self.casts.len();
         match source {
             CopySource::Query(q) => {
-                self.barrier = leak::query_may_leak(q);
+                self.leak = leak::LeakCheck::of(&**q);
+                self.barrier = self.leak.query(q);
                 self.query(q)?
             }
             CopySource::Table {
