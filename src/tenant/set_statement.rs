@@ -49,13 +49,39 @@ pub fn parse_tenant_set(stmt: &str, variable: &str) -> Result<Option<TenantSet>,
                 Some(inner.replace("''", "'"))
             } else if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
                 Some(inner.replace("\"\"", "\""))
-            } else {
+            } else if is_identifier(raw) {
+                // Postgres folds an unquoted identifier to lower case.
+                Some(raw.to_ascii_lowercase())
+            } else if is_number(raw) {
                 Some(raw.clone())
+            } else {
+                // `$$…$$`, `E'…'` and the like: Postgres would read another
+                // value than the text.
+                return Err(ProxyError::unparsable(
+                    "the tenant variable takes a quoted string ('acme'), an identifier or a number",
+                ));
             };
             Ok(Some(TenantSet { value, local }))
         }
         _ => Ok(None),
     }
+}
+
+/// An unquoted SQL identifier (ASCII letters, digits, `_`, `$`; not
+/// starting with a digit or `$`).
+fn is_identifier(t: &str) -> bool {
+    t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+/// A plain number (optional sign, digits, at most one decimal point).
+fn is_number(t: &str) -> bool {
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    !digits.is_empty()
+        && digits.chars().any(|c| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
 }
 
 /// Whether token `i` names `variable`. Setting names are matched without
@@ -194,6 +220,26 @@ mod tests {
                 local: false
             })
         );
+        // Unquoted identifiers fold to lower case, as in Postgres; forms
+        // whose value Postgres would read otherwise are refused.
+        assert_eq!(
+            p("SET app.current_tenant = Acme").and_then(|t| t.value),
+            Some("acme".into())
+        );
+        assert_eq!(
+            p("SET app.current_tenant = \"Acme\"").and_then(|t| t.value),
+            Some("Acme".into())
+        );
+        for odd in [
+            "SET app.current_tenant = $$globex$$",
+            "SET app.current_tenant = $1",
+            "SET app.current_tenant = 1e5x",
+        ] {
+            assert!(
+                parse_tenant_set(odd, "app.current_tenant").is_err(),
+                "{odd}"
+            );
+        }
         assert_eq!(p("SET statement_timeout = 5"), None);
         assert_eq!(p("SELECT 1"), None);
         assert!(
