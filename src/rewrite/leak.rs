@@ -26,9 +26,11 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
-    TableFactor, UnaryOperator, Visit, Visitor,
+    BinaryOperator, Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
+    UnaryOperator, Visit, Visitor,
 };
+
+use super::fold;
 
 /// The leak check for one statement: knows the names its relations go by,
 /// so that a whole-row reference (`c` for `customers c`) is told from a
@@ -228,15 +230,6 @@ fn comparison(op: &BinaryOperator) -> bool {
             | BinaryOperator::Gt
             | BinaryOperator::GtEq
     )
-}
-
-/// An identifier as Postgres folds it.
-fn fold(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_ascii_lowercase()
-    }
 }
 
 /// The last part of a name, folded.
