@@ -35,6 +35,9 @@ const PROGRAM_TIMEOUT: Duration = Duration::from_secs(50);
 
 const TENANT_A: &str = "acme";
 const TENANT_B: &str = "globex";
+/// A schema-per-tenant tenant on the same shard (schema of the same name),
+/// for the client pool checks (asyncpg's pool resets with `RESET ALL`).
+const TENANT_S: &str = "umbrella";
 
 /// Checks every program prints `ok` for.
 const COMMON_CHECKS: &[&str] = &[
@@ -93,6 +96,11 @@ async fn start_cluster() -> Cluster {
             ));
         }
     }
+    sql.push_str(&format!(
+        "CREATE SCHEMA {TENANT_S};\n\
+         CREATE TABLE {TENANT_S}.items (id int PRIMARY KEY, note text NOT NULL);\n\
+         INSERT INTO {TENANT_S}.items VALUES (1, '{TENANT_S}-1');\n"
+    ));
     support::exec(&cluster, "app", &sql).await;
     cluster
 }
@@ -105,7 +113,9 @@ fn config_text(cluster: &Cluster) -> String {
          [tenancy]\n\n\
          [[users]]\nname = \"{TENANT_A}\"\npassword = \"{TENANT_A}-secret\"\ntenant = \"{TENANT_A}\"\n\n\
          [[users]]\nname = \"{TENANT_B}\"\npassword = \"{TENANT_B}-secret\"\ntenant = \"{TENANT_B}\"\n\n\
+         [[users]]\nname = \"{TENANT_S}\"\npassword = \"{TENANT_S}-secret\"\ntenant = \"{TENANT_S}\"\n\n\
          [routing]\nhash_shards = [\"s0\"]\n\n\
+         [[tenants]]\nid = \"{TENANT_S}\"\nshard = \"s0\"\nschema = \"{TENANT_S}\"\n\n\
          [[tenants]]\nid = \"{TENANT_A}\"\nshard = \"s0\"\n\n\
          [[tenants]]\nid = \"{TENANT_B}\"\nshard = \"s0\"\n"
     );
@@ -173,6 +183,8 @@ async fn run_program(
         .env("TG_USER_B", TENANT_B)
         .env("TG_PASSWORD_B", format!("{TENANT_B}-secret"))
         .env("TG_TENANT_B", TENANT_B)
+        .env("TG_USER_S", TENANT_S)
+        .env("TG_PASSWORD_S", format!("{TENANT_S}-secret"))
         .env("TG_ITEMS_A", ITEMS_A.to_string())
         .env("TG_ITEMS_B", ITEMS_B.to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -356,7 +368,12 @@ async fn asyncpg() {
     let (cluster, proxy) = drive(
         "asyncpg",
         cmd,
-        &["executemany", "copy_records_refused", "cancel"],
+        &[
+            "executemany",
+            "copy_records_refused",
+            "cancel",
+            "schema_pool_reset",
+        ],
     )
     .await;
     assert_executemany_rows(&cluster, "asyncpg").await;

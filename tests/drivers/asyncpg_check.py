@@ -11,13 +11,16 @@ it with 0A000, asserted), an error inside `async with conn.transaction()`
 followed by rollback and reuse of the same statement (also one whose first
 execution failed), and cancel of pg_sleep
 through a query timeout (asyncpg sends a CancelRequest and swallows the
-57014, so the check is that the next query answers at once).
+57014, so the check is that the next query answers at once), and a pool
+of a schema-per-tenant tenant over several acquire/release cycles (its reset
+query ends with RESET ALL; the search_path must stay pinned).
 
 Connection settings come from TG_* environment variables. Prints one
 `ok <check>` or `FAIL <check> <detail>` line per check; exits 1 if any failed.
 """
 
 import asyncio
+import os
 import sys
 import time
 
@@ -244,6 +247,25 @@ async def check_cancel():
         await c.close()
 
 
+async def check_schema_pool_reset():
+    # asyncpg's pool resets a connection it takes back with a query string
+    # ending in RESET ALL; a schema tenant's search_path must survive it.
+    user, pw = os.environ["TG_USER_S"], os.environ["TG_PASSWORD_S"]
+    pool = await asyncpg.create_pool(host=HOST, port=PORT, database=DB, user=user,
+                                     password=pw, min_size=1, max_size=2, ssl=False,
+                                     timeout=10)
+    try:
+        for i in range(10):
+            async with pool.acquire() as c:
+                notes = [r["note"] for r in await c.fetch("SELECT note FROM items ORDER BY id")]
+                expect(notes == [f"{user}-1"], f"round {i}: items {notes}")
+                path = await c.fetchval("SHOW search_path")
+                expect(path == f'"{user}", public', f"round {i}: search_path {path}")
+                await c.execute(f"SET application_name = 'round {i}'")
+    finally:
+        await pool.close()
+
+
 CHECKS = [
     ("login", check_login),
     ("bad_password", check_bad_password),
@@ -256,6 +278,7 @@ CHECKS = [
     ("error_rollback", check_error_rollback),
     ("error_first_use", check_error_first_use),
     ("cancel", check_cancel),
+    ("schema_pool_reset", check_schema_pool_reset),
 ]
 
 
