@@ -399,6 +399,14 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
             format!(
                 "DELETE FROM {table} t WHERE t <> ('b'::text, 2, 'Secret Of B'::text, 0) AND id = -1"
             ),
+            format!(
+                "SELECT 1 FROM {table} t \
+                 WHERE CASE t WHEN ROW('b'::text, 2, 'Secret Of B'::text, 0) THEN true END"
+            ),
+            // LIKE errs when matching reaches a dangling escape: only for
+            // values that start with the prefix.
+            format!("SELECT 1 FROM {table} WHERE name LIKE 'Secret\\'"),
+            format!("DELETE FROM {table} WHERE name LIKE 'Secret\\' AND id = -1"),
         ] {
             let out = a
                 .simple_query(&sql)

@@ -138,13 +138,20 @@ impl LeakCheck {
             | Expr::IsNotNull(_)
             | Expr::IsUnknown(_)
             | Expr::IsNotUnknown(_)
-            | Expr::Case { .. }
             | Expr::Exists { .. }
             | Expr::Subquery(_)
             | Expr::Collate { .. }
             | Expr::Tuple(_)
             | Expr::Wildcard(_)
             | Expr::QualifiedWildcard(..) => false,
+            // A simple CASE compares its operand with each WHEN value.
+            Expr::Case {
+                operand,
+                conditions,
+                ..
+            } => operand.as_deref().is_some_and(|o| {
+                self.whole_row(o) || conditions.iter().any(|w| self.whole_row(&w.condition))
+            }),
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => rows(&[a, b]),
             Expr::InList { expr, list, .. } => {
                 self.whole_row(expr) || list.iter().any(|e| self.whole_row(e))
@@ -178,11 +185,28 @@ impl LeakCheck {
             Expr::UnaryOp { op, expr } => {
                 !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && has_column(expr)
             }
-            // The pattern is compiled: an invalid one taken from a row errs.
-            Expr::Like { pattern, .. }
-            | Expr::ILike { pattern, .. }
-            | Expr::SimilarTo { pattern, .. }
-            | Expr::RLike { pattern, .. } => has_column(pattern),
+            // LIKE fails ("must not end with escape character") only when
+            // matching reaches a dangling escape, that is for values that
+            // start with the pattern's prefix: safe only for a literal
+            // pattern without one.
+            Expr::Like {
+                expr,
+                pattern,
+                escape_char,
+                ..
+            }
+            | Expr::ILike {
+                expr,
+                pattern,
+                escape_char,
+                ..
+            } => {
+                (has_column(expr) || has_column(pattern))
+                    && !well_formed_like(pattern, escape_char.as_ref())
+            }
+            Expr::SimilarTo { expr, pattern, .. } | Expr::RLike { expr, pattern, .. } => {
+                has_column(expr) || has_column(pattern)
+            }
             // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
             other => has_column(other),
         }
@@ -216,6 +240,40 @@ impl LeakCheck {
             _ => false,
         }
     }
+}
+
+/// A LIKE pattern that is a plain string literal with no escape character
+/// left dangling at its end, and at most a one-character ESCAPE.
+fn well_formed_like(pattern: &Expr, escape: Option<&sqlparser::ast::Value>) -> bool {
+    use sqlparser::ast::Value;
+    let Expr::Value(v) = pattern else {
+        return false;
+    };
+    let Value::SingleQuotedString(p) = &v.value else {
+        return false;
+    };
+    let esc = match escape {
+        None => Some('\\'),
+        Some(Value::SingleQuotedString(e)) => {
+            let mut chars = e.chars();
+            match (chars.next(), chars.next()) {
+                (None, _) => None,
+                (Some(c), None) => Some(c),
+                _ => return false,
+            }
+        }
+        Some(_) => return false,
+    };
+    let Some(esc) = esc else {
+        return true;
+    };
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        if c == esc && chars.next().is_none() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Comparison operators: they cannot fail on scalar values of the built-in
@@ -440,6 +498,14 @@ mod tests {
             "SELECT * FROM (SELECT tenant_id, email FROM customers) s WHERE s <> ('g'::text, 'x'::text)",
             "WITH w AS (SELECT * FROM customers) SELECT 1 FROM w WHERE w IN (ROW('g', 1))",
             "SELECT 1 FROM customers c WHERE c.* = ('g'::text, 2)",
+            "SELECT 1 FROM customers WHERE name LIKE 'Homer\\'",
+            "SELECT 1 FROM customers WHERE name ILIKE 'Homer#' ESCAPE '#'",
+            "SELECT 1 FROM customers WHERE name LIKE $1",
+            "SELECT 1 FROM customers WHERE name LIKE 'x\\' || ''",
+            "SELECT 1 FROM customers WHERE name SIMILAR TO 'a%'",
+            "SELECT 1 FROM customers c WHERE CASE c WHEN ROW('g'::text, 2) THEN true ELSE false END",
+            "SELECT 1 FROM customers c WHERE CASE ROW('g'::text, 2) WHEN c THEN true END",
+            "DELETE FROM customers WHERE name LIKE 'Homer\\' AND id = -1",
         ] {
             assert!(leaks(sql), "{sql}");
         }
@@ -458,6 +524,9 @@ mod tests {
             "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = $1",
             "UPDATE t SET total = total + 1 WHERE id = 5",
             "SELECT * FROM t WHERE (a, b) = (1, 'x') AND c IS DISTINCT FROM 3",
+            "SELECT * FROM t WHERE name LIKE 'ab\\%c%' AND b NOT ILIKE '%x'",
+            "SELECT * FROM t WHERE name LIKE 'a#%' ESCAPE '#'",
+            "SELECT * FROM t WHERE CASE status WHEN 1 THEN true ELSE false END",
             "SELECT (SELECT max(total) FROM orders)",
             "SELECT * FROM unnest((SELECT array_agg(id) FROM orders)) u",
             "SELECT * FROM t WHERE total > (SELECT avg(total / 2) FROM t t2 WHERE t2.c = t.c)",
