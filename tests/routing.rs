@@ -114,6 +114,20 @@ async fn rows_of(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every non-NULL value of every DataRow in `msgs`, in order.
+fn row_values(msgs: &[raw_client::Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| m.data_row())
+        .flatten()
+        .flatten()
+        .collect()
+}
+
+/// The SQLSTATE of every ErrorResponse in `msgs`.
+fn error_codes(msgs: &[raw_client::Msg]) -> Vec<String> {
+    msgs.iter().filter_map(|m| m.code()).collect()
+}
+
 async fn raw_as_tenant(port: u16, tenant: &str) -> raw_client::RawClient {
     let mut c = raw_client::RawClient::connect_port(port).await;
     c.send(&raw_client::startup_message(
@@ -321,13 +335,8 @@ async fn every_tenant_lives_in_its_home() {
     for _ in 0..3 {
         msgs.extend(raw.until_ready().await);
     }
-    let values: Vec<String> = msgs
-        .iter()
-        .filter_map(|m| m.data_row())
-        .flatten()
-        .flatten()
-        .collect();
-    assert!(msgs.iter().all(|m| m.code().is_none()), "{msgs:?}");
+    let values = row_values(&msgs);
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
     assert_eq!(values, ["umbrella-row", "\"umbrella\", public"], "{msgs:?}");
     assert_eq!(
         rows_of(&umbrella, "SELECT v FROM items").await,
@@ -649,16 +658,6 @@ async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
     )
     .await;
     let mut c = raw_as_tenant(r.port, "acme").await;
-    let values = |msgs: &[raw_client::Msg]| -> Vec<String> {
-        msgs.iter()
-            .filter_map(|m| m.data_row())
-            .flatten()
-            .flatten()
-            .collect()
-    };
-    let error_codes = |msgs: &[raw_client::Msg]| -> Vec<String> {
-        msgs.iter().filter_map(|m| m.code()).collect()
-    };
 
     // Extended protocol: one pipeline, one Sync.
     let step = |sql: &str| [parse("", sql), bind("", "", &[]), execute("")];
@@ -674,7 +673,7 @@ async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
     c.send(&batch(&parts)).await;
     let msgs = c.until_ready().await;
     assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
-    assert!(values(&msgs).iter().all(|v| v == "1"), "{msgs:?}");
+    assert!(row_values(&msgs).iter().all(|v| v == "1"), "{msgs:?}");
 
     // Simple Queries sent without waiting (the first one slow, so the SET
     // surely arrives while it runs): the SET waits for the replies before
@@ -690,7 +689,7 @@ async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
         msgs.extend(c.until_ready().await);
     }
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
-    assert_eq!(values(&msgs), ["2", "big"]);
+    assert_eq!(row_values(&msgs), ["2", "big"]);
 
     // And back, the same way, after an error (tokio-postgres sends its next
     // query once it has the ErrorResponse, before the ReadyForQuery).
@@ -705,7 +704,7 @@ async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
         msgs.extend(c.until_ready().await);
     }
     assert_eq!(error_codes(&msgs), ["22012"], "{msgs:?}");
-    assert_eq!(values(&msgs), ["mine"]);
+    assert_eq!(row_values(&msgs), ["mine"]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
@@ -775,16 +774,13 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
     )
     .await;
     let mut c = raw_as_tenant(r.port, "acme").await;
-    let codes = |msgs: &[raw_client::Msg]| -> Vec<String> {
-        msgs.iter().filter_map(|m| m.code()).collect()
-    };
     c.send(&batch(&[
         parse("set_acme", "SET app.current_tenant = 'acme'"),
         parse("set_mover", "SET app.current_tenant = 'mover'"),
         sync(),
     ]))
     .await;
-    assert!(codes(&c.until_ready().await).is_empty());
+    assert!(error_codes(&c.until_ready().await).is_empty());
     assert_eq!(
         c.query_values("SELECT v FROM items").await,
         [Some("mine".to_string())],
@@ -797,7 +793,7 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
     ] {
         c.send(&batch(&[bind("", stmt, &[]), execute(""), sync()]))
             .await;
-        assert!(codes(&c.until_ready().await).is_empty(), "{stmt}");
+        assert!(error_codes(&c.until_ready().await).is_empty(), "{stmt}");
         assert_eq!(
             c.query_values("SELECT v FROM items").await,
             [Some(expected.to_string())],
@@ -815,7 +811,7 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
     ]))
     .await;
     let msgs = c.until_ready().await;
-    assert_eq!(codes(&msgs), ["25001"], "{msgs:?}");
+    assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
     assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
     // The failed pipeline's SET did not count, as in Postgres.
     assert_eq!(
@@ -843,17 +839,11 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
     for _ in 0..3 {
         msgs.extend(c.until_ready().await);
     }
-    assert!(codes(&msgs).is_empty(), "{msgs:?}");
-    let rows: Vec<String> = msgs
-        .iter()
-        .filter_map(|m| m.data_row())
-        .flatten()
-        .flatten()
-        .collect();
-    assert_eq!(rows, ["1", "moved"], "{msgs:?}");
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(row_values(&msgs), ["1", "moved"], "{msgs:?}");
     c.send(&batch(&[bind("", "set_acme", &[]), execute(""), sync()]))
         .await;
-    assert!(codes(&c.until_ready().await).is_empty());
+    assert!(error_codes(&c.until_ready().await).is_empty());
     // What drivers send: the SET's own Parse (and Describe) in its pipeline
     // are not earlier statements. libpq (unnamed), pgjdbc (named, with
     // Describes), asyncpg (Parse, Describe and Flush first).
@@ -899,7 +889,7 @@ async fn a_prepared_tenant_set_counts_when_it_is_bound() {
                 .await;
         }
         let msgs = c.until_ready().await;
-        assert!(codes(&msgs).is_empty(), "{msgs:?}");
+        assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
         assert_eq!(
             c.query_values("SELECT v FROM items").await,
             [Some(expected.to_string())]
@@ -988,8 +978,7 @@ async fn a_statement_prepared_for_another_kind_of_home_is_refused() {
     c.send(&batch(&[bind("", "all_items", &[]), execute(""), sync()]))
         .await;
     let msgs = c.until_ready().await;
-    let codes: Vec<String> = msgs.iter().filter_map(|m| m.code()).collect();
-    assert_eq!(codes, ["0A000"], "{msgs:?}");
+    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
     assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
     // Prepared again, it is acme's.
     c.send(&batch(&[
