@@ -21,6 +21,7 @@ use crate::pool::Checkout;
 use crate::protocol::framing::{peek_header, read_cstr, text_body};
 use crate::protocol::messages::{self, ftag};
 use crate::router::RouteKey;
+use crate::tenant::TenantSet;
 
 /// What isolation decided for one message.
 enum Plan {
@@ -336,18 +337,7 @@ impl Session {
                         || self.schema_path_reset(sql).ok().flatten().is_some())
             }
             ftag::BIND if self.t.batch_executes == 0 => {
-                let Ok((name, _)) = bind_names(msg) else {
-                    return false;
-                };
-                if name.is_empty() {
-                    self.unnamed
-                        .as_ref()
-                        .is_some_and(|u| u.tenant_set.is_some())
-                } else {
-                    self.statements
-                        .get(&String::from_utf8_lossy(name))
-                        .is_some_and(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).is_some())
-                }
+                bind_names(msg).is_ok_and(|(name, _)| self.bound_tenant_set(iso, name).is_some())
             }
             _ => false,
         }
@@ -771,21 +761,29 @@ impl Session {
         }
     }
 
-    /// A named statement that sets the tenant variable, bound again: the
-    /// change counts now (drivers stop sending its Parse once it is
-    /// prepared on the server).
-    fn bind_tenant_set(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
-        let Some(iso) = self.iso.as_mut() else {
-            return Ok(());
-        };
-        let set = if stmt_name.is_empty() {
+    /// The tenant SET that binding statement `stmt_name` runs, if it is one.
+    fn bound_tenant_set(&self, iso: &Isolation, stmt_name: &[u8]) -> Option<TenantSet> {
+        if stmt_name.is_empty() {
             self.unnamed.as_ref().and_then(|u| u.tenant_set.clone())
         } else {
             self.statements
                 .get(&String::from_utf8_lossy(stmt_name))
                 .and_then(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).cloned())
+        }
+    }
+
+    /// A named statement that sets the tenant variable, bound again: the
+    /// change counts now (drivers stop sending its Parse once it is
+    /// prepared on the server).
+    fn bind_tenant_set(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+        let Some(set) = self
+            .iso
+            .as_ref()
+            .and_then(|iso| self.bound_tenant_set(iso, stmt_name))
+        else {
+            return Ok(());
         };
-        let Some(set) = set else {
+        let Some(iso) = self.iso.as_mut() else {
             return Ok(());
         };
         let hold = ServerHold {
