@@ -647,6 +647,21 @@ impl ProxyError {
         .with_hint("omit the tenant column: tenantgate fills it in")
     }
 
+    /// A LIKE pattern that ends with an escape character. Postgres raises
+    /// this only when matching reaches the end of the pattern, so for the
+    /// values that start with its prefix: the planner does so against a
+    /// column's statistics (all tenants' values), so it is refused for
+    /// every value, before anything runs.
+    pub fn like_pattern_dangling() -> Self {
+        Self::new(
+            SqlState::INVALID_ESCAPE_SEQUENCE,
+            Source::Client,
+            Severity::Error,
+            "LIKE pattern must not end with escape character",
+        )
+        .with_hint("escape the escape character itself to match it (\\\\ for a backslash)")
+    }
+
     /// INSERT into a tenant table without a column list.
     pub fn insert_needs_columns(name: &str) -> Self {
         Self::new(

@@ -18,7 +18,8 @@
 //! ERR: 42501 ~ some text        … and a message containing "some text"
 //! PARAM $3: SELECT …            optional: render_param(3) must be this, and 3
 //!                               must be max_param + 1 (the tenant's parameter)
-//! CHECKS: 'acme', $2            optional: the template's checks (none if absent)
+//! CHECKS: 'acme', $2            optional: the template's checks (none if absent);
+//!                                 `pattern $1 escape '\'`: a LIKE pattern parameter
 //! ```
 //!
 //! `GOLDEN_PRINT=1 cargo test --test golden -- --nocapture` prints what the
@@ -270,6 +271,9 @@ fn format_checks(checks: &[TenantCheck]) -> String {
         .map(|c| match c {
             TenantCheck::Literal(v) => format!("'{v}'"),
             TenantCheck::Param(n) => format!("${n}"),
+            TenantCheck::Pattern { param, escape } => {
+                format!("pattern ${param} escape '{}'", char::from(*escape))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -44,9 +44,12 @@ pub struct TenantBinding {
     pub param: usize,
     /// Conditions on client parameters / literals.
     pub checks: Vec<TenantCheck>,
-    /// The parameter numbers `checks` name, ascending, each once: a Bind
-    /// checks each value at most once, however many checks name it.
+    /// The parameter numbers that must be the tenant, ascending, each once:
+    /// a Bind checks each value at most once, however many checks name it.
     params: Vec<usize>,
+    /// The parameters used as LIKE patterns, with their escape characters,
+    /// ascending.
+    patterns: Vec<(usize, u8)>,
 }
 
 impl TenantBinding {
@@ -56,15 +59,25 @@ impl TenantBinding {
             .iter()
             .filter_map(|c| match c {
                 TenantCheck::Param(n) => Some(*n),
-                TenantCheck::Literal(_) => None,
+                TenantCheck::Literal(_) | TenantCheck::Pattern { .. } => None,
             })
             .collect();
         params.sort_unstable();
         params.dedup();
+        let mut patterns: Vec<(usize, u8)> = checks
+            .iter()
+            .filter_map(|c| match c {
+                TenantCheck::Pattern { param, escape } => Some((*param, *escape)),
+                TenantCheck::Literal(_) | TenantCheck::Param(_) => None,
+            })
+            .collect();
+        patterns.sort_unstable();
+        patterns.dedup();
         TenantBinding {
             param,
             checks,
             params,
+            patterns,
         }
     }
 }
@@ -403,6 +416,9 @@ impl Isolation {
                 for c in &t.checks {
                     match c {
                         TenantCheck::Literal(v) if Some(v.as_str()) == tenant => {}
+                        // A simple Query has no parameters to check (the
+                        // server refuses a `$n` in it).
+                        TenantCheck::Pattern { .. } => {}
                         _ => return Err(ProxyError::tenant_value_mismatch()),
                     }
                 }
@@ -443,14 +459,22 @@ impl Isolation {
         let declared = read_i16(param_types, &mut pos)? as u16 as usize;
         // A checked parameter declared `"char"` or `name` would be cut
         // short by the server: another id stored than the one checked.
+        // So would a LIKE pattern (cut after an escape character).
         for check in &t.checks {
-            if let TenantCheck::Param(n) = check
-                && (1..=declared).contains(n)
-            {
+            let (n, refusal): (usize, fn() -> ProxyError) = match check {
+                TenantCheck::Param(n) => (*n, ProxyError::tenant_value_not_checkable),
+                TenantCheck::Pattern { param, .. } => (*param, || {
+                    ProxyError::construct_unsupported(
+                        "a LIKE pattern parameter declared \"char\" or name",
+                    )
+                }),
+                TenantCheck::Literal(_) => continue,
+            };
+            if (1..=declared).contains(&n) {
                 let mut at = 2 + 4 * (n - 1);
                 let oid = read_i32(param_types, &mut at).ok().map(|o| o as u32);
                 if matches!(oid, Some(CHAR_OID | NAME_OID)) {
-                    return Err(ProxyError::tenant_value_not_checkable());
+                    return Err(refusal());
                 }
             }
         }
@@ -518,7 +542,9 @@ impl Isolation {
         // by (a malformed message is reported before a mismatch, as it would
         // be if the values were collected first).
         let mut wanted = binding.params.iter().copied().peekable();
+        let mut patterns = binding.patterns.iter().copied().peekable();
         let mut mismatch = false;
+        let mut dangling = false;
         for i in 0..nparams {
             let len = read_i32(msg, &mut pos)?;
             let value = if len < 0 {
@@ -534,6 +560,9 @@ impl Isolation {
             if wanted.next_if_eq(&(i + 1)).is_some() {
                 mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), tenant));
             }
+            while let Some((_, escape)) = patterns.next_if(|(n, _)| *n == i + 1) {
+                dangling |= value.is_some_and(|v| rewrite::like_pattern_dangles(v, escape));
+            }
         }
         let params_end = pos;
         // A check on a parameter the Bind does not carry ($0, or beyond the
@@ -544,6 +573,9 @@ impl Isolation {
             .any(|c| matches!(c, TenantCheck::Literal(v) if v != tenant));
         if mismatch || wanted.next().is_some() || literal_mismatch {
             return Err(ProxyError::tenant_value_mismatch());
+        }
+        if dangling {
+            return Err(ProxyError::like_pattern_dangling());
         }
         if nparams + 1 != binding.param {
             // Refused here: the server's statement takes one value more
@@ -664,6 +696,18 @@ mod tests {
         assert_eq!(b.params, vec![1, 3]);
         assert_eq!((b.param, b.checks), (4, checks));
         assert!(TenantBinding::new(1, vec![]).params.is_empty());
+        let pattern = |param, escape| TenantCheck::Pattern { param, escape };
+        let b = TenantBinding::new(
+            3,
+            vec![
+                pattern(2, b'!'),
+                TenantCheck::Param(1),
+                pattern(2, b'!'),
+                pattern(1, b'\\'),
+            ],
+        );
+        assert_eq!(b.params, vec![1]);
+        assert_eq!(b.patterns, vec![(1, b'\\'), (2, b'!')]);
     }
 
     #[test]

@@ -91,6 +91,11 @@ fn push_binding(key: &mut Vec<u8>, binding: Option<&TenantBinding>) {
                 key.push(b'p');
                 key.extend_from_slice(&(*n as u64).to_be_bytes());
             }
+            TenantCheck::Pattern { param, escape } => {
+                key.push(b'k');
+                key.extend_from_slice(&(*param as u64).to_be_bytes());
+                key.push(*escape);
+            }
             TenantCheck::Literal(v) => {
                 key.push(b'l');
                 key.extend_from_slice(&(v.len() as u64).to_be_bytes());

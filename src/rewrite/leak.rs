@@ -18,9 +18,10 @@
 //! derived table with `OFFSET 0` (Postgres neither flattens such a subquery
 //! nor pushes qualifiers into it) and guards the client's WHERE of an UPDATE
 //! or DELETE target with a CASE on the predicate. Comparisons, boolean logic,
-//! `IS [NOT] NULL`, `IN`, `BETWEEN`, `LIKE` with a pattern that is not a
-//! column, and concatenation keep their place, so the index scans of
-//! ordinary statements are untouched.
+//! `IS [NOT] NULL`, `IN`, `BETWEEN`, `LIKE` with a literal pattern or a
+//! parameter (checked at Bind, see [`super::like_pattern`]), and
+//! concatenation keep their place, so the index scans of ordinary
+//! statements are untouched.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -30,7 +31,7 @@ use sqlparser::ast::{
     UnaryOperator, Visit, Visitor,
 };
 
-use super::fold;
+use super::{fold, like_pattern};
 
 /// The leak check for one statement: knows the names its relations go by,
 /// so that a whole-row reference (`c` for `customers c`) is told from a
@@ -163,6 +164,10 @@ impl LeakCheck {
             Expr::BinaryOp { op, left, right } => match op {
                 BinaryOperator::And | BinaryOperator::Or | BinaryOperator::StringConcat => false,
                 op if comparison(op) => rows(&[left, right]),
+                op if like_pattern::is_like_operator(op) => {
+                    (has_column(left) || has_column(right))
+                        && !like_pattern::classify(right, None, false).is_checked()
+                }
                 _ => has_column(left) || has_column(right),
             },
             Expr::AnyOp {
@@ -178,6 +183,9 @@ impl LeakCheck {
             } => {
                 if comparison(compare_op) {
                     rows(&[left, right])
+                } else if like_pattern::is_like_operator(compare_op) {
+                    (has_column(left) || has_column(right))
+                        && !like_pattern::classify(right, None, true).is_checked()
                 } else {
                     has_column(left) || has_column(right)
                 }
@@ -187,22 +195,24 @@ impl LeakCheck {
             }
             // LIKE fails ("must not end with escape character") only when
             // matching reaches a dangling escape, that is for values that
-            // start with the pattern's prefix: safe only for a literal
-            // pattern without one.
+            // start with the pattern's prefix: safe for a literal pattern
+            // without one and for a parameter checked at Bind.
             Expr::Like {
                 expr,
                 pattern,
                 escape_char,
+                any,
                 ..
             }
             | Expr::ILike {
                 expr,
                 pattern,
                 escape_char,
+                any,
                 ..
             } => {
                 (has_column(expr) || has_column(pattern))
-                    && !well_formed_like(pattern, escape_char.as_ref())
+                    && !like_pattern::classify(pattern, escape_char.as_ref(), *any).is_checked()
             }
             Expr::SimilarTo { expr, pattern, .. } | Expr::RLike { expr, pattern, .. } => {
                 has_column(expr) || has_column(pattern)
@@ -230,40 +240,6 @@ impl LeakCheck {
             _ => false,
         }
     }
-}
-
-/// A LIKE pattern that is a plain string literal with no escape character
-/// left dangling at its end, and at most a one-character ESCAPE.
-fn well_formed_like(pattern: &Expr, escape: Option<&sqlparser::ast::Value>) -> bool {
-    use sqlparser::ast::Value;
-    let Expr::Value(v) = pattern else {
-        return false;
-    };
-    let Value::SingleQuotedString(p) = &v.value else {
-        return false;
-    };
-    let esc = match escape {
-        None => Some('\\'),
-        Some(Value::SingleQuotedString(e)) => {
-            let mut chars = e.chars();
-            match (chars.next(), chars.next()) {
-                (None, _) => None,
-                (Some(c), None) => Some(c),
-                _ => return false,
-            }
-        }
-        Some(_) => return false,
-    };
-    let Some(esc) = esc else {
-        return true;
-    };
-    let mut chars = p.chars();
-    while let Some(c) = chars.next() {
-        if c == esc && chars.next().is_none() {
-            return false;
-        }
-    }
-    true
 }
 
 /// Comparison operators: they cannot fail on scalar values of the built-in
@@ -490,8 +466,10 @@ mod tests {
             "SELECT 1 FROM customers c WHERE c.* = ('g'::text, 2)",
             "SELECT 1 FROM customers WHERE name LIKE 'Homer\\'",
             "SELECT 1 FROM customers WHERE name ILIKE 'Homer#' ESCAPE '#'",
-            "SELECT 1 FROM customers WHERE name LIKE $1",
             "SELECT 1 FROM customers WHERE name LIKE 'x\\' || ''",
+            "SELECT 1 FROM customers WHERE name LIKE ANY ($1)",
+            "SELECT 1 FROM customers WHERE name LIKE $1 ESCAPE $2",
+            "SELECT 1 FROM customers WHERE name ~~ lower($1)",
             "SELECT 1 FROM customers WHERE name SIMILAR TO 'a%'",
             "SELECT 1 FROM customers c WHERE CASE c WHEN ROW('g'::text, 2) THEN true ELSE false END",
             "SELECT 1 FROM customers c WHERE CASE ROW('g'::text, 2) WHEN c THEN true END",
@@ -516,6 +494,9 @@ mod tests {
             "SELECT * FROM t WHERE (a, b) = (1, 'x') AND c IS DISTINCT FROM 3",
             "SELECT * FROM t WHERE name LIKE 'ab\\%c%' AND b NOT ILIKE '%x'",
             "SELECT * FROM t WHERE name LIKE 'a#%' ESCAPE '#'",
+            // A parameter is checked at Bind; a list of literals is checked here.
+            "SELECT * FROM t WHERE name LIKE $1 AND b NOT ILIKE $2 ESCAPE '!' AND c ~~* $3",
+            "SELECT * FROM t WHERE name LIKE ANY (ARRAY['a%', 'b%']) AND b ~~ ALL (ARRAY['%x'])",
             "SELECT * FROM t WHERE CASE status WHEN 1 THEN true ELSE false END",
             "SELECT (SELECT max(total) FROM orders)",
             "SELECT * FROM unnest((SELECT array_agg(id) FROM orders)) u",

@@ -10,6 +10,7 @@ mod cache;
 mod dml;
 mod leak;
 mod lex;
+mod like_pattern;
 pub mod policy;
 mod scope;
 mod shape;
@@ -23,6 +24,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use cache::{CacheStats, Key as CacheKey, RewriteCache};
+pub use like_pattern::dangling as like_pattern_dangles;
 pub use template::{Template, TenantCheck};
 
 use crate::catalog::Catalog;
@@ -592,6 +594,14 @@ impl<'a> Rewriter<'a> {
             return Err(ProxyError::unparsable("expected one statement"));
         }
         let mut statement = parsed.remove(0);
+        // Checked before scoping, so a refused pattern is refused in any
+        // position; the parameters are checked at Bind if the statement
+        // reads tenant relations (it has holes then).
+        let patterns = if self.strict {
+            like_pattern::bound_patterns(&statement)?
+        } else {
+            Vec::new()
+        };
         self.leak = leak::LeakCheck::of(&statement);
         self.barrier = self.leak.statement(&statement);
         self.note_all_placeholders(&mut statement);
@@ -607,6 +617,13 @@ impl<'a> Rewriter<'a> {
         if self.casts.len() == before_holes && self.checks.len() == before_checks {
             // Nothing to scope: forward the client's own text.
             return Ok(None);
+        }
+        if self.casts.len() > before_holes {
+            self.checks.extend(
+                patterns
+                    .into_iter()
+                    .map(|(param, escape)| TenantCheck::Pattern { param, escape }),
+            );
         }
         Ok(Some(statement.to_string()))
     }
@@ -674,6 +691,10 @@ impl<'a> Rewriter<'a> {
         };
         if parsed.len() != 1 {
             return Err(ProxyError::unparsable("expected one COPY statement"));
+        }
+        if self.strict {
+            // A COPY has no parameters: only literal patterns to refuse.
+            like_pattern::bound_patterns(&parsed[0])?;
         }
         let Some(Statement::Copy {
             source, to, target, ..

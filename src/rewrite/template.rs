@@ -16,13 +16,23 @@ pub fn hole_marker(i: usize) -> String {
     format!("{MARK}{i}{MARK}")
 }
 
-/// A condition the tenant value must meet before the statement may run.
+/// A condition a statement's values must meet before it may run: the
+/// tenant value's, and its LIKE patterns'.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantCheck {
     /// A literal the client wrote into the tenant column.
     Literal(String),
     /// Bind parameter `$n` (1-based) the client put into the tenant column.
     Param(usize),
+    /// Bind parameter `param` is a LIKE pattern with this escape character:
+    /// its value must not end with a dangling escape (see `like_pattern`).
+    /// Not a condition on the tenant, but checked at the same Bind.
+    Pattern {
+        /// The parameter's number (1-based).
+        param: usize,
+        /// The escape character (ASCII).
+        escape: u8,
+    },
 }
 
 /// Rewritten SQL with tenant holes.
