@@ -505,3 +505,55 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
     assert_eq!(count("mine\\\\").await, 0);
     proxy.shutdown().await.unwrap();
 }
+
+/// sqlparser reads `U&"set\005fconfig"(…)` as `U & "set\005fconfig"(…)`;
+/// Postgres decodes the name. Unrefused, a tenant could change the server's
+/// tenant variable past the policies and read every tenant's rows with
+/// `query_to_xml`; and a trusted session's `set_config` would stay on a
+/// pooled connection that the pooling analysis thought clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_unicode_escapes_are_refused_or_pin() {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE ROLE appuser LOGIN;
+         CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON guarded TO appuser;
+         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON guarded
+             USING (tenant_id = current_setting('app.current_tenant', true));",
+    )
+    .await;
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let proxy = start_proxy(rls_config(&url, "")).await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    for sql in [
+        r#"SELECT U&"set\005fconfig"('app.current_tenant', 'b', true), U&"query\005fto\005fxml"('SELECT name FROM guarded', true, false, '')"#,
+        r#"SELECT u&"query\005fto\005fxml"('SELECT name FROM guarded', true, false, '') FROM guarded"#,
+        r#"SELECT name FROM guarded WHERE 1u&"set\005fconfig"('work_mem', '64kB', false) IS NULL"#,
+    ] {
+        match a.simple_query(sql).await {
+            Err(e) => assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{sql}: {e:?}"),
+            Ok(rows) => panic!("{sql}: ran: {rows:?}"),
+        }
+    }
+    assert_eq!(server_tenant(&a).await, "a");
+    // A trusted session without a tenant may call it (the function policy
+    // is for tenants), but its connection is pinned, not lent on changed.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.simple_query(r#"SELECT U&"set\005fconfig"('work_mem', '1234kB', false)"#)
+        .await
+        .expect("trusted set_config");
+    drop(app);
+    for _ in 0..3 {
+        let rows = a.simple_query("SHOW work_mem").await.expect("show");
+        let shown = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_ne!(shown.as_deref(), Some("1234kB"));
+    }
+    proxy.shutdown().await.unwrap();
+}

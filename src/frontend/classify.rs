@@ -96,6 +96,8 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
         0 => false,
         UNDERSCORE => follows(i, b"advisory_lock") || follows(i, b"config"),
         LETTER_T => follows(i, b"emp"),
+        // `U&"…"`: a name in Unicode escapes could spell any of them.
+        AMPERSAND => follows(i, b"\"") && i > 0 && sql[i - 1] | 0x20 == b'u',
         _ => !sql[i + 1..].iter().all(u8::is_ascii_whitespace),
     };
     // Eight bytes at a time: only words holding a needle byte are looked
@@ -119,8 +121,8 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
     true
 }
 
-/// The bytes of `w` (eight, little-endian) that may be `_`, `;`, `t` or
-/// `T`, as the high bit of each such byte (a byte `b` with
+/// The bytes of `w` (eight, little-endian) that may be `_`, `;`, `&`, `t`
+/// or `T`, as the high bit of each such byte (a byte `b` with
 /// `b | 0x20 == b't'` is one of the last two). Every such byte is marked;
 /// a byte right after one may be marked too, which only costs a look.
 #[inline]
@@ -130,6 +132,7 @@ fn needle_bytes(w: u64) -> u64 {
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     zero_bytes(w ^ (ONES * u64::from(b'_')))
         | zero_bytes(w ^ (ONES * u64::from(b';')))
+        | zero_bytes(w ^ (ONES * u64::from(b'&')))
         | zero_bytes((w | (ONES * 0x20)) ^ (ONES * u64::from(b't')))
 }
 
@@ -139,6 +142,8 @@ const UNDERSCORE: u8 = 1;
 const LETTER_T: u8 = 2;
 /// [`NEEDLE`]: `;`.
 const SEMICOLON: u8 = 3;
+/// [`NEEDLE`]: `&`.
+const AMPERSAND: u8 = 4;
 
 /// Whether any statement in `sql` may read or write table rows (or opens a
 /// transaction that later statements will): the statements row-level
@@ -162,6 +167,12 @@ fn classify_one(stmt: &str) -> Option<Effect> {
     let mut w = words.clone();
     let first = w.next()?;
     let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    // A function named in Unicode escapes (`U&"set\005fconfig"`) could
+    // be any of the ones below; a SET or RESET names its setting as
+    // written, and is replayed as written.
+    if !kw(first, "set") && !kw(first, "reset") && unicode_escaped_name(stmt.as_bytes()) {
+        return Some(Effect::Pins("a name in Unicode escapes (U&\"…\")"));
+    }
     if kw(first, "set") {
         let mut second = w.next()?;
         if kw(second, "local") || kw(second, "transaction") || kw(second, "constraints") {
@@ -441,6 +452,7 @@ const NEEDLE: [u8; 256] = byte_table!(0, |b| match b {
     b'_' => UNDERSCORE,
     b't' | b'T' => LETTER_T,
     b';' => SEMICOLON,
+    b'&' => AMPERSAND,
     _ => 0,
 });
 
@@ -468,6 +480,25 @@ const WORD_CONT: [bool; 256] = byte_table!(false, |b| b.is_ascii_alphanumeric()
 const UNIT_CONT: [bool; 256] = byte_table!(false, |b| b.is_ascii_alphanumeric()
     || b == b'_'
     || b >= 0x80);
+
+/// Whether `sql` names something in Unicode escapes (`U&"…"`) outside
+/// strings and comments. Postgres decodes such a name (`U&"set\005fconfig"`
+/// is `set_config`); sqlparser reads it as `U & "set\005fconfig"`, so the
+/// rewriter would check the wrong name. Any `u&"` counts, whatever comes
+/// before it (`1u&"x"` is `1 AS x` to Postgres 15).
+pub(crate) fn unicode_escaped_name(sql: &[u8]) -> bool {
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            b'u' | b'U' if sql.get(i + 1) == Some(&b'&') && sql.get(i + 2) == Some(&b'"') => {
+                return true;
+            }
+            b'\'' | b'"' | b'-' | b'/' | b'$' => i = skip_token(sql, i),
+            _ => i += 1,
+        }
+    }
+    false
+}
 
 /// Returns the index after the token starting at `i` (quoted strings,
 /// identifiers, dollar quotes and comments are one token each).
@@ -632,6 +663,36 @@ impl<'a> Iterator for Words<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_unicode_escapes_are_found_outside_strings_and_pin() {
+        for sql in [
+            r#"SELECT U&"set\005fconfig"('search_path', 'x', false)"#,
+            r#"select u&"pg\005fadvisory\005flock"(1)"#,
+            r#"SELECT 1u&"x""#,
+            r#"SELECT 'a' || U&"f"()"#,
+        ] {
+            assert!(unicode_escaped_name(sql.as_bytes()), "{sql}");
+            assert!(!plainly_without_effect(sql.as_bytes()), "{sql}");
+            assert!(
+                matches!(classify(sql).as_slice(), [Effect::Pins(_)]),
+                "{sql}"
+            );
+        }
+        for sql in [
+            r#"SELECT 'U&"x"', "U&""y" FROM t -- U&"z""#,
+            r#"SELECT $$U&"x"$$, U&'\0041' /* U&"y" */"#,
+            r#"SELECT a & "b" FROM t"#,
+        ] {
+            assert!(!unicode_escaped_name(sql.as_bytes()), "{sql}");
+            assert!(classify(sql).is_empty(), "{sql}");
+        }
+        // A setting named in escapes is replayed as written.
+        assert!(matches!(
+            classify(r#"SET U&"work\005fmem" = '1MB'"#).as_slice(),
+            [Effect::Setting { .. }]
+        ));
+    }
 
     #[test]
     fn row_statements_are_told_apart_from_control() {

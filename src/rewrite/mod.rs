@@ -478,6 +478,13 @@ impl<'a> Rewriter<'a> {
     /// One statement's text: `None` to forward it as written, or the
     /// rewritten text (with hole markers).
     fn statement_text(&mut self, stmt: &str) -> Result<Option<String>, ProxyError> {
+        // sqlparser reads `U&"set\005fconfig"(…)` as `U & "set\005fconfig"(…)`:
+        // every check would see another name than the one Postgres runs.
+        if self.strict && crate::frontend::classify::unicode_escaped_name(stmt.as_bytes()) {
+            return Err(ProxyError::construct_unsupported(
+                "names in Unicode escapes (U&\"…\")",
+            ));
+        }
         let words = first_words(stmt, 3);
         let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
         match w(0) {
