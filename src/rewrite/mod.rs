@@ -549,14 +549,12 @@ impl<'a> Rewriter<'a> {
                 // rewriter, in any isolated session.
                 let name = name.trim_matches('"');
                 if w(0) == "set" && matches!(name, "client_encoding" | "names") {
-                    // Each word of the value (quoted or not, comments too):
-                    // an encoding whose characters can hide a quote is refused.
-                    let rest = stmt.to_ascii_lowercase();
-                    let rest = rest.split_once(name).map_or("", |(_, r)| r);
-                    for word in rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
-                    {
-                        crate::tenant::check_client_encoding(word)?;
-                    }
+                    // The whole value, as Postgres reads an encoding name
+                    // (letters and digits only, `'s j i s'` is SJIS): an
+                    // encoding whose characters can hide a quote is refused.
+                    let lower = stmt.to_ascii_lowercase();
+                    let rest = lower.split_once(name).map_or(lower.as_str(), |(_, r)| r);
+                    crate::tenant::check_client_encoding_set(rest)?;
                 }
                 if matches!(
                     name,

@@ -49,6 +49,23 @@ pub fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Refuses a `SET client_encoding` / `SET NAMES` whose value (`rest`:
+/// everything after the setting's name, quotes, keywords and comments
+/// included) could name such an encoding. Postgres keeps only the letters
+/// and digits of an encoding name (`'s j i s'` is SJIS), so the check runs
+/// on all of them run together and refuses any that holds such a name.
+pub fn check_client_encoding_set(rest: &str) -> Result<(), ProxyError> {
+    let clean: String = rest
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if UNSAFE.iter().any(|name| clean.contains(name)) {
+        return Err(ProxyError::client_encoding_refused(rest.trim()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +100,30 @@ mod tests {
             "default",
         ] {
             check_client_encoding(good).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn a_set_value_is_read_as_postgres_reads_an_encoding_name() {
+        for bad in [
+            " = 's j i s'",
+            " TO 'WIN 932'",
+            " 'b i g 5'",
+            " = /* x */ 'g-b-k'",
+            " = \"Shift_JIS\"",
+            " = sjis",
+        ] {
+            let e = check_client_encoding_set(bad).unwrap_err();
+            assert_eq!(e.code.code(), "0A000", "{bad}");
+        }
+        for good in [
+            " = 'UTF8'",
+            " TO DEFAULT",
+            " 'LATIN1'",
+            " = 'EUC_JP'",
+            " = 'win1252'",
+        ] {
+            check_client_encoding_set(good).unwrap_or_else(|e| panic!("{good}: {e:?}"));
         }
     }
 }

@@ -8,7 +8,7 @@ mod client_encoding;
 mod id;
 mod set_statement;
 
-pub use client_encoding::check_client_encoding;
+pub use client_encoding::{check_client_encoding, check_client_encoding_set};
 pub use id::validate_tenant_id;
 pub use set_statement::{TenantSet, parse_tenant_set};
 
