@@ -433,6 +433,17 @@ async fn set_scenario(c: &Client, switch: Option<u16>) -> Vec<String> {
         .await
         .unwrap();
     out.push(check(c, switch, "set before BEGIN in one query, committed").await);
+    // COMMIT AND CHAIN commits the SET and opens the transaction that the
+    // ROLLBACK ends.
+    for sql in [
+        "BEGIN",
+        "SET statement_timeout = 13000",
+        "COMMIT AND CHAIN",
+        "ROLLBACK",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    out.push(check(c, switch, "set, commit and chain, rollback").await);
     c.batch_execute("SET work_mem = '6MB'; SET statement_timeout = DEFAULT")
         .await
         .unwrap();
@@ -466,6 +477,7 @@ async fn set_semantics_match_postgres_across_server_switches() {
             format!("reset in rolled-back tx: 10s {wm}"),
             format!("set before BEGIN in one query, rolled back: 10s {wm}"),
             format!("set before BEGIN in one query, committed: 12s {wm}"),
+            format!("set, commit and chain, rollback: 13s {wm}"),
             "set default: 0 6MB".to_string(),
             format!("discard all: 0 {wm}"),
         ]
@@ -487,6 +499,59 @@ async fn set_semantics_match_postgres_across_server_switches() {
         assert_eq!(show(&fresh, "statement_timeout").await, "0");
         assert_eq!(show(&fresh, "work_mem").await, wm);
         blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+/// One query string that ends a transaction and runs more after it: the
+/// proxy cannot tell which of its SETs committed (it sees the statements
+/// before it sees their replies), so the client keeps its server
+/// connection, where the values are Postgres's own, and nobody else gets it.
+#[tokio::test]
+async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
+    let cluster = support::start_app_cluster().await;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let wm = show(&direct, "work_mem").await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    for (sql, want) in [
+        (
+            "BEGIN; SET statement_timeout = '21s'; COMMIT; BEGIN; ROLLBACK",
+            ("21s", wm.as_str()),
+        ),
+        (
+            "BEGIN; SET statement_timeout = '22s'; COMMIT; BEGIN; SET work_mem = '9MB'; ROLLBACK",
+            ("22s", wm.as_str()),
+        ),
+        (
+            "SET statement_timeout = '23s'; COMMIT; SET work_mem = '9MB'",
+            ("23s", "9MB"),
+        ),
+    ] {
+        for (c, how) in [
+            (support::connect_direct(&cluster, DB).await, "direct"),
+            (connect(port).await, "through the proxy"),
+        ] {
+            c.batch_execute(sql).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(
+                    (
+                        show(&c, "statement_timeout").await.as_str(),
+                        show(&c, "work_mem").await.as_str()
+                    ),
+                    want,
+                    "{how}: {sql}"
+                );
+            }
+            if how == "through the proxy" {
+                assert_pinned(port, &c, sql).await;
+                let other = connect(port).await;
+                for _ in 0..3 {
+                    assert_eq!(show(&other, "statement_timeout").await, "0", "{sql}");
+                    assert_eq!(show(&other, "work_mem").await, wm, "{sql}");
+                }
+            }
+        }
     }
     proxy.shutdown().await.unwrap();
 }

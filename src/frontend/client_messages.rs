@@ -510,7 +510,9 @@ impl Session {
                     // stale after this and is reset before the next client.
                     self.server_dirty = true;
                 }
-                Effect::Setting { .. } | Effect::ResetAll => self.settings.note(&effect),
+                Effect::Setting { .. } | Effect::ResetAll => {
+                    self.settings.note(&effect, self.t.sent)
+                }
                 Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
                 Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
             }

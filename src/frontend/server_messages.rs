@@ -2,6 +2,8 @@
 //! messages the proxy injected or renamed, and keeping the session's view
 //! (transaction status, settings, tenant, prepared statements) in step.
 
+use std::sync::atomic::Ordering;
+
 use bytes::{Buf, BytesMut};
 
 use super::error_position::PositionFix;
@@ -70,15 +72,6 @@ impl Session {
                 tag::READY_FOR_QUERY => {
                     t.pending = t.pending.saturating_sub(1);
                     t.tx_status = msg.get(5).copied().unwrap_or(b'I');
-                    if t.tx_status == b'I' && self.settings.untrackable() && self.pin.is_none() {
-                        // SETs partly undone by ROLLBACK TO SAVEPOINT: only
-                        // this server connection knows the values now.
-                        tracing::info!(
-                            session = self.id,
-                            "client pinned: settings changed around a savepoint rollback"
-                        );
-                        self.pin = Some("SET with ROLLBACK TO SAVEPOINT");
-                    }
                     let batch = t.answered;
                     t.answered += 1;
                     // Replies still expected for this batch were skipped.
@@ -90,12 +83,24 @@ impl Session {
                         // Known now: whether the next statement starts a transaction.
                         self.rls.armed = t.tx_status == b'I';
                     }
-                    match self.settings.on_ready(t.tx_status) {
+                    match self.settings.on_ready(t.tx_status, batch) {
                         Committed::Nothing => {}
                         Committed::InSync => {
                             server.conn.settings_fingerprint = self.settings.fingerprint()
                         }
                         Committed::Unknown => server.conn.settings_fingerprint = u64::MAX,
+                    }
+                    if let Some(reason) = self.settings.take_untrackable()
+                        && self.pin.is_none()
+                    {
+                        // Only this server connection knows the values now.
+                        tracing::info!(
+                            session = self.id,
+                            reason,
+                            "client pinned: its settings can no longer be followed"
+                        );
+                        self.pin = Some(reason);
+                        self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_ready(t.tx_status);
@@ -213,10 +218,13 @@ impl Session {
                         *before -= 1;
                     }
                     let text = text_body(msg);
+                    if !matches!(text, b"COMMIT" | b"ROLLBACK") {
+                        self.settings.on_result();
+                    }
                     match text {
                         b"COMMIT" | b"ROLLBACK" => {
                             let committed = text == b"COMMIT";
-                            self.settings.on_transaction_end(committed);
+                            self.settings.on_transaction_end(committed, t.answered);
                             if let Some(iso) = self.iso.as_mut() {
                                 iso.tenant.on_transaction_end(committed);
                             }

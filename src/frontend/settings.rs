@@ -17,21 +17,41 @@ pub struct Settings {
     session: Vec<(String, String)>,
     /// search_path pinned by routing (schema-per-tenant), if any.
     pinned_search_path: Option<String>,
-    /// `SET`/`RESET` sent in the current transaction, not yet committed.
-    tentative: Vec<Effect>,
-    /// Whether the current batch saw an error.
-    error_in_batch: bool,
-    /// Whether the last transaction-ending command was a ROLLBACK.
-    rolled_back: bool,
+    /// `SET`/`RESET` sent and not yet known to be committed or rolled back,
+    /// each with the number of the batch (a Query, or messages up to a
+    /// Sync) it was sent in. Pipelined batches are noted before earlier ones
+    /// are answered.
+    tentative: Vec<(u64, Effect)>,
+    /// What the replies to the batch being answered have shown so far.
+    answering: Answering,
     /// A ROLLBACK TO SAVEPOINT ran in the current transaction.
     savepoint_rollback: bool,
+    /// Why only the server connection knows the values now, if it does.
+    lost: Option<&'static str>,
+    /// What the SETs settled since the last ReadyForQuery did.
+    settled: Committed,
     fingerprint: u64,
 }
 
-/// What a commit did to the server's state relative to the fingerprint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The replies to one batch, as far as settings care.
+#[derive(Debug, Default, Clone, Copy)]
+struct Answering {
+    /// The batch had an error (nothing after it ran).
+    error: bool,
+    /// Transactions it ended (COMMIT or ROLLBACK completed).
+    ends: u32,
+    /// Whether the last of them committed.
+    end_committed: bool,
+    /// A statement completed, or failed, after the last of them.
+    after_end: bool,
+}
+
+/// What a commit did to the server's state relative to the fingerprint
+/// (ordered: a later variant overrides an earlier one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Committed {
     /// Nothing changed.
+    #[default]
     Nothing,
     /// The server now holds exactly the client's settings.
     InSync,
@@ -106,21 +126,35 @@ impl Settings {
         out
     }
 
-    /// Records a `SET`/`RESET`/`RESET ALL` the client sent.
-    pub fn note(&mut self, effect: &Effect) {
+    /// Records a `SET`/`RESET`/`RESET ALL` the client sent in batch `batch`.
+    pub fn note(&mut self, effect: &Effect, batch: u64) {
         if matches!(effect, Effect::Setting { .. } | Effect::ResetAll) {
-            self.tentative.push(effect.clone());
+            self.tentative.push((batch, effect.clone()));
         }
     }
 
-    /// The batch had an error.
+    /// The batch being answered had an error.
     pub fn on_error(&mut self) {
-        self.error_in_batch = true;
+        self.answering.error = true;
+        self.answering.after_end |= self.answering.ends > 0;
     }
 
-    /// A CommandComplete ended a transaction (`COMMIT` or `ROLLBACK`).
-    pub fn on_transaction_end(&mut self, committed: bool) {
-        self.rolled_back = !committed;
+    /// A statement of the client's completed (not COMMIT or ROLLBACK).
+    pub fn on_result(&mut self) {
+        self.answering.after_end |= self.answering.ends > 0;
+    }
+
+    /// A COMMIT (`committed`) or ROLLBACK completed in batch `batch`. The
+    /// SETs of earlier batches still open were in the transaction it ended.
+    /// Those of its own batch are settled when the batch is answered, when
+    /// it is known whether anything ran after it.
+    pub fn on_transaction_end(&mut self, committed: bool, batch: u64) {
+        if self.tentative.first().is_some_and(|(b, _)| *b < batch) {
+            self.settle(|b| b < batch, committed);
+        }
+        self.answering.ends += 1;
+        self.answering.end_committed = committed;
+        self.answering.after_end = false;
     }
 
     /// The client sent ROLLBACK TO SAVEPOINT in the current transaction.
@@ -128,11 +162,13 @@ impl Settings {
         self.savepoint_rollback = true;
     }
 
-    /// Whether settings changed in this transaction may have been partly
-    /// undone by a ROLLBACK TO SAVEPOINT: the proxy cannot know the values
-    /// the transaction ends with, so the session must keep its server.
-    pub fn untrackable(&self) -> bool {
-        self.savepoint_rollback && !self.tentative.is_empty()
+    /// Why the settings changed lately can only be known on the server
+    /// connection, if they cannot be followed any more (then the session
+    /// must keep it): SETs partly undone by a ROLLBACK TO SAVEPOINT, or
+    /// SETs in a batch that ended a transaction and ran more after it.
+    /// Reported once.
+    pub fn take_untrackable(&mut self) -> Option<&'static str> {
+        self.lost.take()
     }
 
     /// DISCARD ALL ran: only the startup settings remain wanted.
@@ -142,13 +178,34 @@ impl Settings {
         self.refresh();
     }
 
-    /// Applies the committed transaction's `SET`/`RESET`s as if one after
-    /// the other (a name set again moves to the end; a `RESET` removes it;
-    /// `RESET ALL` clears everything before it), in one pass over the
-    /// session's settings however many there are. Returns whether anything
-    /// was reset.
-    fn commit_tentative(&mut self) -> bool {
-        let mut effects = std::mem::take(&mut self.tentative);
+    /// Takes the SETs of the batches `which` accepts out of the tentative
+    /// ones and applies them (`commit`) or drops them. Returns what the
+    /// server's state became relative to the fingerprint.
+    fn settle(&mut self, which: impl Fn(u64) -> bool, commit: bool) -> Committed {
+        let (settled, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tentative)
+            .into_iter()
+            .partition(|(b, _)| which(*b));
+        self.tentative = kept;
+        if !commit || settled.is_empty() {
+            return Committed::Nothing;
+        }
+        let effects: Vec<Effect> = settled.into_iter().map(|(_, e)| e).collect();
+        let reset = self.commit_effects(effects);
+        self.refresh();
+        let now = if reset {
+            Committed::Unknown
+        } else {
+            Committed::InSync
+        };
+        self.settled = self.settled.max(now);
+        now
+    }
+
+    /// Applies committed `SET`/`RESET`s as if one after the other (a name
+    /// set again moves to the end; a `RESET` removes it; `RESET ALL` clears
+    /// everything before it), in one pass over the session's settings
+    /// however many there are. Returns whether anything was reset.
+    fn commit_effects(&mut self, mut effects: Vec<Effect>) -> bool {
         let mut reset = false;
         if let Some(all) = effects.iter().rposition(|e| matches!(e, Effect::ResetAll)) {
             self.session.clear();
@@ -181,27 +238,46 @@ impl Settings {
         reset
     }
 
-    /// ReadyForQuery with `status`. Returns how the server's applied
-    /// settings relate to the client's after this point.
-    pub fn on_ready(&mut self, status: u8) -> Committed {
-        let mut result = Committed::Nothing;
-        if status == b'I' {
-            if self.error_in_batch || self.rolled_back {
-                self.tentative.clear();
-            } else if !self.tentative.is_empty() {
-                let reset = self.commit_tentative();
-                self.refresh();
-                result = if reset {
-                    Committed::Unknown
+    /// ReadyForQuery with `status` ends batch `batch`. Returns how the
+    /// server's applied settings relate to the client's after this point.
+    pub fn on_ready(&mut self, status: u8, batch: u64) -> Committed {
+        let a = std::mem::take(&mut self.answering);
+        if !self.tentative.is_empty() {
+            let own = |b: u64| b <= batch;
+            if a.ends == 0 {
+                // Outside a transaction block the batch's implicit
+                // transaction (with any block it continued) is over.
+                if status == b'I' {
+                    self.settle_last_transaction(own, !a.error);
+                }
+            } else if self.tentative.iter().any(|(b, _)| own(*b)) {
+                if a.ends == 1 && !a.after_end {
+                    // Nothing ran after the one COMMIT or ROLLBACK: every
+                    // SET of the batch came before it.
+                    self.settle_last_transaction(own, a.end_committed);
                 } else {
-                    Committed::InSync
-                };
+                    // Some of its SETs may have been committed, others
+                    // rolled back or never run: only the server knows.
+                    self.settle(own, false);
+                    self.lost = Some("SET in a batch of several transactions");
+                }
             }
-            self.rolled_back = false;
+        }
+        if status == b'I' {
             self.savepoint_rollback = false;
         }
-        self.error_in_batch = false;
-        result
+        std::mem::replace(&mut self.settled, Committed::Nothing)
+    }
+
+    /// Settles the SETs of the transaction that just ended, unless a
+    /// ROLLBACK TO SAVEPOINT may have undone some of them.
+    fn settle_last_transaction(&mut self, which: impl Fn(u64) -> bool, commit: bool) {
+        if commit && self.savepoint_rollback && self.tentative.iter().any(|(b, _)| which(*b)) {
+            self.settle(which, false);
+            self.lost = Some("SET with ROLLBACK TO SAVEPOINT");
+        } else {
+            self.settle(which, commit);
+        }
     }
 }
 
@@ -279,10 +355,7 @@ mod tests {
                     })
                     .collect();
                 let want = commit_one_by_one(&mut reference, &effects);
-                for e in &effects {
-                    s.note(e);
-                }
-                let got = s.commit_tentative();
+                let got = s.commit_effects(effects.clone());
                 assert_eq!(got, want, "{effects:?}");
                 assert_eq!(s.session, reference, "{effects:?}");
             }
@@ -322,30 +395,120 @@ mod tests {
     #[test]
     fn set_commits_on_ready_idle() {
         let mut s = Settings::new(vec![]);
-        s.note(&set("statement_timeout", "SET statement_timeout = 5"));
-        assert_eq!(s.on_ready(b'I'), Committed::InSync);
+        s.note(&set("statement_timeout", "SET statement_timeout = 5"), 0);
+        assert_eq!(s.on_ready(b'I', 0), Committed::InSync);
         assert_eq!(s.replay(0), vec!["SET statement_timeout = 5"]);
-        s.note(&set("statement_timeout", "SET statement_timeout = 6"));
-        s.on_ready(b'I');
+        s.note(&set("statement_timeout", "SET statement_timeout = 6"), 1);
+        s.on_ready(b'I', 1);
         assert_eq!(s.replay(0), vec!["SET statement_timeout = 6"]);
     }
 
     #[test]
     fn set_in_rolled_back_transaction_is_dropped() {
         let mut s = Settings::new(vec![]);
-        s.note(&set("a.b", "SET a.b = 1"));
-        assert_eq!(s.on_ready(b'T'), Committed::Nothing);
-        s.on_transaction_end(false);
-        assert_eq!(s.on_ready(b'I'), Committed::Nothing);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        assert_eq!(s.on_ready(b'T', 0), Committed::Nothing);
+        s.on_transaction_end(false, 1);
+        assert_eq!(s.on_ready(b'I', 1), Committed::Nothing);
         assert_eq!(s.fingerprint(), 0);
+        assert_eq!(s.take_untrackable(), None);
     }
 
     #[test]
     fn set_in_failed_batch_is_dropped() {
         let mut s = Settings::new(vec![]);
-        s.note(&set("a.b", "SET a.b = 1"));
+        s.note(&set("a.b", "SET a.b = 1"), 0);
         s.on_error();
-        s.on_ready(b'I');
+        s.on_ready(b'I', 0);
+        assert_eq!(s.fingerprint(), 0);
+    }
+
+    #[test]
+    fn a_batch_that_ends_its_transaction_last_settles_it() {
+        // BEGIN; SET a.b = 1; COMMIT
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.on_result();
+        s.on_result();
+        s.on_transaction_end(true, 0);
+        assert_eq!(s.on_ready(b'I', 0), Committed::InSync);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1"]);
+        assert_eq!(s.take_untrackable(), None);
+    }
+
+    #[test]
+    fn a_commit_and_chain_settles_the_earlier_batches() {
+        // BEGIN / SET a.b = 1 / COMMIT AND CHAIN / ROLLBACK, one at a time.
+        let mut s = Settings::new(vec![]);
+        s.on_result();
+        s.on_ready(b'T', 0);
+        s.note(&set("a.b", "SET a.b = 1"), 1);
+        s.on_result();
+        assert_eq!(s.on_ready(b'T', 1), Committed::Nothing);
+        s.on_transaction_end(true, 2);
+        assert_eq!(s.on_ready(b'T', 2), Committed::InSync);
+        s.on_transaction_end(false, 3);
+        assert_eq!(s.on_ready(b'I', 3), Committed::Nothing);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1"]);
+        assert_eq!(s.take_untrackable(), None);
+    }
+
+    #[test]
+    fn sets_around_several_transaction_ends_in_one_batch_are_lost() {
+        // BEGIN; SET a.b = 1; COMMIT; BEGIN; ROLLBACK
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.on_result();
+        s.on_result();
+        s.on_transaction_end(true, 0);
+        s.on_result();
+        s.on_transaction_end(false, 0);
+        assert_eq!(s.on_ready(b'I', 0), Committed::Nothing);
+        assert!(s.take_untrackable().is_some());
+        assert_eq!(s.take_untrackable(), None);
+        // SET a.b = 1; COMMIT; SELECT 1/0
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.on_result();
+        s.on_transaction_end(true, 0);
+        s.on_error();
+        s.on_ready(b'I', 0);
+        assert!(s.take_untrackable().is_some());
+        // Several ends, but no SET in the batch: nothing to follow.
+        let mut s = Settings::new(vec![]);
+        s.on_transaction_end(true, 0);
+        s.on_transaction_end(true, 0);
+        s.on_ready(b'I', 0);
+        assert_eq!(s.take_untrackable(), None);
+    }
+
+    #[test]
+    fn pipelined_batches_settle_one_by_one() {
+        // SET a.b = 1 (Sync), SET a.c = 2; SELECT 1/0 (Sync), both sent at once.
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.note(&set("a.c", "SET a.c = 2"), 1);
+        s.on_result();
+        assert_eq!(s.on_ready(b'I', 0), Committed::InSync);
+        s.on_result();
+        s.on_error();
+        assert_eq!(s.on_ready(b'I', 1), Committed::Nothing);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1"]);
+    }
+
+    #[test]
+    fn a_savepoint_rollback_loses_only_committed_sets() {
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.on_savepoint_rollback();
+        s.on_transaction_end(false, 0);
+        s.on_ready(b'I', 0);
+        assert_eq!(s.take_untrackable(), None);
+        s.note(&set("a.b", "SET a.b = 1"), 1);
+        s.on_savepoint_rollback();
+        s.on_transaction_end(true, 1);
+        s.on_ready(b'I', 1);
+        assert!(s.take_untrackable().is_some());
         assert_eq!(s.fingerprint(), 0);
     }
 
@@ -365,10 +528,10 @@ mod tests {
     #[test]
     fn reset_makes_server_state_unknown() {
         let mut s = Settings::new(vec![]);
-        s.note(&set("a.b", "SET a.b = 1"));
-        s.on_ready(b'I');
-        s.note(&set("a.b", "RESET a.b"));
-        assert_eq!(s.on_ready(b'I'), Committed::Unknown);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.on_ready(b'I', 0);
+        s.note(&set("a.b", "RESET a.b"), 1);
+        assert_eq!(s.on_ready(b'I', 1), Committed::Unknown);
         assert_eq!(s.fingerprint(), 0);
     }
 }
