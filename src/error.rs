@@ -840,6 +840,18 @@ impl ProxyError {
         )
     }
 
+    /// ROLLBACK TO SAVEPOINT in a transaction that set the tenant with
+    /// `SET LOCAL`: the proxy cannot tell whether it undoes that SET.
+    pub fn tenant_savepoint_rollback(variable: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!("ROLLBACK TO SAVEPOINT is not supported after SET LOCAL {variable}"),
+        )
+        .with_hint("roll back the whole transaction, or set the tenant before the savepoint's transaction begins")
+    }
+
     /// A tenant id that does not fit the tenant column's type.
     pub fn invalid_tenant_id(id: &str, why: &str) -> Self {
         Self::new(

@@ -557,3 +557,67 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
     }
     proxy.shutdown().await.unwrap();
 }
+
+/// A trusted session's tenant follows Postgres's savepoint rules or the
+/// statement is refused: a SET LOCAL undone by ROLLBACK TO SAVEPOINT must
+/// not leave the transaction running as the undone tenant, and a SET that
+/// restates a SET LOCAL's tenant would change the session's tenant for good
+/// (and a savepoint rollback could undo it unseen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE ROLE appuser LOGIN;
+         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON bare TO appuser;",
+    )
+    .await;
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let proxy = start_proxy(rls_config(&url, "")).await;
+    let (_, b) = tenants_a_and_b(proxy.port).await;
+    let names = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+    // SET LOCAL after the savepoint, undone by rolling back to it.
+    for sql in ["BEGIN", "SAVEPOINT s", "SET LOCAL app.current_tenant = 'a'"] {
+        b.batch_execute(sql).await.unwrap();
+    }
+    match b.simple_query("ROLLBACK TO SAVEPOINT s").await {
+        Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
+        Ok(_) => {
+            // Postgres runs the rest of the transaction as b again.
+            let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+            assert_eq!(rows, ["Secret Of B"], "the proxy stayed on tenant a");
+        }
+    }
+    b.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        names(b.simple_query("SELECT name FROM bare").await.unwrap()),
+        ["Secret Of B"]
+    );
+    // A SET restating the SET LOCAL's tenant changes the session's tenant.
+    for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'", "SAVEPOINT s"] {
+        b.batch_execute(sql).await.unwrap();
+    }
+    let e = b
+        .simple_query("SET app.current_tenant = 'a'")
+        .await
+        .expect_err("a tenant change inside a transaction");
+    assert_eq!(code(&e).as_deref(), Some("25001"), "{e:?}");
+    b.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        names(b.simple_query("SELECT name FROM bare").await.unwrap()),
+        ["Secret Of B"]
+    );
+    assert_eq!(server_tenant(&b).await, "b");
+    proxy.shutdown().await.unwrap();
+}

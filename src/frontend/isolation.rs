@@ -224,6 +224,22 @@ impl Isolation {
         Ok(None)
     }
 
+    /// Refuses a ROLLBACK TO SAVEPOINT while a `SET LOCAL` of the tenant is
+    /// in force: the SET may come after the savepoint (then Postgres undoes
+    /// it and the transaction is another tenant's again) or before it, and
+    /// the proxy cannot tell which.
+    fn check_savepoint_rollback(&self, sql: &str) -> Result<(), ProxyError> {
+        if self.tenant.has_local()
+            && mentions(sql.as_bytes(), "rollback")
+            && crate::frontend::classify::classify(sql)
+                .iter()
+                .any(|e| matches!(e, crate::frontend::classify::Effect::RollbackToSavepoint))
+        {
+            return Err(ProxyError::tenant_savepoint_rollback(&self.rules.variable));
+        }
+        Ok(())
+    }
+
     /// Whether `set` changes the tenant; refuses a change the session's
     /// server connection cannot take (see [`Isolation::apply_tenant_sets`]).
     fn check_change(&self, set: &TenantSet, hold: ServerHold) -> Result<bool, ProxyError> {
@@ -409,6 +425,7 @@ impl Isolation {
         }
         self.apply_tenant_sets(sql, in_transaction, Some(hold))
             .await?;
+        self.check_savepoint_rollback(sql)?;
         match self.rewritten(sql).await? {
             Rewritten::Unchanged => Ok(None),
             Rewritten::Template(t) => {
@@ -443,6 +460,7 @@ impl Isolation {
             }));
         }
         self.parsed_set = self.apply_tenant_sets(sql, in_transaction, None).await?;
+        self.check_savepoint_rollback(sql)?;
         let t = match self.rewritten(sql).await? {
             Rewritten::Unchanged => return Ok(None),
             Rewritten::Template(t) => t,

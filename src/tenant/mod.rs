@@ -91,11 +91,26 @@ impl TenantContext {
             self.local = value.map(str::to_string);
             return Ok(());
         }
-        if in_transaction && self.current() != value {
+        // Inside a block a SET may only restate the tenant: the one the
+        // statements run as and the one the session keeps after it. (After
+        // a `SET LOCAL` of another tenant, a SET of that tenant would change
+        // the session's, and a ROLLBACK TO SAVEPOINT could undo it unseen.)
+        let kept = match &self.tentative {
+            Some(t) => t.as_deref(),
+            None => self.session.as_deref(),
+        };
+        if in_transaction && (self.current() != value || kept != value) {
             return Err(ProxyError::tenant_change_in_transaction());
         }
         self.tentative = Some(value.map(str::to_string));
         Ok(())
+    }
+
+    /// Whether a `SET LOCAL` of the tenant variable is in force: the
+    /// current transaction runs as another tenant than the session's, which
+    /// a ROLLBACK TO SAVEPOINT could revert without the proxy knowing.
+    pub fn has_local(&self) -> bool {
+        self.bound.is_none() && self.local.is_some()
     }
 
     /// The batch had an error.
@@ -169,6 +184,15 @@ mod tests {
         let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
         assert!(t.apply(&set(Some("globex"), false), true).is_err());
         assert!(t.apply(&set(Some("acme"), false), true).is_ok());
+        // After SET LOCAL globex, a SET globex would change the session's
+        // tenant; a SET acme the transaction's.
+        t.apply(&set(Some("globex"), true), true).unwrap();
+        assert!(t.has_local());
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
+        assert!(t.apply(&set(Some("acme"), false), true).is_err());
+        t.on_ready(b'I');
+        assert!(!t.has_local());
+        assert_eq!(t.current(), Some("acme"));
     }
 
     #[test]
