@@ -840,6 +840,21 @@ impl ProxyError {
         )
     }
 
+    /// A statement that would pin one more server connection for a tenant
+    /// that holds its share of the pool pinned already.
+    pub fn pin_quota_reached(tenant: &str, shard: &str, limit: usize) -> Self {
+        Self::new(
+            SqlState::TOO_MANY_CONNECTIONS,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "tenant {tenant:?} already holds {limit} pinned server connections of shard {shard:?} (max_pinned_per_tenant)"
+            ),
+        )
+        .with_detail("LISTEN, session advisory locks, temporary tables, WITH HOLD cursors, SQL PREPARE and set_config keep a server connection for the whole session")
+        .with_hint("end such state in the tenant's other sessions (UNLISTEN *, pg_advisory_unlock_all(), DISCARD ALL) or raise max_pinned_per_tenant")
+    }
+
     /// ROLLBACK TO SAVEPOINT in a transaction that set the tenant with
     /// `SET LOCAL`: the proxy cannot tell whether it undoes that SET.
     pub fn tenant_savepoint_rollback(variable: &str) -> Self {

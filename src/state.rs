@@ -323,6 +323,7 @@ fn build_pools(
             size: s.pool_size,
             connect_timeout: config.server.server_connect_timeout,
             idle_timeout: config.server.server_idle_timeout,
+            max_pinned_per_tenant: s.pinned_per_tenant_limit(),
         });
     }
     let mut pools = HashMap::with_capacity(all.len());

@@ -1127,3 +1127,68 @@ async fn drain_does_not_wait_for_idle_pinned_clients() {
         assert!(a.simple_query("SELECT 1").await.is_err());
     }
 }
+
+/// One tenant's pinned sessions take at most `max_pinned_per_tenant` of a
+/// shared pool (half of it by default): one more pinning statement is
+/// refused (53300) and that session goes on unpinned, other tenants still
+/// get connections, and a pin given back makes room again.
+#[tokio::test]
+async fn a_tenant_cannot_pin_the_whole_pool() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 4).await;
+    let port = proxy.port;
+    let t1 = || support::connect(port, "t1user", "t1-secret", DB);
+    let (a, b, c) = (t1().await, t1().await, t1().await);
+    for (i, s) in [&a, &b].into_iter().enumerate() {
+        s.simple_query(&format!("SELECT pg_advisory_lock({})", 100 + i))
+            .await
+            .unwrap();
+    }
+    // t1 holds 2 of 4: the third pin is refused, in both protocols.
+    let e = c
+        .simple_query("SELECT pg_advisory_lock(102)")
+        .await
+        .expect_err("a third pin for t1");
+    assert_eq!(code(&e), "53300", "{e:?}");
+    let e = c
+        .query("SELECT pg_try_advisory_lock(102)", &[])
+        .await
+        .expect_err("a third pin for t1 (extended)");
+    assert_eq!(code(&e), "53300", "{e:?}");
+    // That session still works, unpinned, and so does another tenant.
+    c.simple_query("SELECT 1").await.unwrap();
+    let t2 =
+        support::connect_with_options(port, USER, PASSWORD, DB, "-c app.current_tenant=t2").await;
+    t2.simple_query("SELECT pg_advisory_lock(200)")
+        .await
+        .unwrap();
+    // A pin given back makes room.
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    c.simple_query("SELECT pg_advisory_lock(102)")
+        .await
+        .unwrap();
+    // c holds t1's second pin now: a's next one is refused.
+    let e = a
+        .simple_query("SELECT pg_advisory_lock(104)")
+        .await
+        .expect_err("a third pin for t1, again");
+    assert_eq!(code(&e), "53300", "{e:?}");
+    // A session that ends gives its pin back too.
+    drop(b);
+    let d = t1().await;
+    let mut ok = false;
+    for _ in 0..50 {
+        match d.simple_query("SELECT pg_advisory_lock(103)").await {
+            Ok(_) => {
+                ok = true;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(code(&e), "53300", "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(ok, "b's pin was never given back");
+    proxy.shutdown().await.unwrap();
+}

@@ -196,6 +196,22 @@ pub struct ShardConfig {
     /// One tenant lives here alone; statements pass through unrewritten.
     #[serde(default)]
     pub dedicated: bool,
+    /// Most server connections of this pool one tenant may hold pinned
+    /// (LISTEN, session advisory locks, temporary tables, …). Default: half
+    /// the pool (rounded up) on a shared shard, no limit on a dedicated one.
+    #[serde(default)]
+    pub max_pinned_per_tenant: Option<usize>,
+}
+
+impl ShardConfig {
+    /// The effective `max_pinned_per_tenant` (0: no limit).
+    pub fn pinned_per_tenant_limit(&self) -> usize {
+        match self.max_pinned_per_tenant {
+            Some(n) => n,
+            None if self.dedicated => 0,
+            None => self.pool_size.div_ceil(2),
+        }
+    }
 }
 
 /// `[routing]`.

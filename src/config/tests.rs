@@ -371,6 +371,31 @@ fn pool_size_at_least_one() {
     assert_only_error(&text, "A", "pool_size must be at least 1");
 }
 
+#[test]
+fn max_pinned_per_tenant_defaults_to_half_a_shared_pool() {
+    let text = with(
+        "\n[[shards]]\nname = \"s1\"\nurl = \"postgres://u@h/d\"\npool_size = 5\n\
+         max_pinned_per_tenant = 0 # <- A\n",
+    );
+    assert_only_error(&text, "A", "max_pinned_per_tenant must be at least 1");
+    let shard = |extra: &str| -> ShardConfig {
+        toml::from_str(&format!(
+            "name = \"s\"\nurl = \"postgres://u@h/d\"\n{extra}"
+        ))
+        .expect("shard")
+    };
+    assert_eq!(shard("pool_size = 5").pinned_per_tenant_limit(), 3);
+    assert_eq!(shard("pool_size = 1").pinned_per_tenant_limit(), 1);
+    assert_eq!(
+        shard("pool_size = 20\ndedicated = true").pinned_per_tenant_limit(),
+        0
+    );
+    assert_eq!(
+        shard("pool_size = 20\nmax_pinned_per_tenant = 7").pinned_per_tenant_limit(),
+        7
+    );
+}
+
 // ---- [routing] ----
 
 #[test]

@@ -170,6 +170,15 @@ fn shards<'c>(config: &'c Config, issues: &mut Vec<Issue>) -> HashMap<&'c str, &
                 format!("shard {:?}: pool_size must be at least 1", shard.name),
             ));
         }
+        if shard.max_pinned_per_tenant == Some(0) {
+            issues.push(Issue::at(
+                Loc::Entry("shards", i, Some("max_pinned_per_tenant")),
+                format!(
+                    "shard {:?}: max_pinned_per_tenant must be at least 1",
+                    shard.name
+                ),
+            ));
+        }
     }
     by_name.into_iter().map(|(k, (_, s))| (k, s)).collect()
 }

@@ -147,10 +147,67 @@ impl Session {
                     continue;
                 }
             }
-            match self.handle_client_message(tag, &msg, plan, rewritten) {
+            if let Err(e) = self.check_pin_quota(tag, &msg) {
+                self.refuse(tag, e);
+                continue;
+            }
+            let handled = self.handle_client_message(tag, &msg, plan, rewritten);
+            if self.pin.is_none() {
+                // Taken for a pin that did not happen (the message was refused).
+                self.pin_lease = None;
+            }
+            match handled {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => self.refuse(tag, e),
+            }
+        }
+    }
+
+    /// A Query or Parse that would pin the server connection counts against
+    /// its tenant's share of the pool's pinned connections: refused (53300)
+    /// when the tenant holds its share already, else counted (the lease is
+    /// kept with the pin). Sessions without a tenant are not counted.
+    fn check_pin_quota(&mut self, tag: u8, msg: &[u8]) -> Result<(), ProxyError> {
+        if self.pin.is_some() || self.mode != PoolMode::Transaction {
+            return Ok(());
+        }
+        let Some(raw) = sql_of(tag, msg) else {
+            return Ok(());
+        };
+        if plainly_without_effect(raw) {
+            return Ok(());
+        }
+        let (Some(tenant), Some(server)) = (
+            self.iso.as_ref().and_then(|i| i.tenant.current()),
+            self.server.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        let pins = std::str::from_utf8(raw)
+            .map(|sql| classify(sql).iter().any(|e| matches!(e, Effect::Pins(_))))
+            .unwrap_or(false);
+        if !pins {
+            return Ok(());
+        }
+        let pool = server.pool();
+        match pool.pins.take(tenant, false) {
+            Ok(lease) => {
+                self.pin_lease = Some(lease);
+                Ok(())
+            }
+            Err(limit) => {
+                pool.stats
+                    .pins_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    session = self.id,
+                    tenant,
+                    shard = pool.shard(),
+                    limit,
+                    "statement refused: the tenant holds its share of pinned connections"
+                );
+                Err(ProxyError::pin_quota_reached(tenant, pool.shard(), limit))
             }
         }
     }

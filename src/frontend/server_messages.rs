@@ -101,6 +101,10 @@ impl Session {
                         );
                         self.pin = Some(reason);
                         self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
+                        // Counted for its tenant, though it cannot be declined.
+                        if let Some(tenant) = self.iso.as_ref().and_then(|i| i.tenant.current()) {
+                            self.pin_lease = server.pool().pins.take(tenant, true).ok();
+                        }
                     }
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_ready(t.tx_status);
@@ -235,6 +239,7 @@ impl Session {
                             self.statements.clear();
                             self.settings.on_discard_all();
                             self.pin = None;
+                            self.pin_lease = None;
                         }
                         b"DEALLOCATE ALL" => {
                             server.conn.prepared.clear();

@@ -27,7 +27,7 @@ use super::stops::{Stop, Stops};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
-use crate::pool::{Checkout, Pool};
+use crate::pool::{Checkout, PinLease, Pool};
 use crate::protocol::framing::peek_header;
 use crate::protocol::messages;
 use crate::state::ProxyState;
@@ -196,6 +196,9 @@ pub struct Session {
     pub(super) settings: Settings,
     pub(super) statements: ClientStatements,
     pub(super) pin: Option<&'static str>,
+    /// The pin counted against its tenant's share of the pool (see
+    /// [`crate::pool::PinQuota`]).
+    pub(super) pin_lease: Option<PinLease>,
     pub(super) cancel: Arc<CancelSlot>,
     /// After a proxy-generated error in the extended protocol: discard until Sync.
     pub(super) skip_until_sync: bool,
@@ -300,6 +303,7 @@ impl Session {
             settings: p.settings,
             statements: ClientStatements::default(),
             pin: None,
+            pin_lease: None,
             cancel: p.cancel,
             skip_until_sync: false,
             client_streaming: 0,

@@ -57,6 +57,7 @@ fn live_registry(state: &ProxyState) -> Registry {
     let connects = Family::<Shard, Counter>::default();
     let connect_errors = Family::<Shard, Counter>::default();
     let pinned = Family::<Shard, Counter>::default();
+    let pins_refused = Family::<Shard, Counter>::default();
     let pools = state.pools();
     let mut names: Vec<&String> = pools.keys().collect();
     names.sort();
@@ -96,6 +97,9 @@ fn live_registry(state: &ProxyState) -> Registry {
             .get_or_create(&shard)
             .inc_by(s.connect_errors.load(Relaxed));
         pinned.get_or_create(&shard).inc_by(s.pinned.load(Relaxed));
+        pins_refused
+            .get_or_create(&shard)
+            .inc_by(s.pins_refused.load(Relaxed));
     }
     r.register(
         "server_connections",
@@ -131,6 +135,11 @@ fn live_registry(state: &ProxyState) -> Registry {
         "pinned_sessions",
         "Sessions that pinned a server connection (LISTEN, temporary tables, ...), by shard",
         pinned,
+    );
+    r.register(
+        "pin_refusals",
+        "Statements refused because their tenant held max_pinned_per_tenant pinned connections, by shard",
+        pins_refused,
     );
 
     let cache = state.rewrite_cache_stats();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::Checkout;
+use super::{Checkout, PinQuota};
 use crate::backend::{BackendTarget, ServerConn};
 use crate::error::ProxyError;
 
@@ -36,6 +36,8 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
+    /// Most connections one tenant may hold pinned (0: no limit).
+    pub max_pinned_per_tenant: usize,
 }
 
 /// Counters readable by the admin console and metrics.
@@ -55,6 +57,9 @@ pub struct PoolStats {
     pub connect_errors: AtomicU64,
     /// Sessions that pinned a server connection (LISTEN, temp tables, …).
     pub pinned: AtomicU64,
+    /// Statements refused because their tenant held its share of pinned
+    /// connections already.
+    pub pins_refused: AtomicU64,
     /// Total microseconds clients spent waiting.
     pub wait_us: AtomicU64,
 }
@@ -89,6 +94,8 @@ pub struct Pool {
     retired: std::sync::atomic::AtomicBool,
     /// Live counters.
     pub stats: PoolStats,
+    /// Pinned connections by tenant.
+    pub pins: Arc<PinQuota>,
 }
 
 impl Pool {
@@ -111,6 +118,7 @@ impl Pool {
             reported: Mutex::new(HashMap::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
             stats: PoolStats::default(),
+            pins: Arc::new(PinQuota::new(settings.max_pinned_per_tenant)),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(reap_idle(Arc::downgrade(&pool)));
@@ -157,6 +165,7 @@ impl Pool {
             .store(micros(settings.connect_timeout), Ordering::Relaxed);
         self.idle_timeout_us
             .store(micros(settings.idle_timeout), Ordering::Relaxed);
+        self.pins.set_limit(settings.max_pinned_per_tenant);
         {
             let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
             if **target != settings.target {
@@ -480,6 +489,7 @@ mod tests {
             size,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            max_pinned_per_tenant: 0,
         })
     }
 
@@ -492,6 +502,7 @@ mod tests {
             size,
             connect_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(60),
+            max_pinned_per_tenant: 0,
         };
         let held: Vec<_> = (0..2)
             .map(|_| pool.permits.clone().try_acquire_owned().unwrap())
