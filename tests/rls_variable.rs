@@ -604,6 +604,26 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
         names(b.simple_query("SELECT name FROM bare").await.unwrap()),
         ["Secret Of B"]
     );
+    // The same with the ROLLBACK TO prepared before the SET LOCAL.
+    for sql in ["BEGIN", "SAVEPOINT s"] {
+        b.batch_execute(sql).await.unwrap();
+    }
+    let back = b.prepare("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    b.batch_execute("SET LOCAL app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    match b.execute(&back, &[]).await {
+        Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
+        Ok(_) => {
+            let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+            assert_eq!(
+                rows,
+                ["Secret Of B"],
+                "the proxy stayed on tenant a (prepared)"
+            );
+        }
+    }
+    b.batch_execute("ROLLBACK").await.unwrap();
     // A SET restating the SET LOCAL's tenant changes the session's tenant.
     for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'", "SAVEPOINT s"] {
         b.batch_execute(sql).await.unwrap();

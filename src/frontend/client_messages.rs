@@ -742,6 +742,7 @@ impl Session {
         }
         self.check_planned_route(stmt_name)?;
         self.bind_tenant_set(stmt_name)?;
+        self.check_bound_savepoint_rollback(stmt_name)?;
         self.t.unsynced = true;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
@@ -828,6 +829,26 @@ impl Session {
             self.statements
                 .get(&String::from_utf8_lossy(stmt_name))
                 .and_then(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).cloned())
+        }
+    }
+
+    /// A ROLLBACK TO SAVEPOINT prepared before a `SET LOCAL` of the tenant
+    /// and bound after it is refused as its Parse would be now (see
+    /// [`Isolation::check_savepoint_rollback`]).
+    fn check_bound_savepoint_rollback(&self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+        let Some(iso) = self.iso.as_ref().filter(|i| i.tenant.has_local()) else {
+            return Ok(());
+        };
+        let sql = if stmt_name.is_empty() {
+            self.unnamed.as_ref().map(|u| u.sql.clone())
+        } else {
+            self.statements
+                .get(&String::from_utf8_lossy(stmt_name))
+                .map(|s| s.query.to_vec())
+        };
+        match sql.as_deref().map(std::str::from_utf8) {
+            Some(Ok(sql)) => iso.check_savepoint_rollback(sql),
+            _ => Ok(()),
         }
     }
 

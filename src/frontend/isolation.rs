@@ -228,7 +228,7 @@ impl Isolation {
     /// in force: the SET may come after the savepoint (then Postgres undoes
     /// it and the transaction is another tenant's again) or before it, and
     /// the proxy cannot tell which.
-    fn check_savepoint_rollback(&self, sql: &str) -> Result<(), ProxyError> {
+    pub fn check_savepoint_rollback(&self, sql: &str) -> Result<(), ProxyError> {
         if self.tenant.has_local()
             && mentions(sql.as_bytes(), "rollback")
             && crate::frontend::classify::classify(sql)
