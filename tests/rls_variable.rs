@@ -641,3 +641,63 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
     assert_eq!(server_tenant(&b).await, "b");
     proxy.shutdown().await.unwrap();
 }
+
+/// `RESET ALL` and `DISCARD ALL` return every setting to its startup value,
+/// the tenant variable included (application pools run them when a
+/// connection is given back): a tenant chosen with SET must not serve the
+/// next borrower of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE ROLE appuser LOGIN;
+         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON bare TO appuser;",
+    )
+    .await;
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let proxy = start_proxy(rls_config(&url, "")).await;
+    let names = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    // No tenant at startup: after the reset, none.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    for reset in ["DISCARD ALL", "RESET ALL"] {
+        app.batch_execute("SET app.current_tenant = 'a'")
+            .await
+            .unwrap();
+        let rows = names(app.simple_query("SELECT name FROM bare").await.unwrap());
+        assert_eq!(rows, ["mine"]);
+        app.batch_execute(reset).await.unwrap();
+        let e = app
+            .simple_query("SELECT name FROM bare")
+            .await
+            .expect_err(reset);
+        assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{reset}: {e:?}");
+        assert_eq!(server_tenant(&app).await, "", "{reset}");
+    }
+    // Tenant b at startup: back to b.
+    let (_, b) = tenants_a_and_b(proxy.port).await;
+    b.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    b.batch_execute("RESET ALL").await.unwrap();
+    let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+    assert_eq!(rows, ["Secret Of B"]);
+    // A reset that rolls back leaves the tenant chosen.
+    b.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; RESET ALL; ROLLBACK").await.unwrap();
+    let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+    assert_eq!(rows, ["mine"]);
+    proxy.shutdown().await.unwrap();
+}

@@ -573,6 +573,11 @@ impl Session {
                 Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
                 Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
             }
+            if matches!(effect, Effect::ResetAll | Effect::DiscardAll)
+                && let Some(iso) = self.iso.as_mut()
+            {
+                iso.tenant.on_reset_all();
+            }
         }
     }
 

@@ -24,6 +24,12 @@ pub struct TenantContext {
     tentative: Option<Option<String>>,
     /// SET LOCAL in the current transaction.
     local: Option<String>,
+    /// The tenant from the startup `options`, which `RESET ALL` and
+    /// `DISCARD ALL` return the variable to.
+    startup: Option<String>,
+    /// A RESET ALL / DISCARD ALL is pending: until its transaction ends the
+    /// session has no tenant; once committed, the startup one.
+    reset_to_startup: bool,
     error_in_batch: bool,
     rolled_back: bool,
 }
@@ -43,7 +49,8 @@ impl TenantContext {
         }
         Ok(TenantContext {
             user: user.to_string(),
-            session: from_options.or_else(|| bound.clone()),
+            session: from_options.clone().or_else(|| bound.clone()),
+            startup: from_options,
             bound,
             ..TenantContext::default()
         })
@@ -113,6 +120,25 @@ impl TenantContext {
         self.bound.is_none() && self.local.is_some()
     }
 
+    /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
+    /// variable goes back to its startup value, so a tenant chosen with SET
+    /// is gone. Until the statement's transaction ends the session runs
+    /// without a tenant (statements that need one are refused), which also
+    /// keeps it on the server connection it holds; once that commits, the
+    /// startup tenant (if any) is the session's again.
+    pub fn on_reset_all(&mut self) {
+        if self.bound.is_some() {
+            return;
+        }
+        let chosen =
+            self.local.is_some() || self.tentative.is_some() || self.session != self.startup;
+        if chosen {
+            self.local = None;
+            self.tentative = Some(None);
+            self.reset_to_startup = true;
+        }
+    }
+
     /// The batch had an error.
     pub fn on_error(&mut self) {
         self.error_in_batch = true;
@@ -130,10 +156,15 @@ impl TenantContext {
                 && !self.error_in_batch
                 && !self.rolled_back
             {
-                self.session = t;
+                self.session = if self.reset_to_startup {
+                    self.startup.clone()
+                } else {
+                    t
+                };
             }
             self.local = None;
             self.rolled_back = false;
+            self.reset_to_startup = false;
         }
         self.error_in_batch = false;
     }
@@ -208,6 +239,41 @@ mod tests {
         // Outside a transaction SET LOCAL does nothing, as in Postgres.
         t.apply(&set(Some("acme"), true), false).unwrap();
         assert_eq!(t.current(), None);
+    }
+
+    #[test]
+    fn reset_all_forgets_a_chosen_tenant() {
+        // Chosen with SET: gone, and none until the reset commits.
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.on_reset_all();
+        assert_eq!(t.current(), None);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+        // A failed reset leaves it.
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.on_reset_all();
+        t.on_error();
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
+        // Back to the startup tenant once committed.
+        let mut t = TenantContext::new("u", None, Some("globex".into())).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.on_reset_all();
+        assert_eq!(t.current(), None);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("globex"));
+        // Nothing chosen: nothing changes.
+        t.on_reset_all();
+        assert_eq!(t.current(), Some("globex"));
+        // Bound: never.
+        let mut t = TenantContext::new("u", Some("acme".into()), None).unwrap();
+        t.on_reset_all();
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
     }
 
     #[test]
