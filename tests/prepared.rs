@@ -716,3 +716,56 @@ async fn unnamed_statement_survives_sync_like_postgres() {
     r.terminate().await;
     proxy.shutdown().await.unwrap();
 }
+
+/// `DEALLOCATE name` of a statement prepared with Parse releases it, as in
+/// Postgres (ActiveRecord's statement pool does this): the name is free
+/// again, a Bind of it fails, and a pipelined or in-transaction DEALLOCATE
+/// answers in order.
+#[tokio::test]
+async fn sql_deallocate_releases_a_protocol_statement() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
+    let steps = [
+        cat(&[raw::parse("a1", "SELECT 1"), raw::sync()]),
+        pbe("a1"),
+        raw::query("DEALLOCATE a1"),
+        pbe("a1"),
+        // The name is free again, with another text.
+        cat(&[raw::parse("a1", "SELECT 2"), raw::sync()]),
+        pbe("a1"),
+        // Quoted and PREPARE spellings; an unknown name.
+        cat(&[raw::parse("B 2", "SELECT 3"), raw::sync()]),
+        raw::query("DEALLOCATE PREPARE \"B 2\""),
+        raw::query("DEALLOCATE nope"),
+        // In a transaction, and sent behind a pipelined Sync.
+        raw::query("BEGIN"),
+        cat(&[
+            raw::parse("a3", "SELECT 4"),
+            raw::sync(),
+            raw::query("DEALLOCATE a3"),
+        ]),
+        // (Nothing sent: the DEALLOCATE's answer.)
+        Vec::new(),
+        pbe("a3"),
+        raw::query("ROLLBACK"),
+        // In a failed transaction: the server's 25P02.
+        cat(&[raw::parse("a4", "SELECT 5"), raw::sync()]),
+        raw::query("BEGIN"),
+        raw::query("SELECT 1/0"),
+        raw::query("DEALLOCATE a4"),
+        raw::query("ROLLBACK"),
+        pbe("a4"),
+        raw::query("DEALLOCATE a4"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[2], ["Complete DEALLOCATE", "Ready I"]);
+    assert_eq!(answer[3], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[7], ["Complete DEALLOCATE", "Ready I"]);
+    assert_eq!(answer[8], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[11], ["Complete DEALLOCATE", "Ready T"]);
+    assert_eq!(answer[12], ["Error 26000", "Ready E"]);
+    assert_eq!(answer[17], ["Error 25P02", "Ready E"]);
+    assert_eq!(answer[20], ["Complete DEALLOCATE", "Ready I"]);
+    proxy.shutdown().await.unwrap();
+}

@@ -347,6 +347,51 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     None
 }
 
+/// The name a query string that is exactly one `DEALLOCATE [PREPARE] name`
+/// (not `ALL`) releases, folded as Postgres folds it (unquoted: lower case).
+pub fn deallocated_name(sql: &str) -> Option<String> {
+    let mut statements = split_statements(sql);
+    let stmt = statements.next()?;
+    if statements.next().is_some() {
+        return None;
+    }
+    let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    let mut w = Words::new(stmt);
+    if !kw(w.next()?, "deallocate") {
+        return None;
+    }
+    let mut name = w.next()?;
+    if kw(name, "prepare") {
+        name = w.next()?;
+    }
+    if kw(name, "all") {
+        return None;
+    }
+    // Nothing but blanks and comments after the name (and nothing but
+    // blanks between the words: `Words` skips other characters).
+    let b = stmt.as_bytes();
+    let mut i = w.pos;
+    while i < b.len() {
+        match b[i] {
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' | b'/' if matches!(b.get(i + 1), Some(b'-' | b'*')) => i = skip_token(b, i),
+            _ => return None,
+        }
+    }
+    let words_only = stmt[..w.pos]
+        .bytes()
+        .all(|c| c != b',' && c != b'(' && c != b'+' && c != b'=');
+    if !words_only {
+        return None;
+    }
+    Some(
+        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => name.to_ascii_lowercase(),
+        },
+    )
+}
+
 /// Whether `needle` occurs anywhere in `text`, ignoring ASCII case.
 ///
 /// The search jumps (with `memchr`) between occurrences of the needle's
@@ -663,6 +708,35 @@ impl<'a> Iterator for Words<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deallocate_of_one_name_is_recognised() {
+        assert_eq!(deallocated_name("DEALLOCATE a1").as_deref(), Some("a1"));
+        assert_eq!(
+            deallocated_name("deallocate prepare A1;").as_deref(),
+            Some("a1")
+        );
+        assert_eq!(
+            deallocated_name("DEALLOCATE \"My \"\"S\"\"\" -- bye").as_deref(),
+            Some("My \"S\"")
+        );
+        assert_eq!(
+            deallocated_name("/* c */ DEALLOCATE a1 /* d */").as_deref(),
+            Some("a1")
+        );
+        for sql in [
+            "DEALLOCATE ALL",
+            "DEALLOCATE PREPARE ALL",
+            "DEALLOCATE a1; SELECT 1",
+            "SELECT 1; DEALLOCATE a1",
+            "DEALLOCATE a1 a2",
+            "DEALLOCATE a1 + 1",
+            "DEALLOCATE",
+            "EXECUTE a1",
+        ] {
+            assert_eq!(deallocated_name(sql), None, "{sql}");
+        }
+    }
 
     #[test]
     fn names_in_unicode_escapes_are_found_outside_strings_and_pin() {

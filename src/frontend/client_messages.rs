@@ -92,6 +92,16 @@ impl Session {
                 }
                 continue;
             }
+            if tag == ftag::QUERY
+                && let Some(name) = self.deallocated_statement(text_body(&msg))
+            {
+                // Released here, as Postgres would: the statement lives on
+                // servers under the proxy's name, which other sessions share.
+                self.statements.remove(&name);
+                messages::command_complete(&mut self.to_client, "DEALLOCATE");
+                messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                continue;
+            }
             let mut plan = match self.plan(tag, &msg).await {
                 Ok(p) => p,
                 Err(e) if e.is_fatal() => return Err(e),
@@ -383,6 +393,13 @@ impl Session {
         if self.rls_must_wait(tag) || self.t.path_reset {
             return true;
         }
+        // Answered here, after the replies to everything sent before it.
+        if tag == ftag::QUERY
+            && !self.t.unsynced
+            && self.releases_statement(text_body(msg)).is_some()
+        {
+            return true;
+        }
         let Some(iso) = self.iso.as_ref() else {
             return false;
         };
@@ -398,6 +415,27 @@ impl Session {
             }
             _ => false,
         }
+    }
+
+    /// The client's protocol-level statement that a simple Query of one
+    /// `DEALLOCATE name` releases, if it names one (drivers such as
+    /// ActiveRecord's release statements they prepared with Parse that way).
+    fn releases_statement(&self, sql: &[u8]) -> Option<String> {
+        if plainly_without_effect(sql) {
+            return None;
+        }
+        let name = super::classify::deallocated_name(std::str::from_utf8(sql).ok()?)?;
+        self.statements.get(&name).is_some().then_some(name)
+    }
+
+    /// [`Session::releases_statement`] when it can be answered now: nothing
+    /// in flight before it, and not in a failed transaction (where the
+    /// server's own error, 25P02, is the answer).
+    fn deallocated_statement(&self, sql: &[u8]) -> Option<String> {
+        if self.t.pending > 0 || self.t.unsynced || self.t.tx_status == b'E' {
+            return None;
+        }
+        self.releases_statement(sql)
     }
 
     /// Sends `msg` on as `plan` says; `rewritten`: the plan is isolation's
