@@ -3,11 +3,13 @@
 //! (config loaded and every shard reachable). A minimal HTTP/1.1 server:
 //! read the request head, answer, close.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use super::health::readiness;
 use crate::metrics::scrape;
@@ -19,10 +21,58 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to take the answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed as soon as they are
-/// accepted (a scraper retries), so idle or unread connections cannot pile
-/// up file descriptors and rendered bodies.
+/// Connections served at once, so idle or unread connections cannot pile
+/// up file descriptors and rendered bodies. When all are taken, the one
+/// that has waited longest for its request is closed to make room (a
+/// client that connects and says nothing cannot keep health probes out);
+/// if none is waiting for its request, the new connection is closed (a
+/// scraper retries).
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a new connection waits for the slot of an evicted one.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
+
+/// Connections still waiting for their request, oldest first.
+#[derive(Debug, Default)]
+struct Waiting {
+    next: u64,
+    queue: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Waiting {
+    fn lock(this: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+        this.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a connection that waits for its request.
+    fn enter(this: &Mutex<Waiting>) -> (u64, CancellationToken) {
+        let mut w = Waiting::lock(this);
+        let id = w.next;
+        w.next += 1;
+        let token = CancellationToken::new();
+        w.queue.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    /// The connection has its request (or is gone).
+    fn leave(this: &Mutex<Waiting>, id: u64) {
+        let mut w = Waiting::lock(this);
+        if let Some(i) = w.queue.iter().position(|(x, _)| *x == id) {
+            w.queue.remove(i);
+        }
+    }
+
+    /// Closes the connection that has waited longest; whether there was one.
+    fn evict_oldest(this: &Mutex<Waiting>) -> bool {
+        match Waiting::lock(this).queue.pop_front() {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +120,7 @@ impl Response {
 /// Serves the endpoint until the task is aborted.
 pub async fn serve(state: Arc<ProxyState>, listener: TcpListener) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(a) => a,
@@ -79,22 +130,36 @@ pub async fn serve(state: Arc<ProxyState>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("metrics endpoint: too many connections; closing a new one");
-            drop(stream);
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) if Waiting::evict_oldest(&waiting) => {
+                match tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => continue,
+                }
+            }
+            Err(_) => {
+                tracing::debug!("metrics endpoint: too many connections; closing a new one");
+                continue;
+            }
         };
         let state = state.clone();
+        let waiting = waiting.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = handle(&state, stream).await {
+            if let Err(e) = handle(&state, &waiting, stream).await {
                 tracing::debug!(error = %e, "metrics endpoint: request failed");
             }
         });
     }
 }
 
-async fn handle(state: &ProxyState, mut stream: TcpStream) -> std::io::Result<()> {
+async fn handle(
+    state: &ProxyState,
+    waiting: &Mutex<Waiting>,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
+    let (id, evicted) = Waiting::enter(waiting);
     let mut head = Vec::with_capacity(1024);
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -107,7 +172,12 @@ async fn handle(state: &ProxyState, mut stream: TcpStream) -> std::io::Result<()
         }
         Ok::<_, std::io::Error>(())
     };
-    if tokio::time::timeout(READ_TIMEOUT, read).await.is_err() {
+    let read = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, read) => r.is_ok(),
+        () = evicted.cancelled() => false,
+    };
+    Waiting::leave(waiting, id);
+    if !read {
         return Ok(());
     }
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
