@@ -565,27 +565,8 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
 /// (and a savepoint rollback could undo it unseen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
-    let cluster = start_app_cluster().await;
-    exec(
-        &cluster,
-        "app",
-        "CREATE ROLE appuser LOGIN;
-         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON bare TO appuser;",
-    )
-    .await;
-    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
-    let proxy = start_proxy(rls_config(&url, "")).await;
+    let (_cluster, proxy) = bare_table_behind_proxy().await;
     let (_, b) = tenants_a_and_b(proxy.port).await;
-    let names = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
-        rows.iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect()
-    };
     let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
     // SET LOCAL after the savepoint, undone by rolling back to it.
     for sql in ["BEGIN", "SAVEPOINT s", "SET LOCAL app.current_tenant = 'a'"] {
@@ -595,13 +576,13 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
         Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
         Ok(_) => {
             // Postgres runs the rest of the transaction as b again.
-            let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+            let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
             assert_eq!(rows, ["Secret Of B"], "the proxy stayed on tenant a");
         }
     }
     b.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        names(b.simple_query("SELECT name FROM bare").await.unwrap()),
+        first_column(b.simple_query("SELECT name FROM bare").await.unwrap()),
         ["Secret Of B"]
     );
     // The same with the ROLLBACK TO prepared before the SET LOCAL.
@@ -615,7 +596,7 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
     match b.execute(&back, &[]).await {
         Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
         Ok(_) => {
-            let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+            let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
             assert_eq!(
                 rows,
                 ["Secret Of B"],
@@ -635,7 +616,7 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
     assert_eq!(code(&e).as_deref(), Some("25001"), "{e:?}");
     b.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        names(b.simple_query("SELECT name FROM bare").await.unwrap()),
+        first_column(b.simple_query("SELECT name FROM bare").await.unwrap()),
         ["Secret Of B"]
     );
     assert_eq!(server_tenant(&b).await, "b");
@@ -648,33 +629,14 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
 /// next borrower of the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
-    let cluster = start_app_cluster().await;
-    exec(
-        &cluster,
-        "app",
-        "CREATE ROLE appuser LOGIN;
-         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON bare TO appuser;",
-    )
-    .await;
-    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
-    let proxy = start_proxy(rls_config(&url, "")).await;
-    let names = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
-        rows.iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect()
-    };
+    let (_cluster, proxy) = bare_table_behind_proxy().await;
     // No tenant at startup: after the reset, none.
     let app = connect(proxy.port, "app", "app-secret", "app").await;
     for reset in ["DISCARD ALL", "RESET ALL"] {
         app.batch_execute("SET app.current_tenant = 'a'")
             .await
             .unwrap();
-        let rows = names(app.simple_query("SELECT name FROM bare").await.unwrap());
+        let rows = first_column(app.simple_query("SELECT name FROM bare").await.unwrap());
         assert_eq!(rows, ["mine"]);
         app.batch_execute(reset).await.unwrap();
         let e = app
@@ -690,14 +652,42 @@ async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
         .await
         .unwrap();
     b.batch_execute("RESET ALL").await.unwrap();
-    let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+    let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
     assert_eq!(rows, ["Secret Of B"]);
     // A reset that rolls back leaves the tenant chosen.
     b.batch_execute("SET app.current_tenant = 'a'")
         .await
         .unwrap();
     b.batch_execute("BEGIN; RESET ALL; ROLLBACK").await.unwrap();
-    let rows = names(b.simple_query("SELECT name FROM bare").await.unwrap());
+    let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
     assert_eq!(rows, ["mine"]);
     proxy.shutdown().await.unwrap();
+}
+
+/// A cluster whose table `bare` (no policy: the rewriter alone) holds a's
+/// row `mine` and b's `Secret Of B`, and a proxy over it (`rls_config`).
+async fn bare_table_behind_proxy() -> (tenantgate::localpg::Cluster, support::ProxyHandle) {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE ROLE appuser LOGIN;
+         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON bare TO appuser;",
+    )
+    .await;
+    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
+    let proxy = start_proxy(rls_config(&url, "")).await;
+    (cluster, proxy)
+}
+
+/// The first column of every row of a simple Query's answer.
+fn first_column(rows: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<String> {
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect()
 }
