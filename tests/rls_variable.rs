@@ -445,22 +445,16 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
 /// Bind, whatever the data; a well-formed bound pattern still matches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn like_patterns_cannot_test_other_tenants_prefixes() {
-    let cluster = start_app_cluster().await;
     // No policy: the rewriter alone. b's name is the common value the
     // planner's statistics keep.
-    exec(
-        &cluster,
-        "app",
-        "CREATE ROLE appuser LOGIN;
-         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+    let (_cluster, proxy) = tables_behind_proxy(
+        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
          INSERT INTO bare SELECT 'b', g, 'Secret Of B' FROM generate_series(1, 300) g;
          INSERT INTO bare SELECT 'a', g, 'mine' FROM generate_series(301, 310) g;
          GRANT SELECT, UPDATE, DELETE ON bare TO appuser;
          ANALYZE bare;",
     )
     .await;
-    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
-    let proxy = start_proxy(rls_config(&url, "")).await;
     let (a, _) = tenants_a_and_b(proxy.port).await;
     let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
     // The prefix of b's value and a prefix of nothing answer alike.
@@ -513,12 +507,8 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
 /// pooled connection that the pooling analysis thought clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_in_unicode_escapes_are_refused_or_pin() {
-    let cluster = start_app_cluster().await;
-    exec(
-        &cluster,
-        "app",
-        "CREATE ROLE appuser LOGIN;
-         CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+    let (_cluster, proxy) = tables_behind_proxy(
+        "CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
          INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
          GRANT SELECT ON guarded TO appuser;
          ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
@@ -526,8 +516,6 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
              USING (tenant_id = current_setting('app.current_tenant', true));",
     )
     .await;
-    let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
-    let proxy = start_proxy(rls_config(&url, "")).await;
     let (a, _) = tenants_a_and_b(proxy.port).await;
     for sql in [
         r#"SELECT U&"set\005fconfig"('app.current_tenant', 'b', true), U&"query\005fto\005fxml"('SELECT name FROM guarded', true, false, '')"#,
@@ -664,22 +652,30 @@ async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
     proxy.shutdown().await.unwrap();
 }
 
-/// A cluster whose table `bare` (no policy: the rewriter alone) holds a's
-/// row `mine` and b's `Secret Of B`, and a proxy over it (`rls_config`).
-async fn bare_table_behind_proxy() -> (tenantgate::localpg::Cluster, support::ProxyHandle) {
+/// A cluster set up by `sql` (after `CREATE ROLE appuser`, the role the
+/// proxy logs in as) and a proxy over it (`rls_config`).
+async fn tables_behind_proxy(sql: &str) -> (tenantgate::localpg::Cluster, support::ProxyHandle) {
     let cluster = start_app_cluster().await;
     exec(
         &cluster,
         "app",
-        "CREATE ROLE appuser LOGIN;
-         CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON bare TO appuser;",
+        &format!("CREATE ROLE appuser LOGIN;\n{sql}"),
     )
     .await;
     let url = format!("postgres://appuser@127.0.0.1:{}/app", cluster.port());
     let proxy = start_proxy(rls_config(&url, "")).await;
     (cluster, proxy)
+}
+
+/// [`tables_behind_proxy`] with table `bare` (no policy: the rewriter
+/// alone) holding a's row `mine` and b's `Secret Of B`.
+async fn bare_table_behind_proxy() -> (tenantgate::localpg::Cluster, support::ProxyHandle) {
+    tables_behind_proxy(
+        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON bare TO appuser;",
+    )
+    .await
 }
 
 /// The first column of every row of a simple Query's answer.
