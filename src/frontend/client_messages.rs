@@ -882,17 +882,23 @@ impl Session {
         let Some(iso) = self.iso.as_ref().filter(|i| i.tenant.has_local()) else {
             return Ok(());
         };
-        let sql = if stmt_name.is_empty() {
-            self.unnamed.as_ref().map(|u| u.sql.clone())
+        match self.statement_text(stmt_name) {
+            Some(sql) => iso.check_savepoint_rollback(sql),
+            None => Ok(()),
+        }
+    }
+
+    /// The text of the client's statement `name` (empty: the unnamed one)
+    /// as prepared on servers, if it has one and it is UTF-8.
+    pub(super) fn statement_text(&self, name: &[u8]) -> Option<&str> {
+        let sql = if name.is_empty() {
+            self.unnamed.as_ref().map(|u| u.sql.as_slice())
         } else {
             self.statements
-                .get(&String::from_utf8_lossy(stmt_name))
-                .map(|s| s.query.to_vec())
+                .get(&String::from_utf8_lossy(name))
+                .map(|s| s.query.as_ref())
         };
-        match sql.as_deref().map(std::str::from_utf8) {
-            Some(Ok(sql)) => iso.check_savepoint_rollback(sql),
-            _ => Ok(()),
-        }
+        std::str::from_utf8(sql?).ok()
     }
 
     /// A named statement that sets the tenant variable, bound again: the

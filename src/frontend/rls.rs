@@ -102,15 +102,7 @@ impl Session {
             }
             ftag::BIND => {
                 let (name, _) = bind_names(msg)?;
-                let touches = if name.is_empty() {
-                    self.unnamed.as_ref().map(|u| u.sql.as_slice())
-                } else {
-                    self.statements
-                        .get(&String::from_utf8_lossy(name))
-                        .map(|s| s.query.as_ref())
-                }
-                .and_then(|sql| std::str::from_utf8(sql).ok())
-                .is_some_and(touches_rows);
+                let touches = self.statement_text(name).is_some_and(touches_rows);
                 if touches {
                     self.rls.armed = false;
                     self.send_set_config(&tenant)?;
