@@ -474,6 +474,22 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
         let pattern = format!("{prefix}\\");
         let e = a.query(&select, &[&pattern]).await.expect_err(&pattern);
         assert_eq!(code(&e).as_deref(), Some("22025"), "{pattern}: {e:?}");
+        // A `character` parameter loses its trailing spaces on the way.
+        let typed = a
+            .prepare_typed(
+                "SELECT count(*) FROM bare WHERE name LIKE $1",
+                &[tokio_postgres::types::Type::BPCHAR],
+            )
+            .await
+            .expect("prepare");
+        let pattern = format!("{prefix}\\  ");
+        let e = a.query(&typed, &[&pattern]).await.expect_err(&pattern);
+        assert_eq!(code(&e).as_deref(), Some("22025"), "{pattern:?}: {e:?}");
+        // An array written as a string has escapes of its own.
+        let sql =
+            format!("SELECT count(*) FROM bare WHERE name LIKE ANY ('{{\"{prefix}%\\\\\"}}')");
+        let e = a.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(code(&e).as_deref(), Some("22025"), "{sql}: {e:?}");
         let delete = a
             .prepare("DELETE FROM bare WHERE name NOT ILIKE $1 ESCAPE '!' AND id = -1")
             .await

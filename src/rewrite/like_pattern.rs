@@ -82,27 +82,90 @@ pub(super) fn classify(pattern: &Expr, escape: Option<&Value>, any: bool) -> Pat
     if any {
         return list(pattern, escape);
     }
-    match unnest(pattern) {
-        Expr::Value(v) => match &v.value {
-            Value::Placeholder(p) => match p.strip_prefix('$').and_then(|n| n.parse().ok()) {
-                Some(param) if param >= 1 && escape.is_ascii() => Pattern::Bound {
-                    param,
-                    escape: escape as u8,
-                },
-                _ => Pattern::Unknown,
+    if let Expr::Value(v) = unnest(pattern)
+        && let Value::Placeholder(p) = &v.value
+    {
+        return match p.strip_prefix('$').and_then(|n| n.parse().ok()) {
+            Some(param) if param >= 1 && escape.is_ascii() => Pattern::Bound {
+                param,
+                escape: escape as u8,
             },
-            other => match string_literal(other) {
-                Some(s) if ends_dangling(s.chars(), escape) => Pattern::Dangling,
-                Some(_) => Pattern::Safe,
-                None => Pattern::Unknown,
-            },
-        },
-        _ => Pattern::Unknown,
+            _ => Pattern::Unknown,
+        };
+    }
+    match literal(pattern) {
+        Some(Literal::Text(s)) => {
+            // A `character` cast drops trailing spaces: checked both ways.
+            let trimmed = s.trim_end_matches(' ');
+            if ends_dangling(s.chars(), escape) || ends_dangling(trimmed.chars(), escape) {
+                Pattern::Dangling
+            } else {
+                Pattern::Safe
+            }
+        }
+        // Another type's input syntax may turn other characters into the
+        // escape (`'…\\\\'::bytea`): safe only without it and backslashes.
+        Some(Literal::Converted(s)) => holding_escapes(s, escape),
+        None => Pattern::Unknown,
     }
 }
 
-/// A list of patterns: each literal is checked; anything else is unknown.
+/// A string literal, possibly cast.
+enum Literal<'a> {
+    /// As written, or cast to a character type (`text`, `varchar`,
+    /// `character`).
+    Text(&'a str),
+    /// Cast to any other type (its input syntax reads the text).
+    Converted(&'a str),
+}
+
+/// The string literal `e` is, in any spelling, possibly cast.
+fn literal(e: &Expr) -> Option<Literal<'_>> {
+    let (inner, data_type) = match unnest(e) {
+        Expr::Value(v) => return string_literal(&v.value).map(Literal::Text),
+        Expr::Cast {
+            expr, data_type, ..
+        } => (
+            string_literal(match unnest(expr) {
+                Expr::Value(v) => &v.value,
+                _ => return None,
+            })?,
+            data_type,
+        ),
+        Expr::TypedString(t) => (string_literal(&t.value.value)?, &t.data_type),
+        _ => return None,
+    };
+    let name = data_type.to_string().to_ascii_lowercase();
+    let textual = ["text", "varchar", "character", "char", "bpchar"]
+        .iter()
+        .any(|t| {
+            name == *t
+                || name.starts_with(&format!("{t}("))
+                || name.starts_with(&format!("{t} varying"))
+        });
+    Some(if textual {
+        Literal::Text(inner)
+    } else {
+        Literal::Converted(inner)
+    })
+}
+
+/// Safe without the escape character or a backslash, else refused.
+fn holding_escapes(s: &str, escape: char) -> Pattern {
+    if s.contains(escape) || s.contains('\\') {
+        Pattern::Dangling
+    } else {
+        Pattern::Safe
+    }
+}
+
+/// A list of patterns: each literal of an `ARRAY[…]` is checked. An array
+/// written as one string (`'{"a%", "b\\\\"}'`) is read by Postgres's array
+/// syntax, with escapes of its own: safe only without the escape character.
 fn list(patterns: &Expr, escape: char) -> Pattern {
+    if let Some(Literal::Text(s) | Literal::Converted(s)) = literal(patterns) {
+        return holding_escapes(s, escape);
+    }
     let items: &[Expr] = match unnest(patterns) {
         Expr::Array(a) => &a.elem,
         Expr::Tuple(items) => items,
@@ -110,12 +173,9 @@ fn list(patterns: &Expr, escape: char) -> Pattern {
     };
     let mut all = Pattern::Safe;
     for item in items {
-        match unnest(item) {
-            Expr::Value(v) => match string_literal(&v.value) {
-                Some(s) if ends_dangling(s.chars(), escape) => return Pattern::Dangling,
-                Some(_) => {}
-                None => all = Pattern::Unknown,
-            },
+        match classify(item, None, false) {
+            Pattern::Dangling => return Pattern::Dangling,
+            Pattern::Safe => {}
             _ => all = Pattern::Unknown,
         }
     }
@@ -153,10 +213,14 @@ fn ends_dangling(mut chars: impl Iterator<Item = char>, escape: char) -> bool {
 }
 
 /// A bound pattern value (the parameter's bytes, as sent) that ends with a
-/// dangling `escape`: an odd run of it at the end. Text and binary formats
-/// of the string types carry the same bytes.
+/// dangling `escape`: an odd run of it at the end, also once trailing
+/// spaces are cut (a parameter of type `character` loses them on its way
+/// to `text`). Text and binary formats of the string types carry the same
+/// bytes.
 pub fn dangling(value: &[u8], escape: u8) -> bool {
-    value.iter().rev().take_while(|b| **b == escape).count() % 2 == 1
+    let odd_run = |v: &[u8]| v.iter().rev().take_while(|b| **b == escape).count() % 2 == 1;
+    let trimmed = value.len() - value.iter().rev().take_while(|b| **b == b' ').count();
+    odd_run(value) || odd_run(&value[..trimmed])
 }
 
 /// Every LIKE pattern of `s`: refuses a literal with a dangling escape and
@@ -232,6 +296,15 @@ mod tests {
             r"SELECT 1 FROM t WHERE name LIKE ANY (ARRAY['a%', 'Homer\'])",
             r"SELECT 1 FROM t WHERE name ~~ ANY (ARRAY['Homer\'])",
             r"SELECT (SELECT 1 FROM t WHERE name LIKE 'x\') FROM u",
+            // An array in its string form has escapes of its own.
+            r#"SELECT 1 FROM t WHERE name LIKE ANY ('{"P%\\"}')"#,
+            r#"SELECT 1 FROM t WHERE name ~~ ANY ('{P%\\}'::text[])"#,
+            // Casts: `character` drops trailing spaces; other types read
+            // the text by their own syntax.
+            r"SELECT 1 FROM t WHERE name LIKE 'Homer\ '::bpchar",
+            r"SELECT 1 FROM t WHERE name LIKE CAST('Homer\' AS varchar(10))",
+            r"SELECT 1 FROM t WHERE b LIKE 'x\\'::bytea",
+            r"SELECT 1 FROM t WHERE name LIKE text 'Homer\'",
         ] {
             assert!(refused(sql), "{sql}");
         }
@@ -247,6 +320,9 @@ mod tests {
             r"SELECT 1 FROM t WHERE name LIKE '%' || $1 || '%'",
             r"SELECT 1 FROM t WHERE name LIKE ANY ($1)",
             r"SELECT 1 FROM t WHERE name = 'Homer\'",
+            r"SELECT 1 FROM t WHERE name LIKE 'a\%'::text",
+            r"SELECT 1 FROM t WHERE b LIKE 'ab%'::bytea",
+            r#"SELECT 1 FROM t WHERE name LIKE ANY ('{"a%", "b%"}')"#,
         ] {
             assert_eq!(patterns(sql).ok(), Some(vec![]), "{sql}");
         }
@@ -286,5 +362,8 @@ mod tests {
         assert!(!dangling(b"", b'\\'));
         assert!(dangling(b"a#", b'#'));
         assert!(!dangling(br"a\", b'#'));
+        // `character` parameters lose their trailing spaces.
+        assert!(dangling(b"P%\\  ", b'\\'));
+        assert!(!dangling(b"P%\\\\ ", b'\\'));
     }
 }
