@@ -867,6 +867,20 @@ impl ProxyError {
         .with_hint("roll back the whole transaction, or set the tenant before the savepoint's transaction begins")
     }
 
+    /// Statements after a COMMIT or ROLLBACK in one query string while a
+    /// `SET LOCAL` of the tenant is in force: the proxy plans a query string
+    /// for one tenant, and the ones after the end run as another.
+    pub fn statements_after_local_end(variable: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "statements after the end of a transaction that ran SET LOCAL {variable} must be sent in a query of their own"
+            ),
+        )
+    }
+
     /// A tenant id that does not fit the tenant column's type.
     pub fn invalid_tenant_id(id: &str, why: &str) -> Self {
         Self::new(

@@ -609,6 +609,36 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
         }
     }
     b.batch_execute("ROLLBACK").await.unwrap();
+    // A SET LOCAL ends with its transaction, also when AND CHAIN opens the
+    // next at once, in either protocol.
+    for chain in ["simple", "extended"] {
+        for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'"] {
+            b.batch_execute(sql).await.unwrap();
+        }
+        if chain == "simple" {
+            b.batch_execute("COMMIT AND CHAIN").await.unwrap();
+        } else {
+            b.execute("COMMIT AND CHAIN", &[]).await.unwrap();
+        }
+        let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+        assert_eq!(
+            rows,
+            ["Secret Of B"],
+            "{chain}: the chained transaction is b's"
+        );
+        b.batch_execute("ROLLBACK").await.unwrap();
+    }
+    // Statements after the COMMIT in the same query string would be b's
+    // too; the string is planned for one tenant, so it is refused.
+    for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'"] {
+        b.batch_execute(sql).await.unwrap();
+    }
+    let e = b
+        .simple_query("COMMIT; SELECT name FROM bare")
+        .await
+        .expect_err("statements after COMMIT");
+    assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}");
+    b.batch_execute("ROLLBACK").await.unwrap();
     // A SET restating the SET LOCAL's tenant changes the session's tenant.
     for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'", "SAVEPOINT s"] {
         b.batch_execute(sql).await.unwrap();

@@ -347,6 +347,23 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     None
 }
 
+/// Whether one statement ends the transaction it runs in: COMMIT, END,
+/// ROLLBACK, ABORT (with or without AND CHAIN) and PREPARE TRANSACTION; not
+/// ROLLBACK TO SAVEPOINT, nor COMMIT/ROLLBACK PREPARED (another one's).
+pub fn ends_transaction(stmt: &str) -> bool {
+    let mut w = Words::new(stmt);
+    let kw = |s: Option<&str>, k: &str| s.is_some_and(|s| s.eq_ignore_ascii_case(k));
+    let first = w.next();
+    let second = w.next();
+    if kw(first, "end") || kw(first, "abort") {
+        return true;
+    }
+    if kw(first, "commit") || kw(first, "rollback") {
+        return !kw(second, "prepared") && !kw(second, "to");
+    }
+    kw(first, "prepare") && kw(second, "transaction")
+}
+
 /// The name a query string that is exactly one `DEALLOCATE [PREPARE] name`
 /// (not `ALL`) releases, folded as Postgres folds it (unquoted: lower case).
 pub fn deallocated_name(sql: &str) -> Option<String> {
@@ -708,6 +725,34 @@ impl<'a> Iterator for Words<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_ends_are_told_from_other_control() {
+        for sql in [
+            "COMMIT",
+            "commit and chain",
+            "END",
+            "ROLLBACK",
+            "rollback work",
+            "ABORT",
+            "/* c */ COMMIT",
+            "PREPARE TRANSACTION 'x'",
+        ] {
+            assert!(ends_transaction(sql), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO SAVEPOINT s",
+            "rollback to s",
+            "COMMIT PREPARED 'x'",
+            "ROLLBACK PREPARED 'x'",
+            "BEGIN",
+            "SAVEPOINT s",
+            "PREPARE p AS SELECT 1",
+            "SELECT 'commit'",
+        ] {
+            assert!(!ends_transaction(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn a_deallocate_of_one_name_is_recognised() {

@@ -785,7 +785,7 @@ impl Session {
         }
         self.check_planned_route(stmt_name)?;
         self.bind_tenant_set(stmt_name)?;
-        self.check_bound_savepoint_rollback(stmt_name)?;
+        self.bound_transaction_control(stmt_name)?;
         self.t.unsynced = true;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
@@ -878,14 +878,24 @@ impl Session {
     /// A ROLLBACK TO SAVEPOINT prepared before a `SET LOCAL` of the tenant
     /// and bound after it is refused as its Parse would be now (see
     /// [`Isolation::check_savepoint_rollback`]).
-    fn check_bound_savepoint_rollback(&self, stmt_name: &[u8]) -> Result<(), ProxyError> {
-        let Some(iso) = self.iso.as_ref().filter(|i| i.tenant.has_local()) else {
+    /// A statement that ends the transaction, bound while a `SET LOCAL` of
+    /// the tenant is in force, ends that too (later messages are planned
+    /// for the session's tenant).
+    fn bound_transaction_control(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+        if !self.iso.as_ref().is_some_and(|i| i.tenant.has_local()) {
+            return Ok(());
+        }
+        let Some(sql) = self.statement_text(stmt_name).map(str::to_string) else {
             return Ok(());
         };
-        match self.statement_text(stmt_name) {
-            Some(sql) => iso.check_savepoint_rollback(sql),
-            None => Ok(()),
+        let Some(iso) = self.iso.as_mut() else {
+            return Ok(());
+        };
+        iso.check_savepoint_rollback(&sql)?;
+        if super::classify::ends_transaction(&sql) {
+            iso.tenant.end_local();
         }
+        Ok(())
     }
 
     /// The text of the client's statement `name` (empty: the unnamed one)

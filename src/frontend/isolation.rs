@@ -224,6 +224,25 @@ impl Isolation {
         Ok(None)
     }
 
+    /// While a `SET LOCAL` of the tenant is in force: whether `sql` ends the
+    /// transaction with its last statement (then the tenant is the
+    /// session's again for what follows); refuses statements after such an
+    /// end in the same query string (the string is planned for one tenant).
+    fn check_local_end(&self, sql: &str) -> Result<bool, ProxyError> {
+        if !self.tenant.has_local() {
+            return Ok(false);
+        }
+        let statements: Vec<&str> = split_statements(sql).collect();
+        match statements
+            .iter()
+            .position(|s| crate::frontend::classify::ends_transaction(s))
+        {
+            None => Ok(false),
+            Some(i) if i + 1 == statements.len() => Ok(true),
+            Some(_) => Err(ProxyError::statements_after_local_end(&self.rules.variable)),
+        }
+    }
+
     /// Refuses a ROLLBACK TO SAVEPOINT while a `SET LOCAL` of the tenant is
     /// in force: the SET may come after the savepoint (then Postgres undoes
     /// it and the transaction is another tenant's again) or before it, and
@@ -426,6 +445,16 @@ impl Isolation {
         self.apply_tenant_sets(sql, in_transaction, Some(hold))
             .await?;
         self.check_savepoint_rollback(sql)?;
+        let ends_local = self.check_local_end(sql)?;
+        let planned = self.planned_query(sql).await;
+        if ends_local && planned.is_ok() {
+            self.tenant.end_local();
+        }
+        planned
+    }
+
+    /// The plan of a simple Query, after the tenant checks.
+    async fn planned_query(&mut self, sql: &str) -> Result<Option<String>, ProxyError> {
         match self.rewritten(sql).await? {
             Rewritten::Unchanged => Ok(None),
             Rewritten::Template(t) => {

@@ -120,6 +120,14 @@ impl TenantContext {
         self.bound.is_none() && self.local.is_some()
     }
 
+    /// A statement that ends the transaction was sent (or bound): a `SET
+    /// LOCAL` of the tenant ends with it, also when `AND CHAIN` opens the
+    /// next one at once. (If the statement never runs, an earlier error
+    /// ended the transaction already.)
+    pub fn end_local(&mut self) {
+        self.local = None;
+    }
+
     /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
     /// variable goes back to its startup value, so a tenant chosen with SET
     /// is gone. Until the statement's transaction ends the session runs
@@ -147,6 +155,7 @@ impl TenantContext {
     /// A transaction ended with COMMIT (`true`) or ROLLBACK.
     pub fn on_transaction_end(&mut self, committed: bool) {
         self.rolled_back = !committed;
+        self.local = None;
     }
 
     /// ReadyForQuery with `status`.
