@@ -688,6 +688,18 @@ async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
     b.batch_execute("RESET ALL").await.unwrap();
     let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
     assert_eq!(rows, ["Secret Of B"]);
+    // So do RESET and SET … TO DEFAULT of the variable itself.
+    for reset in [
+        "RESET app.current_tenant",
+        "SET app.current_tenant TO DEFAULT",
+    ] {
+        b.batch_execute("SET app.current_tenant = 'a'")
+            .await
+            .unwrap();
+        b.batch_execute(reset).await.unwrap();
+        let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+        assert_eq!(rows, ["Secret Of B"], "{reset}");
+    }
     // A reset that rolls back leaves the tenant chosen.
     b.batch_execute("SET app.current_tenant = 'a'")
         .await

@@ -194,6 +194,7 @@ impl Isolation {
         let statements = split_statements(sql).count();
         for stmt in split_statements(sql) {
             if let Some(set) = parse_tenant_set(stmt, &self.rules.variable)? {
+                let set = self.tenant.resolved(&set);
                 if statements > 1 {
                     return Err(ProxyError::tenant_set_not_alone(&self.rules.variable));
                 }
@@ -337,6 +338,7 @@ impl Isolation {
         in_transaction: bool,
         hold: ServerHold,
     ) -> Result<bool, ProxyError> {
+        let set = &self.tenant.resolved(set);
         let changes = self.check_change(set, hold)?;
         if let Some(v) = &set.value {
             validate_tenant_id(v, [])?;

@@ -75,9 +75,20 @@ impl TenantContext {
         self.bound.is_some()
     }
 
+    /// `set` with a RESET (or `SET … TO DEFAULT`) spelled out: as in
+    /// Postgres, it returns the variable to its startup value (the tenant of
+    /// the startup `options`, if any).
+    pub fn resolved(&self, set: &TenantSet) -> TenantSet {
+        TenantSet {
+            value: set.value.clone().or_else(|| self.startup.clone()),
+            local: set.local,
+        }
+    }
+
     /// Applies a SET/RESET of the tenant variable. `in_transaction`: the
     /// client is inside a transaction block.
     pub fn apply(&mut self, set: &TenantSet, in_transaction: bool) -> Result<(), ProxyError> {
+        let set = &self.resolved(set);
         let value = set.value.as_deref();
         if let Some(b) = &self.bound {
             // A bound session may restate its own tenant, nothing else.
@@ -248,6 +259,20 @@ mod tests {
         // Outside a transaction SET LOCAL does nothing, as in Postgres.
         t.apply(&set(Some("acme"), true), false).unwrap();
         assert_eq!(t.current(), None);
+    }
+
+    #[test]
+    fn reset_returns_to_the_startup_tenant() {
+        let mut t = TenantContext::new("u", None, Some("globex".into())).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.apply(&set(None, false), false).unwrap();
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("globex"));
+        // A bound session may restate its tenant with RESET when its
+        // options named it.
+        let mut t = TenantContext::new("u", Some("acme".into()), Some("acme".into())).unwrap();
+        assert!(t.apply(&set(None, false), false).is_ok());
     }
 
     #[test]
