@@ -556,6 +556,11 @@ impl<'a> Rewriter<'a> {
                     let rest = lower.split_once(name).map_or(lower.as_str(), |(_, r)| r);
                     crate::tenant::check_client_encoding_set(rest)?;
                 }
+                if self.strict && w(0) == "set" && name == "seed" {
+                    // Seeds the server connection's random generator, which
+                    // other tenants' sessions use next.
+                    return Err(ProxyError::statement_refused("SET seed"));
+                }
                 if matches!(
                     name,
                     "role"

@@ -95,6 +95,9 @@ const DENIED_FUNCTIONS: &[&str] = &[
     // Sequences are shared by every tenant of a shard: setting one moves
     // every tenant's next id (a collision for their inserts).
     "setval",
+    // The random generator is the server connection's, which the next
+    // client gets: a seed set by one tenant makes another's random() known.
+    "setseed",
     // Sizes of shared relations reveal other tenants' volumes.
     "pg_relation_size",
     "pg_total_relation_size",
@@ -135,6 +138,7 @@ mod tests {
         assert!(function_denied("query_to_xml_and_xmlschema"));
         assert!(function_denied("dblink_exec"));
         assert!(function_denied("lo_import"));
+        assert!(function_denied("setseed"));
         assert!(!function_denied("lower"));
         assert!(!function_denied("now"));
     }
