@@ -840,6 +840,21 @@ impl ProxyError {
         )
     }
 
+    /// A client left its transaction idle longer than
+    /// `server.idle_transaction_timeout` (the session ends; the server
+    /// rolls the transaction back).
+    pub fn idle_transaction_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            Source::Client,
+            Severity::Fatal,
+            format!(
+                "terminating connection due to idle-in-transaction timeout ({} ms)",
+                limit.as_millis()
+            ),
+        )
+    }
+
     /// A statement that would pin one more server connection for a tenant
     /// that holds its share of the pool pinned already.
     pub fn pin_quota_reached(tenant: &str, shard: &str, limit: usize) -> Self {

@@ -1192,3 +1192,51 @@ async fn a_tenant_cannot_pin_the_whole_pool() {
     assert!(ok, "b's pin was never given back");
     proxy.shutdown().await.unwrap();
 }
+
+/// `server.idle_transaction_timeout`: a client that leaves its transaction
+/// waiting on it longer is disconnected (FATAL 25P03, as Postgres's own
+/// idle_in_transaction_session_timeout), the server rolls its work back,
+/// and the connection serves the next client at once.
+#[tokio::test]
+async fn an_idle_transaction_is_ended_after_the_timeout() {
+    let cluster = support::start_app_cluster().await;
+    support::connect_direct(&cluster, DB)
+        .await
+        .batch_execute("CREATE TABLE idle_t (x int); GRANT ALL ON idle_t TO PUBLIC")
+        .await
+        .unwrap();
+    let text = config_text(&cluster, 1, "transaction").replacen(
+        "pool_mode = ",
+        "idle_transaction_timeout = \"300ms\"\npool_mode = ",
+        1,
+    );
+    let proxy = support::start_proxy(support::load_config(&text)).await;
+    let a = connect(proxy.port).await;
+    a.batch_execute("BEGIN; INSERT INTO idle_t VALUES (1)")
+        .await
+        .unwrap();
+    // Busy, not idle: a statement running longer than the limit is fine.
+    a.batch_execute("SELECT pg_sleep(0.6)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let e = a
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("the session was ended");
+    let gone = e.is_closed() || support::sqlstate(&e).as_deref() == Some("25P03");
+    assert!(gone, "{}", support::error_chain(&e));
+    // The one server connection is free, and the insert was rolled back.
+    let b = connect(proxy.port).await;
+    let n: i64 = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.query_one("SELECT count(*) FROM idle_t", &[]),
+    )
+    .await
+    .expect("the connection came back")
+    .unwrap()
+    .get(0);
+    assert_eq!(n, 0);
+    // Outside a transaction a client may stay idle as long as it likes.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    b.batch_execute("SELECT 1").await.unwrap();
+    proxy.shutdown().await.unwrap();
+}

@@ -79,6 +79,10 @@ pub fn config_rows(config: &Config) -> Vec<(String, String)> {
             "server.slow_query_threshold".into(),
             s.slow_query_threshold.map(duration).unwrap_or_default(),
         ),
+        (
+            "server.idle_transaction_timeout".into(),
+            s.idle_transaction_timeout.map(duration).unwrap_or_default(),
+        ),
     ];
     if let Some(t) = &config.tenancy {
         rows.extend([

@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// Queries slower than this are logged (none: no slow-query log).
     #[serde(default, with = "humantime_serde")]
     pub slow_query_threshold: Option<Duration>,
+    /// A client whose transaction waits on it longer than this is
+    /// disconnected, so its server connection comes back (none: never).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_transaction_timeout: Option<Duration>,
 }
 
 /// `[tenancy]`.

@@ -187,6 +187,8 @@ pub struct Session {
     pub(super) mode: PoolMode,
     pub(super) max_message: usize,
     pub(super) wait_timeout: std::time::Duration,
+    /// `server.idle_transaction_timeout`.
+    pub(super) idle_transaction_timeout: Option<std::time::Duration>,
     pub(super) client: TcpStream,
     pub(super) client_in: BytesMut,
     pub(super) to_client: BytesMut,
@@ -289,6 +291,7 @@ impl Session {
             mode: server_cfg.pool_mode,
             max_message: server_cfg.max_message_size,
             wait_timeout: server_cfg.query_wait_timeout,
+            idle_transaction_timeout: server_cfg.idle_transaction_timeout,
             state: p.state,
             pool: p.pool,
             client: p.client,
@@ -363,7 +366,21 @@ impl Session {
             if self.buffered_work() {
                 continue;
             }
-            match self.wait().await {
+            let event = match self.idle_transaction_limit() {
+                None => self.wait().await,
+                Some(limit) => match tokio::time::timeout(limit, self.wait()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        tracing::info!(
+                            session = self.id,
+                            limit_ms = limit.as_millis() as u64,
+                            "client idle in transaction too long: disconnected"
+                        );
+                        return Err(ProxyError::idle_transaction_timeout(limit));
+                    }
+                },
+            };
+            match event {
                 Event::Stopped(stop) => return Err(stop_error(stop)),
                 Event::ClientRead(Ok(0) | Err(_)) => return Ok(End::ClientGone),
                 Event::ClientRead(Ok(n)) => self.obs.bytes_in(n),
@@ -386,6 +403,21 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The idle-in-transaction limit, when it applies now: a transaction is
+    /// open on the server connection and waits on the client (nothing in
+    /// flight, nothing to write, no message read but not handled).
+    fn idle_transaction_limit(&self) -> Option<std::time::Duration> {
+        let limit = self.idle_transaction_timeout?;
+        let waits_on_client = self.server.is_some()
+            && self.t.tx_status != b'I'
+            && self.t.pending == 0
+            && !self.t.unsynced
+            && self.to_server.is_empty()
+            && self.to_client.is_empty()
+            && self.client_in.is_empty();
+        waits_on_client.then_some(limit)
     }
 
     /// Whether input already read can be handled now: messages left in a

@@ -45,6 +45,8 @@ impl SqlState {
     pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
     /// 42601 syntax_error.
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    /// 25P03 idle_in_transaction_session_timeout.
+    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: SqlState = SqlState("25P03");
     /// 22025 invalid_escape_sequence.
     pub const INVALID_ESCAPE_SEQUENCE: SqlState = SqlState("22025");
     /// 22021 character_not_in_repertoire.
