@@ -104,6 +104,19 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_table_size",
     "pg_indexes_size",
     "pg_database_size",
+    "pg_tablespace_size",
+    // The last value drawn from a shared sequence (by any tenant).
+    "pg_sequence_last_value",
+    // Other sessions' transactions: whether one committed, and which run.
+    "txid_status",
+    "pg_xact_status",
+    "pg_xact_commit_timestamp",
+    "pg_xact_commit_timestamp_origin",
+    "pg_last_committed_xact",
+    "txid_current_snapshot",
+    "pg_current_snapshot",
+    "txid_snapshot_xip",
+    "pg_snapshot_xip",
 ];
 
 fn matches(list: &[&str], name: &str) -> bool {
@@ -139,6 +152,8 @@ mod tests {
         assert!(function_denied("dblink_exec"));
         assert!(function_denied("lo_import"));
         assert!(function_denied("setseed"));
+        assert!(function_denied("txid_status"));
+        assert!(function_denied("pg_tablespace_size"));
         assert!(!function_denied("lower"));
         assert!(!function_denied("now"));
     }
