@@ -182,18 +182,16 @@ impl Session {
         if self.pin.is_some() || self.mode != PoolMode::Transaction {
             return Ok(());
         }
-        let Some(raw) = sql_of(tag, msg) else {
+        let (Some(tenant), Some(server), Some(raw)) = (
+            self.iso.as_ref().and_then(|i| i.tenant.current()),
+            self.server.as_ref(),
+            sql_of(tag, msg),
+        ) else {
             return Ok(());
         };
         if plainly_without_effect(raw) {
             return Ok(());
         }
-        let (Some(tenant), Some(server)) = (
-            self.iso.as_ref().and_then(|i| i.tenant.current()),
-            self.server.as_ref(),
-        ) else {
-            return Ok(());
-        };
         let pins = std::str::from_utf8(raw)
             .map(|sql| classify(sql).iter().any(|e| matches!(e, Effect::Pins(_))))
             .unwrap_or(false);
@@ -421,7 +419,10 @@ impl Session {
     /// `DEALLOCATE name` releases, if it names one (drivers such as
     /// ActiveRecord's release statements they prepared with Parse that way).
     fn releases_statement(&self, sql: &[u8]) -> Option<String> {
-        if plainly_without_effect(sql) {
+        // The first word is DEALLOCATE (or a comment comes first): a look
+        // at one byte settles nearly every Query.
+        let first = sql.iter().find(|c| !c.is_ascii_whitespace())?;
+        if !matches!(first, b'd' | b'D' | b'-' | b'/') || plainly_without_effect(sql) {
             return None;
         }
         let name = super::classify::deallocated_name(std::str::from_utf8(sql).ok()?)?;
