@@ -118,6 +118,8 @@ enum Event {
     ClientWritable,
     ServerWritable,
     Stopped(Stop),
+    /// `server.idle_transaction_timeout` ran out.
+    IdleInTransaction,
 }
 
 /// Per-session protocol accounting. Each queue holds, in reply order, what
@@ -189,6 +191,8 @@ pub struct Session {
     pub(super) wait_timeout: std::time::Duration,
     /// `server.idle_transaction_timeout`.
     pub(super) idle_transaction_timeout: Option<std::time::Duration>,
+    /// Its timer, made the first time a transaction waits on the client.
+    pub(super) idle_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     pub(super) client: TcpStream,
     pub(super) client_in: BytesMut,
     pub(super) to_client: BytesMut,
@@ -292,6 +296,7 @@ impl Session {
             max_message: server_cfg.max_message_size,
             wait_timeout: server_cfg.query_wait_timeout,
             idle_transaction_timeout: server_cfg.idle_transaction_timeout,
+            idle_timer: None,
             state: p.state,
             pool: p.pool,
             client: p.client,
@@ -366,22 +371,20 @@ impl Session {
             if self.buffered_work() {
                 continue;
             }
-            let event = match self.idle_transaction_limit() {
-                None => self.wait().await,
-                Some(limit) => match tokio::time::timeout(limit, self.wait()).await {
-                    Ok(event) => event,
-                    Err(_) => {
-                        tracing::info!(
-                            session = self.id,
-                            limit_ms = limit.as_millis() as u64,
-                            "client idle in transaction too long: disconnected"
-                        );
-                        return Err(ProxyError::idle_transaction_timeout(limit));
-                    }
-                },
-            };
-            match event {
+            let idle_limit = self
+                .idle_transaction_timeout
+                .and_then(|l| self.arm_idle_timer(l));
+            match self.wait(idle_limit.is_some()).await {
                 Event::Stopped(stop) => return Err(stop_error(stop)),
+                Event::IdleInTransaction => {
+                    let limit = idle_limit.unwrap_or_default();
+                    tracing::info!(
+                        session = self.id,
+                        limit_ms = limit.as_millis() as u64,
+                        "client idle in transaction too long: disconnected"
+                    );
+                    return Err(ProxyError::idle_transaction_timeout(limit));
+                }
                 Event::ClientRead(Ok(0) | Err(_)) => return Ok(End::ClientGone),
                 Event::ClientRead(Ok(n)) => self.obs.bytes_in(n),
                 Event::ServerRead(Ok(0) | Err(_)) => return Err(self.server_lost()),
@@ -405,11 +408,12 @@ impl Session {
         }
     }
 
-    /// The idle-in-transaction limit, when it applies now: a transaction is
-    /// open on the server connection and waits on the client (nothing in
-    /// flight, nothing to write, no message read but not handled).
-    fn idle_transaction_limit(&self) -> Option<std::time::Duration> {
-        let limit = self.idle_transaction_timeout?;
+    /// Sets the idle-in-transaction timer to run out `limit` from now when
+    /// it applies: a transaction is open on the server connection and waits
+    /// on the client (nothing in flight, nothing to write, no message read
+    /// but not handled). Returns the limit if it does.
+    #[cold]
+    fn arm_idle_timer(&mut self, limit: std::time::Duration) -> Option<std::time::Duration> {
         let waits_on_client = self.server.is_some()
             && self.t.tx_status != b'I'
             && self.t.pending == 0
@@ -417,7 +421,15 @@ impl Session {
             && self.to_server.is_empty()
             && self.to_client.is_empty()
             && self.client_in.is_empty();
-        waits_on_client.then_some(limit)
+        if !waits_on_client {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        match self.idle_timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.idle_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        Some(limit)
     }
 
     /// Whether input already read can be handled now: messages left in a
@@ -462,7 +474,7 @@ impl Session {
     /// epoll): the next wait parks at once instead of first trying another
     /// read that would only return EAGAIN. That is one system call less per
     /// message in each direction.
-    async fn wait(&mut self) -> Event {
+    async fn wait(&mut self, idle_timer: bool) -> Event {
         let read_client = self.to_server.len() < HIGH_WATER
             && self.to_client.len() < HIGH_WATER
             && (!self.held || self.client_in.len() < HIGH_WATER);
@@ -477,6 +489,7 @@ impl Session {
         let write_client = !self.to_client.is_empty();
         let write_server = !self.to_server.is_empty();
         let stops = &mut self.stops;
+        let mut timer = self.idle_timer.as_mut().filter(|_| idle_timer);
         let client = &mut self.client;
         let client_in = &mut self.client_in;
         let mut server = self.server.as_mut().map(|s| &mut s.conn);
@@ -506,6 +519,12 @@ impl Session {
                 if let Poll::Ready(r) = poll_read_buf(stream, cx, client_in) {
                     return Poll::Ready(Event::ClientRead(r));
                 }
+            }
+            // Last: a client that spoke just in time is not idle.
+            if let Some(t) = timer.as_mut()
+                && t.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Event::IdleInTransaction);
             }
             Poll::Pending
         })

@@ -140,6 +140,7 @@ impl Settings {
     }
 
     /// A statement of the client's completed (not COMMIT or ROLLBACK).
+    #[inline]
     pub fn on_result(&mut self) {
         self.answering.after_end |= self.answering.ends > 0;
     }
@@ -240,7 +241,21 @@ impl Settings {
 
     /// ReadyForQuery with `status` ends batch `batch`. Returns how the
     /// server's applied settings relate to the client's after this point.
+    #[inline]
     pub fn on_ready(&mut self, status: u8, batch: u64) -> Committed {
+        if self.tentative.is_empty() && self.settled == Committed::Nothing {
+            // The common case: no SET in flight.
+            self.answering = Answering::default();
+            if status == b'I' {
+                self.savepoint_rollback = false;
+            }
+            return Committed::Nothing;
+        }
+        self.on_ready_with_sets(status, batch)
+    }
+
+    /// [`Settings::on_ready`] with SETs to settle.
+    fn on_ready_with_sets(&mut self, status: u8, batch: u64) -> Committed {
         let a = std::mem::take(&mut self.answering);
         if !self.tentative.is_empty() {
             let own = |b: u64| b <= batch;
