@@ -28,7 +28,6 @@ use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
 use crate::pool::{Checkout, PinLease, Pool};
-use crate::protocol::framing::peek_header;
 use crate::protocol::messages;
 use crate::state::ProxyState;
 use crate::tenant::TenantSet;
@@ -868,11 +867,13 @@ fn stop_error(stop: Stop) -> ProxyError {
 /// Whether `buf` starts with a whole message, or with a header the framing
 /// refuses (which handling it reports).
 fn holds_a_message(buf: &[u8], max: usize) -> bool {
-    match peek_header(buf, max) {
-        Ok(Some(h)) => buf.len() >= h.total_len,
-        Ok(None) => false,
-        Err(_) => true,
-    }
+    // The framing's own reading (`peek_header`), without building its
+    // error: a length it refuses counts as a message to handle.
+    let Some(len) = buf.get(1..5) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    len < 4 || len > max || buf.len() > len
 }
 
 /// Most room reserved ahead of bytes that have not arrived yet.

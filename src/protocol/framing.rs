@@ -25,20 +25,28 @@ pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, ProxyEr
     }
     let tag = buf[0];
     let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    if len < 4 {
-        return Err(ProxyError::protocol_violation(format!(
-            "invalid length {len} in message of type '{}'",
-            tag.escape_ascii()
-        )));
-    }
-    let len = len as usize;
-    if len > max_len {
-        return Err(ProxyError::message_too_large(len, max_len));
+    if len < 4 || len as usize > max_len {
+        return Err(header_error(tag, len, max_len));
     }
     Ok(Some(Header {
         tag,
-        total_len: len + 1,
+        total_len: len as usize + 1,
     }))
+}
+
+/// The error for a header [`peek_header`] refuses (kept out of its inlined
+/// body: it is on every message's path, this almost never).
+#[cold]
+#[inline(never)]
+fn header_error(tag: u8, len: i32, max_len: usize) -> ProxyError {
+    if len < 4 {
+        ProxyError::protocol_violation(format!(
+            "invalid length {len} in message of type '{}'",
+            tag.escape_ascii()
+        ))
+    } else {
+        ProxyError::message_too_large(len as usize, max_len)
+    }
 }
 
 /// Iterates over the complete messages at the front of a buffer, yielding each
