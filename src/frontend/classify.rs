@@ -347,6 +347,21 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
     None
 }
 
+/// Whether `b` holds only names (plain or quoted), blanks and comments.
+fn words_and_blanks(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' | b'/' if matches!(b.get(i + 1), Some(b'-' | b'*')) => i = skip_token(b, i),
+            b'"' => i = skip_token(b, i),
+            c if WORD_CONT[c as usize] => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Whether one statement ends the transaction it runs in: COMMIT, END,
 /// ROLLBACK, ABORT (with or without AND CHAIN) and PREPARE TRANSACTION; not
 /// ROLLBACK TO SAVEPOINT, nor COMMIT/ROLLBACK PREPARED (another one's).
@@ -381,24 +396,13 @@ pub fn deallocated_name(sql: &str) -> Option<String> {
     if kw(name, "prepare") {
         name = w.next()?;
     }
-    if kw(name, "all") {
+    // `ALL`, or a dotted name (a syntax error to Postgres).
+    if kw(name, "all") || (!name.starts_with('"') && name.contains('.')) {
         return None;
     }
-    // Nothing but blanks and comments after the name (and nothing but
-    // blanks between the words: `Words` skips other characters).
-    let b = stmt.as_bytes();
-    let mut i = w.pos;
-    while i < b.len() {
-        match b[i] {
-            c if c.is_ascii_whitespace() => i += 1,
-            b'-' | b'/' if matches!(b.get(i + 1), Some(b'-' | b'*')) => i = skip_token(b, i),
-            _ => return None,
-        }
-    }
-    let words_only = stmt[..w.pos]
-        .bytes()
-        .all(|c| c != b',' && c != b'(' && c != b'+' && c != b'=');
-    if !words_only {
+    // Nothing but the words, blanks and comments (`Words` skips other
+    // characters): `DEALLOCATE *a1` is a syntax error, not a release.
+    if !words_and_blanks(stmt.as_bytes()) || w.next().is_some() {
         return None;
     }
     Some(
@@ -776,6 +780,8 @@ mod tests {
             "SELECT 1; DEALLOCATE a1",
             "DEALLOCATE a1 a2",
             "DEALLOCATE a1 + 1",
+            "DEALLOCATE *a1",
+            "DEALLOCATE a1.b",
             "DEALLOCATE",
             "EXECUTE a1",
         ] {

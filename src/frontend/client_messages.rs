@@ -587,16 +587,7 @@ impl Session {
             match &effect {
                 Effect::Pins(reason) => {
                     if self.mode == PoolMode::Transaction && self.pin.is_none() {
-                        tracing::info!(
-                            session = self.id,
-                            reason,
-                            "client pinned to its server connection"
-                        );
-                        self.pin = Some(reason);
-                        self.pool
-                            .stats
-                            .pinned
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.pin_server(reason);
                     }
                 }
                 Effect::Setting { name, .. }
@@ -876,11 +867,11 @@ impl Session {
         }
     }
 
-    /// A ROLLBACK TO SAVEPOINT prepared before a `SET LOCAL` of the tenant
-    /// and bound after it is refused as its Parse would be now (see
-    /// [`Isolation::check_savepoint_rollback`]).
-    /// A statement that ends the transaction, bound while a `SET LOCAL` of
-    /// the tenant is in force, ends that too (later messages are planned
+    /// Transaction control bound while a `SET LOCAL` of the tenant is in
+    /// force (drivers bind statements prepared before it): a ROLLBACK TO
+    /// SAVEPOINT is refused as its Parse would be now (see
+    /// [`Isolation::check_savepoint_rollback`]), and a statement that ends
+    /// the transaction ends the `SET LOCAL` too (later messages are planned
     /// for the session's tenant).
     fn bound_transaction_control(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
         if !self.iso.as_ref().is_some_and(|i| i.tenant.has_local()) {

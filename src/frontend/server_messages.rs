@@ -2,8 +2,6 @@
 //! messages the proxy injected or renamed, and keeping the session's view
 //! (transaction status, settings, tenant, prepared statements) in step.
 
-use std::sync::atomic::Ordering;
-
 use bytes::{Buf, BytesMut};
 
 use super::error_position::PositionFix;
@@ -89,22 +87,6 @@ impl Session {
                             server.conn.settings_fingerprint = self.settings.fingerprint()
                         }
                         Committed::Unknown => server.conn.settings_fingerprint = u64::MAX,
-                    }
-                    if let Some(reason) = self.settings.take_untrackable()
-                        && self.pin.is_none()
-                    {
-                        // Only this server connection knows the values now.
-                        tracing::info!(
-                            session = self.id,
-                            reason,
-                            "client pinned: its settings can no longer be followed"
-                        );
-                        self.pin = Some(reason);
-                        self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
-                        // Counted for its tenant, though it cannot be declined.
-                        if let Some(tenant) = self.iso.as_ref().and_then(|i| i.tenant.current()) {
-                            self.pin_lease = server.pool().pins.take(tenant, true).ok();
-                        }
                     }
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_ready(t.tx_status);

@@ -28,6 +28,7 @@ use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
 use crate::pool::{Checkout, PinLease, Pool};
+use crate::protocol::framing::holds_a_message;
 use crate::protocol::messages;
 use crate::state::ProxyState;
 use crate::tenant::TenantSet;
@@ -349,6 +350,12 @@ impl Session {
                 return Ok(end);
             }
             self.process_server()?;
+            if let Some(reason) = self.settings.take_untrackable()
+                && self.pin.is_none()
+            {
+                // Only this server connection knows the client's settings now.
+                self.pin_server(reason);
+            }
             self.try_flush();
             if self.can_release() {
                 self.release().await;
@@ -404,6 +411,31 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Pins the client to its server connection (`reason` for the logs):
+    /// counted for the pool and, when the session has a tenant, against
+    /// the tenant's share of it (the lease `check_pin_quota` took, or one
+    /// taken now, beyond the limit, for a pin that cannot be declined).
+    pub(super) fn pin_server(&mut self, reason: &'static str) {
+        tracing::info!(
+            session = self.id,
+            reason,
+            "client pinned to its server connection"
+        );
+        self.pin = Some(reason);
+        self.pool
+            .stats
+            .pinned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.pin_lease.is_none()
+            && let (Some(tenant), Some(server)) = (
+                self.iso.as_ref().and_then(|i| i.tenant.current()),
+                self.server.as_ref(),
+            )
+        {
+            self.pin_lease = server.pool().pins.take(tenant, true).ok();
         }
     }
 
@@ -862,18 +894,6 @@ fn stop_error(stop: Stop) -> ProxyError {
         Stop::Killed => ProxyError::killed_by_admin(),
         Stop::ForceClose | Stop::Shutdown => ProxyError::shutting_down(),
     }
-}
-
-/// Whether `buf` starts with a whole message, or with a header the framing
-/// refuses (which handling it reports).
-fn holds_a_message(buf: &[u8], max: usize) -> bool {
-    // The framing's own reading (`peek_header`), without building its
-    // error: a length it refuses counts as a message to handle.
-    let Some(len) = buf.get(1..5) else {
-        return false;
-    };
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    len < 4 || len > max || buf.len() > len
 }
 
 /// Most room reserved ahead of bytes that have not arrived yet.

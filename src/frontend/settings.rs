@@ -151,7 +151,7 @@ impl Settings {
     /// it is known whether anything ran after it.
     pub fn on_transaction_end(&mut self, committed: bool, batch: u64) {
         if self.tentative.first().is_some_and(|(b, _)| *b < batch) {
-            self.settle(|b| b < batch, committed);
+            self.settle_last_transaction(|b| b < batch, committed);
         }
         self.answering.ends += 1;
         self.answering.end_committed = committed;
@@ -180,26 +180,24 @@ impl Settings {
     }
 
     /// Takes the SETs of the batches `which` accepts out of the tentative
-    /// ones and applies them (`commit`) or drops them. Returns what the
-    /// server's state became relative to the fingerprint.
-    fn settle(&mut self, which: impl Fn(u64) -> bool, commit: bool) -> Committed {
+    /// ones and applies them (`commit`) or drops them; what that did to the
+    /// server's state is reported at the next ReadyForQuery.
+    fn settle(&mut self, which: impl Fn(u64) -> bool, commit: bool) {
         let (settled, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tentative)
             .into_iter()
             .partition(|(b, _)| which(*b));
         self.tentative = kept;
         if !commit || settled.is_empty() {
-            return Committed::Nothing;
+            return;
         }
         let effects: Vec<Effect> = settled.into_iter().map(|(_, e)| e).collect();
-        let reset = self.commit_effects(effects);
-        self.refresh();
-        let now = if reset {
+        let now = if self.commit_effects(effects) {
             Committed::Unknown
         } else {
             Committed::InSync
         };
+        self.refresh();
         self.settled = self.settled.max(now);
-        now
     }
 
     /// Applies committed `SET`/`RESET`s as if one after the other (a name

@@ -34,6 +34,19 @@ pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, ProxyEr
     }))
 }
 
+/// Whether `buf` starts with a whole message, or with a header
+/// [`peek_header`] refuses (which reading it reports). Reads the length as
+/// `peek_header` does, without building its error: checked on every turn
+/// of a session's loop.
+#[inline]
+pub fn holds_a_message(buf: &[u8], max_len: usize) -> bool {
+    let Some(len) = buf.get(1..HEADER_LEN) else {
+        return false;
+    };
+    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    len < 4 || len as usize > max_len || buf.len() > len as usize
+}
+
 /// The error for a header [`peek_header`] refuses (kept out of its inlined
 /// body: it is on every message's path, this almost never).
 #[cold]
@@ -133,6 +146,27 @@ pub fn read_i32(body: &[u8], pos: &mut usize) -> Result<i32, ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holds_a_message_agrees_with_peek_header() {
+        let mut cases: Vec<Vec<u8>> = vec![vec![], vec![b'Q'], vec![b'Q', 0, 0, 0]];
+        for len in [-1i32, 0, 3, 4, 5, 9, 100, 101, i32::MAX] {
+            for extra in [0usize, 1, 4, 5, 96, 97] {
+                let mut m = vec![b'Q'];
+                m.extend_from_slice(&len.to_be_bytes());
+                m.resize(5 + extra, 0);
+                cases.push(m);
+            }
+        }
+        for buf in cases {
+            let want = match peek_header(&buf, 100) {
+                Ok(Some(h)) => buf.len() >= h.total_len,
+                Ok(None) => false,
+                Err(_) => true,
+            };
+            assert_eq!(holds_a_message(&buf, 100), want, "{buf:?}");
+        }
+    }
 
     #[test]
     fn incomplete_is_none() {

@@ -38,12 +38,7 @@ const UNSAFE: &[&str] = &[
 /// Refuses `value` as the client encoding of an isolated session if its
 /// characters can hide quote or backslash bytes.
 pub fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
-    let clean: String = value
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if UNSAFE.contains(&clean.as_str()) {
+    if UNSAFE.contains(&cleaned(value).as_str()) {
         return Err(ProxyError::client_encoding_refused(value));
     }
     Ok(())
@@ -55,15 +50,19 @@ pub fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
 /// and digits of an encoding name (`'s j i s'` is SJIS), so the check runs
 /// on all of them run together and refuses any that holds such a name.
 pub fn check_client_encoding_set(rest: &str) -> Result<(), ProxyError> {
-    let clean: String = rest
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let clean = cleaned(rest);
     if UNSAFE.iter().any(|name| clean.contains(name)) {
         return Err(ProxyError::client_encoding_refused(rest.trim()));
     }
     Ok(())
+}
+
+/// `s` as Postgres cleans an encoding name: letters and digits, lower case.
+fn cleaned(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 #[cfg(test)]
