@@ -556,6 +556,108 @@ async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A prepared SET takes effect when it is executed, not when it is prepared,
+/// and every time it is executed again: a prepared statement run after the
+/// client reset the setting must not leave it on the pooled connection for
+/// the next client (pool_size 1: they share it).
+#[tokio::test]
+async fn prepared_sets_count_each_time_they_are_executed() {
+    let cluster = support::start_app_cluster().await;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let proxy = start(&cluster, 1).await;
+    let a = connect(proxy.port).await;
+    let b = connect(proxy.port).await;
+    let check = async |step: &str, want_a: &str| {
+        for _ in 0..2 {
+            assert_eq!(show(&a, "statement_timeout").await, want_a, "A, {step}");
+            assert_eq!(show(&b, "statement_timeout").await, "0", "B, {step}");
+        }
+    };
+    // Postgres itself: prepared is not executed.
+    let on_direct = direct
+        .prepare("SET statement_timeout = '7s'")
+        .await
+        .unwrap();
+    assert_eq!(show(&direct, "statement_timeout").await, "0");
+    direct.execute(&on_direct, &[]).await.unwrap();
+    assert_eq!(show(&direct, "statement_timeout").await, "7s");
+
+    let set = a.prepare("SET statement_timeout = '7s'").await.unwrap();
+    check("prepared only", "0").await;
+    a.execute(&set, &[]).await.unwrap();
+    check("executed", "7s").await;
+    a.batch_execute("RESET statement_timeout").await.unwrap();
+    check("reset", "0").await;
+    a.execute(&set, &[]).await.unwrap();
+    check("executed again after RESET", "7s").await;
+    a.batch_execute("SET statement_timeout = '3s'")
+        .await
+        .unwrap();
+    check("set otherwise", "3s").await;
+    a.execute(&set, &[]).await.unwrap();
+    check("executed again after SET", "7s").await;
+    // In a transaction that rolls back it does not stick.
+    a.batch_execute("RESET statement_timeout").await.unwrap();
+    a.batch_execute("BEGIN").await.unwrap();
+    a.execute(&set, &[]).await.unwrap();
+    assert_eq!(show(&a, "statement_timeout").await, "7s");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    check("executed in a rolled-back transaction", "0").await;
+
+    // The unnamed statement, bound again without a new Parse (two clients
+    // with the same startup parameters, so the same settings fingerprint).
+    async fn raw_show(r: &mut raw::Raw) -> String {
+        r.send(&raw::query("SHOW statement_timeout")).await;
+        let mut value = None;
+        loop {
+            let (tag, body) = r.recv().await;
+            match tag {
+                b'D' => value = raw::data_row(&body).into_iter().next(),
+                b'Z' => return value.expect("a row"),
+                _ => {}
+            }
+        }
+    }
+    let mut a = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    let mut b = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    let run_unnamed = [raw::bind("", "", &[]), raw::execute(""), raw::sync()].concat();
+    a.send(
+        &[
+            raw::parse("", "SET statement_timeout = '7s'"),
+            run_unnamed.clone(),
+        ]
+        .concat(),
+    )
+    .await;
+    a.until_ready().await;
+    a.send(
+        &[
+            raw::parse("r", "RESET statement_timeout"),
+            raw::bind("", "r", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]
+        .concat(),
+    )
+    .await;
+    a.until_ready().await;
+    // Bound but not executed: nothing changes.
+    a.send(&[raw::bind("", "", &[]), raw::sync()].concat())
+        .await;
+    a.until_ready().await;
+    assert_eq!(raw_show(&mut b).await, "0", "B, unnamed SET bound only");
+    a.send(&[raw::parse("", "SET statement_timeout = '7s'"), raw::sync()].concat())
+        .await;
+    a.until_ready().await;
+    a.send(&run_unnamed).await;
+    let replies = a.until_ready().await;
+    assert!(replies.iter().any(|m| m.contains("SET")), "{replies:?}");
+    assert_eq!(raw_show(&mut b).await, "0", "B, unnamed SET run again");
+    assert_eq!(raw_show(&mut a).await, "7s", "A, unnamed SET run again");
+    assert_eq!(raw_show(&mut b).await, "0", "B, after A");
+    proxy.shutdown().await.unwrap();
+}
+
 /// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
 /// the client to another server connection.
 #[tokio::test]

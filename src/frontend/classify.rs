@@ -37,6 +37,16 @@ pub fn classify(sql: &str) -> Vec<Effect> {
     classify_each(sql)
 }
 
+/// [`classify`] of SQL text as it comes off the wire: `None` when it has
+/// no session effect (or is not UTF-8, which the server refuses).
+pub fn effects_of(sql: &[u8]) -> Option<std::sync::Arc<[Effect]>> {
+    if plainly_without_effect(sql) {
+        return None;
+    }
+    let effects = classify_each(std::str::from_utf8(sql).ok()?);
+    (!effects.is_empty()).then(|| effects.into())
+}
+
 /// [`classify`], statement by statement, without the quick test.
 fn classify_each(sql: &str) -> Vec<Effect> {
     let mut out = Vec::new();

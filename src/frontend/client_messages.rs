@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 
-use super::classify::{Effect, classify, mentions, names_with_prefix, plainly_without_effect};
+use super::classify::{
+    Effect, classify, effects_of, mentions, names_with_prefix, plainly_without_effect,
+};
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement,
 };
@@ -482,6 +484,9 @@ impl Session {
                 self.t.unsynced = false;
             }
             ftag::EXECUTE => {
+                if !self.effect_portals.is_empty() {
+                    self.on_execute(msg)?;
+                }
                 self.to_server.extend_from_slice(msg);
                 self.t.unsynced = true;
                 self.t.batch_executes += 1;
@@ -575,16 +580,25 @@ impl Session {
         self.obs.request();
     }
 
-    /// Notes the session effects of SQL text sent by Query or Parse.
+    /// Notes the session effects of SQL text sent by Query: it runs now.
     fn on_query_text(&mut self, sql: &[u8]) {
-        if plainly_without_effect(sql) {
-            return;
+        if !self.effect_portals.is_empty() {
+            // A simple Query drops the unnamed portal.
+            self.effect_portals.retain(|(p, _)| !p.is_empty());
         }
-        let Ok(sql) = std::str::from_utf8(sql) else {
-            return;
-        };
-        for effect in classify(sql) {
-            match &effect {
+        if let Some(effects) = effects_of(sql) {
+            self.apply_effects(&effects, true);
+        }
+    }
+
+    /// What statements with `effects` do to the session: when they are
+    /// sent to be prepared (`run` false: they pin, and may drop prepared
+    /// statements or change the tenant variable, so the conservative
+    /// reading counts at once), or when they run (`run`: everything, in
+    /// the batch they run in; a `SET` counts each time it is executed).
+    fn apply_effects(&mut self, effects: &[Effect], run: bool) {
+        for effect in effects {
+            match effect {
                 Effect::Pins(reason) => {
                     if self.mode == PoolMode::Transaction && self.pin.is_none() {
                         self.pin_server(reason);
@@ -597,18 +611,54 @@ impl Session {
                     // stale after this and is reset before the next client.
                     self.server_dirty = true;
                 }
+                Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
+                _ if !run => {}
                 Effect::Setting { .. } | Effect::ResetAll => {
-                    self.settings.note(&effect, self.t.sent)
+                    self.settings.note(effect, self.t.sent)
                 }
                 Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
-                Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
             }
-            if matches!(effect, Effect::ResetAll | Effect::DiscardAll)
+            if run
+                && matches!(effect, Effect::ResetAll | Effect::DiscardAll)
                 && let Some(iso) = self.iso.as_mut()
             {
                 iso.tenant.on_reset_all();
             }
         }
+    }
+
+    /// A Bind of a statement with session `effects` (or none) to `portal`:
+    /// they count when the portal is executed.
+    fn track_portal(&mut self, portal: &[u8], effects: Option<Arc<[Effect]>>) {
+        if effects.is_none() && self.effect_portals.is_empty() {
+            return;
+        }
+        self.effect_portals.retain(|(p, _)| p != portal);
+        let Some(effects) = effects else {
+            return;
+        };
+        if self.effect_portals.len() < MAX_EFFECT_PORTALS {
+            self.effect_portals.push((portal.to_vec(), effects));
+        } else if self.mode == PoolMode::Transaction && self.pin.is_none() {
+            // Beyond what is worth following: the server connection alone
+            // knows the session's state, and nobody else gets it.
+            self.pin_server("portals with session effects beyond the limit");
+        }
+    }
+
+    /// An Execute of a portal whose statement has session effects.
+    fn on_execute(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
+        let mut pos = 5;
+        let portal = read_cstr(msg, &mut pos)?;
+        let effects = self
+            .effect_portals
+            .iter()
+            .find(|(p, _)| p == portal)
+            .map(|(_, e)| e.clone());
+        if let Some(effects) = effects {
+            self.apply_effects(&effects, true);
+        }
+        Ok(())
     }
 
     pub(super) fn server_mut(&mut self) -> Result<&mut Checkout, ProxyError> {
@@ -623,7 +673,10 @@ impl Session {
         let query = read_cstr(msg, &mut pos)?;
         let types = &msg[pos..];
         self.t.unsynced = true;
-        self.on_query_text(query);
+        let effects = effects_of(query);
+        if let Some(e) = &effects {
+            self.apply_effects(e, false);
+        }
         let (sql, types, binding): (&[u8], &[u8], Option<Arc<TenantBinding>>) = match &plan {
             Plan::Parse(p) => (p.sql.as_bytes(), &p.param_types, p.binding.clone()),
             _ => (query, types, None),
@@ -646,6 +699,7 @@ impl Session {
                     u.seq = seq;
                     u.tenant_set = tenant_set;
                     u.route = route;
+                    u.effects = effects;
                 }
                 None => {
                     self.unnamed = Some(Arc::new(UnnamedStatement {
@@ -655,6 +709,7 @@ impl Session {
                         seq,
                         tenant_set,
                         route,
+                        effects,
                     }))
                 }
             }
@@ -741,11 +796,16 @@ impl Session {
     }
 
     /// Makes sure the server holds this client's unnamed statement (never
-    /// another client's); returns the name to use and its tenant binding.
-    fn server_unnamed(&mut self) -> Result<(String, Option<Arc<TenantBinding>>), ProxyError> {
+    /// another client's); returns the name to use, its tenant binding and
+    /// its session effects.
+    fn server_unnamed(&mut self) -> Result<Target, ProxyError> {
         let Some(u) = self.unnamed.clone() else {
             // The client has none: let the server report it missing.
-            return Ok((NOOP_NAME.to_string(), None));
+            return Ok(Target {
+                name: NOOP_NAME.to_string(),
+                binding: None,
+                effects: None,
+            });
         };
         let (id, sent) = (self.id, self.t.sent);
         let server = self.server_mut()?;
@@ -754,20 +814,25 @@ impl Session {
             messages::parse(&mut self.to_server, "", &u.sql, &u.types);
             self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
         }
-        Ok((String::new(), u.binding.clone()))
+        Ok(Target {
+            name: String::new(),
+            binding: u.binding.clone(),
+            effects: u.effects.clone(),
+        })
     }
 
-    /// The server-side name for the statement the client calls `name`
-    /// (unnamed included), made present on the server, and its binding.
-    fn statement_target(
-        &mut self,
-        name: &[u8],
-    ) -> Result<(String, Option<Arc<TenantBinding>>), ProxyError> {
+    /// The statement the client calls `name` (unnamed included), made
+    /// present on the server.
+    fn statement_target(&mut self, name: &[u8]) -> Result<Target, ProxyError> {
         if name.is_empty() {
             return self.server_unnamed();
         }
         let (server_name, stmt) = self.server_statement(name)?;
-        Ok((server_name, stmt.and_then(|s| s.binding.clone())))
+        Ok(Target {
+            name: server_name,
+            binding: stmt.as_ref().and_then(|s| s.binding.clone()),
+            effects: stmt.as_ref().and_then(|s| s.effects().cloned()),
+        })
     }
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
@@ -792,7 +857,11 @@ impl Session {
             let sql = s.query.clone();
             self.obs.note_sql(|| sql);
         }
-        let (server_name, binding) = self.statement_target(stmt_name)?;
+        let Target {
+            name: server_name,
+            binding,
+            effects,
+        } = self.statement_target(stmt_name)?;
         // The portal and statement names as the server gets them.
         let head = || {
             let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
@@ -823,6 +892,7 @@ impl Session {
                 out.extend_from_slice(rest);
             }
         }
+        self.track_portal(portal, effects);
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
         Ok(())
     }
@@ -938,7 +1008,11 @@ impl Session {
             self.to_server.extend_from_slice(msg);
             return Ok(());
         }
-        let (server_name, binding) = self.statement_target(name)?;
+        let Target {
+            name: server_name,
+            binding,
+            ..
+        } = self.statement_target(name)?;
         let out = &mut self.to_server;
         out.put_u8(ftag::DESCRIBE);
         out.put_i32((4 + 1 + server_name.len() + 1) as i32);
@@ -965,6 +1039,9 @@ impl Session {
             self.statements.remove(&String::from_utf8_lossy(name));
             messages::close(&mut self.to_server, b'S', NOOP_NAME);
         } else {
+            if kind == b'P' && !self.effect_portals.is_empty() {
+                self.effect_portals.retain(|(p, _)| p != name);
+            }
             self.to_server.extend_from_slice(msg);
         }
         self.t
@@ -973,6 +1050,21 @@ impl Session {
         Ok(())
     }
 }
+
+/// A client's statement as the server in hand knows it.
+struct Target {
+    /// Its name there.
+    name: String,
+    /// How the tenant is bound, if isolation rewrote it.
+    binding: Option<Arc<TenantBinding>>,
+    /// What running it does to the session, if anything.
+    effects: Option<Arc<[Effect]>>,
+}
+
+/// Portals with session effects followed at once; beyond this many (a
+/// client binding that many SETs without running them), the client keeps
+/// its server connection instead.
+const MAX_EFFECT_PORTALS: usize = 64;
 
 /// The kind byte (`S` or `P`) and name of a Describe or Close message.
 fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use dashmap::DashMap;
 
+use super::classify::{Effect, effects_of};
 use super::isolation::TenantBinding;
 use crate::rewrite::TenantCheck;
 use crate::router::RouteKey;
@@ -43,6 +44,8 @@ pub struct Statement {
     validated: AtomicBool,
     /// What it does to the tenant variable (worked out at its first Bind).
     tenant_set: OnceLock<Option<TenantSet>>,
+    /// What running it does to the session (worked out at its first Bind).
+    effects: OnceLock<Option<Arc<[Effect]>>>,
 }
 
 impl Statement {
@@ -55,6 +58,14 @@ impl Statement {
     /// text; read once per statement, not at every Bind.
     pub fn tenant_set(&self, of: impl FnOnce(&[u8]) -> Option<TenantSet>) -> Option<&TenantSet> {
         self.tenant_set.get_or_init(|| of(&self.query)).as_ref()
+    }
+
+    /// What running it does to the session (`SET`s, pins, …), if anything;
+    /// read once per statement, not at every Bind.
+    pub fn effects(&self) -> Option<&Arc<[Effect]>> {
+        self.effects
+            .get_or_init(|| effects_of(&self.query))
+            .as_ref()
     }
 
     /// Records that a server accepted it.
@@ -155,6 +166,7 @@ impl StatementRegistry {
                     route,
                     validated: AtomicBool::new(false),
                     tenant_set: OnceLock::new(),
+                    effects: OnceLock::new(),
                 })
             })
             .clone()

@@ -80,6 +80,10 @@ impl Session {
                     if t.pending == 0 {
                         // Known now: whether the next statement starts a transaction.
                         self.rls.armed = t.tx_status == b'I';
+                        if t.tx_status == b'I' && !t.unsynced {
+                            // No portal outlives its transaction.
+                            self.effect_portals.clear();
+                        }
                     }
                     match self.settings.on_ready(t.tx_status, batch) {
                         Committed::Nothing => {}

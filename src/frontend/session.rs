@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelSlot;
+use super::classify::Effect;
 use super::error_position::BatchStatements;
 use super::isolation::{Isolation, TenantBinding};
 use super::prepared::{ClientStatements, Statement};
@@ -100,6 +101,8 @@ pub(super) struct UnnamedStatement {
     pub(super) seq: u64,
     /// It sets the tenant variable: this, when bound.
     pub(super) tenant_set: Option<TenantSet>,
+    /// What running it does to the session, if anything.
+    pub(super) effects: Option<Arc<[Effect]>>,
     /// The kind of home it was planned for (isolated sessions).
     pub(super) route: Option<crate::router::RouteKey>,
 }
@@ -222,6 +225,10 @@ pub struct Session {
     pub(super) unnamed: Option<Arc<UnnamedStatement>>,
     /// Unnamed Parses sent so far (identifies `unnamed`).
     pub(super) unnamed_seq: u64,
+    /// Portals bound to statements with session effects, by name: what
+    /// executing them does (a prepared `SET` counts each time it runs).
+    /// Emptied when no transaction can hold a portal any more.
+    pub(super) effect_portals: Vec<(Vec<u8>, Arc<[Effect]>)>,
     /// The server ran a SET of the tenant variable that the proxy does not
     /// replay: its settings no longer match any fingerprint.
     pub(super) server_dirty: bool,
@@ -320,6 +327,7 @@ impl Session {
             server_dirty: false,
             unnamed: None,
             unnamed_seq: 0,
+            effect_portals: Vec::new(),
             routed_tenant: p.routed_tenant,
             obs: p.obs,
             rls,
