@@ -541,6 +541,29 @@ async fn refusals_and_errors() {
         .await
         .expect_err("unknown shard");
     assert_eq!(sqlstate(&e).as_deref(), Some("22023"));
+    let e = ops
+        .simple_query("RESUME SHARD nosuch")
+        .await
+        .expect_err("unknown shard, not paused");
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"));
+    // CopyData, CopyDone outside COPY are ignored, as Postgres ignores them.
+    let mut raw = raw_client::RawClient::login(p.port, "ops", "ops-secret", "tenantgate").await;
+    raw.send(
+        &[
+            raw_client::copy_data(b"stray"),
+            raw_client::copy_done(),
+            raw_client::query_msg("SHOW VERSION"),
+        ]
+        .concat(),
+    )
+    .await;
+    loop {
+        let m = raw.read_msg().await.expect("the console answers");
+        assert!(!m.is_error(), "{}", m.message());
+        if m.ready_status().is_some() {
+            break;
+        }
+    }
     // The extended protocol is refused; the session goes on.
     let e = ops
         .query("SHOW POOLS", &[])

@@ -72,6 +72,12 @@ pub async fn execute(state: &Arc<ProxyState>, cmd: Command) -> Result<Reply, Pro
             Reply::Done("PAUSE")
         }
         Command::Resume(scope) => {
+            // A shard a reload removed while paused can still be resumed.
+            let paused_shard = matches!(&scope,
+                Scope::Shard(s) if state.pauses.current().shards.contains(s));
+            if !paused_shard {
+                check_scope(state, &scope)?;
+            }
             state.pauses.resume(&scope);
             tracing::info!(?scope, "resumed by the admin console");
             Reply::Done("RESUME")
@@ -212,6 +218,9 @@ pub async fn serve(
                     skip_until_sync = false;
                     messages::ready_for_query(&mut out, b'I');
                 }
+                // Outside COPY, Postgres ignores these (a client may still
+                // be sending data for a COPY that failed).
+                ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {}
                 _ if skip_until_sync => {}
                 ftag::PARSE
                 | ftag::BIND
