@@ -519,6 +519,36 @@ async fn metrics_after_two_tenants() {
     let (status, _, body) = http_get(proxy.metrics, "/readyz").await;
     assert_eq!(status, 200, "{body}");
 
+    // A hung postmaster (stopped: the kernel still completes the TCP
+    // handshake for it) is not ready either.
+    let postmaster = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid"))
+        .expect("postmaster.pid")
+        .lines()
+        .next()
+        .expect("pid line")
+        .trim()
+        .to_string();
+    struct Continue(String);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0])
+                .status();
+        }
+    }
+    let stopped = Continue(postmaster.clone());
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &postmaster])
+        .status()
+        .expect("kill -STOP");
+    assert!(status.success());
+    let (status, _, body) = http_get(proxy.metrics, "/readyz").await;
+    assert_eq!(status, 503, "stopped postmaster: {body}");
+    assert!(body.contains("no answer within"), "{body}");
+    drop(stopped);
+    let (status, _, body) = http_get(proxy.metrics, "/readyz").await;
+    assert_eq!(status, 200, "postmaster continued: {body}");
+
     drop((a, b));
     let mut cluster = cluster;
     cluster.stop_async().await.expect("stop the cluster");
