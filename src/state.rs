@@ -95,7 +95,7 @@ pub struct ProxyState {
     /// Distinct prepared statements.
     pub statements: StatementRegistry,
     /// Live sessions' cancel keys.
-    pub cancels: CancelRegistry,
+    pub cancels: Arc<CancelRegistry>,
     /// Cancelled when the proxy starts draining.
     pub shutdown: CancellationToken,
     /// Cancelled when draining time is up: every session closes at once.
@@ -150,7 +150,7 @@ impl ProxyState {
             loaded: ArcSwap::from_pointee(loaded),
             pools: ArcSwap::from_pointee(pools),
             statements: StatementRegistry::default(),
-            cancels: CancelRegistry::default(),
+            cancels: Arc::default(),
             shutdown: CancellationToken::new(),
             force_close: CancellationToken::new(),
             isolation: DashMap::new(),

@@ -79,12 +79,12 @@ impl Drop for InFlight<'_> {
 
 /// A session's cancel key, removed from the registry when dropped.
 #[derive(Debug)]
-pub struct Registered<'a> {
-    registry: &'a CancelRegistry,
+pub struct Registered {
+    registry: Arc<CancelRegistry>,
     pid: i32,
 }
 
-impl Drop for Registered<'_> {
+impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.unregister(self.pid);
     }
@@ -120,9 +120,9 @@ impl CancelRegistry {
 
     /// Keeps `pid` registered until the returned guard is dropped: when the
     /// session returns, when its task is dropped, or when it panics.
-    pub fn hold(&self, pid: i32) -> Registered<'_> {
+    pub fn hold(self: &Arc<Self>, pid: i32) -> Registered {
         Registered {
-            registry: self,
+            registry: self.clone(),
             pid,
         }
     }
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn keys_must_match() {
-        let r = CancelRegistry::default();
+        let r = Arc::new(CancelRegistry::default());
         let ((pid, secret), _) = r.register();
         assert!(r.lookup(pid, secret).is_some());
         assert!(r.lookup(pid, secret.wrapping_add(1)).is_none());
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_held_key_goes_when_its_holder_unwinds() {
-        let r = CancelRegistry::default();
+        let r = Arc::new(CancelRegistry::default());
         let ((pid, secret), _) = r.register();
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _held = r.hold(pid);

@@ -211,6 +211,7 @@ impl Session {
                     .pins_refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
+                    parent: self.obs.span(),
                     session = self.id,
                     tenant,
                     shard = pool.shard(),
@@ -340,10 +341,10 @@ impl Session {
     /// transaction just as a failing statement does.
     pub(super) fn refuse(&mut self, tag: u8, e: ProxyError) {
         if e.origin == crate::error::Source::Client {
-            tracing::info!(session = self.id, code = %e.code, reason = %e.message, "statement refused");
+            tracing::info!(parent: self.obs.span(), session = self.id, code = %e.code, reason = %e.message, "statement refused");
         } else {
             // Pool and shard failures are logged (warn) where they happen.
-            tracing::debug!(session = self.id, code = %e.code, reason = %e.message, "statement failed");
+            tracing::debug!(parent: self.obs.span(), session = self.id, code = %e.code, reason = %e.message, "statement failed");
         }
         self.obs.refused(&e, self.server.is_none());
         let ends_batch = tag == ftag::QUERY || tag == ftag::FUNCTION_CALL;

@@ -13,7 +13,7 @@ use super::handshake::{self, Login, Opening};
 use super::isolation::Isolation;
 use super::session::{Session, SessionParts, prepare_server};
 use super::settings::Settings;
-use crate::admin::{ClientEntry, ClientInfo};
+use crate::admin::{ClientEntry, ClientGuard, ClientInfo};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::metrics::SessionObs;
@@ -25,7 +25,7 @@ use crate::tenant::{TenantContext, validate_tenant_id};
 /// Serves one accepted client connection to the end.
 pub async fn serve_connection(
     state: Arc<ProxyState>,
-    mut client: TcpStream,
+    client: TcpStream,
     peer: std::net::SocketAddr,
 ) {
     let _ = client.set_nodelay(true);
@@ -33,7 +33,31 @@ pub async fn serve_connection(
     let _open = state.metrics.client_connected();
     let id = state.next_session_id();
     let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty, tenant = tracing::field::Empty);
-    async move {
+    let opened = open_session(state, client, peer, id, accepted)
+        .instrument(span.clone())
+        .await;
+    let Some((session, _registered)) = opened else {
+        return;
+    };
+    // The session loop runs outside the span: entering a span at every
+    // poll costs more than forwarding a query does. Its log lines name the
+    // span as their parent instead.
+    session.run().await;
+    let duration_ms = accepted.elapsed().as_millis() as u64;
+    tracing::info!(parent: &span, duration_ms, "session closed");
+}
+
+/// Handshake, cancel request or login, up to a session ready to run (with
+/// the guard that keeps it in the admin console's client list), or `None`
+/// when the connection is done.
+async fn open_session(
+    state: Arc<ProxyState>,
+    mut client: TcpStream,
+    peer: std::net::SocketAddr,
+    id: u64,
+    accepted: std::time::Instant,
+) -> Option<(Session, ClientGuard)> {
+    {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let loaded = state.loaded();
         let opened = tokio::time::timeout(
@@ -47,17 +71,17 @@ pub async fn serve_connection(
                 if let Some(slot) = state.cancels.lookup(pid, secret) {
                     slot.cancel().await;
                 }
-                return;
+                return None;
             }
             Ok(Ok(Opening::Dropped)) => {
                 tracing::debug!("malformed cancel request; closed without an answer");
-                return;
+                return None;
             }
             // Not a refusal: psql closes after the password request to ask
             // for one, and port probes close without a word.
             Ok(Err(e)) if e.origin == crate::error::Source::ClientGone => {
                 tracing::debug!(error = %e, "startup ended by the client");
-                return;
+                return None;
             }
             Ok(Err(e)) => {
                 if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
@@ -67,13 +91,13 @@ pub async fn serve_connection(
                 }
                 state.metrics.client_refused(&e);
                 send_fatal(&mut client, &e).await;
-                return;
+                return None;
             }
             Err(_) => {
                 let e = ProxyError::protocol_violation("authentication timed out");
                 state.metrics.client_refused(&e);
                 send_fatal(&mut client, &e).await;
-                return;
+                return None;
             }
         };
         tracing::Span::current().record("user", login.user.as_str());
@@ -97,22 +121,18 @@ pub async fn serve_connection(
             crate::admin::console::serve(state, registered.entry.clone(), client, buf).await;
             let duration_ms = accepted.elapsed().as_millis() as u64;
             tracing::info!(duration_ms, "admin session closed");
-            return;
+            return None;
         }
         let entry = registered.entry.clone();
         match start_session(state.clone(), id, client, buf, login, entry).await {
-            Ok(()) => {
-                let duration_ms = accepted.elapsed().as_millis() as u64;
-                tracing::info!(duration_ms, "session closed");
-            }
+            Ok(session) => session.map(|s| (s, registered)),
             Err(e) => {
                 state.metrics.client_refused(&e);
                 tracing::info!(code = %e.code, reason = %e.message, "login refused");
+                None
             }
         }
     }
-    .instrument(span)
-    .await;
 }
 
 async fn start_session(
@@ -122,7 +142,7 @@ async fn start_session(
     buf: BytesMut,
     login: Login,
     entry: Arc<ClientEntry>,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Session>, ProxyError> {
     let loaded = state.loaded();
     // Removed by a reload since the handshake checked the password.
     let Some(user) = loaded.config.user(&login.user) else {
@@ -242,8 +262,8 @@ async fn start_session(
         loaded.config.server.slow_query_threshold,
     );
     let ((pid, secret), cancel) = state.cancels.register();
-    // Unregistered however this function ends, a panic included.
-    let _registered = state.cancels.hold(pid);
+    // Unregistered however the session ends, a panic included.
+    let cancel_key = state.cancels.hold(pid);
     let mut out = BytesMut::with_capacity(512);
     for (name, value) in params.iter() {
         messages::parameter_status(&mut out, name, value);
@@ -263,10 +283,10 @@ async fn start_session(
         None => None,
     };
     if client.write_all(&out).await.is_err() {
-        return Ok(());
+        return Ok(None);
     }
     tracing::info!(shard = %route.shard, database = %login.database, "session opened");
-    Session::new(SessionParts {
+    Ok(Some(Session::new(SessionParts {
         id,
         state: state.clone(),
         pool,
@@ -282,10 +302,8 @@ async fn start_session(
         },
         isolation,
         obs,
-    })
-    .run()
-    .await;
-    Ok(())
+        cancel_key,
+    })))
 }
 
 /// Isolated sessions may not change how names resolve or who they are:

@@ -16,7 +16,7 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
-use super::cancel::CancelSlot;
+use super::cancel::{CancelSlot, Registered};
 use super::classify::Effect;
 use super::error_position::BatchStatements;
 use super::isolation::{Isolation, TenantBinding};
@@ -209,6 +209,8 @@ pub struct Session {
     /// [`crate::pool::PinQuota`]).
     pub(super) pin_lease: Option<PinLease>,
     pub(super) cancel: Arc<CancelSlot>,
+    /// Removes the session's cancel key when the session ends.
+    _cancel_key: Registered,
     /// After a proxy-generated error in the extended protocol: discard until Sync.
     pub(super) skip_until_sync: bool,
     /// Bytes of a large client message still to stream to the server.
@@ -263,6 +265,8 @@ pub struct SessionParts {
     pub settings: Settings,
     /// Cancel slot registered for this session.
     pub cancel: Arc<CancelSlot>,
+    /// Keeps the session's cancel key registered while it lives.
+    pub cancel_key: Registered,
     /// Server connection kept from login (session pooling only).
     pub server: Option<Checkout>,
     /// Tenant isolation for this session, if any.
@@ -320,6 +324,7 @@ impl Session {
             pin: None,
             pin_lease: None,
             cancel: p.cancel,
+            _cancel_key: p.cancel_key,
             skip_until_sync: false,
             client_streaming: 0,
             server_streaming: 0,
@@ -393,6 +398,7 @@ impl Session {
                 Event::IdleInTransaction => {
                     let limit = idle_limit.unwrap_or_default();
                     tracing::info!(
+                        parent: self.obs.span(),
                         session = self.id,
                         limit_ms = limit.as_millis() as u64,
                         "client idle in transaction too long: disconnected"
@@ -428,6 +434,7 @@ impl Session {
     /// taken now, beyond the limit, for a pin that cannot be declined).
     pub(super) fn pin_server(&mut self, reason: &'static str) {
         tracing::info!(
+            parent: self.obs.span(),
             session = self.id,
             reason,
             "client pinned to its server connection"
@@ -497,6 +504,7 @@ impl Session {
 
     fn server_lost(&mut self) -> ProxyError {
         tracing::warn!(
+            parent: self.obs.span(),
             session = self.id,
             shard = self.pool.shard(),
             "server connection lost"

@@ -85,6 +85,9 @@ pub struct SessionObs {
     sql: Option<Bytes>,
     /// When the last ReadyForQuery arrived.
     last_ready: Instant,
+    /// The session's span (current where the session was set up): the
+    /// parent of the session's log lines, as the loop runs outside it.
+    span: tracing::Span,
 }
 
 impl SessionObs {
@@ -106,7 +109,13 @@ impl SessionObs {
             slow,
             sql: None,
             last_ready: Instant::now(),
+            span: tracing::Span::current(),
         }
+    }
+
+    /// The session's span: the parent of its log lines.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// When the last ReadyForQuery arrived (or the session started): a
@@ -259,6 +268,7 @@ impl SessionObs {
         let text = sql.map(|s| String::from_utf8_lossy(s)).unwrap_or_default();
         let text: String = text.chars().take(SLOW_SQL_CHARS).collect();
         tracing::warn!(
+            parent: &self.span,
             tenant = h.tenant.as_deref().unwrap_or(""),
             shard = %h.shard,
             duration_ms = took.as_secs_f64() * 1000.0,
