@@ -572,23 +572,46 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
     let (_cluster, proxy) = bare_table_behind_proxy().await;
     let (_, b) = tenants_a_and_b(proxy.port).await;
     let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
-    // SET LOCAL after the savepoint, undone by rolling back to it.
-    for sql in ["BEGIN", "SAVEPOINT s", "SET LOCAL app.current_tenant = 'a'"] {
-        b.batch_execute(sql).await.unwrap();
-    }
-    match b.simple_query("ROLLBACK TO SAVEPOINT s").await {
-        Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
-        Ok(_) => {
-            // Postgres runs the rest of the transaction as b again.
-            let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
-            assert_eq!(rows, ["Secret Of B"], "the proxy stayed on tenant a");
+    // SET LOCAL after the savepoint, undone by rolling back to it (in each
+    // spelling Postgres accepts).
+    for back in [
+        "ROLLBACK TO SAVEPOINT s",
+        "ROLLBACK WORK TO s",
+        "rollback transaction to savepoint s",
+    ] {
+        for sql in ["BEGIN", "SAVEPOINT s", "SET LOCAL app.current_tenant = 'a'"] {
+            b.batch_execute(sql).await.unwrap();
         }
+        match b.simple_query(back).await {
+            Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{back}: {e:?}"),
+            Ok(_) => {
+                // Postgres runs the rest of the transaction as b again.
+                let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+                assert_eq!(
+                    rows,
+                    ["Secret Of B"],
+                    "{back}: the proxy stayed on tenant a"
+                );
+            }
+        }
+        b.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(
+            first_column(b.simple_query("SELECT name FROM bare").await.unwrap()),
+            ["Secret Of B"]
+        );
+        // SET LOCAL before the savepoint: it survives the rollback to it.
+        for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'", "SAVEPOINT s"] {
+            b.batch_execute(sql).await.unwrap();
+        }
+        match b.simple_query(back).await {
+            Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{back}: {e:?}"),
+            Ok(_) => {
+                let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+                assert_eq!(rows, ["mine"], "{back}: the proxy left tenant a");
+            }
+        }
+        b.batch_execute("ROLLBACK").await.unwrap();
     }
-    b.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(
-        first_column(b.simple_query("SELECT name FROM bare").await.unwrap()),
-        ["Secret Of B"]
-    );
     // The same with the ROLLBACK TO prepared before the SET LOCAL.
     for sql in ["BEGIN", "SAVEPOINT s"] {
         b.batch_execute(sql).await.unwrap();

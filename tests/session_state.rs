@@ -658,6 +658,42 @@ async fn prepared_sets_count_each_time_they_are_executed() {
     proxy.shutdown().await.unwrap();
 }
 
+/// `ROLLBACK TO SAVEPOINT` answers with the command tag `ROLLBACK`, as a
+/// real ROLLBACK does, but the transaction goes on: a SET made before the
+/// savepoint commits with it (psql's ON_ERROR_ROLLBACK sends exactly this),
+/// so it must follow its client and no other.
+#[tokio::test]
+async fn set_before_a_savepoint_rolled_back_to_commits() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let direct = support::connect_direct(&cluster, DB).await;
+    let c = connect(port).await;
+    for (client, how) in [(&direct, "direct"), (&c, "through the proxy")] {
+        for step in ["BEGIN", "SET statement_timeout = '13s'", "SAVEPOINT s"] {
+            client.batch_execute(step).await.unwrap();
+        }
+        assert!(client.batch_execute("SELECT 1/0").await.is_err());
+        client
+            .batch_execute("ROLLBACK TO SAVEPOINT s")
+            .await
+            .unwrap();
+        client.batch_execute("RELEASE s").await.unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(show(client, "statement_timeout").await, "13s", "{how}");
+        }
+    }
+    // Nobody else sees it, on either server connection.
+    for _ in 0..3 {
+        let (x, y) = (connect(port).await, connect(port).await);
+        let (tx, ty) = tokio::join!(show(&x, "statement_timeout"), show(&y, "statement_timeout"));
+        assert_eq!((tx.as_str(), ty.as_str()), ("0", "0"));
+    }
+    assert_eq!(show(&c, "statement_timeout").await, "13s");
+    proxy.shutdown().await.unwrap();
+}
+
 /// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
 /// the client to another server connection.
 #[tokio::test]

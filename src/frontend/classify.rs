@@ -25,7 +25,13 @@ pub enum Effect {
     /// The statement leaves state only its server connection holds.
     Pins(&'static str),
     /// `ROLLBACK TO [SAVEPOINT]`: settings changed since the savepoint revert.
+    /// Answered with the tag `ROLLBACK`, but the transaction goes on.
     RollbackToSavepoint,
+    /// `COMMIT` or `END` (not `COMMIT PREPARED`): answered `COMMIT`, or
+    /// `ROLLBACK` when the transaction had failed.
+    Commit,
+    /// `ROLLBACK` or `ABORT` (not `TO` a savepoint, not `PREPARED`).
+    Rollback,
 }
 
 /// Effects of every statement in `sql`, in order. Plain statements with no
@@ -84,6 +90,8 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
         b"deallocate",
         b"rollback",
         b"abort",
+        b"commit",
+        b"end",
         b"listen",
         b"prepare",
         b"declare",
@@ -240,10 +248,17 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         return kw(second, "all").then_some(Effect::DeallocateAll);
     }
     if kw(first, "rollback") || kw(first, "abort") {
-        return w
-            .next()
-            .filter(|s| kw(s, "to"))
-            .map(|_| Effect::RollbackToSavepoint);
+        return match after_work(w) {
+            Some(s) if kw(s, "to") => Some(Effect::RollbackToSavepoint),
+            Some(s) if kw(s, "prepared") => None,
+            _ => Some(Effect::Rollback),
+        };
+    }
+    if kw(first, "commit") || kw(first, "end") {
+        return match w.next() {
+            Some(s) if kw(s, "prepared") => None,
+            _ => Some(Effect::Commit),
+        };
     }
     if kw(first, "listen") {
         return Some(Effect::Pins("LISTEN"));
@@ -379,14 +394,25 @@ pub fn ends_transaction(stmt: &str) -> bool {
     let mut w = Words::new(stmt);
     let kw = |s: Option<&str>, k: &str| s.is_some_and(|s| s.eq_ignore_ascii_case(k));
     let first = w.next();
-    let second = w.next();
-    if kw(first, "end") || kw(first, "abort") {
+    if kw(first, "end") {
         return true;
     }
-    if kw(first, "commit") || kw(first, "rollback") {
-        return !kw(second, "prepared") && !kw(second, "to");
+    if kw(first, "commit") || kw(first, "rollback") || kw(first, "abort") {
+        let next = after_work(w);
+        return !kw(next, "prepared") && !kw(next, "to");
     }
-    kw(first, "prepare") && kw(second, "transaction")
+    kw(first, "prepare") && kw(w.next(), "transaction")
+}
+
+/// The word after `ROLLBACK`/`ABORT`/`COMMIT`'s optional `WORK` or
+/// `TRANSACTION` (`ROLLBACK WORK TO SAVEPOINT s` is a savepoint rollback).
+fn after_work(mut w: Words<'_>) -> Option<&str> {
+    let next = w.next()?;
+    if next.eq_ignore_ascii_case("work") || next.eq_ignore_ascii_case("transaction") {
+        w.next()
+    } else {
+        Some(next)
+    }
 }
 
 /// The name a query string that is exactly one `DEALLOCATE [PREPARE] name`
@@ -870,7 +896,10 @@ mod tests {
     #[test]
     fn plain_statements_have_no_effect() {
         assert!(classify("SELECT abalance FROM pgbench_accounts WHERE aid = 42;").is_empty());
-        assert!(classify("BEGIN; UPDATE t SET a = 1; COMMIT").is_empty());
+        assert_eq!(
+            classify("BEGIN; UPDATE t SET a = 1; COMMIT"),
+            vec![Effect::Commit]
+        );
         assert!(classify("SET LOCAL statement_timeout = 5").is_empty());
         assert!(classify("").is_empty());
     }
@@ -944,7 +973,23 @@ mod tests {
             vec![Effect::RollbackToSavepoint]
         );
         assert_eq!(classify("rollback to s"), vec![Effect::RollbackToSavepoint]);
-        assert!(classify("ROLLBACK").is_empty());
+        assert_eq!(classify("ROLLBACK"), vec![Effect::Rollback]);
+        assert_eq!(
+            classify("rollback work to savepoint s"),
+            vec![Effect::RollbackToSavepoint]
+        );
+        assert_eq!(
+            classify("ROLLBACK TRANSACTION TO s"),
+            vec![Effect::RollbackToSavepoint]
+        );
+        assert_eq!(classify("ROLLBACK AND CHAIN"), vec![Effect::Rollback]);
+        assert!(classify("ROLLBACK PREPARED 'x'").is_empty());
+        assert_eq!(classify("end"), vec![Effect::Commit]);
+        assert_eq!(classify("COMMIT WORK"), vec![Effect::Commit]);
+        assert!(classify("COMMIT PREPARED 'x'").is_empty());
+        assert!(!ends_transaction("ROLLBACK TRANSACTION TO SAVEPOINT s"));
+        assert!(ends_transaction("ROLLBACK TRANSACTION"));
+        assert!(ends_transaction("ABORT"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::isolation::{
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
-    Session, UnnamedStatement, reserve_ahead,
+    Session, TxControl, UnnamedStatement, reserve_ahead,
 };
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -617,7 +617,20 @@ impl Session {
                 Effect::Setting { .. } | Effect::ResetAll => {
                     self.settings.note(effect, self.t.sent)
                 }
-                Effect::RollbackToSavepoint => self.settings.on_savepoint_rollback(),
+                Effect::RollbackToSavepoint => {
+                    self.settings.on_savepoint_rollback();
+                    self.t
+                        .tx_control_q
+                        .push_back((self.t.sent, TxControl::RollbackTo));
+                }
+                Effect::Commit => self
+                    .t
+                    .tx_control_q
+                    .push_back((self.t.sent, TxControl::Commit)),
+                Effect::Rollback => self
+                    .t
+                    .tx_control_q
+                    .push_back((self.t.sent, TxControl::Rollback)),
             }
             if run
                 && matches!(effect, Effect::ResetAll | Effect::DiscardAll)
@@ -1098,5 +1111,9 @@ fn sql_text(b: &[u8]) -> Result<&str, ProxyError> {
 /// Whether SQL text has no session effect (so answering its Parse locally
 /// skips nothing the proxy must see on a server).
 fn classify_is_plain(sql: &[u8]) -> bool {
-    std::str::from_utf8(sql).is_ok_and(|s| classify(s).is_empty())
+    std::str::from_utf8(sql).is_ok_and(|s| {
+        classify(s)
+            .iter()
+            .all(|e| matches!(e, Effect::Commit | Effect::Rollback))
+    })
 }

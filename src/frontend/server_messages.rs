@@ -7,7 +7,7 @@ use bytes::{Buf, BytesMut};
 use super::error_position::PositionFix;
 use super::session::{
     BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
-    ParseAction, STREAM_THRESHOLD, Session, reserve_ahead,
+    ParseAction, STREAM_THRESHOLD, Session, TxControl, reserve_ahead,
 };
 use crate::error::ProxyError;
 use crate::protocol::framing::{peek_header, text_body};
@@ -208,10 +208,22 @@ impl Session {
                         *before -= 1;
                     }
                     let text = text_body(msg);
-                    if !matches!(text, b"COMMIT" | b"ROLLBACK") {
+                    // The statement this tag answers, when it may end a
+                    // transaction (older entries were skipped by an error).
+                    let control = if matches!(text, b"COMMIT" | b"ROLLBACK") {
+                        t.tx_control_q.retain(|(b, _)| *b >= t.answered);
+                        t.tx_control_q.pop_front().map(|(_, c)| c)
+                    } else {
+                        None
+                    };
+                    if !matches!(text, b"COMMIT" | b"ROLLBACK")
+                        || control == Some(TxControl::RollbackTo)
+                    {
                         self.settings.on_result();
                     }
                     match text {
+                        // A savepoint rollback: the transaction goes on.
+                        b"ROLLBACK" if control == Some(TxControl::RollbackTo) => {}
                         b"COMMIT" | b"ROLLBACK" => {
                             let committed = text == b"COMMIT";
                             self.settings.on_transaction_end(committed, t.answered);

@@ -148,6 +148,9 @@ pub(super) struct Tracker {
     /// Results of statements tenantgate ran in front of the client's: the
     /// batch, and how many of the client's results in that batch come first.
     pub(super) results_q: VecDeque<(u64, u32)>,
+    /// Statements sent that end a transaction or roll back to a savepoint,
+    /// in order: a `ROLLBACK` tag alone does not tell which one it answers.
+    pub(super) tx_control_q: VecDeque<(u64, TxControl)>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
@@ -180,7 +183,21 @@ impl Tracker {
         if !self.results_q.is_empty() {
             self.results_q.retain(|(b, _)| keep(*b));
         }
+        if !self.tx_control_q.is_empty() {
+            self.tx_control_q.retain(|(b, _)| keep(*b));
+        }
     }
+}
+
+/// A client statement whose reply is the tag `COMMIT` or `ROLLBACK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxControl {
+    /// `COMMIT`/`END`: the transaction ends (rolled back if it had failed).
+    Commit,
+    /// `ROLLBACK`/`ABORT`: the transaction ends.
+    Rollback,
+    /// `ROLLBACK TO SAVEPOINT`: the transaction goes on.
+    RollbackTo,
 }
 
 /// An authenticated client session.
