@@ -694,6 +694,42 @@ async fn set_before_a_savepoint_rolled_back_to_commits() {
     proxy.shutdown().await.unwrap();
 }
 
+/// The fast-path function call can run anything (`set_config`, advisory
+/// locks) without SQL text to read: it pins the client, and its effects go
+/// with the client's server connection, never to another client.
+#[tokio::test]
+async fn fast_path_function_call_pins() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let mut a = raw::Raw::connect(proxy.port, USER, PASSWORD, DB).await;
+    // set_config('statement_timeout', '4321ms', false): pg_proc oid 2078.
+    let mut body = Vec::new();
+    body.extend_from_slice(&2078i32.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&3i16.to_be_bytes());
+    for arg in ["statement_timeout", "4321ms", "false"] {
+        body.extend_from_slice(&(arg.len() as i32).to_be_bytes());
+        body.extend_from_slice(arg.as_bytes());
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    a.send(&raw::msg(b'F', &body)).await;
+    let replies = a.until_ready().await;
+    assert!(
+        replies.iter().any(|m| m == "Message V"),
+        "FunctionCallResponse: {replies:?}"
+    );
+    a.terminate().await;
+    // Both server connections at once: neither carries the setting.
+    for _ in 0..3 {
+        let (x, y) = (connect(proxy.port).await, connect(proxy.port).await);
+        x.batch_execute("BEGIN").await.unwrap();
+        y.batch_execute("BEGIN").await.unwrap();
+        let (tx, ty) = tokio::join!(show(&x, "statement_timeout"), show(&y, "statement_timeout"));
+        assert_eq!((tx.as_str(), ty.as_str()), ("0", "0"));
+    }
+    proxy.shutdown().await.unwrap();
+}
+
 /// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
 /// the client to another server connection.
 #[tokio::test]

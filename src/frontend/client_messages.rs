@@ -476,6 +476,12 @@ impl Session {
                 self.expect_ready();
             }
             ftag::FUNCTION_CALL => {
+                // It can call anything (set_config, advisory locks) with no
+                // SQL text to read: only its server connection knows what
+                // it left behind. (Tenant sessions are refused it.)
+                if self.mode == PoolMode::Transaction && self.pin.is_none() {
+                    self.pin_server("fast-path function call");
+                }
                 self.to_server.extend_from_slice(msg);
                 self.expect_ready();
             }
