@@ -1029,6 +1029,13 @@ async fn stack_hungry_statement_does_not_kill_the_proxy_process() {
     );
     let mut other = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
     assert_eq!(own_count(&mut other).await, vec![Some("2".to_string())]);
+    // Logging to a file, not a terminal: no colour codes in it.
+    let log = proxy.log_text();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
 }
 
 /// A large statement the rewrite cache does not hold is parsed off the
