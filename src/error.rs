@@ -798,6 +798,18 @@ impl ProxyError {
         .with_hint("prepare the statement again")
     }
 
+    /// Inside a transaction block, a change to a tenant whose home is
+    /// another shard, schema or database than the transaction's connection.
+    pub fn tenant_change_elsewhere_in_transaction() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "cannot change to a tenant served by another shard or schema inside a transaction block",
+        )
+        .with_hint("end the transaction first (COMMIT or ROLLBACK), then change the tenant")
+    }
+
     /// In session pooling, a change to a tenant whose home is another
     /// shard, schema or database than the connection the session keeps.
     pub fn tenant_change_needs_another_server() -> Self {

@@ -641,6 +641,36 @@ async fn a_dedicated_tenant_cannot_lend_its_statement_to_a_shared_one() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// Inside a transaction block the server connection belongs to the home of
+/// the tenant it began with: a `SET LOCAL` of a tenant served elsewhere
+/// (here its own database) is refused with 25001, and the transaction goes
+/// on as before; it would otherwise read or write that tenant's rows in
+/// the wrong database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_local_of_a_tenant_served_elsewhere_is_refused_in_a_transaction() {
+    use raw_client::query_msg;
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    c.send(&query_msg("BEGIN")).await;
+    c.until_ready().await;
+    c.send(&query_msg("SET LOCAL app.current_tenant = 'bigcorp'"))
+        .await;
+    let msgs = c.until_ready().await;
+    assert_eq!(error_codes(&msgs), ["25001"], "{msgs:?}");
+    c.send(&query_msg("ROLLBACK")).await;
+    c.until_ready().await;
+    // Outside a transaction block, the session moves (a SET, or SET LOCAL
+    // as the first statement after BEGIN on the new home).
+    c.send(&query_msg("SET app.current_tenant = 'bigcorp'"))
+        .await;
+    let msgs = c.until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    c.send(&query_msg("SELECT count(*) FROM items")).await;
+    let msgs = c.until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session's tenant change must not land on a server connection
 /// routed for the old tenant. Inside one extended-protocol batch, statements
 /// executed before it hold that connection until the Sync behind the

@@ -199,7 +199,7 @@ impl Isolation {
                     return Err(ProxyError::tenant_set_not_alone(&self.rules.variable));
                 }
                 if let Some(hold) = hold {
-                    self.check_change(&set, hold)?;
+                    self.check_change(&set, hold, in_transaction)?;
                 }
                 if let Some(v) = &set.value {
                     validate_tenant_id(v, [])?;
@@ -262,7 +262,12 @@ impl Isolation {
 
     /// Whether `set` changes the tenant; refuses a change the session's
     /// server connection cannot take (see [`Isolation::apply_tenant_sets`]).
-    fn check_change(&self, set: &TenantSet, hold: ServerHold) -> Result<bool, ProxyError> {
+    fn check_change(
+        &self,
+        set: &TenantSet,
+        hold: ServerHold,
+        in_transaction: bool,
+    ) -> Result<bool, ProxyError> {
         let changes = !self.tenant.is_bound() && set.value.as_deref() != self.tenant.current();
         if changes && hold.pinned {
             return Err(ProxyError::tenant_change_while_pinned());
@@ -270,13 +275,18 @@ impl Isolation {
         if changes && hold.busy {
             return Err(ProxyError::tenant_change_in_pipeline());
         }
-        if changes && hold.kept {
+        if changes && (hold.kept || in_transaction) {
             let now = self.route()?;
             let next = self.route_of(set.value.as_deref())?;
             if (&next.shard, &next.schema, next.dedicated)
                 != (&now.shard, &now.schema, now.dedicated)
             {
-                return Err(ProxyError::tenant_change_needs_another_server());
+                // The transaction's server connection is the old home's.
+                return Err(if in_transaction {
+                    ProxyError::tenant_change_elsewhere_in_transaction()
+                } else {
+                    ProxyError::tenant_change_needs_another_server()
+                });
             }
         }
         Ok(changes)
@@ -339,7 +349,7 @@ impl Isolation {
         hold: ServerHold,
     ) -> Result<bool, ProxyError> {
         let set = &self.tenant.resolved(set);
-        let changes = self.check_change(set, hold)?;
+        let changes = self.check_change(set, hold, in_transaction)?;
         if let Some(v) = &set.value {
             validate_tenant_id(v, [])?;
             self.route_of(Some(v))?;
