@@ -302,6 +302,18 @@ impl ProxyError {
         )
     }
 
+    /// A cancel request reached a session waiting for a server connection
+    /// (or for a pause to end): the statement is dropped, as Postgres drops
+    /// a cancelled one.
+    pub fn canceled_while_waiting() -> Self {
+        Self::new(
+            SqlState::QUERY_CANCELED,
+            Source::Client,
+            Severity::Error,
+            "canceling statement due to user request",
+        )
+    }
+
     /// The shard (or the whole proxy) is paused and the wait timed out.
     pub fn paused_timeout(what: &str) -> Self {
         Self::new(

@@ -730,6 +730,45 @@ async fn fast_path_function_call_pins() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A cancel request reaches a statement that waits for a server connection
+/// too: the wait ends with 57014 as a running statement's would, and the
+/// session goes on. A cancel while the client is idle cancels nothing
+/// later (pool_size 1, `query_wait_timeout` 30 s).
+#[tokio::test]
+async fn cancel_ends_a_wait_for_a_server_connection() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let holder = connect(proxy.port).await;
+    let waiter = connect(proxy.port).await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    // Idle: nothing to cancel, and nothing left pending for later.
+    waiter
+        .cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let token = waiter.cancel_token();
+    let waiting = waiter.simple_query("SELECT 1");
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    };
+    let (waited, ()) = tokio::join!(waiting, cancel);
+    let err = waited.expect_err("cancelled while waiting");
+    assert_eq!(code(&err), "57014");
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.message(), "canceling statement due to user request");
+    // The session goes on; the earlier idle cancel does not end this wait.
+    let again = waiter.simple_query("SELECT 2");
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+    };
+    let (again, ()) = tokio::join!(again, commit);
+    assert!(again.is_ok(), "{again:?}");
+    proxy.shutdown().await.unwrap();
+}
+
 /// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
 /// the client to another server connection.
 #[tokio::test]

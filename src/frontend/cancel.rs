@@ -3,7 +3,7 @@
 //! is using at that moment, and to nothing else.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
@@ -23,6 +23,10 @@ pub struct CancelSlot {
     target: Mutex<CancelTarget>,
     in_flight: AtomicUsize,
     delivered: Notify,
+    /// The session waits for a server connection (or a pause): a cancel
+    /// without a target ends that wait instead.
+    waiting: AtomicBool,
+    wait_cancelled: Notify,
 }
 
 impl CancelSlot {
@@ -47,6 +51,19 @@ impl CancelSlot {
         }
     }
 
+    /// Resolves when a cancel arrives while this future is pending: the
+    /// session awaits it beside its wait for a server connection. Cancels
+    /// before or after that wait do nothing here, as Postgres ignores a
+    /// cancel that finds no statement running.
+    pub async fn wait_cancelled(&self) {
+        let notified = self.wait_cancelled.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        self.waiting.store(true, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        notified.await;
+    }
+
     /// Forwards a cancel to the current server connection, if any.
     pub async fn cancel(&self) {
         let target = {
@@ -57,6 +74,11 @@ impl CancelSlot {
             *guard
         };
         let Some((addr, key)) = target else {
+            if self.waiting.load(Ordering::SeqCst) {
+                // Wakes only a wait in progress: none is left pending for
+                // a later one.
+                self.wait_cancelled.notify_waiters();
+            }
             return;
         };
         // Counted out when done, also if this future is dropped half-way.
@@ -64,6 +86,15 @@ impl CancelSlot {
         if let Err(e) = crate::backend::send_cancel(addr, key).await {
             tracing::warn!(error = %e, "could not forward cancel request");
         }
+    }
+}
+
+/// A session's wait that a cancel may end; over when dropped.
+struct Waiting<'a>(&'a AtomicBool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

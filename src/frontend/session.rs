@@ -696,6 +696,9 @@ impl Session {
                     biased;
                     r = paused => r?,
                     stop = self.stops.any() => return Err(stop_error(stop)),
+                    () = self.cancel.wait_cancelled() => {
+                        return Err(ProxyError::canceled_while_waiting());
+                    }
                 };
                 if waited {
                     continue;
@@ -710,6 +713,9 @@ impl Session {
                         biased;
                         r = self.pool.checkout(self.wait_timeout) => r?,
                         stop = self.stops.any() => return Err(stop_error(stop)),
+                        () = self.cancel.wait_cancelled() => {
+                            return Err(ProxyError::canceled_while_waiting());
+                        }
                     };
                     (c, waiting.elapsed())
                 }
