@@ -769,3 +769,59 @@ async fn sql_deallocate_releases_a_protocol_statement() {
     assert_eq!(answer[20], ["Complete DEALLOCATE", "Ready I"]);
     proxy.shutdown().await.unwrap();
 }
+
+/// Error messages name statements as the client named them, as Postgres
+/// does: not by the proxy's server-side names (`_tg_<id>`, shared by every
+/// client that prepared the same text, so they would tell one client what
+/// another ran).
+#[tokio::test]
+async fn error_messages_name_the_clients_statements() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        cat(&[raw::parse("mine", "SELECT $1::int"), raw::sync()]),
+        // Two parameters for one.
+        cat(&[
+            raw::bind("", "mine", &[Some("1"), Some("2")]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        // No unnamed statement.
+        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+    ];
+    let mut answers = Vec::new();
+    for (port, user, password) in [
+        (cluster.port(), "postgres", ""),
+        (proxy.port, USER, PASSWORD),
+    ] {
+        let mut r = raw::Raw::connect(port, user, password, DB).await;
+        let mut messages = Vec::new();
+        for step in &steps {
+            r.send(step).await;
+            loop {
+                let (tag, body) = r.recv().await;
+                if tag == b'E' {
+                    let m = body
+                        .split(|&b| b == 0)
+                        .find_map(|f| f.strip_prefix(b"M"))
+                        .map(|m| String::from_utf8_lossy(m).into_owned());
+                    messages.push(m.expect("a message field"));
+                }
+                if tag == b'Z' {
+                    break;
+                }
+            }
+        }
+        r.terminate().await;
+        answers.push(messages);
+    }
+    assert_eq!(
+        answers[0],
+        [
+            "bind message supplies 2 parameters, but prepared statement \"mine\" requires 1",
+            "unnamed prepared statement does not exist"
+        ]
+    );
+    assert_eq!(answers[1], answers[0], "through the proxy");
+    proxy.shutdown().await.unwrap();
+}

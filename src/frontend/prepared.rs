@@ -218,6 +218,49 @@ impl ClientStatements {
     }
 
     /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
+    /// `text` (a server's error message) with the server-side statement
+    /// names in it (`"_tg_<id>"`) written as this client named them: other
+    /// clients' statements share those ids, and the client knows only its
+    /// own names. A missing unnamed statement (sent as [`NOOP_NAME`]) is
+    /// reported as Postgres reports it.
+    pub fn client_names(&self, text: &str) -> String {
+        if text == format!("prepared statement \"{NOOP_NAME}\" does not exist") {
+            return "unnamed prepared statement does not exist".to_string();
+        }
+        let quoted = format!("\"{SERVER_NAME_PREFIX}");
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(&quoted) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + quoted.len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let id = after[..digits].parse::<u64>().ok();
+            let name = id
+                .filter(|_| after[digits..].starts_with('"'))
+                .and_then(|id| {
+                    self.names
+                        .iter()
+                        .filter(|(_, s)| s.id == id)
+                        .map(|(n, _)| n.as_str())
+                        .min()
+                });
+            match name {
+                Some(n) => {
+                    out.push('"');
+                    out.push_str(n);
+                    out.push('"');
+                    rest = &after[digits + 1..];
+                }
+                None => {
+                    out.push_str(&quoted);
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     pub fn clear(&mut self) {
         self.names.clear();
     }

@@ -4,7 +4,9 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::classify::mentions;
 use super::error_position::PositionFix;
+use super::prepared::SERVER_NAME_PREFIX;
 use super::session::{
     BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
     ParseAction, STREAM_THRESHOLD, Session, TxControl, reserve_ahead,
@@ -165,6 +167,12 @@ impl Session {
                         iso.tenant.on_error();
                     }
                     self.obs.server_error(msg);
+                    // Server-side statement names are the proxy's: the
+                    // client gets its own.
+                    let renamed = mentions(msg, SERVER_NAME_PREFIX).then(|| {
+                        messages::map_error_text(msg, |m| self.statements.client_names(m))
+                    });
+                    let msg: &[u8] = renamed.as_deref().unwrap_or(msg);
                     match (self.sent_statements.fix_for(batch), self.rls.prefix) {
                         // The position is in text the proxy wrote.
                         (PositionFix::Internal(sent_as), _) => {

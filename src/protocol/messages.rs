@@ -447,6 +447,19 @@ pub fn internal_error_position(msg: &[u8], query: &str, out: &mut BytesMut) {
     });
 }
 
+/// A copy of ErrorResponse/NoticeResponse `msg` with its message (`M`) and
+/// detail (`D`) as `map` writes them.
+pub fn map_error_text(msg: &[u8], map: impl Fn(&str) -> String) -> BytesMut {
+    let mut out = BytesMut::with_capacity(msg.len() + 16);
+    map_error_fields(msg, &mut out, |field, value, out| {
+        match (field, std::str::from_utf8(value)) {
+            (b'M' | b'D', Ok(v)) => put_field(out, field, map(v).as_bytes()),
+            _ => put_field(out, field, value),
+        }
+    });
+    out
+}
+
 /// Writes an ErrorResponse/NoticeResponse without its position (`P`).
 pub fn drop_error_position(msg: &[u8], out: &mut BytesMut) {
     map_error_fields(msg, out, |field, value, out| {
