@@ -57,80 +57,78 @@ async fn open_session(
     id: u64,
     accepted: std::time::Instant,
 ) -> Option<(Session, ClientGuard)> {
-    {
-        let mut buf = BytesMut::with_capacity(8 * 1024);
-        let loaded = state.loaded();
-        let opened = tokio::time::timeout(
-            handshake::AUTH_TIMEOUT,
-            handshake::open(&mut client, &mut buf, &loaded),
-        )
-        .await;
-        let login = match opened {
-            Ok(Ok(Opening::Session(login))) => login,
-            Ok(Ok(Opening::Cancel { pid, secret })) => {
-                if let Some(slot) = state.cancels.lookup(pid, secret) {
-                    slot.cancel().await;
-                }
-                return None;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let loaded = state.loaded();
+    let opened = tokio::time::timeout(
+        handshake::AUTH_TIMEOUT,
+        handshake::open(&mut client, &mut buf, &loaded),
+    )
+    .await;
+    let login = match opened {
+        Ok(Ok(Opening::Session(login))) => login,
+        Ok(Ok(Opening::Cancel { pid, secret })) => {
+            if let Some(slot) = state.cancels.lookup(pid, secret) {
+                slot.cancel().await;
             }
-            Ok(Ok(Opening::Dropped)) => {
-                tracing::debug!("malformed cancel request; closed without an answer");
-                return None;
-            }
-            // Not a refusal: psql closes after the password request to ask
-            // for one, and port probes close without a word.
-            Ok(Err(e)) if e.origin == crate::error::Source::ClientGone => {
-                tracing::debug!(error = %e, "startup ended by the client");
-                return None;
-            }
-            Ok(Err(e)) => {
-                if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
-                    tracing::warn!(error = %e, "authentication failed");
-                } else {
-                    tracing::debug!(error = %e, "startup failed");
-                }
-                state.metrics.client_refused(&e);
-                send_fatal(&mut client, &e).await;
-                return None;
-            }
-            Err(_) => {
-                let e = ProxyError::protocol_violation("authentication timed out");
-                state.metrics.client_refused(&e);
-                send_fatal(&mut client, &e).await;
-                return None;
-            }
-        };
-        tracing::Span::current().record("user", login.user.as_str());
-        let admin = login.database == loaded.config.server.admin_database;
-        let registered = state.clients.register(ClientInfo {
-            id,
-            user: login.user.clone(),
-            database: login.database.clone(),
-            addr: peer,
-            application_name: login
-                .params
-                .iter()
-                .find(|(k, _)| k == "application_name")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-            admin,
-            connected: accepted,
-        });
-        if admin {
-            tracing::info!("admin session opened");
-            crate::admin::console::serve(state, registered.entry.clone(), client, buf).await;
-            let duration_ms = accepted.elapsed().as_millis() as u64;
-            tracing::info!(duration_ms, "admin session closed");
             return None;
         }
-        let entry = registered.entry.clone();
-        match start_session(state.clone(), id, client, buf, login, entry).await {
-            Ok(session) => session.map(|s| (s, registered)),
-            Err(e) => {
-                state.metrics.client_refused(&e);
-                tracing::info!(code = %e.code, reason = %e.message, "login refused");
-                None
+        Ok(Ok(Opening::Dropped)) => {
+            tracing::debug!("malformed cancel request; closed without an answer");
+            return None;
+        }
+        // Not a refusal: psql closes after the password request to ask
+        // for one, and port probes close without a word.
+        Ok(Err(e)) if e.origin == crate::error::Source::ClientGone => {
+            tracing::debug!(error = %e, "startup ended by the client");
+            return None;
+        }
+        Ok(Err(e)) => {
+            if e.code == crate::protocol::sqlstate::SqlState::INVALID_PASSWORD {
+                tracing::warn!(error = %e, "authentication failed");
+            } else {
+                tracing::debug!(error = %e, "startup failed");
             }
+            state.metrics.client_refused(&e);
+            send_fatal(&mut client, &e).await;
+            return None;
+        }
+        Err(_) => {
+            let e = ProxyError::protocol_violation("authentication timed out");
+            state.metrics.client_refused(&e);
+            send_fatal(&mut client, &e).await;
+            return None;
+        }
+    };
+    tracing::Span::current().record("user", login.user.as_str());
+    let admin = login.database == loaded.config.server.admin_database;
+    let registered = state.clients.register(ClientInfo {
+        id,
+        user: login.user.clone(),
+        database: login.database.clone(),
+        addr: peer,
+        application_name: login
+            .params
+            .iter()
+            .find(|(k, _)| k == "application_name")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        admin,
+        connected: accepted,
+    });
+    if admin {
+        tracing::info!("admin session opened");
+        crate::admin::console::serve(state, registered.entry.clone(), client, buf).await;
+        let duration_ms = accepted.elapsed().as_millis() as u64;
+        tracing::info!(duration_ms, "admin session closed");
+        return None;
+    }
+    let entry = registered.entry.clone();
+    match start_session(state.clone(), id, client, buf, login, entry).await {
+        Ok(session) => session.map(|s| (s, registered)),
+        Err(e) => {
+            state.metrics.client_refused(&e);
+            tracing::info!(code = %e.code, reason = %e.message, "login refused");
+            None
         }
     }
 }
