@@ -1015,25 +1015,32 @@ async fn set_config_pins_and_does_not_leak() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let port = proxy.port;
-    let a = connect(port).await;
-    a.batch_execute("SELECT set_config('statement_timeout', '4321ms', false)")
-        .await
-        .unwrap();
-    assert_pinned(port, &a, "set_config()").await;
-    assert_eq!(show(&a, "statement_timeout").await, "4321ms");
-    let b = connect(port).await;
-    for _ in 0..5 {
-        assert_eq!(show(&b, "statement_timeout").await, "0");
-    }
-    drop(a);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..2 {
-        let c = connect(port).await;
-        let pid = backend_pid(&c).await;
-        assert_eq!(show(&c, "statement_timeout").await, "0");
-        let blocker = occupy(port, 2, pid).await;
-        assert_eq!(show(&c, "statement_timeout").await, "0");
-        blocker.batch_execute("COMMIT").await.unwrap();
+    // The same change without the SET the proxy reads: a DO block's body,
+    // an UPDATE of pg_settings.
+    for sql in [
+        "SELECT set_config('statement_timeout', '4321ms', false)",
+        "DO $$BEGIN PERFORM set_config('statement_timeout', '4321ms', false); END$$",
+        "DO $$BEGIN EXECUTE 'SET statement_timeout = 4321'; END$$",
+        "UPDATE pg_settings SET setting = '4321' WHERE name = 'statement_timeout'",
+    ] {
+        let a = connect(port).await;
+        a.batch_execute(sql).await.unwrap();
+        assert_pinned(port, &a, sql).await;
+        assert_eq!(show(&a, "statement_timeout").await, "4321ms", "{sql}");
+        let b = connect(port).await;
+        for _ in 0..5 {
+            assert_eq!(show(&b, "statement_timeout").await, "0", "{sql}");
+        }
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..2 {
+            let c = connect(port).await;
+            let pid = backend_pid(&c).await;
+            assert_eq!(show(&c, "statement_timeout").await, "0", "{sql}");
+            let blocker = occupy(port, 2, pid).await;
+            assert_eq!(show(&c, "statement_timeout").await, "0", "{sql}");
+            blocker.batch_execute("COMMIT").await.unwrap();
+        }
     }
     proxy.shutdown().await.unwrap();
 }

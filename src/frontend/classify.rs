@@ -92,6 +92,7 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
         b"abort",
         b"commit",
         b"end",
+        b"do",
         b"listen",
         b"prepare",
         b"declare",
@@ -103,8 +104,8 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
             return false;
         }
     }
-    // Further in, an effect needs `pg_[try_]advisory_lock…`, `set_config…`
-    // or `INTO TEMP[ORARY]`; and one statement means no `;` but a
+    // Further in, an effect needs `pg_[try_]advisory_lock…`, `set_config…`,
+    // `pg_settings` or `INTO TEMP[ORARY]`; and one statement means no `;` but a
     // trailing one.
     let follows = |i: usize, rest: &[u8]| {
         sql.get(i + 1..i + 1 + rest.len())
@@ -112,7 +113,9 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
     };
     let needs_a_look = |i: usize| match NEEDLE[sql[i] as usize] {
         0 => false,
-        UNDERSCORE => follows(i, b"advisory_lock") || follows(i, b"config"),
+        UNDERSCORE => {
+            follows(i, b"advisory_lock") || follows(i, b"config") || follows(i, b"settings")
+        }
         LETTER_T => follows(i, b"emp"),
         // `U&"…"`: a name in Unicode escapes could spell any of them.
         AMPERSAND => follows(i, b"\"") && i > 0 && sql[i - 1] | 0x20 == b'u',
@@ -295,6 +298,12 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         }
         return None;
     }
+    if kw(first, "do") {
+        // Its body is code the proxy does not read: it may SET, call
+        // set_config or take advisory locks. (Refused in tenant sessions.)
+        return Some(Effect::Pins("DO block"));
+    }
+    let updates = kw(first, "update");
     // Anything else (SELECT, INSERT, …) may still call a session-level function
     // or create a temporary table with SELECT … INTO TEMP.
     let mut prev_into = false;
@@ -315,6 +324,10 @@ fn classify_one(stmt: &str) -> Option<Effect> {
             }
             if lower_starts("set_config") {
                 return Some(Effect::Pins("set_config()"));
+            }
+            // `UPDATE pg_settings SET setting = …` is a SET.
+            if updates && name.eq_ignore_ascii_case("pg_settings") {
+                return Some(Effect::Pins("UPDATE pg_settings"));
             }
         }
         if prev_into && (kw(word, "temp") || kw(word, "temporary")) {
@@ -951,6 +964,15 @@ mod tests {
             vec![Effect::Pins("DECLARE … WITH HOLD")]
         );
         assert!(classify("DECLARE c CURSOR FOR SELECT 'with hold'").is_empty());
+        assert_eq!(
+            classify("DO $$BEGIN PERFORM set_config('a.b', 'c', false); END$$"),
+            vec![Effect::Pins("DO block")]
+        );
+        assert_eq!(
+            classify("UPDATE pg_catalog.pg_settings SET setting = '50' WHERE name = 'work_mem'"),
+            vec![Effect::Pins("UPDATE pg_settings")]
+        );
+        assert!(classify("SELECT setting FROM pg_settings WHERE name = 'work_mem'").is_empty());
         assert_eq!(
             classify("PREPARE p AS SELECT 1"),
             vec![Effect::Pins("PREPARE")]
