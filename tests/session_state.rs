@@ -505,8 +505,9 @@ async fn set_semantics_match_postgres_across_server_switches() {
 
 /// One query string that ends a transaction and runs more after it: the
 /// proxy cannot tell which of its SETs committed (it sees the statements
-/// before it sees their replies), so the client keeps its server
-/// connection, where the values are Postgres's own, and nobody else gets it.
+/// before it sees their replies), so it reads their values back from the
+/// server connection before giving it back: the client keeps Postgres's
+/// own values on any connection, and nobody else gets them.
 #[tokio::test]
 async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
     let cluster = support::start_app_cluster().await;
@@ -544,7 +545,20 @@ async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
                 );
             }
             if how == "through the proxy" {
-                assert_pinned(port, &c, sql).await;
+                // Read back from its server connection before that was
+                // given back: the values follow the client, not the
+                // connection.
+                assert_not_pinned(port, sql).await;
+                for _ in 0..3 {
+                    assert_eq!(
+                        (
+                            show(&c, "statement_timeout").await.as_str(),
+                            show(&c, "work_mem").await.as_str()
+                        ),
+                        want,
+                        "{how}, after other clients used both connections: {sql}"
+                    );
+                }
                 let other = connect(port).await;
                 for _ in 0..3 {
                     assert_eq!(show(&other, "statement_timeout").await, "0", "{sql}");
@@ -788,9 +802,10 @@ async fn set_rolled_back_to_savepoint_does_not_stick() {
         "11s",
         "same connection"
     );
-    // Only the server connection knows what survived the savepoint rollback,
-    // so the client keeps it (pinned) and its value stays 11s, as in Postgres.
-    assert_pinned(port, &c, "SET around ROLLBACK TO SAVEPOINT").await;
+    // Only the server connection knew what survived the savepoint
+    // rollback: the value is read back from it before it is given back, and
+    // stays 11s for the client on any connection, as in Postgres.
+    assert_not_pinned(port, "SET around ROLLBACK TO SAVEPOINT").await;
     for _ in 0..3 {
         assert_eq!(show(&c, "statement_timeout").await, "11s");
     }

@@ -308,6 +308,36 @@ impl ServerConn {
         Ok(first_error)
     }
 
+    /// Runs one simple-protocol query that returns one row and reads that
+    /// row's text values (`None` for NULL), or the server's error (SQLSTATE
+    /// and message). ParameterStatus updates are recorded.
+    pub async fn query_row(
+        &mut self,
+        sql: &str,
+    ) -> std::io::Result<Result<Vec<Option<String>>, (String, String)>> {
+        let mut out = BytesMut::new();
+        crate::protocol::messages::query(&mut out, sql);
+        self.unnamed_owner = None;
+        self.stream.write_all(&out).await?;
+        let mut row = None;
+        let mut error = None;
+        loop {
+            let (t, msg) = self.read_message().await?;
+            match t {
+                tag::READY_FOR_QUERY => break,
+                tag::PARAMETER_STATUS => self.record_parameter(&msg),
+                tag::DATA_ROW if row.is_none() => row = Some(data_row_values(&msg)),
+                tag::ERROR_RESPONSE if error.is_none() => error = Some(parse_error_fields(&msg)),
+                _ => {}
+            }
+        }
+        Ok(match (error, row) {
+            (Some(e), _) => Err(e),
+            (None, Some(Some(values))) => Ok(values),
+            (None, _) => Err(("XX000".into(), "no row or a malformed row".into())),
+        })
+    }
+
     /// Politely closes the connection.
     pub async fn terminate(mut self) {
         let mut out = BytesMut::new();
@@ -319,4 +349,25 @@ impl ServerConn {
     pub fn is_drained(&self) -> bool {
         !self.read_buf.has_remaining()
     }
+}
+
+/// The values of a DataRow message (text format; `None` for NULL), or
+/// `None` if it is malformed.
+fn data_row_values(msg: &[u8]) -> Option<Vec<Option<String>>> {
+    let mut b = msg.get(5..)?;
+    let count = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+    b = &b[2..];
+    let mut values = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = i32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+        b = &b[4..];
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        values.push(Some(String::from_utf8_lossy(b.get(..len)?).into_owned()));
+        b = &b[len..];
+    }
+    Some(values)
 }

@@ -23,7 +23,7 @@ use super::isolation::{Isolation, TenantBinding};
 use super::prepared::{ClientStatements, Statement};
 use super::rls::RlsState;
 pub(super) use super::settings::Committed;
-use super::settings::Settings;
+use super::settings::{Settings, Untracked};
 use super::stops::{Stop, Stops};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -248,6 +248,9 @@ pub struct Session {
     /// executing them does (a prepared `SET` counts each time it runs).
     /// Emptied when no transaction can hold a portal any more.
     pub(super) effect_portals: Vec<(Vec<u8>, Arc<[Effect]>)>,
+    /// Settings to read back from the server connection before it is given
+    /// back, and whether it held the client's other settings.
+    read_back: Option<(Vec<String>, bool)>,
     /// The server ran a SET of the tenant variable that the proxy does not
     /// replay: its settings no longer match any fingerprint.
     pub(super) server_dirty: bool,
@@ -350,6 +353,7 @@ impl Session {
             unnamed: None,
             unnamed_seq: 0,
             effect_portals: Vec::new(),
+            read_back: None,
             routed_tenant: p.routed_tenant,
             obs: p.obs,
             rls,
@@ -380,15 +384,17 @@ impl Session {
                 return Ok(end);
             }
             self.process_server()?;
-            if let Some(reason) = self.settings.take_untrackable()
-                && self.pin.is_none()
-            {
-                // Only this server connection knows the client's settings now.
-                self.pin_server(reason);
+            if let Some(lost) = self.settings.take_untrackable() {
+                self.on_untrackable(lost);
             }
             self.try_flush();
             if self.can_release() {
-                self.release().await;
+                if self.read_back.is_some() {
+                    self.read_back_settings().await;
+                }
+                if self.can_release() {
+                    self.release().await;
+                }
             }
             if self.t.path_reset && self.t.pending == 0 {
                 self.t.path_reset = false;
@@ -442,6 +448,58 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Only the server connection knows some of the client's settings now
+    /// (which SETs of a transaction survived a ROLLBACK TO SAVEPOINT, or
+    /// committed in a query string of several transactions). In
+    /// transaction pooling their values are read back from it before it is
+    /// given back; where they cannot be named (a RESET ALL among them) the
+    /// client is pinned to it.
+    fn on_untrackable(&mut self, lost: Untracked) {
+        if self.pin.is_some() {
+            return;
+        }
+        match (lost.names, self.mode, self.server.as_mut()) {
+            (Some(names), PoolMode::Transaction, Some(server)) => {
+                let in_sync = server.conn.settings_fingerprint == self.settings.fingerprint();
+                // Until they are read back, no fingerprint describes it.
+                server.conn.settings_fingerprint = u64::MAX;
+                let (pending, was_in_sync) = self.read_back.get_or_insert((Vec::new(), in_sync));
+                *was_in_sync &= in_sync;
+                for n in names {
+                    if !pending.contains(&n) {
+                        pending.push(n);
+                    }
+                }
+            }
+            _ => self.pin_server(lost.reason),
+        }
+    }
+
+    /// Reads back the settings [`Session::on_untrackable`] noted, from the
+    /// server connection between transactions; pins the client to it if
+    /// that fails.
+    #[cold]
+    async fn read_back_settings(&mut self) {
+        let Some((names, in_sync)) = self.read_back.take() else {
+            return;
+        };
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        let sql = Settings::read_back_query(&names);
+        let read = tokio::time::timeout(self.wait_timeout, server.conn.query_row(&sql)).await;
+        match read {
+            Ok(Ok(Ok(values))) if values.len() == names.len() => {
+                let pairs: Vec<(String, Option<String>)> = names.into_iter().zip(values).collect();
+                self.settings.read_back(&pairs);
+                if in_sync {
+                    server.conn.settings_fingerprint = self.settings.fingerprint();
+                }
+            }
+            _ => self.pin_server("SET whose outcome only the server knows"),
         }
     }
 

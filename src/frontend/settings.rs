@@ -28,9 +28,22 @@ pub struct Settings {
     savepoint_rollback: bool,
     /// Why only the server connection knows the values now, if it does.
     lost: Option<&'static str>,
+    /// The names of the settings whose values only the server knows now
+    /// (none: a `RESET ALL` among them, so any).
+    lost_names: Option<Vec<String>>,
     /// What the SETs settled since the last ReadyForQuery did.
     settled: Committed,
     fingerprint: u64,
+}
+
+/// Settings whose values only the server connection knows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Untracked {
+    /// Why (for the logs, and the pin when they cannot be read back).
+    pub reason: &'static str,
+    /// Their names, to read back from the server; `None` after a
+    /// `RESET ALL` (then any setting may differ).
+    pub names: Option<Vec<String>>,
 }
 
 /// The replies to one batch, as far as settings care.
@@ -168,8 +181,63 @@ impl Settings {
     /// must keep it): SETs partly undone by a ROLLBACK TO SAVEPOINT, or
     /// SETs in a batch that ended a transaction and ran more after it.
     /// Reported once.
-    pub fn take_untrackable(&mut self) -> Option<&'static str> {
-        self.lost.take()
+    pub fn take_untrackable(&mut self) -> Option<Untracked> {
+        let reason = self.lost.take()?;
+        Some(Untracked {
+            reason,
+            names: self.lost_names.take(),
+        })
+    }
+
+    /// A query that reads the current values of `names` on a server (NULL
+    /// for a custom setting that does not exist there).
+    pub fn read_back_query(names: &[String]) -> String {
+        let columns: Vec<String> = names
+            .iter()
+            .map(|n| format!("pg_catalog.current_setting({}, true)", escaped_literal(n)))
+            .collect();
+        format!("SELECT {}", columns.join(", "))
+    }
+
+    /// Records the values a server connection has for settings whose
+    /// outcome only it knew (`None`: not set there), as the client's
+    /// session settings: they are replayed like any other.
+    pub fn read_back(&mut self, values: &[(String, Option<String>)]) {
+        let effects = values
+            .iter()
+            .map(|(name, value)| Effect::Setting {
+                name: name.clone(),
+                statement: match value {
+                    Some(v) => format!(
+                        "SELECT pg_catalog.set_config({}, {}, false)",
+                        escaped_literal(name),
+                        escaped_literal(v)
+                    ),
+                    None => format!("RESET \"{}\"", name.replace('"', "\"\"")),
+                },
+            })
+            .collect();
+        self.commit_effects(effects);
+        self.refresh();
+    }
+
+    /// Drops the SETs of the batches `which` accepts, whose outcome only
+    /// the server knows, and notes their names for a read back.
+    fn lose(&mut self, which: impl Fn(u64) -> bool, reason: &'static str) {
+        let mut names = self.lost_names.take().unwrap_or_default();
+        let mut all = self.lost.is_some() && names.is_empty();
+        for (b, e) in &self.tentative {
+            match e {
+                Effect::Setting { name, .. } if which(*b) && !names.contains(name) => {
+                    names.push(name.clone());
+                }
+                Effect::ResetAll if which(*b) => all = true,
+                _ => {}
+            }
+        }
+        self.settle(which, false);
+        self.lost = Some(reason);
+        self.lost_names = (!all).then_some(names);
     }
 
     /// DISCARD ALL ran: only the startup settings remain wanted.
@@ -271,8 +339,7 @@ impl Settings {
                 } else {
                     // Some of its SETs may have been committed, others
                     // rolled back or never run: only the server knows.
-                    self.settle(own, false);
-                    self.lost = Some("SET in a batch of several transactions");
+                    self.lose(own, "SET in a batch of several transactions");
                 }
             }
         }
@@ -286,8 +353,7 @@ impl Settings {
     /// ROLLBACK TO SAVEPOINT may have undone some of them.
     fn settle_last_transaction(&mut self, which: impl Fn(u64) -> bool, commit: bool) {
         if commit && self.savepoint_rollback && self.tentative.iter().any(|(b, _)| which(*b)) {
-            self.settle(which, false);
-            self.lost = Some("SET with ROLLBACK TO SAVEPOINT");
+            self.lose(which, "SET with ROLLBACK TO SAVEPOINT");
         } else {
             self.settle(which, commit);
         }
@@ -477,8 +543,21 @@ mod tests {
         s.on_result();
         s.on_transaction_end(false, 0);
         assert_eq!(s.on_ready(b'I', 0), Committed::Nothing);
-        assert!(s.take_untrackable().is_some());
+        assert_eq!(
+            s.take_untrackable().and_then(|u| u.names),
+            Some(vec!["a.b".to_string()])
+        );
         assert_eq!(s.take_untrackable(), None);
+        // Read back from the server: the value it has is the client's now.
+        let before = s.fingerprint();
+        s.read_back(&[("a.b".to_string(), Some("1".to_string()))]);
+        assert_ne!(s.fingerprint(), before);
+        assert_eq!(
+            s.replay(0),
+            ["SELECT pg_catalog.set_config(E'a.b', E'1', false)"]
+        );
+        s.read_back(&[("a.b".to_string(), None)]);
+        assert_eq!(s.fingerprint(), before);
         // SET a.b = 1; COMMIT; SELECT 1/0
         let mut s = Settings::new(vec![]);
         s.note(&set("a.b", "SET a.b = 1"), 0);
