@@ -201,6 +201,25 @@ async fn policies_see_the_tenant_in_every_transaction() {
         .get(0);
     assert_eq!(n, 2);
     a.batch_execute("COMMIT").await.unwrap();
+    // A transaction chained to the last one (`AND CHAIN` starts it at once,
+    // without the variable the last one had): simple and extended protocol.
+    a.batch_execute("BEGIN").await.unwrap();
+    for chain in ["COMMIT AND CHAIN", "ROLLBACK AND CHAIN"] {
+        a.batch_execute(chain).await.unwrap();
+        assert_eq!(
+            bodies(&a, "SELECT body FROM notes").await,
+            ["a1", "a2"],
+            "{chain}"
+        );
+        a.execute(chain, &[]).await.unwrap();
+        let n: i64 = a
+            .query_one("SELECT count(*) FROM notes", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2, "{chain}, extended protocol");
+    }
+    a.batch_execute("COMMIT").await.unwrap();
     // Errors keep their position in the client's text.
     let err = a
         .simple_query("SELECT body FROM notes WHERE nope")

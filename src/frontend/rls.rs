@@ -35,6 +35,10 @@ pub(super) struct RlsState {
     /// The server is outside a transaction: the next statement that touches
     /// rows starts one and needs the variable.
     pub(super) armed: bool,
+    /// A transaction ended since the variable was last set: if the server
+    /// is in a transaction again (`COMMIT AND CHAIN`, or `COMMIT; BEGIN` in
+    /// one query string), that one has no variable yet.
+    pub(super) ended: bool,
     /// `(batch, characters)`: the simple Query of that batch was sent with a
     /// prefix of that many characters.
     pub(super) prefix: Option<(u64, usize)>,

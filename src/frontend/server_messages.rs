@@ -80,8 +80,14 @@ impl Session {
                         self.rls.prefix = None;
                     }
                     if t.pending == 0 {
-                        // Known now: whether the next statement starts a transaction.
-                        self.rls.armed = t.tx_status == b'I';
+                        // Known now: whether the next statement starts a
+                        // transaction, or runs in one that began without
+                        // the variable (chained to one that ended).
+                        // (Still armed in a transaction: nothing has set
+                        // the variable in it yet.)
+                        let ended = std::mem::take(&mut self.rls.ended);
+                        self.rls.armed = t.tx_status == b'I'
+                            || (t.tx_status == b'T' && (ended || self.rls.armed));
                         if t.tx_status == b'I' && !t.unsynced {
                             // No portal outlives its transaction.
                             self.effect_portals.clear();
@@ -233,6 +239,7 @@ impl Session {
                         // A savepoint rollback: the transaction goes on.
                         b"ROLLBACK" if control == Some(TxControl::RollbackTo) => {}
                         b"COMMIT" | b"ROLLBACK" => {
+                            self.rls.ended = true;
                             let committed = text == b"COMMIT";
                             self.settings.on_transaction_end(committed, t.answered);
                             if let Some(iso) = self.iso.as_mut() {
