@@ -46,11 +46,35 @@ pub fn classify(sql: &str) -> Vec<Effect> {
 /// [`classify`] of SQL text as it comes off the wire: `None` when it has
 /// no session effect (or is not UTF-8, which the server refuses).
 pub fn effects_of(sql: &[u8]) -> Option<std::sync::Arc<[Effect]>> {
+    use std::sync::{Arc, LazyLock};
+    // Drivers parse these at every transaction end: no allocation for them.
+    static COMMIT: LazyLock<Arc<[Effect]>> = LazyLock::new(|| Arc::new([Effect::Commit]));
+    static ROLLBACK: LazyLock<Arc<[Effect]>> = LazyLock::new(|| Arc::new([Effect::Rollback]));
     if plainly_without_effect(sql) {
         return None;
     }
+    match bare_transaction_end(sql) {
+        Some(Effect::Commit) => return Some(COMMIT.clone()),
+        Some(_) => return Some(ROLLBACK.clone()),
+        None => {}
+    }
     let effects = classify_each(std::str::from_utf8(sql).ok()?);
     (!effects.is_empty()).then(|| effects.into())
+}
+
+/// A query string that is exactly one `COMMIT`, `END` ([`Effect::Commit`]),
+/// `ROLLBACK` or `ABORT` ([`Effect::Rollback`]), in any case, with blanks
+/// and one `;` around it: what [`classify`] finds, without its work.
+pub fn bare_transaction_end(sql: &[u8]) -> Option<Effect> {
+    let word = sql.trim_ascii();
+    let word = word.strip_suffix(b";").unwrap_or(word).trim_ascii_end();
+    if word.eq_ignore_ascii_case(b"commit") || word.eq_ignore_ascii_case(b"end") {
+        Some(Effect::Commit)
+    } else if word.eq_ignore_ascii_case(b"rollback") || word.eq_ignore_ascii_case(b"abort") {
+        Some(Effect::Rollback)
+    } else {
+        None
+    }
 }
 
 /// [`classify`], statement by statement, without the quick test.
@@ -904,6 +928,31 @@ mod tests {
             name: name.into(),
             statement: stmt.into(),
         }
+    }
+
+    #[test]
+    fn bare_transaction_ends_agree_with_classify() {
+        for sql in [
+            "COMMIT",
+            " end ;",
+            "rollback;",
+            "Abort",
+            "COMMIT AND CHAIN",
+            "commit; select 1",
+            "ROLLBACK TO s",
+            "select 1",
+            "",
+        ] {
+            if let Some(bare) = bare_transaction_end(sql.as_bytes()) {
+                assert_eq!(vec![bare], classify(sql), "{sql}");
+            }
+        }
+        assert_eq!(bare_transaction_end(b" end ;"), Some(Effect::Commit));
+        assert_eq!(bare_transaction_end(b"Abort"), Some(Effect::Rollback));
+        assert_eq!(bare_transaction_end(b"COMMIT AND CHAIN"), None);
+        assert_eq!(bare_transaction_end(b"commit; select 1"), None);
+        let commit = effects_of(b"commit").expect("an effect");
+        assert_eq!(&*commit, &[Effect::Commit]);
     }
 
     #[test]

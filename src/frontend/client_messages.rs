@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{
-    Effect, classify, effects_of, mentions, names_with_prefix, plainly_without_effect,
+    Effect, bare_transaction_end, classify, effects_of, mentions, names_with_prefix,
+    plainly_without_effect,
 };
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement,
@@ -594,7 +595,11 @@ impl Session {
             self.effect_portals.retain(|(p, _)| !p.is_empty());
         }
         // The commonest statement with an effect, without the classifier.
-        if let Some(control) = bare_transaction_end(sql) {
+        if let Some(end) = bare_transaction_end(sql) {
+            let control = match end {
+                Effect::Commit => TxControl::Commit,
+                _ => TxControl::Rollback,
+            };
             self.t.tx_control_q.push_back((self.t.sent, control));
             return;
         }
@@ -1114,21 +1119,6 @@ fn sql_of(tag: u8, msg: &[u8]) -> Option<&[u8]> {
     Some(sql)
 }
 
-/// A query string that is exactly one `COMMIT`, `END`, `ROLLBACK` or
-/// `ABORT` (any case, blanks and one `;` around it): what classifying it
-/// would find, without the classifier's allocations.
-fn bare_transaction_end(sql: &[u8]) -> Option<TxControl> {
-    let word = sql.trim_ascii();
-    let word = word.strip_suffix(b";").unwrap_or(word).trim_ascii_end();
-    if word.eq_ignore_ascii_case(b"commit") || word.eq_ignore_ascii_case(b"end") {
-        Some(TxControl::Commit)
-    } else if word.eq_ignore_ascii_case(b"rollback") || word.eq_ignore_ascii_case(b"abort") {
-        Some(TxControl::Rollback)
-    } else {
-        None
-    }
-}
-
 /// SQL text must be UTF-8 to be analysed.
 fn sql_text(b: &[u8]) -> Result<&str, ProxyError> {
     std::str::from_utf8(b).map_err(|_| ProxyError::invalid_utf8())
@@ -1142,37 +1132,4 @@ fn classify_is_plain(sql: &[u8]) -> bool {
             .iter()
             .all(|e| matches!(e, Effect::Commit | Effect::Rollback))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bare_transaction_ends_agree_with_the_classifier() {
-        for sql in [
-            "COMMIT",
-            " end ;",
-            "rollback;",
-            "Abort",
-            "COMMIT AND CHAIN",
-            "commit; select 1",
-            "ROLLBACK TO s",
-            "select 1",
-            "",
-        ] {
-            let classified = match classify(sql).as_slice() {
-                [Effect::Commit] => Some(TxControl::Commit),
-                [Effect::Rollback] => Some(TxControl::Rollback),
-                _ => None,
-            };
-            if let Some(bare) = bare_transaction_end(sql.as_bytes()) {
-                assert_eq!(Some(bare), classified, "{sql}");
-            }
-        }
-        assert_eq!(bare_transaction_end(b" end ;"), Some(TxControl::Commit));
-        assert_eq!(bare_transaction_end(b"Abort"), Some(TxControl::Rollback));
-        assert_eq!(bare_transaction_end(b"COMMIT AND CHAIN"), None);
-        assert_eq!(bare_transaction_end(b"commit; select 1"), None);
-    }
 }
