@@ -267,6 +267,46 @@ async fn startup_parameters_apply_in_every_transaction() {
             blocker.batch_execute("COMMIT").await.unwrap();
         }
     }
+    // `SET … TO DEFAULT` returns to the startup value, as `RESET` does
+    // (from the next transaction on: the limit of decision 003), on both
+    // server connections.
+    let a = &clients[0];
+    a.batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'German'")
+        .await
+        .unwrap();
+    a.batch_execute("SET TimeZone TO DEFAULT").await.unwrap();
+    a.batch_execute("SET DateStyle = DEFAULT").await.unwrap();
+    for _ in 0..2 {
+        let before = backend_pid(a).await;
+        let r = a
+            .query_one(
+                "SELECT current_setting('TimeZone'), current_setting('DateStyle')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: (String, String) = (r.get(0), r.get(1));
+        assert_eq!(
+            got,
+            (expected[0].1.clone(), expected[0].2.clone()),
+            "SET TO DEFAULT"
+        );
+        let blocker = occupy(port, 2, before).await;
+        let r = a
+            .query_one(
+                "SELECT current_setting('TimeZone'), current_setting('DateStyle')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: (String, String) = (r.get(0), r.get(1));
+        assert_eq!(
+            got,
+            (expected[0].1.clone(), expected[0].2.clone()),
+            "SET TO DEFAULT, other connection"
+        );
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
     proxy.shutdown().await.unwrap();
 }
 

@@ -295,7 +295,8 @@ impl Settings {
             let is_reset = statement
                 .trim_start()
                 .get(..5)
-                .is_some_and(|w| w.eq_ignore_ascii_case("reset"));
+                .is_some_and(|w| w.eq_ignore_ascii_case("reset"))
+                || sets_default(statement);
             reset |= is_reset;
             if last.get(name.as_str()) == Some(&i) && !is_reset {
                 kept.push((name.clone(), statement.clone()));
@@ -358,6 +359,28 @@ impl Settings {
             self.settle(which, commit);
         }
     }
+}
+
+/// Whether a `SET` statement sets its parameter `TO DEFAULT` (or `=
+/// DEFAULT`, or `TIME ZONE DEFAULT`/`LOCAL`): Postgres reads that as a
+/// `RESET`, back to the session's default (its startup value).
+fn sets_default(statement: &str) -> bool {
+    let s = statement
+        .trim()
+        .trim_end_matches(';')
+        .trim_end()
+        .to_ascii_lowercase();
+    let rest = match s.strip_suffix("default") {
+        Some(r) => r,
+        None => match s.strip_suffix("local") {
+            Some(r) if r.trim_end().ends_with("time zone") => r,
+            _ => return false,
+        },
+    };
+    let before = rest.trim_end();
+    // The keyword stands alone, after `TO`, `=` or `TIME ZONE`.
+    (before.len() < rest.len() || before.ends_with('='))
+        && (before.ends_with(" to") || before.ends_with('=') || before.ends_with("time zone"))
 }
 
 /// `s` as an escape string literal (`E'…'`, quotes and backslashes doubled):
@@ -438,6 +461,22 @@ mod tests {
                 assert_eq!(got, want, "{effects:?}");
                 assert_eq!(s.session, reference, "{effects:?}");
             }
+        }
+    }
+
+    #[test]
+    fn set_to_default_is_a_reset() {
+        for (stmt, want) in [
+            ("SET work_mem TO DEFAULT", true),
+            ("set work_mem=default;", true),
+            ("SET TIME ZONE DEFAULT", true),
+            ("SET SESSION TIME ZONE LOCAL", true),
+            ("SET work_mem TO '64kB'", false),
+            ("SET application_name = 'default'", false),
+            ("SET application_name TO mydefault", false),
+            ("SET x.y TO local", false),
+        ] {
+            assert_eq!(sets_default(stmt), want, "{stmt}");
         }
     }
 
