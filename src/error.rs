@@ -360,6 +360,16 @@ impl ProxyError {
         )
     }
 
+    /// Bind or Describe of the unnamed statement when the client has none.
+    pub fn unknown_unnamed_statement() -> Self {
+        Self::new(
+            SqlState::INVALID_SQL_STATEMENT_NAME,
+            Source::Client,
+            Severity::Error,
+            "unnamed prepared statement does not exist",
+        )
+    }
+
     /// Bind named a portal with the prefix of the proxy's own names.
     pub fn reserved_portal_name(name: &str) -> Self {
         Self::new(

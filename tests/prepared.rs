@@ -788,6 +788,9 @@ async fn error_messages_name_the_clients_statements() {
         ]),
         // No unnamed statement.
         cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+        // Names of the proxy's shape the client never prepared.
+        cat(&[raw::bind("", "_tg_5", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::describe_stmt("_tg_noop"), raw::sync()]),
     ];
     let mut answers = Vec::new();
     for (port, user, password) in [
@@ -819,7 +822,9 @@ async fn error_messages_name_the_clients_statements() {
         answers[0],
         [
             "bind message supplies 2 parameters, but prepared statement \"mine\" requires 1",
-            "unnamed prepared statement does not exist"
+            "unnamed prepared statement does not exist",
+            "prepared statement \"_tg_5\" does not exist",
+            "prepared statement \"_tg_noop\" does not exist",
         ]
     );
     assert_eq!(answers[1], answers[0], "through the proxy");

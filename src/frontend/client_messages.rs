@@ -791,15 +791,12 @@ impl Session {
         let name = String::from_utf8_lossy(name);
         let Some(stmt) = self.statements.get(&name).cloned() else {
             // Unknown to us: let the server report it exactly as Postgres
-            // would, unless the name could collide with ours.
-            return Ok((
-                if name.starts_with(SERVER_NAME_PREFIX) {
-                    NOOP_NAME.to_string()
-                } else {
-                    name.into_owned()
-                },
-                None,
-            ));
+            // would, unless the name could collide with ours (then the
+            // proxy reports it, in the same words).
+            if name.starts_with(SERVER_NAME_PREFIX) {
+                return Err(ProxyError::unknown_prepared_statement(&name));
+            }
+            return Ok((name.into_owned(), None));
         };
         self.ensure_prepared(&stmt)?;
         Ok((stmt.server_name.clone(), Some(stmt)))
@@ -830,12 +827,8 @@ impl Session {
     /// its session effects.
     fn server_unnamed(&mut self) -> Result<Target, ProxyError> {
         let Some(u) = self.unnamed.clone() else {
-            // The client has none: let the server report it missing.
-            return Ok(Target {
-                name: NOOP_NAME.to_string(),
-                binding: None,
-                effects: None,
-            });
+            // The client has none: reported as Postgres reports it.
+            return Err(ProxyError::unknown_unnamed_statement());
         };
         let (id, sent) = (self.id, self.t.sent);
         let server = self.server_mut()?;

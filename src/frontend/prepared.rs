@@ -221,12 +221,8 @@ impl ClientStatements {
     /// `text` (a server's error message) with the server-side statement
     /// names in it (`"_tg_<id>"`) written as this client named them: other
     /// clients' statements share those ids, and the client knows only its
-    /// own names. A missing unnamed statement (sent as [`NOOP_NAME`]) is
-    /// reported as Postgres reports it.
+    /// own names.
     pub fn client_names(&self, text: &str) -> String {
-        if text == format!("prepared statement \"{NOOP_NAME}\" does not exist") {
-            return "unnamed prepared statement does not exist".to_string();
-        }
         let quoted = format!("\"{SERVER_NAME_PREFIX}");
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
