@@ -1,13 +1,13 @@
 //! Opening and authenticating a connection to a Postgres server, and the state
 //! tenantgate keeps about it while it lives in a pool.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
+use rustc_hash::FxHashSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -80,8 +80,10 @@ pub struct ServerConn {
     pub backend_key: (i32, i32),
     /// Address the cancel request for this connection must go to.
     pub addr: SocketAddr,
-    /// Proxy-side prepared statement ids known to exist on this server.
-    pub prepared: HashSet<u64>,
+    /// Proxy-side prepared statement ids known to exist on this server
+    /// (ids are the proxy's own counter, so a plain multiplicative hash
+    /// does; one lookup per Bind).
+    pub prepared: FxHashSet<u64>,
     /// Fingerprint of the session settings applied on this connection
     /// (0: as the server started it).
     pub settings_fingerprint: u64,
@@ -134,7 +136,7 @@ impl ServerConn {
             params: Vec::new(),
             backend_key: (0, 0),
             addr,
-            prepared: HashSet::new(),
+            prepared: FxHashSet::default(),
             settings_fingerprint: 0,
             unnamed_owner: None,
             created: Instant::now(),

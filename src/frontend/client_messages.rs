@@ -100,18 +100,28 @@ impl Session {
             {
                 // Released here, as Postgres would: the statement lives on
                 // servers under the proxy's name, which other sessions share.
-                self.statements.remove(&name);
+                self.statements.remove(name.as_bytes());
                 messages::command_complete(&mut self.to_client, "DEALLOCATE");
                 messages::ready_for_query(&mut self.to_client, self.t.tx_status);
                 continue;
             }
-            let mut plan = match self.plan(tag, &msg).await {
-                Ok(p) => p,
-                Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => {
-                    self.refuse(tag, e);
-                    continue;
+            // Only statements are planned: Bind, Execute, Sync and the rest
+            // go as sent (pipelines carry several of them per statement).
+            let carries_sql = matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL);
+            let mut plan = if carries_sql {
+                match self.plan(tag, &msg).await {
+                    Ok(p) => p,
+                    Err(e) if e.is_fatal() => return Err(e),
+                    Err(e) => {
+                        self.refuse(tag, e);
+                        continue;
+                    }
                 }
+            } else {
+                if let Some(iso) = self.iso.as_mut() {
+                    iso.clear_planned();
+                }
+                Plan::AsSent
             };
             if self.server.is_none() {
                 match tag {
@@ -140,7 +150,7 @@ impl Session {
                 }
                 // A reload moved the tenant while this message waited (for a
                 // connection, or under PAUSE): plan it again for its new home.
-                if self.iso.as_ref().is_some_and(Isolation::planned_elsewhere) {
+                if carries_sql && self.iso.as_ref().is_some_and(Isolation::planned_elsewhere) {
                     plan = match self.plan(tag, &msg).await {
                         Ok(p) => p,
                         Err(e) if e.is_fatal() => return Err(e),
@@ -152,15 +162,17 @@ impl Session {
                 }
             }
             let rewritten = !matches!(plan, Plan::AsSent);
-            match self.rls_plan(tag, &msg, &mut plan) {
-                Ok(()) => {}
-                Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => {
-                    self.refuse(tag, e);
-                    continue;
+            if matches!(tag, ftag::QUERY | ftag::BIND) {
+                match self.rls_plan(tag, &msg, &mut plan) {
+                    Ok(()) => {}
+                    Err(e) if e.is_fatal() => return Err(e),
+                    Err(e) => {
+                        self.refuse(tag, e);
+                        continue;
+                    }
                 }
             }
-            if let Err(e) = self.check_pin_quota(tag, &msg) {
+            if carries_sql && let Err(e) = self.check_pin_quota(tag, &msg) {
                 self.refuse(tag, e);
                 continue;
             }
@@ -412,9 +424,10 @@ impl Session {
                     && (iso.tenant_set_of(sql).is_some()
                         || self.schema_path_reset(sql).ok().flatten().is_some())
             }
-            ftag::BIND if self.t.batch_executes == 0 => {
-                bind_names(msg).is_ok_and(|(name, _)| self.bound_tenant_set(iso, name).is_some())
-            }
+            ftag::BIND if self.t.batch_executes == 0 => bind_names(msg).is_ok_and(|(name, _)| {
+                self.client_statement(name)
+                    .is_ok_and(|t| self.bound_tenant_set(iso, &t).is_some())
+            }),
             _ => false,
         }
     }
@@ -430,7 +443,7 @@ impl Session {
             return None;
         }
         let name = super::classify::deallocated_name(std::str::from_utf8(sql).ok()?)?;
-        self.statements.get(&name).is_some().then_some(name)
+        self.statements.contains(name.as_bytes()).then_some(name)
     }
 
     /// [`Session::releases_statement`] when it can be answered now: nothing
@@ -542,9 +555,10 @@ impl Session {
                     return Ok(false);
                 }
                 let query = read_cstr(msg, &mut pos)?;
-                let name = String::from_utf8_lossy(name);
-                if self.statements.contains(&name) {
-                    return Err(ProxyError::duplicate_prepared_statement(&name));
+                if self.statements.contains(name) {
+                    return Err(ProxyError::duplicate_prepared_statement(
+                        &String::from_utf8_lossy(name),
+                    ));
                 }
                 let route = self.route_key()?;
                 let stmt = match plan {
@@ -562,7 +576,7 @@ impl Session {
                 if !stmt.is_validated() || !classify_is_plain(query) {
                     return Ok(false);
                 }
-                self.statements.insert(&name, stmt);
+                self.statements.insert(name, stmt);
                 messages::parse_complete(&mut self.to_client);
                 Ok(true)
             }
@@ -571,7 +585,7 @@ impl Session {
                 if kind != b'S' || name.is_empty() {
                     return Ok(false);
                 }
-                self.statements.remove(&String::from_utf8_lossy(name));
+                self.statements.remove(name);
                 messages::close_complete(&mut self.to_client);
                 Ok(true)
             }
@@ -752,10 +766,12 @@ impl Session {
             self.t.parse_q.push_back((sent, ParseAction::Forward(None)));
             return Ok(plan.into_rewritten());
         }
-        let name = String::from_utf8_lossy(name).into_owned();
-        if self.statements.contains(&name) {
-            return Err(ProxyError::duplicate_prepared_statement(&name));
+        if self.statements.contains(name) {
+            return Err(ProxyError::duplicate_prepared_statement(
+                &String::from_utf8_lossy(name),
+            ));
         }
+        let name: Box<[u8]> = name.into();
         let route = self.route_key()?;
         let stmt = self.state.statements.intern(sql, types, binding, route);
         // The name counts from now on for messages pipelined behind it, and
@@ -782,24 +798,46 @@ impl Session {
         Ok(plan.into_rewritten())
     }
 
-    /// Makes sure the statement the client calls `name` exists on the server;
-    /// returns the server-side name and the statement.
-    fn server_statement(
-        &mut self,
-        name: &[u8],
-    ) -> Result<(String, Option<Arc<Statement>>), ProxyError> {
-        let name = String::from_utf8_lossy(name);
-        let Some(stmt) = self.statements.get(&name).cloned() else {
-            // Unknown to us: let the server report it exactly as Postgres
-            // would, unless the name could collide with ours (then the
-            // proxy reports it, in the same words).
-            if name.starts_with(SERVER_NAME_PREFIX) {
-                return Err(ProxyError::unknown_prepared_statement(&name));
+    /// The statement a Bind or Describe names (empty: the unnamed one),
+    /// looked up once per message. The client's missing unnamed statement
+    /// is reported as Postgres reports it; a name the client never prepared
+    /// goes to the server as it is, which reports it exactly as Postgres
+    /// would, unless it could collide with the proxy's names (then the
+    /// proxy reports it, in the same words).
+    pub(super) fn client_statement(&self, name: &[u8]) -> Result<Target, ProxyError> {
+        if name.is_empty() {
+            return match &self.unnamed {
+                Some(u) => Ok(Target::Unnamed(u.clone())),
+                None => Err(ProxyError::unknown_unnamed_statement()),
+            };
+        }
+        match self.statements.get(name) {
+            Some(stmt) => Ok(Target::Named(stmt.clone())),
+            None if name.starts_with(SERVER_NAME_PREFIX.as_bytes()) => Err(
+                ProxyError::unknown_prepared_statement(&String::from_utf8_lossy(name)),
+            ),
+            None => Ok(Target::Unknown),
+        }
+    }
+
+    /// Makes sure the server in hand holds `target` (the client's own
+    /// unnamed statement, never another client's); the Parse it may take is
+    /// swallowed.
+    fn make_present(&mut self, target: &Target) -> Result<(), ProxyError> {
+        match target {
+            Target::Named(stmt) => self.ensure_prepared(stmt),
+            Target::Unnamed(u) => {
+                let (id, sent) = (self.id, self.t.sent);
+                let server = self.server_mut()?;
+                if server.conn.unnamed_owner != Some((id, u.seq)) {
+                    server.conn.unnamed_owner = Some((id, u.seq));
+                    messages::parse(&mut self.to_server, "", &u.sql, &u.types);
+                    self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
+                }
+                Ok(())
             }
-            return Ok((name.into_owned(), None));
-        };
-        self.ensure_prepared(&stmt)?;
-        Ok((stmt.server_name.clone(), Some(stmt)))
+            Target::Unknown => Ok(()),
+        }
     }
 
     /// Prepares `stmt` on the server in hand unless it already has it (the
@@ -822,50 +860,15 @@ impl Session {
         Ok(())
     }
 
-    /// Makes sure the server holds this client's unnamed statement (never
-    /// another client's); returns the name to use, its tenant binding and
-    /// its session effects.
-    fn server_unnamed(&mut self) -> Result<Target, ProxyError> {
-        let Some(u) = self.unnamed.clone() else {
-            // The client has none: reported as Postgres reports it.
-            return Err(ProxyError::unknown_unnamed_statement());
-        };
-        let (id, sent) = (self.id, self.t.sent);
-        let server = self.server_mut()?;
-        if server.conn.unnamed_owner != Some((id, u.seq)) {
-            server.conn.unnamed_owner = Some((id, u.seq));
-            messages::parse(&mut self.to_server, "", &u.sql, &u.types);
-            self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
-        }
-        Ok(Target {
-            name: String::new(),
-            binding: u.binding.clone(),
-            effects: u.effects.clone(),
-        })
-    }
-
-    /// The statement the client calls `name` (unnamed included), made
-    /// present on the server.
-    fn statement_target(&mut self, name: &[u8]) -> Result<Target, ProxyError> {
-        if name.is_empty() {
-            return self.server_unnamed();
-        }
-        let (server_name, stmt) = self.server_statement(name)?;
-        Ok(Target {
-            name: server_name,
-            binding: stmt.as_ref().and_then(|s| s.binding.clone()),
-            effects: stmt.as_ref().and_then(|s| s.effects().cloned()),
-        })
-    }
-
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let (stmt_name, stmt_end) = bind_names(msg)?;
         if self.t.tenant_changed {
             return Err(ProxyError::statement_after_tenant_change());
         }
-        self.check_planned_route(stmt_name)?;
-        self.bind_tenant_set(stmt_name)?;
-        self.bound_transaction_control(stmt_name)?;
+        let target = self.client_statement(stmt_name)?;
+        self.check_planned_route(stmt_name, &target)?;
+        self.bind_tenant_set(&target)?;
+        self.bound_transaction_control(&target)?;
         self.t.unsynced = true;
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
@@ -875,34 +878,26 @@ impl Session {
             )));
         }
         if self.obs.wants_sql()
-            && let Some(s) = self.statements.get(&String::from_utf8_lossy(stmt_name))
+            && let Target::Named(s) = &target
         {
             let sql = s.query.clone();
             self.obs.note_sql(|| sql);
         }
-        let Target {
-            name: server_name,
-            binding,
-            effects,
-        } = self.statement_target(stmt_name)?;
-        // The portal and statement names as the server gets them.
-        let head = || {
-            let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
-            head.extend_from_slice(portal);
-            head.push(0);
-            head.extend_from_slice(server_name.as_bytes());
-            head.push(0);
-            head
-        };
-        match (&binding, &self.iso) {
+        self.make_present(&target)?;
+        let server_name = target.server_name(stmt_name);
+        match (target.binding(), &self.iso) {
             (Some(b), Some(iso)) => {
+                // The portal and statement names as the server gets them.
+                let mut head = Vec::with_capacity(portal.len() + server_name.len() + 2);
+                head.extend_from_slice(portal);
+                head.push(0);
+                head.extend_from_slice(server_name);
+                head.push(0);
                 // Checks run before anything is written, so a refusal
                 // leaves no partial message behind.
-                iso.bind(b, msg, &head(), stmt_end, &mut self.to_server)?;
+                iso.bind(b, msg, &head, stmt_end, &mut self.to_server)?;
             }
-            _ if stmt_name.is_empty() && server_name.is_empty() => {
-                self.to_server.extend_from_slice(msg)
-            }
+            _ if server_name == stmt_name => self.to_server.extend_from_slice(msg),
             _ => {
                 let rest = &msg[stmt_end..];
                 let out = &mut self.to_server;
@@ -910,11 +905,12 @@ impl Session {
                 out.put_i32((4 + portal.len() + server_name.len() + 2 + rest.len()) as i32);
                 out.extend_from_slice(portal);
                 out.put_u8(0);
-                out.extend_from_slice(server_name.as_bytes());
+                out.extend_from_slice(server_name);
                 out.put_u8(0);
                 out.extend_from_slice(rest);
             }
         }
+        let effects = target.effects();
         self.track_portal(portal, effects);
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
         Ok(())
@@ -930,33 +926,24 @@ impl Session {
     /// reload moved it), its text may be unrewritten (planned for a
     /// dedicated database) or confined to another schema. Refused; the
     /// client prepares it again.
-    fn check_planned_route(&self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+    fn check_planned_route(&self, stmt_name: &[u8], target: &Target) -> Result<(), ProxyError> {
         let Some(now) = self.route_key()? else {
             return Ok(());
         };
-        let planned = if stmt_name.is_empty() {
-            self.unnamed.as_ref().map(|u| u.route.clone())
-        } else {
-            self.statements
-                .get(&String::from_utf8_lossy(stmt_name))
-                .map(|s| s.route.clone())
-        };
-        match planned {
-            Some(Some(p)) if p != now => Err(ProxyError::statement_planned_elsewhere(
+        match target.route() {
+            Some(p) if *p != now => Err(ProxyError::statement_planned_elsewhere(
                 &String::from_utf8_lossy(stmt_name),
             )),
             _ => Ok(()),
         }
     }
 
-    /// The tenant SET that binding statement `stmt_name` runs, if it is one.
-    fn bound_tenant_set(&self, iso: &Isolation, stmt_name: &[u8]) -> Option<TenantSet> {
-        if stmt_name.is_empty() {
-            self.unnamed.as_ref().and_then(|u| u.tenant_set.clone())
-        } else {
-            self.statements
-                .get(&String::from_utf8_lossy(stmt_name))
-                .and_then(|s| s.tenant_set(|sql| iso.tenant_set_of(sql)).cloned())
+    /// The tenant SET that binding `target` runs, if it is one.
+    fn bound_tenant_set(&self, iso: &Isolation, target: &Target) -> Option<TenantSet> {
+        match target {
+            Target::Unnamed(u) => u.tenant_set.clone(),
+            Target::Named(s) => s.tenant_set(|sql| iso.tenant_set_of(sql)).cloned(),
+            Target::Unknown => None,
         }
     }
 
@@ -966,18 +953,15 @@ impl Session {
     /// [`Isolation::check_savepoint_rollback`]), and a statement that ends
     /// the transaction ends the `SET LOCAL` too (later messages are planned
     /// for the session's tenant).
-    fn bound_transaction_control(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
-        if !self.iso.as_ref().is_some_and(|i| i.tenant.has_local()) {
-            return Ok(());
-        }
-        let Some(sql) = self.statement_text(stmt_name).map(str::to_string) else {
+    fn bound_transaction_control(&mut self, target: &Target) -> Result<(), ProxyError> {
+        let Some(iso) = self.iso.as_mut().filter(|i| i.tenant.has_local()) else {
             return Ok(());
         };
-        let Some(iso) = self.iso.as_mut() else {
+        let Some(sql) = target.text() else {
             return Ok(());
         };
-        iso.check_savepoint_rollback(&sql)?;
-        if super::classify::ends_transaction(&sql) {
+        iso.check_savepoint_rollback(sql)?;
+        if super::classify::ends_transaction(sql) {
             iso.tenant.end_local();
         }
         Ok(())
@@ -989,9 +973,7 @@ impl Session {
         let sql = if name.is_empty() {
             self.unnamed.as_ref().map(|u| u.sql.as_slice())
         } else {
-            self.statements
-                .get(&String::from_utf8_lossy(name))
-                .map(|s| s.query.as_ref())
+            self.statements.get(name).map(|s| s.query.as_ref())
         };
         std::str::from_utf8(sql?).ok()
     }
@@ -999,11 +981,11 @@ impl Session {
     /// A named statement that sets the tenant variable, bound again: the
     /// change counts now (drivers stop sending its Parse once it is
     /// prepared on the server).
-    fn bind_tenant_set(&mut self, stmt_name: &[u8]) -> Result<(), ProxyError> {
+    fn bind_tenant_set(&mut self, target: &Target) -> Result<(), ProxyError> {
         let Some(set) = self
             .iso
             .as_ref()
-            .and_then(|iso| self.bound_tenant_set(iso, stmt_name))
+            .and_then(|iso| self.bound_tenant_set(iso, target))
         else {
             return Ok(());
         };
@@ -1031,19 +1013,17 @@ impl Session {
             self.to_server.extend_from_slice(msg);
             return Ok(());
         }
-        let Target {
-            name: server_name,
-            binding,
-            ..
-        } = self.statement_target(name)?;
+        let target = self.client_statement(name)?;
+        self.make_present(&target)?;
+        let server_name = target.server_name(name);
         let out = &mut self.to_server;
         out.put_u8(ftag::DESCRIBE);
         out.put_i32((4 + 1 + server_name.len() + 1) as i32);
         out.put_u8(b'S');
-        out.extend_from_slice(server_name.as_bytes());
+        out.extend_from_slice(server_name);
         out.put_u8(0);
         // The tenant parameter is the proxy's: hide it from the description.
-        let action = if binding.is_some() {
+        let action = if target.binding().is_some() {
             DescribeAction::HideLastParam
         } else {
             DescribeAction::Forward
@@ -1059,7 +1039,7 @@ impl Session {
             // The statement stays prepared on the server for others; the
             // client's name is forgotten. A Close of a name that does not
             // exist answers CloseComplete, as Postgres does.
-            self.statements.remove(&String::from_utf8_lossy(name));
+            self.statements.remove(name);
             messages::close(&mut self.to_server, b'S', NOOP_NAME);
         } else {
             if kind == b'P' && !self.effect_portals.is_empty() {
@@ -1074,14 +1054,62 @@ impl Session {
     }
 }
 
-/// A client's statement as the server in hand knows it.
-struct Target {
-    /// Its name there.
-    name: String,
+/// A client's statement as a Bind or Describe names it.
+pub(super) enum Target {
+    /// The client's unnamed statement.
+    Unnamed(Arc<UnnamedStatement>),
+    /// A statement the client prepared under a name.
+    Named(Arc<Statement>),
+    /// A name the client never prepared: the server reports it.
+    Unknown,
+}
+
+impl Target {
+    /// Its name on the server, for a client that calls it `client_name`.
+    fn server_name<'a>(&'a self, client_name: &'a [u8]) -> &'a [u8] {
+        match self {
+            Target::Unnamed(_) => b"",
+            Target::Named(s) => s.server_name.as_bytes(),
+            Target::Unknown => client_name,
+        }
+    }
+
     /// How the tenant is bound, if isolation rewrote it.
-    binding: Option<Arc<TenantBinding>>,
+    fn binding(&self) -> Option<&Arc<TenantBinding>> {
+        match self {
+            Target::Unnamed(u) => u.binding.as_ref(),
+            Target::Named(s) => s.binding.as_ref(),
+            Target::Unknown => None,
+        }
+    }
+
     /// What running it does to the session, if anything.
-    effects: Option<Arc<[Effect]>>,
+    fn effects(&self) -> Option<Arc<[Effect]>> {
+        match self {
+            Target::Unnamed(u) => u.effects.clone(),
+            Target::Named(s) => s.effects().cloned(),
+            Target::Unknown => None,
+        }
+    }
+
+    /// The kind of home it was planned for (isolated sessions).
+    fn route(&self) -> Option<&RouteKey> {
+        match self {
+            Target::Unnamed(u) => u.route.as_ref(),
+            Target::Named(s) => s.route.as_ref(),
+            Target::Unknown => None,
+        }
+    }
+
+    /// Its text as prepared on servers, if it is UTF-8.
+    fn text(&self) -> Option<&str> {
+        let sql: &[u8] = match self {
+            Target::Unnamed(u) => &u.sql,
+            Target::Named(s) => &s.query,
+            Target::Unknown => return None,
+        };
+        std::str::from_utf8(sql).ok()
+    }
 }
 
 /// Portals with session effects followed at once; beyond this many (a

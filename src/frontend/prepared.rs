@@ -183,41 +183,42 @@ impl StatementRegistry {
     }
 }
 
-/// One client's statement names.
+/// One client's statement names, as the bytes it sent (Postgres compares
+/// names byte for byte; clients choose them, so the map keeps std's keyed
+/// hasher).
 #[derive(Debug, Default)]
 pub struct ClientStatements {
-    names: HashMap<String, Arc<Statement>>,
+    names: HashMap<Box<[u8]>, Arc<Statement>>,
 }
 
 impl ClientStatements {
     /// Defines (or redefines) `name`.
-    pub fn insert(&mut self, name: &str, stmt: Arc<Statement>) {
-        self.names.insert(name.to_string(), stmt);
+    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        self.names.insert(name.into(), stmt);
     }
 
     /// The statement behind `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
         self.names.get(name)
     }
 
     /// Whether `name` is defined.
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains(&self, name: &[u8]) -> bool {
         self.names.contains_key(name)
     }
 
     /// Forgets `name`.
-    pub fn remove(&mut self, name: &str) {
+    pub fn remove(&mut self, name: &[u8]) {
         self.names.remove(name);
     }
 
     /// Forgets `name` if it still means `stmt`.
-    pub fn remove_if(&mut self, name: &str, stmt: &Arc<Statement>) {
+    pub fn remove_if(&mut self, name: &[u8], stmt: &Arc<Statement>) {
         if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
             self.names.remove(name);
         }
     }
 
-    /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
     /// `text` (a server's error message) with the server-side statement
     /// names in it (`"_tg_<id>"`) written as this client named them: other
     /// clients' statements share those ids, and the client knows only its
@@ -237,13 +238,13 @@ impl ClientStatements {
                     self.names
                         .iter()
                         .filter(|(_, s)| s.id == id)
-                        .map(|(n, _)| n.as_str())
+                        .map(|(n, _)| n)
                         .min()
                 });
             match name {
                 Some(n) => {
                     out.push('"');
-                    out.push_str(n);
+                    out.push_str(&String::from_utf8_lossy(n));
                     out.push('"');
                     rest = &after[digits + 1..];
                 }
@@ -257,6 +258,7 @@ impl ClientStatements {
         out
     }
 
+    /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.names.clear();
     }

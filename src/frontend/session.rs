@@ -52,7 +52,7 @@ pub(super) const LAST_WRITE: std::time::Duration = std::time::Duration::from_sec
 pub(super) enum ParseAction {
     /// The client's own Parse: forward it (the statement and the client's
     /// name for it, if named).
-    Forward(Option<(Arc<Statement>, String)>),
+    Forward(Option<(Arc<Statement>, Box<[u8]>)>),
     /// A Parse tenantgate injected (re-preparing a statement, or raising a
     /// refusal): swallow it.
     Swallow(Option<Arc<Statement>>),
@@ -65,7 +65,7 @@ pub(super) enum CloseAction {
     Forward,
     /// It stands in for the client's Parse (of this name) of a statement the
     /// server already had.
-    AsParseComplete(String),
+    AsParseComplete(Box<[u8]>),
     /// It answers a Close tenantgate injected: swallow it.
     Swallow,
 }
