@@ -113,6 +113,22 @@ async fn bodies(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     out
 }
 
+/// `SHOW transaction_isolation` (extended protocol).
+async fn show_isolation(c: &tokio_postgres::Client) -> String {
+    c.query_one("SHOW transaction_isolation", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The rows of `notes` the session sees (extended protocol).
+async fn note_count(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Row-level security as a second wall. `notes` is a global table without
 /// the tenant column (the rewriter leaves it unscoped), so only its policy,
 /// on its `owner` column, keeps tenants apart:
@@ -200,6 +216,36 @@ async fn policies_see_the_tenant_in_every_transaction() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
+    a.batch_execute("COMMIT").await.unwrap();
+    // Isolation levels, in either protocol: the variable comes with the
+    // first statement that reads rows (a `SELECT set_config` in front of
+    // BEGIN or SET TRANSACTION would count as the transaction's first
+    // query, which Postgres refuses with 25001), but in front of a
+    // savepoint, so rolling back to it cannot undo it.
+    a.execute("BEGIN ISOLATION LEVEL SERIALIZABLE", &[])
+        .await
+        .expect("BEGIN ISOLATION LEVEL in the extended protocol");
+    assert_eq!(show_isolation(&a).await, "serializable");
+    assert_eq!(bodies(&a, "SELECT body FROM notes").await, ["a1", "a2"]);
+    a.execute("COMMIT", &[]).await.unwrap();
+    a.execute("BEGIN", &[]).await.unwrap();
+    a.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", &[])
+        .await
+        .expect("SET TRANSACTION after BEGIN in the extended protocol");
+    assert_eq!(show_isolation(&a).await, "repeatable read");
+    a.execute("SAVEPOINT s", &[]).await.unwrap();
+    assert_eq!(note_count(&a).await, 2);
+    a.execute("ROLLBACK TO SAVEPOINT s", &[]).await.unwrap();
+    assert_eq!(
+        note_count(&a).await,
+        2,
+        "the variable outlived the savepoint"
+    );
+    a.execute("COMMIT", &[]).await.unwrap();
+    a.batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .expect("the same in one simple Query");
+    assert_eq!(bodies(&a, "SELECT body FROM notes").await, ["a1", "a2"]);
     a.batch_execute("COMMIT").await.unwrap();
     // A transaction chained to the last one (`AND CHAIN` starts it at once,
     // without the variable the last one had): simple and extended protocol.

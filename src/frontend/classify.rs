@@ -190,15 +190,32 @@ const SEMICOLON: u8 = 3;
 /// [`NEEDLE`]: `&`.
 const AMPERSAND: u8 = 4;
 
-/// Whether any statement in `sql` may read or write table rows (or opens a
-/// transaction that later statements will): the statements row-level
-/// security applies to. Session and transaction control (`SET`, `SHOW`,
-/// `COMMIT`, `DISCARD ALL`, …) is not, and some of it may not run inside a
-/// transaction block at all.
+/// Whether any statement in `sql` may read or write table rows, or opens a
+/// savepoint (a variable set inside it would be undone by rolling back to
+/// it): the statements row-level security needs the tenant variable set in
+/// front of. Session and transaction control (`SET`, `SHOW`, `BEGIN`,
+/// `SET TRANSACTION`, `COMMIT`, `DISCARD ALL`, …) is not: some of it may not
+/// run inside a transaction block at all, and `SET TRANSACTION ISOLATION
+/// LEVEL` (also in `BEGIN ISOLATION LEVEL …`) must come before any query,
+/// which the extended protocol's `SELECT set_config(…)` would be.
 pub fn touches_rows(sql: &str) -> bool {
     const ROW_STATEMENTS: &[&str] = &[
-        "select", "with", "insert", "update", "delete", "merge", "table", "values", "copy",
-        "begin", "start", "declare", "execute", "call", "do", "explain", "lock",
+        "select",
+        "with",
+        "insert",
+        "update",
+        "delete",
+        "merge",
+        "table",
+        "values",
+        "copy",
+        "savepoint",
+        "declare",
+        "execute",
+        "call",
+        "do",
+        "explain",
+        "lock",
     ];
     split_statements(sql).any(|stmt| {
         Words::new(stmt)
@@ -899,8 +916,8 @@ mod tests {
             "  -- c\n(SELECT 1)",
             "with x as (select 1) select * from x",
             "INSERT INTO t VALUES (1)",
-            "BEGIN",
-            "start transaction",
+            "SAVEPOINT s",
+            "BEGIN; SELECT 1",
             "SET x = 1; SELECT 2",
             "TABLE t",
             "COPY t FROM STDIN",
@@ -910,6 +927,9 @@ mod tests {
         for sql in [
             "SET x = 1",
             "SHOW x",
+            "BEGIN",
+            "start transaction isolation level serializable",
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
             "COMMIT",
             "DISCARD ALL",
             "RESET ALL",

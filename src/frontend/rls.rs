@@ -1,6 +1,7 @@
 //! `tenancy.rls = true`: the tenant variable set with transaction scope at
 //! the start of every server transaction, in the same write as the client's
-//! first statement, so Postgres row-level security policies that read
+//! first statement that reads rows or opens a savepoint (see
+//! [`touches_rows`]), so Postgres row-level security policies that read
 //! `current_setting('<variable>', true)` see the session's tenant.
 //!
 //! A simple Query is sent as `SET LOCAL <variable> = '<tenant>'; <query>`
