@@ -110,6 +110,25 @@ impl ProxyError {
         )
     }
 
+    /// A message whose framing is sound but whose content is not (a string
+    /// without its NUL, fields running past the end, bytes left over): an
+    /// ERROR, as Postgres reports it, and the session goes on.
+    pub fn malformed_message(what: impl Into<String>) -> Self {
+        Self::new(
+            SqlState::PROTOCOL_VIOLATION,
+            Source::Client,
+            Severity::Error,
+            what,
+        )
+    }
+
+    /// The same error, ending the session (during startup, where Postgres
+    /// has no session to go on with).
+    pub fn into_fatal(mut self) -> Self {
+        self.severity = Severity::Fatal;
+        self
+    }
+
     /// The client closed its connection during `phase`.
     pub fn client_gone(phase: &str) -> Self {
         Self::new(

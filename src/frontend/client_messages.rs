@@ -21,7 +21,7 @@ use super::session::{
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::pool::Checkout;
-use crate::protocol::framing::{peek_header, read_cstr, text_body};
+use crate::protocol::framing::{peek_header, query_text, read_cstr, text_body};
 use crate::protocol::messages::{self, ftag};
 use crate::router::RouteKey;
 use crate::tenant::TenantSet;
@@ -93,6 +93,14 @@ impl Session {
                     self.skip_until_sync = false;
                     messages::ready_for_query(&mut self.to_client, self.t.tx_status);
                 }
+                continue;
+            }
+            if tag == ftag::QUERY
+                && let Err(e) = query_text(&msg)
+            {
+                // Postgres would not run a Query it cannot read whole; the
+                // rest of the proxy reads its text as `text_body`.
+                self.refuse(tag, e);
                 continue;
             }
             if tag == ftag::QUERY
@@ -1121,7 +1129,7 @@ const MAX_EFFECT_PORTALS: usize = 64;
 fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
     let kind = *msg
         .get(5)
-        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+        .ok_or_else(|| ProxyError::malformed_message("insufficient data left in message"))?;
     let mut pos = 6;
     Ok((kind, read_cstr(msg, &mut pos)?))
 }

@@ -585,7 +585,7 @@ impl Isolation {
         // list of the values either (a Bind allocates nothing here).
         let formats = msg
             .get(pos..pos + 2 * nfmt)
-            .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+            .ok_or_else(|| ProxyError::malformed_message("insufficient data left in message"))?;
         pos += 2 * nfmt;
         // The format of parameter `i` (0-based), as Postgres reads the list:
         // none = all text, one = for all, else one each.
@@ -611,7 +611,7 @@ impl Isolation {
             } else {
                 let end = pos + len as usize;
                 let v = msg.get(pos..end).ok_or_else(|| {
-                    ProxyError::protocol_violation("Bind parameter runs past the message")
+                    ProxyError::malformed_message("insufficient data left in message")
                 })?;
                 pos = end;
                 Some(v)

@@ -109,18 +109,30 @@ pub fn text_body(msg: &[u8]) -> &[u8] {
     msg.get(5..msg.len().saturating_sub(1)).unwrap_or_default()
 }
 
+/// The SQL text of a Query message, checked as Postgres checks it: one
+/// string, its NUL the message's last byte.
+pub fn query_text(msg: &[u8]) -> Result<&[u8], ProxyError> {
+    let body = msg.get(5..).unwrap_or_default();
+    match memchr::memchr(0, body) {
+        Some(end) if end + 1 == body.len() => Ok(&body[..end]),
+        Some(_) => Err(ProxyError::malformed_message("invalid message format")),
+        None => Err(ProxyError::malformed_message("invalid string in message")),
+    }
+}
+
 /// Reads a NUL-terminated string starting at `*pos`, advancing past the NUL.
+/// Errors are Postgres's own for such a message (08P01, ERROR).
 pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyError> {
     let rest = body
         .get(*pos..)
-        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+        .ok_or_else(|| ProxyError::malformed_message("invalid string in message"))?;
     // Most names are empty (the unnamed statement and portal): no search.
     if rest.first() == Some(&0) {
         *pos += 1;
         return Ok(&[]);
     }
     let end = memchr::memchr(0, rest)
-        .ok_or_else(|| ProxyError::protocol_violation("unterminated string in message"))?;
+        .ok_or_else(|| ProxyError::malformed_message("invalid string in message"))?;
     *pos += end + 1;
     Ok(&rest[..end])
 }
@@ -129,7 +141,7 @@ pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProxyE
 pub fn read_i16(body: &[u8], pos: &mut usize) -> Result<i16, ProxyError> {
     let b = body
         .get(*pos..*pos + 2)
-        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+        .ok_or_else(|| ProxyError::malformed_message("insufficient data left in message"))?;
     *pos += 2;
     Ok(i16::from_be_bytes([b[0], b[1]]))
 }
@@ -138,7 +150,7 @@ pub fn read_i16(body: &[u8], pos: &mut usize) -> Result<i16, ProxyError> {
 pub fn read_i32(body: &[u8], pos: &mut usize) -> Result<i32, ProxyError> {
     let b = body
         .get(*pos..*pos + 4)
-        .ok_or_else(|| ProxyError::protocol_violation("message ended unexpectedly"))?;
+        .ok_or_else(|| ProxyError::malformed_message("insufficient data left in message"))?;
     *pos += 4;
     Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
@@ -191,6 +203,26 @@ mod tests {
         assert!(peek_header(b"Q\0\0\0\x03", 100).is_err());
         assert!(peek_header(b"Q\xff\xff\xff\xff", 100).is_err());
         assert!(peek_header(b"Q\0\0\x10\0", 100).is_err());
+    }
+
+    #[test]
+    fn query_text_is_one_string() {
+        let q = |body: &[u8]| {
+            let mut m = vec![b'Q'];
+            m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        assert_eq!(query_text(&q(b"select 1\0")).unwrap(), b"select 1");
+        assert_eq!(query_text(&q(b"\0")).unwrap(), b"");
+        for bad in [&b"select 12"[..], b"select 1\0junk", b"select 1\0\0", b""] {
+            let e = query_text(&q(bad)).expect_err("malformed");
+            assert_eq!(
+                e.code,
+                crate::protocol::sqlstate::SqlState::PROTOCOL_VIOLATION
+            );
+            assert!(!e.is_fatal(), "{e:?}");
+        }
     }
 
     #[test]

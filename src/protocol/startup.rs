@@ -106,11 +106,11 @@ pub fn parse_startup(packet: &[u8]) -> Result<StartupPacket, ProxyError> {
             let mut params = Vec::new();
             let mut pos = 0;
             loop {
-                let key = read_cstr(body, &mut pos)?;
+                let key = read_cstr(body, &mut pos).map_err(ProxyError::into_fatal)?;
                 if key.is_empty() {
                     break;
                 }
-                let value = read_cstr(body, &mut pos)?;
+                let value = read_cstr(body, &mut pos).map_err(ProxyError::into_fatal)?;
                 let key = utf8(key)?;
                 let value = utf8(value)?;
                 params.push((key, value));
