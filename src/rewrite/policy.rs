@@ -117,6 +117,15 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_current_snapshot",
     "txid_snapshot_xip",
     "pg_snapshot_xip",
+    // The shard's transaction counter and WAL position: one tenant can count
+    // and time another's writes by reading them before and after.
+    "txid_current",
+    "txid_current_if_assigned",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+    "pg_current_wal_*",
+    "pg_last_wal_*",
+    "pg_control_*",
 ];
 
 fn matches(list: &[&str], name: &str) -> bool {
@@ -154,6 +163,10 @@ mod tests {
         assert!(function_denied("setseed"));
         assert!(function_denied("txid_status"));
         assert!(function_denied("pg_tablespace_size"));
+        assert!(function_denied("txid_current"));
+        assert!(function_denied("pg_current_xact_id"));
+        assert!(function_denied("pg_current_wal_lsn"));
+        assert!(function_denied("pg_control_checkpoint"));
         assert!(!function_denied("lower"));
         assert!(!function_denied("now"));
     }
