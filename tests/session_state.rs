@@ -7,6 +7,7 @@
 //! locks behind.
 
 mod pooling;
+mod raw_client;
 mod support;
 use pooling::*;
 
@@ -1513,5 +1514,64 @@ async fn an_idle_transaction_is_ended_after_the_timeout() {
     // Outside a transaction a client may stay idle as long as it likes.
     tokio::time::sleep(Duration::from_millis(900)).await;
     b.batch_execute("SELECT 1").await.unwrap();
+    proxy.shutdown().await.unwrap();
+}
+
+/// After a RESET of a parameter Postgres reports (one setting, RESET ALL,
+/// DISCARD ALL, `SET … TO DEFAULT`), the client is told its startup value
+/// again, as Postgres tells it: the server connection reported its own
+/// default, which the proxy replaces with the client's startup value, and
+/// the client's copy of the parameter must follow (it said `''` while SHOW
+/// said the startup value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_reports_the_startup_value_again() {
+    use raw_client::{RawClient, query_msg, startup_message};
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let mut c = RawClient::connect_port(proxy.port).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("application_name", "myapp"),
+        ],
+    ))
+    .await;
+    c.authenticate("app", "app-secret").await.expect("login");
+    let reported = |msgs: &[raw_client::Msg]| {
+        msgs.iter()
+            .filter_map(|m| m.parameter())
+            .filter(|(n, _)| n == "application_name")
+            .map(|(_, v)| v)
+            .last()
+    };
+    for reset in [
+        "RESET application_name",
+        "RESET ALL",
+        "DISCARD ALL",
+        "SET application_name TO DEFAULT",
+    ] {
+        c.send(&query_msg("SET application_name = 'other'")).await;
+        assert_eq!(
+            reported(&c.until_ready().await).as_deref(),
+            Some("other"),
+            "{reset}"
+        );
+        c.send(&query_msg(reset)).await;
+        let mut seen = c.until_ready().await;
+        c.send(&query_msg("SELECT current_setting('application_name')"))
+            .await;
+        let answer = c.until_ready().await;
+        let value = answer.iter().find_map(|m| m.data_row());
+        seen.extend(answer);
+        assert_eq!(value, Some(vec![Some("myapp".to_string())]), "{reset}");
+        assert_eq!(
+            reported(&seen).as_deref(),
+            Some("myapp"),
+            "{reset}: the client was last told another value: {seen:?}"
+        );
+    }
     proxy.shutdown().await.unwrap();
 }

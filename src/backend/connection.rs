@@ -268,16 +268,7 @@ impl ServerConn {
 
     /// Records a ParameterStatus message (whole message bytes).
     pub fn record_parameter(&mut self, msg: &[u8]) {
-        let mut parts = msg.get(5..).unwrap_or_default().split(|&b| b == 0);
-        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
-            return;
-        };
-        let name = String::from_utf8_lossy(name);
-        let value = String::from_utf8_lossy(value).into_owned();
-        match self.params.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.params.push((name.into_owned(), value)),
-        }
+        crate::protocol::messages::record_parameter(&mut self.params, msg);
     }
 
     /// Runs simple-protocol statements (each its own Query, pipelined) and

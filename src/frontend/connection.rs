@@ -300,6 +300,7 @@ async fn start_session(
         },
         isolation,
         obs,
+        told: params,
         cancel_key,
     })))
 }

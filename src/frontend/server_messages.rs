@@ -2,6 +2,8 @@
 //! messages the proxy injected or renamed, and keeping the session's view
 //! (transaction status, settings, tenant, prepared statements) in step.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BytesMut};
 
 use super::classify::mentions;
@@ -208,6 +210,8 @@ impl Session {
                 }
                 tag::PARAMETER_STATUS => {
                     server.conn.record_parameter(msg);
+                    messages::record_parameter(Arc::make_mut(&mut self.told), msg);
+                    self.told_stale = true;
                     self.to_client.extend_from_slice(msg);
                 }
                 tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered) == Some(true) => {

@@ -267,6 +267,14 @@ pub struct Session {
     pub(super) sent_statements: BatchStatements,
     /// Drain, forced close and admin kill.
     pub(super) stops: Stops,
+    /// The reported parameters as the client was last told them (at login,
+    /// then by every ParameterStatus passed on).
+    pub(super) told: Arc<Vec<(String, String)>>,
+    /// A ParameterStatus was passed on since the last check: the next
+    /// server connection's values are compared with `told` (after a RESET
+    /// the server reported its own default, where the client's is its
+    /// startup value, which the proxy puts back).
+    pub(super) told_stale: bool,
 }
 
 /// Everything a session needs at birth.
@@ -295,6 +303,8 @@ pub struct SessionParts {
     pub routed_tenant: Option<String>,
     /// Metric handles and registry entry.
     pub obs: SessionObs,
+    /// The reported parameters sent to the client at login.
+    pub told: Arc<Vec<(String, String)>>,
 }
 
 impl Session {
@@ -360,6 +370,8 @@ impl Session {
             held: false,
             stops,
             sent_statements: BatchStatements::default(),
+            told: p.told,
+            told_stale: false,
         }
     }
 
@@ -500,6 +512,25 @@ impl Session {
                 }
             }
             _ => self.pin_server("SET whose outcome only the server knows"),
+        }
+    }
+
+    /// Tells the client, by ParameterStatus, every reported parameter whose
+    /// value on the server connection it now has (`params`, in line with
+    /// the client's settings) differs from what it was last told.
+    #[cold]
+    fn tell_parameters(&mut self, params: &[(String, String)]) {
+        for (name, value) in params {
+            let told = self.told.iter().find(|(n, _)| n == name);
+            if told.is_some_and(|(_, v)| v == value) {
+                continue;
+            }
+            messages::parameter_status(&mut self.to_client, name, value);
+            let list = Arc::make_mut(&mut self.told);
+            match list.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1.clone_from(value),
+                None => list.push((name.clone(), value.clone())),
+            }
         }
     }
 
@@ -793,6 +824,9 @@ impl Session {
             break checkout;
         };
         let checkout = prepare_server(checkout, &self.settings).await?;
+        if std::mem::take(&mut self.told_stale) {
+            self.tell_parameters(&checkout.conn.params);
+        }
         self.cancel
             .set(Some((checkout.conn.addr, checkout.conn.backend_key)))
             .await;

@@ -148,6 +148,21 @@ pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
     finish(buf, at);
 }
 
+/// Notes the value a ParameterStatus message (whole message bytes) reports
+/// in `params`, replacing the parameter's earlier value.
+pub fn record_parameter(params: &mut Vec<(String, String)>, msg: &[u8]) {
+    let mut parts = msg.get(5..).unwrap_or_default().split(|&b| b == 0);
+    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let name = String::from_utf8_lossy(name);
+    let value = String::from_utf8_lossy(value).into_owned();
+    match params.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = value,
+        None => params.push((name.into_owned(), value)),
+    }
+}
+
 /// ParameterStatus.
 pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     let at = begin(buf, tag::PARAMETER_STATUS);
