@@ -1542,10 +1542,10 @@ async fn a_reset_reports_the_startup_value_again() {
     c.authenticate("app", "app-secret").await.expect("login");
     let reported = |msgs: &[raw_client::Msg]| {
         msgs.iter()
+            .rev()
             .filter_map(|m| m.parameter())
-            .filter(|(n, _)| n == "application_name")
+            .find(|(n, _)| n == "application_name")
             .map(|(_, v)| v)
-            .last()
     };
     for reset in [
         "RESET application_name",
