@@ -824,6 +824,36 @@ async fn cancel_ends_a_wait_for_a_server_connection() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A client that gives up while its statement waits for a server
+/// connection leaves the queue at once: its statement never runs, for
+/// nobody, once a connection frees (pool_size 1).
+#[tokio::test]
+async fn a_client_gone_while_waiting_runs_nothing() {
+    use raw_client::{RawClient, query_msg};
+    let cluster = support::start_app_cluster().await;
+    support::exec(&cluster, DB, "CREATE TABLE left_behind (n int)").await;
+    let proxy = start(&cluster, 1).await;
+    // Logged in first: a login may need a server connection too.
+    let mut gone = RawClient::login(proxy.port, "app", "app-secret", DB).await;
+    let holder = connect(proxy.port).await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    gone.send(&query_msg("INSERT INTO left_behind VALUES (1)"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    // Time for a waiter that was still queued to get the connection and run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n: i64 = holder
+        .query_one("SELECT count(*) FROM left_behind", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the departed client's INSERT ran");
+    proxy.shutdown().await.unwrap();
+}
+
 /// A SET undone by ROLLBACK TO SAVEPOINT did not commit: it must not follow
 /// the client to another server connection.
 #[tokio::test]

@@ -788,6 +788,9 @@ impl Session {
                     () = self.cancel.wait_cancelled() => {
                         return Err(ProxyError::canceled_while_waiting());
                     }
+                    () = client_left(&self.client, &mut self.client_in) => {
+                        return Err(ProxyError::client_gone("a wait under PAUSE"));
+                    }
                 };
                 if waited {
                     continue;
@@ -804,6 +807,9 @@ impl Session {
                         stop = self.stops.any() => return Err(stop_error(stop)),
                         () = self.cancel.wait_cancelled() => {
                             return Err(ProxyError::canceled_while_waiting());
+                        }
+                        () = client_left(&self.client, &mut self.client_in) => {
+                            return Err(ProxyError::client_gone("a wait for a server connection"));
                         }
                     };
                     (c, waiting.elapsed())
@@ -1017,6 +1023,27 @@ fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
         buf.advance(n);
     }
     Ok(())
+}
+
+/// Resolves when the client closes its connection (or it fails) while its
+/// session waits for a server connection: a client that gave up must not
+/// keep its place in the queue and then have its statement run for nobody.
+/// What it sends meanwhile is kept in `buf` for later (up to
+/// [`HIGH_WATER`]; beyond that, nothing more is read until the wait ends).
+async fn client_left(client: &TcpStream, buf: &mut BytesMut) {
+    while buf.len() < HIGH_WATER {
+        if client.readable().await.is_err() {
+            return;
+        }
+        reserve_for_read(buf);
+        match client.try_read_buf(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    std::future::pending().await
 }
 
 /// The error a session ends with when it is stopped while waiting.
