@@ -447,7 +447,7 @@ fn strip_comments(s: &str) -> &str {
 /// SQL parser: `CHECKPOINT`, `LOCK`, `REINDEX`, `CLUSTER`, `REFRESH
 /// MATERIALIZED VIEW`, `DROP INDEX CONCURRENTLY IF EXISTS`, `ALTER SYSTEM`,
 /// `SECURITY LABEL`) that a trusted session without a tenant may send
-/// unparsed; tenant sessions get them refused.
+/// unparsed; tenant sessions get them refused as not allowed (42501).
 const UNPARSED_UTILITY: &[&str] = &[
     "checkpoint",
     "lock",
@@ -626,8 +626,16 @@ impl<'a> Rewriter<'a> {
             Ok(parsed) => parsed,
             // Maintenance and DDL the parser does not read return no rows
             // and write none a tenant owns: a trusted session without a
-            // tenant runs them as written, as it runs the ones it reads.
-            Err(_) if !self.strict && UNPARSED_UTILITY.contains(&w(0)) => return Ok(None),
+            // tenant runs them as written, as it runs the ones it reads; a
+            // tenant session is told it may not run them (not that they
+            // cannot be parsed).
+            Err(_) if UNPARSED_UTILITY.contains(&w(0)) => {
+                return if self.strict {
+                    Err(ProxyError::statement_refused(&w(0).to_uppercase()))
+                } else {
+                    Ok(None)
+                };
+            }
             Err(e) => return Err(e),
         };
         if parsed.len() != 1 {
