@@ -242,6 +242,21 @@ async fn policies_see_the_tenant_in_every_transaction() {
         "the variable outlived the savepoint"
     );
     a.execute("COMMIT", &[]).await.unwrap();
+    // A cursor outside a transaction block is refused as Postgres refuses
+    // it (the variable's prefix must not make an implicit block of the
+    // query string, where the cursor would be gone at once); inside one it
+    // reads with the variable.
+    let e = a
+        .simple_query("DECLARE c CURSOR FOR SELECT body FROM notes")
+        .await
+        .expect_err("DECLARE outside a transaction block");
+    assert_eq!(e.code().map(|c| c.code()), Some("25P01"), "{e:?}");
+    a.batch_execute("BEGIN").await.unwrap();
+    a.batch_execute("DECLARE c CURSOR FOR SELECT body FROM notes ORDER BY body")
+        .await
+        .unwrap();
+    assert_eq!(bodies(&a, "FETCH ALL FROM c").await, ["a1", "a2"]);
+    a.batch_execute("COMMIT").await.unwrap();
     a.batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
         .await
         .expect("the same in one simple Query");

@@ -224,6 +224,36 @@ pub fn touches_rows(sql: &str) -> bool {
     })
 }
 
+/// Whether `sql` is a single statement that Postgres runs only inside a
+/// transaction block: `DECLARE … CURSOR` without `WITH HOLD`, and `LOCK`.
+/// Sent alone outside one, Postgres refuses it (25P01); with a statement of
+/// the proxy's in front of it in the same query string (an implicit
+/// block) it would run, and the cursor be gone at once.
+pub fn wants_transaction_block(sql: &str) -> bool {
+    let mut statements = split_statements(sql).filter(|s| Words::new(s).next().is_some());
+    let (Some(stmt), None) = (statements.next(), statements.next()) else {
+        return false;
+    };
+    let mut words = Words::new(stmt);
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("lock") => true,
+        Some(w) if w.eq_ignore_ascii_case("declare") => {
+            let mut last_with = false;
+            for w in words {
+                if w.eq_ignore_ascii_case("for") {
+                    return true;
+                }
+                if last_with && w.eq_ignore_ascii_case("hold") {
+                    return false;
+                }
+                last_with = w.eq_ignore_ascii_case("with");
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 fn classify_one(stmt: &str) -> Option<Effect> {
     let words = Words::new(stmt);
     let mut w = words.clone();
@@ -907,6 +937,27 @@ mod tests {
             classify(r#"SET U&"work\005fmem" = '1MB'"#).as_slice(),
             [Effect::Setting { .. }]
         ));
+    }
+
+    #[test]
+    fn statements_that_want_a_transaction_block() {
+        for sql in [
+            "DECLARE c CURSOR FOR SELECT 1",
+            "declare c no scroll cursor without hold for select 1;",
+            "LOCK TABLE t",
+            "-- c\nlock t in share mode",
+        ] {
+            assert!(wants_transaction_block(sql), "{sql}");
+        }
+        for sql in [
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "DECLARE c CURSOR FOR SELECT 1; FETCH ALL FROM c",
+            "SELECT 1",
+            "BEGIN; DECLARE c CURSOR FOR SELECT 1",
+            "",
+        ] {
+            assert!(!wants_transaction_block(sql), "{sql}");
+        }
     }
 
     #[test]

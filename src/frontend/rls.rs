@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::classify::touches_rows;
+use super::classify::{touches_rows, wants_transaction_block};
 use super::isolation::bind_names;
 use super::prepared::Statement;
 use super::session::{BindAction, CloseAction, ParseAction, Session};
@@ -96,6 +96,12 @@ impl Session {
                     },
                 };
                 if !touches_rows(sql) {
+                    return Ok(None);
+                }
+                if self.t.tx_status == b'I' && wants_transaction_block(sql) {
+                    // Outside a transaction Postgres refuses it (25P01); a
+                    // prefix would make an implicit block of the string and
+                    // let a cursor be declared that is gone at once.
                     return Ok(None);
                 }
                 let variable = self.iso.as_ref().map_or("", |i| i.variable());
