@@ -788,7 +788,7 @@ impl Session {
                     () = self.cancel.wait_cancelled() => {
                         return Err(ProxyError::canceled_while_waiting());
                     }
-                    () = client_left(&self.client, &mut self.client_in) => {
+                    () = client_left(&self.client, &mut self.client_in, &self.obs) => {
                         return Err(ProxyError::client_gone("a wait under PAUSE"));
                     }
                 };
@@ -808,7 +808,7 @@ impl Session {
                         () = self.cancel.wait_cancelled() => {
                             return Err(ProxyError::canceled_while_waiting());
                         }
-                        () = client_left(&self.client, &mut self.client_in) => {
+                        () = client_left(&self.client, &mut self.client_in, &self.obs) => {
                             return Err(ProxyError::client_gone("a wait for a server connection"));
                         }
                     };
@@ -1030,7 +1030,7 @@ fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
 /// keep its place in the queue and then have its statement run for nobody.
 /// What it sends meanwhile is kept in `buf` for later (up to
 /// [`HIGH_WATER`]; beyond that, nothing more is read until the wait ends).
-async fn client_left(client: &TcpStream, buf: &mut BytesMut) {
+async fn client_left(client: &TcpStream, buf: &mut BytesMut, obs: &SessionObs) {
     while buf.len() < HIGH_WATER {
         if client.readable().await.is_err() {
             return;
@@ -1038,7 +1038,7 @@ async fn client_left(client: &TcpStream, buf: &mut BytesMut) {
         reserve_for_read(buf);
         match client.try_read_buf(buf) {
             Ok(0) => return,
-            Ok(_) => {}
+            Ok(n) => obs.bytes_in(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
