@@ -22,6 +22,31 @@ static DEFAULT_VALUES: FixedQuery = FixedQuery::new("VALUES (NULL)");
 /// The wrapper of `INSERT … SELECT`; the inner query is swapped in.
 static INSERT_SELECT_WRAPPER: FixedQuery = FixedQuery::new("SELECT s.* FROM (SELECT 1) AS s");
 
+/// System columns that show a transaction id (the shard's counter, which
+/// other tenants' writes move) or a row's physical place.
+const SYSTEM_COLUMNS: &[&str] = &["xmin", "xmax", "cmin", "cmax", "ctid"];
+
+/// The first system column a RETURNING list names, if any (no user column
+/// may take such a name).
+fn system_column_in(items: &[SelectItem]) -> Option<String> {
+    items.iter().find_map(|item| {
+        sqlparser::ast::visit_expressions(item, |e| {
+            let ident = match e {
+                Expr::Identifier(i) => Some(i),
+                Expr::CompoundIdentifier(parts) => parts.last(),
+                _ => None,
+            };
+            match ident.map(fold) {
+                Some(name) if SYSTEM_COLUMNS.contains(&name.as_str()) => {
+                    std::ops::ControlFlow::Break(name)
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        })
+        .break_value()
+    })
+}
+
 /// How a write target was classified.
 enum Target {
     /// A tenant relation: the cast for its tenant value.
@@ -31,6 +56,26 @@ enum Target {
 }
 
 impl Rewriter<'_> {
+    /// A RETURNING list: its expressions are scoped like any others; in
+    /// tenant sessions, system columns are refused (a row's `xmin` is the
+    /// writing transaction's id, which counts other tenants' writes).
+    fn returning(&mut self, returning: &mut Option<Vec<SelectItem>>) -> R {
+        let Some(items) = returning else {
+            return Ok(());
+        };
+        if self.strict
+            && let Some(column) = system_column_in(items)
+        {
+            return Err(ProxyError::statement_refused(&format!(
+                "the system column {column} in RETURNING"
+            )));
+        }
+        for item in items {
+            self.exprs_in(item)?;
+        }
+        Ok(())
+    }
+
     /// INSERT / UPDATE / DELETE, top level or inside a CTE.
     pub(super) fn data_statement(&mut self, s: &mut Statement) -> R {
         match s {
@@ -78,11 +123,7 @@ impl Rewriter<'_> {
         if let Some(source) = &mut ins.source {
             self.query(source)?;
         }
-        if let Some(returning) = &mut ins.returning {
-            for item in returning {
-                self.exprs_in(item)?;
-            }
-        }
+        self.returning(&mut ins.returning)?;
         let Target::Tenant(cast) = target else {
             return Ok(());
         };
@@ -193,11 +234,7 @@ impl Rewriter<'_> {
         if let Some(sel) = &mut u.selection {
             self.expr(sel)?;
         }
-        if let Some(returning) = &mut u.returning {
-            for item in returning {
-                self.exprs_in(item)?;
-            }
-        }
+        self.returning(&mut u.returning)?;
         if let Target::Tenant(cast) = target {
             u.selection = Some(self.scoped_where(u.selection.take(), &qualifier, cast));
         }
@@ -229,11 +266,7 @@ impl Rewriter<'_> {
         if let Some(sel) = &mut d.selection {
             self.expr(sel)?;
         }
-        if let Some(returning) = &mut d.returning {
-            for item in returning {
-                self.exprs_in(item)?;
-            }
-        }
+        self.returning(&mut d.returning)?;
         if let Target::Tenant(cast) = target {
             d.selection = Some(self.scoped_where(d.selection.take(), &qualifier, cast));
         }

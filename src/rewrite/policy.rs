@@ -126,6 +126,7 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_current_wal_*",
     "pg_last_wal_*",
     "pg_control_*",
+    "mxid_age",
 ];
 
 fn matches(list: &[&str], name: &str) -> bool {
