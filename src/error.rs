@@ -357,6 +357,17 @@ impl ProxyError {
         )
     }
 
+    /// A RESUME lifted the pause of `what` while its `PAUSE` still waited
+    /// for running transactions.
+    pub fn pause_lifted(what: &str) -> Self {
+        Self::new(
+            SqlState::QUERY_CANCELED,
+            Source::Server,
+            Severity::Error,
+            format!("{what} was resumed before its PAUSE took effect; nothing is paused"),
+        )
+    }
+
     // ---- session features -----------------------------------------------------
 
     /// A statement that cannot work under the current pool mode.

@@ -693,8 +693,26 @@ async fn pause_tenant_holds_new_transactions_only() {
     let tenants = show(&ops, "SHOW TENANTS").await;
     let tb = tenants.rows_where("tenant", "b")[0];
     assert_eq!(tenants.get(tb, "paused"), Some("yes"));
-    run(&b, "COMMIT").await;
+    // A RESUME while a PAUSE waits: the PAUSE does not report success for
+    // a pause no longer in force.
+    let pausing = {
+        let ops = admin(&p).await;
+        tokio::spawn(async move { ops.simple_query("PAUSE TENANT b").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     run(&ops, "RESUME TENANT b").await;
+    let e = tokio::time::timeout(Duration::from_secs(5), pausing)
+        .await
+        .expect("PAUSE ends once resumed")
+        .expect("task")
+        .expect_err("a PAUSE lifted while it waited");
+    assert_sqlstate(&e, "57014");
+    assert!(
+        error_chain(&e).contains("was resumed"),
+        "{}",
+        error_chain(&e)
+    );
+    run(&b, "COMMIT").await;
     // PAUSE (everything) holds b too; RESUME lifts every pause.
     run(&ops, "PAUSE").await;
     let b_wait =

@@ -104,6 +104,11 @@ async fn wait_for_running(
 ) -> Result<(), ProxyError> {
     let started = Instant::now();
     loop {
+        if !state.pauses.holds(scope) {
+            // A RESUME lifted it while this PAUSE waited: saying PAUSE now
+            // would tell the operator a pause is in force that is not.
+            return Err(ProxyError::pause_lifted(&scope.to_string()));
+        }
         let running = state
             .clients
             .list()

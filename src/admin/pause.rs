@@ -123,6 +123,17 @@ impl Pauses {
         });
     }
 
+    /// Whether `scope` is still paused (by its own pause or a wider one).
+    pub fn holds(&self, scope: &Scope) -> bool {
+        let p = self.tx.borrow();
+        p.all
+            || match scope {
+                Scope::All => false,
+                Scope::Shard(s) => p.shards.contains(s),
+                Scope::Tenant(t) => p.tenants.contains(t),
+            }
+    }
+
     /// The pauses in force.
     pub fn current(&self) -> PauseSet {
         self.tx.borrow().clone()
@@ -169,6 +180,21 @@ impl Pauses {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_holds_until_resumed() {
+        let p = Pauses::default();
+        let s0 = Scope::Shard("s0".into());
+        assert!(!p.holds(&s0));
+        p.pause(&s0);
+        assert!(p.holds(&s0));
+        assert!(!p.holds(&Scope::All));
+        p.pause(&Scope::All);
+        p.resume(&s0);
+        assert!(p.holds(&s0), "the wider pause still holds it");
+        p.resume(&Scope::All);
+        assert!(!p.holds(&s0) && !p.holds(&Scope::All));
+    }
 
     #[test]
     fn blockers() {
