@@ -184,6 +184,26 @@ fn listen_addresses_must_be_socket_addresses() {
 }
 
 #[test]
+fn metrics_listen_must_not_take_the_client_port() {
+    for metrics in ["127.0.0.1:6432", "0.0.0.0:6432"] {
+        let text = BASE.replace(
+            "listen = \"127.0.0.1:6432\"",
+            &format!("listen = \"127.0.0.1:6432\"\nmetrics_listen = \"{metrics}\" # <- A"),
+        );
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_error(&errors, &text, "A", "overlaps server.listen");
+    }
+    for metrics in ["127.0.0.1:9930", "127.0.0.2:6432"] {
+        let text = BASE.replace(
+            "listen = \"127.0.0.1:6432\"",
+            &format!("listen = \"127.0.0.1:6432\"\nmetrics_listen = \"{metrics}\""),
+        );
+        assert!(load_str(&text, "t.toml").is_ok(), "{metrics}");
+    }
+}
+
+#[test]
 fn max_client_conn_at_least_one() {
     let text = BASE.replace(
         "listen = \"127.0.0.1:6432\"",

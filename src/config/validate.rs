@@ -72,6 +72,23 @@ fn server(config: &Config, issues: &mut Vec<Issue>) {
             ),
         ));
     }
+    if let (Ok(listen), Some(Ok(metrics))) = (
+        s.listen.parse::<SocketAddr>(),
+        s.metrics_listen.as_deref().map(str::parse::<SocketAddr>),
+    ) && listen.port() == metrics.port()
+        && listen.port() != 0
+        && (listen.ip() == metrics.ip()
+            || listen.ip().is_unspecified()
+            || metrics.ip().is_unspecified())
+    {
+        issues.push(Issue::at(
+            Loc::Key("server", "metrics_listen"),
+            format!(
+                "server.metrics_listen {metrics} overlaps server.listen {listen}: \
+                 the two need different ports (or addresses)"
+            ),
+        ));
+    }
     if s.database.is_empty() {
         issues.push(Issue::at(
             Loc::Key("server", "database"),
