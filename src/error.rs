@@ -495,7 +495,21 @@ impl ProxyError {
         )
     }
 
-    /// `RELOAD` found errors; the running configuration is kept.
+    /// `RELOAD` applied the file, except changed `keys` that only a restart
+    /// applies (sent as a WARNING notice).
+    pub fn reload_kept_keys(keys: &[&str]) -> Self {
+        Self::new(
+            SqlState::WARNING,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "RELOAD applied; changed keys that need a restart keep their running values: {}",
+                keys.join(", ")
+            ),
+        )
+    }
+
+    /// `RELOAD` refused: the file has errors (every one in the DETAIL).
     pub fn reload_failed(errors: &[String]) -> Self {
         Self::new(
             SqlState::INVALID_PARAMETER_VALUE,

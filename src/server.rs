@@ -194,13 +194,25 @@ pub fn reload(state: &Arc<ProxyState>, path: &std::path::Path) -> bool {
 
 /// [`reload`], returning the new generation or every error (as logged), and
 /// counting the outcome in `tenantgate_config_reloads_total`.
-pub fn reload_report(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, Vec<String>> {
+pub fn reload_report(
+    state: &Arc<ProxyState>,
+    path: &std::path::Path,
+) -> Result<Reloaded, Vec<String>> {
     let outcome = reload_inner(state, path);
     state.metrics.reloaded(outcome.is_ok());
     outcome
 }
 
-fn reload_inner(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, Vec<String>> {
+/// A reload that took effect.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The configuration generation now in force.
+    pub generation: u64,
+    /// Changed keys that keep their running values until a restart.
+    pub kept: Vec<&'static str>,
+}
+
+fn reload_inner(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<Reloaded, Vec<String>> {
     let config = crate::config::load_file(path).map_err(|errors| {
         for e in &errors.errors {
             tracing::error!(file = %errors.origin, error = %e, "reload refused; keeping the running configuration");
@@ -231,5 +243,8 @@ fn reload_inner(state: &Arc<ProxyState>, path: &std::path::Path) -> Result<u64, 
         let state = state.clone();
         handle.spawn(async move { state.refresh_catalogs().await });
     }
-    Ok(generation)
+    Ok(Reloaded {
+        generation,
+        kept: restart,
+    })
 }

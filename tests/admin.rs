@@ -793,7 +793,8 @@ fn write_config(path: &Path, text: &str) {
 }
 
 /// A reload that removes `[tenancy]` (a change that needs a restart) is
-/// applied without it: tenant sessions opened afterwards are still scoped.
+/// applied without it, and says so: tenant sessions opened afterwards are
+/// still scoped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_cannot_switch_isolation_off() {
     let cluster = two_shard_cluster().await;
@@ -806,7 +807,16 @@ async fn a_reload_cannot_switch_isolation_off() {
         &p.path,
         &without.replace("query_wait_timeout = \"3s\"", "query_wait_timeout = \"4s\""),
     );
-    run(&ops, "RELOAD").await;
+    // The operator is told, with the reply (psql prints the WARNING).
+    let out = psql(p.port, "ops", "ops-secret", "tenantgate", "RELOAD").await;
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING")
+            && stderr.contains("keep their running values")
+            && stderr.contains("tenancy"),
+        "{stderr}"
+    );
     let config = show(&ops, "SHOW CONFIG").await;
     assert_eq!(
         config.get(config.rows_where("key", "generation")[0], "value"),

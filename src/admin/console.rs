@@ -30,6 +30,8 @@ pub enum Reply {
     Rows(Table, &'static str),
     /// CommandComplete only.
     Done(&'static str),
+    /// A WARNING notice, then CommandComplete.
+    DoneWithWarning(&'static str, ProxyError),
 }
 
 /// Runs one admin command.
@@ -60,8 +62,12 @@ pub async fn execute(state: &Arc<ProxyState>, cmd: Command) -> Result<Reply, Pro
                 tokio::task::spawn_blocking(move || crate::server::reload_report(&st, &path))
                     .await
                     .map_err(|_| ProxyError::internal())?;
-            outcome.map_err(|errors| ProxyError::reload_failed(&errors))?;
-            Reply::Done("RELOAD")
+            let reloaded = outcome.map_err(|errors| ProxyError::reload_failed(&errors))?;
+            if reloaded.kept.is_empty() {
+                Reply::Done("RELOAD")
+            } else {
+                Reply::DoneWithWarning("RELOAD", ProxyError::reload_kept_keys(&reloaded.kept))
+            }
         }
         Command::Pause(scope) => {
             check_scope(state, &scope)?;
@@ -168,6 +174,10 @@ pub async fn run_query(state: &Arc<ProxyState>, sql: &str, out: &mut BytesMut) {
         match reply {
             Ok(Reply::Rows(table, tag)) => table.encode(out, tag),
             Ok(Reply::Done(tag)) => messages::command_complete(out, tag),
+            Ok(Reply::DoneWithWarning(tag, warning)) => {
+                messages::warning(out, &warning);
+                messages::command_complete(out, tag);
+            }
             Err(e) => {
                 tracing::info!(code = %e.code, reason = %e.message, "admin command failed");
                 messages::error_response(out, &e);

@@ -47,6 +47,8 @@ impl SqlState {
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
     /// 25P03 idle_in_transaction_session_timeout.
     pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: SqlState = SqlState("25P03");
+    /// 01000 warning.
+    pub const WARNING: SqlState = SqlState("01000");
     /// 22025 invalid_escape_sequence.
     pub const INVALID_ESCAPE_SEQUENCE: SqlState = SqlState("22025");
     /// 22021 character_not_in_repertoire.
