@@ -920,7 +920,8 @@ async fn tenant_column_bound_to_parameter_zero_is_refused() {
 /// Messages Postgres itself answers with an error, not a crash: a Query
 /// with no text at all (not even its NUL), one whose NUL is missing (the
 /// proxy read it without its last byte and ran `select 1` for `select 12`)
-/// or followed by more bytes; Bind, Parse and Describe with cut-off names
+/// or followed by more bytes; Bind, Parse and Describe with cut-off names,
+/// Describe and Close with bytes after the name
 /// (an ERROR, after which the session goes on at the Sync); and statements
 /// whose quoted names hold multi-byte characters where the proxy's pooling
 /// analysis compares prefixes. Through the proxy, each gets what Postgres
@@ -939,6 +940,8 @@ async fn odd_query_texts_get_postgres_answers() {
         batch(&[message(b'P', b"s\0SELECT 1"), sync()]),
         batch(&[message(b'D', b""), sync()]),
         batch(&[message(b'D', b"Sname_without_terminator"), sync()]),
+        batch(&[message(b'D', b"Sname\0left over"), sync()]),
+        batch(&[message(b'C', b"Sname\0left over"), sync()]),
         query_msg("SELECT 1 AS \"s\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\"; SELECT 2"),
         batch(&[
             parse(

@@ -1125,13 +1125,18 @@ impl Target {
 /// its server connection instead.
 const MAX_EFFECT_PORTALS: usize = 64;
 
-/// The kind byte (`S` or `P`) and name of a Describe or Close message.
+/// The kind byte (`S` or `P`) and name of a Describe or Close message,
+/// which must end with the name (as Postgres checks).
 fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
     let kind = *msg
         .get(5)
         .ok_or_else(|| ProxyError::malformed_message("insufficient data left in message"))?;
     let mut pos = 6;
-    Ok((kind, read_cstr(msg, &mut pos)?))
+    let name = read_cstr(msg, &mut pos)?;
+    if pos != msg.len() {
+        return Err(ProxyError::malformed_message("invalid message format"));
+    }
+    Ok((kind, name))
 }
 
 /// The SQL text of a Query or Parse.
