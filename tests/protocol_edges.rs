@@ -917,6 +917,32 @@ async fn tenant_column_bound_to_parameter_zero_is_refused() {
     assert_nothing_written(&mut c, &proxy).await;
 }
 
+/// A tenant value bound in binary format (tokio-postgres and asyncpg send
+/// every parameter so) is read as the tenant column's type: a text tenant's
+/// bytes are its text. The proxy read two, four or eight bytes as an
+/// integer, so tenant `t1` could not insert its own rows with `$1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_tenant_value_is_read_as_the_column_type() {
+    let (cluster, proxy) = setup().await;
+    drop(tenant_items_login(&cluster, &proxy).await);
+    let c = connect(proxy.port, "t1user", "t1-secret", "app").await;
+    let insert = "INSERT INTO items (tenant_id, id) VALUES ($1, $2)";
+    c.execute(insert, &[&"t1", &7i64])
+        .await
+        .expect("the session's own tenant, in binary");
+    let e = c
+        .execute(insert, &[&"t2", &8i64])
+        .await
+        .expect_err("another tenant");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    let rows = c
+        .query("SELECT tenant_id, id FROM items", &[])
+        .await
+        .unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [("t1".to_string(), 7)]);
+}
+
 /// Messages Postgres itself answers with an error, not a crash: a Query
 /// with no text at all (not even its NUL), one whose NUL is missing (the
 /// proxy read it without its last byte and ran `select 1` for `select 12`)

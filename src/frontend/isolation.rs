@@ -13,7 +13,7 @@ use crate::pool::Pool;
 use crate::protocol::framing::{read_cstr, read_i16, read_i32};
 use crate::protocol::messages::ftag;
 use crate::rewrite::template::quote_literal;
-use crate::rewrite::{self, Rewritten, TenantCheck};
+use crate::rewrite::{self, Rewritten, TenantCheck, TenantType};
 use crate::router::{Route, RouteKey};
 use crate::state::{IsolationRules, ProxyState};
 use crate::tenant::{TenantContext, TenantSet, parse_tenant_set, validate_tenant_id};
@@ -44,9 +44,10 @@ pub struct TenantBinding {
     pub param: usize,
     /// Conditions on client parameters / literals.
     pub checks: Vec<TenantCheck>,
-    /// The parameter numbers that must be the tenant, ascending, each once:
-    /// a Bind checks each value at most once, however many checks name it.
-    params: Vec<usize>,
+    /// The parameter numbers that must be the tenant, ascending, each once
+    /// (a Bind checks each value at most once, however many checks name
+    /// it), with the type a binary value of each is read as.
+    params: Vec<(usize, TenantType)>,
     /// The parameters used as LIKE patterns, with their escape characters,
     /// ascending.
     patterns: Vec<(usize, u8)>,
@@ -64,6 +65,7 @@ impl TenantBinding {
             .collect();
         params.sort_unstable();
         params.dedup();
+        let params = params.into_iter().map(|n| (n, TenantType::Text)).collect();
         let mut patterns: Vec<(usize, u8)> = checks
             .iter()
             .filter_map(|c| match c {
@@ -79,6 +81,23 @@ impl TenantBinding {
             params,
             patterns,
         }
+    }
+
+    /// The binding with each checked parameter read, when sent in binary,
+    /// as the type the client declared for it in `param_types` (a Parse's
+    /// raw type section), or else as the tenant column's `column` type (the
+    /// type the server gives it).
+    pub fn typed(mut self, column: TenantType, param_types: &[u8]) -> TenantBinding {
+        let declared = |n: usize| {
+            let at = 2 + 4 * (n - 1);
+            param_types
+                .get(at..at + 4)
+                .and_then(|b| TenantType::of_oid(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+        };
+        for (n, ty) in &mut self.params {
+            *ty = declared(*n).unwrap_or(column);
+        }
+        self
     }
 }
 
@@ -552,7 +571,9 @@ impl Isolation {
         Ok(Some(ParsePlan {
             sql: t.render_param(k),
             param_types: types,
-            binding: Some(Arc::new(TenantBinding::new(k, t.checks.clone()))),
+            binding: Some(Arc::new(
+                TenantBinding::new(k, t.checks.clone()).typed(t.check_type, param_types),
+            )),
         }))
     }
 
@@ -616,8 +637,8 @@ impl Isolation {
                 pos = end;
                 Some(v)
             };
-            if wanted.next_if_eq(&(i + 1)).is_some() {
-                mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), tenant));
+            if let Some((_, ty)) = wanted.next_if(|(n, _)| *n == i + 1) {
+                mismatch |= !value.is_some_and(|v| param_equals(v, format_of(i), ty, tenant));
             }
             while let Some((_, escape)) = patterns.next_if(|(n, _)| *n == i + 1) {
                 dangling |= value.is_some_and(|v| rewrite::like_pattern_dangles(v, escape));
@@ -672,20 +693,24 @@ impl Isolation {
     }
 }
 
-/// Whether a Bind value equals the tenant (text format, or binary for the
-/// integer, uuid and text types).
-fn param_equals(v: &[u8], format: i16, tenant: &str) -> bool {
+/// Whether a Bind value is the tenant: in text format, its bytes are the
+/// tenant's text; in binary format, it is read as `ty` (the parameter's
+/// type), so a text tenant's bytes are never taken for an integer's.
+fn param_equals(v: &[u8], format: i16, ty: TenantType, tenant: &str) -> bool {
     if format == 0 {
         return v == tenant.as_bytes();
     }
-    match v.len() {
-        2 => i16::from_be_bytes([v[0], v[1]]).to_string() == tenant,
-        4 => i32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string() == tenant,
-        8 => {
-            i64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]).to_string()
-                == tenant
-        }
-        16 => {
+    match ty {
+        TenantType::Text => v == tenant.as_bytes(),
+        TenantType::Integer => match *v {
+            [a, b] => i16::from_be_bytes([a, b]).to_string() == tenant,
+            [a, b, c, d] => i32::from_be_bytes([a, b, c, d]).to_string() == tenant,
+            [a, b, c, d, e, f, g, h] => {
+                i64::from_be_bytes([a, b, c, d, e, f, g, h]).to_string() == tenant
+            }
+            _ => false,
+        },
+        TenantType::Uuid if v.len() == 16 => {
             let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
             let uuid = format!(
                 "{}-{}-{}-{}-{}",
@@ -695,9 +720,9 @@ fn param_equals(v: &[u8], format: i16, tenant: &str) -> bool {
                 &hex[16..20],
                 &hex[20..32]
             );
-            uuid.eq_ignore_ascii_case(tenant) || v == tenant.as_bytes()
+            uuid.eq_ignore_ascii_case(tenant)
         }
-        _ => v == tenant.as_bytes(),
+        TenantType::Uuid | TenantType::Other => false,
     }
 }
 
@@ -752,7 +777,15 @@ mod tests {
             TenantCheck::Param(3),
         ];
         let b = TenantBinding::new(4, checks.clone());
-        assert_eq!(b.params, vec![1, 3]);
+        assert_eq!(b.params, vec![(1, TenantType::Text), (3, TenantType::Text)]);
+        // Typed: $1 declared int8 by the client, $3 left to the server
+        // (the tenant column's type).
+        let declared = [&[0u8, 3][..], &20u32.to_be_bytes(), &[0; 4], &[0; 4]].concat();
+        let typed = b.clone().typed(TenantType::Uuid, &declared);
+        assert_eq!(
+            typed.params,
+            vec![(1, TenantType::Integer), (3, TenantType::Uuid)]
+        );
         assert_eq!((b.param, b.checks), (4, checks));
         assert!(TenantBinding::new(1, vec![]).params.is_empty());
         let pattern = |param, escape| TenantCheck::Pattern { param, escape };
@@ -765,16 +798,29 @@ mod tests {
                 pattern(1, b'\\'),
             ],
         );
-        assert_eq!(b.params, vec![1]);
+        assert_eq!(b.params, vec![(1, TenantType::Text)]);
         assert_eq!(b.patterns, vec![(1, b'\\'), (2, b'!')]);
     }
 
     #[test]
     fn binary_params_compare() {
-        assert!(param_equals(&42i64.to_be_bytes(), 1, "42"));
-        assert!(param_equals(&42i32.to_be_bytes(), 1, "42"));
-        assert!(!param_equals(&43i32.to_be_bytes(), 1, "42"));
-        assert!(param_equals(b"acme", 0, "acme"));
-        assert!(!param_equals(b"acme", 0, "acm"));
+        use TenantType::{Integer, Other, Text, Uuid};
+        assert!(param_equals(&42i64.to_be_bytes(), 1, Integer, "42"));
+        assert!(param_equals(&42i32.to_be_bytes(), 1, Integer, "42"));
+        assert!(!param_equals(&43i32.to_be_bytes(), 1, Integer, "42"));
+        assert!(param_equals(b"acme", 0, Text, "acme"));
+        assert!(!param_equals(b"acme", 0, Text, "acm"));
+        // A four-letter text tenant in binary format is its bytes, not an
+        // int4; and bytes that spell the tenant are no integer's value.
+        assert!(param_equals(b"acme", 1, Text, "acme"));
+        assert!(!param_equals(b"1234", 1, Integer, "1234"));
+        assert!(param_equals(&1234i32.to_be_bytes(), 1, Integer, "1234"));
+        let id = "0123abcd-0000-1111-2222-333344445555";
+        let bytes: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&id.replace('-', "")[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        assert!(param_equals(&bytes, 1, Uuid, id));
+        assert!(!param_equals(&bytes, 1, Text, id));
+        assert!(!param_equals(b"acme", 1, Other, "acme"));
     }
 }

@@ -145,6 +145,7 @@ impl Rewriter<'_> {
                     })?;
                     let check = self.tenant_check_for(e)?;
                     self.checks.push(check);
+                    self.check_casts.push(cast.clone());
                 }
             }
             (Some(_), None) => return Err(ProxyError::internal()),

@@ -25,7 +25,7 @@ use sqlparser::parser::Parser;
 
 pub use cache::{CacheStats, Key as CacheKey, RewriteCache};
 pub use like_pattern::dangling as like_pattern_dangles;
-pub use template::{Template, TenantCheck};
+pub use template::{Template, TenantCheck, TenantType};
 
 use crate::catalog::Catalog;
 use crate::error::ProxyError;
@@ -93,6 +93,8 @@ pub(crate) struct Rewriter<'a> {
     /// Cast of each tenant hole created so far.
     casts: Vec<Option<String>>,
     checks: Vec<TenantCheck>,
+    /// Cast of the tenant column each value in `checks` goes into.
+    check_casts: Vec<Option<String>>,
     max_param: usize,
     /// A schema tenant's search_path may be reset by the statement at hand:
     /// it is the last of its query string and no transaction control came
@@ -148,12 +150,11 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
         return Ok(Rewritten::Unchanged);
     }
     let joined = pieces.join("; ");
-    Ok(Rewritten::Template(Arc::new(Template::from_printed(
-        &joined,
-        rw.casts,
-        rw.max_param,
-        rw.checks,
-    )?)))
+    let check_type = TenantType::of_casts(&rw.check_casts);
+    Ok(Rewritten::Template(Arc::new(
+        Template::from_printed(&joined, rw.casts, rw.max_param, rw.checks)?
+            .with_check_type(check_type),
+    )))
 }
 
 /// Cheap checks before the parser sees anything: size, nesting depth (a very
@@ -490,6 +491,7 @@ impl<'a> Rewriter<'a> {
             ctes: Vec::new(),
             casts: Vec::new(),
             checks: Vec::new(),
+            check_casts: Vec::new(),
             max_param: 0,
             path_reset_ok: false,
             transaction_control: false,

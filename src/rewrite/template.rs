@@ -35,6 +35,61 @@ pub enum TenantCheck {
     },
 }
 
+/// How values of the tenant column checked against client parameters are
+/// typed, which is how a value sent in binary format must be read: the
+/// bytes of a text value are the text; an integer's are big-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantType {
+    /// `text`, `character varying`, `character`, `name`.
+    #[default]
+    Text,
+    /// `smallint`, `integer`, `bigint`.
+    Integer,
+    /// `uuid`.
+    Uuid,
+    /// Anything else (or columns of several types): binary values are not
+    /// read, so they never pass a check.
+    Other,
+}
+
+impl TenantType {
+    /// The type of a tenant column the rewriter casts tenant values to
+    /// `cast` (none: a text type).
+    pub fn of_cast(cast: Option<&str>) -> TenantType {
+        match cast {
+            None => TenantType::Text,
+            Some("smallint" | "integer" | "bigint" | "int2" | "int4" | "int8") => {
+                TenantType::Integer
+            }
+            Some("uuid") => TenantType::Uuid,
+            Some(_) => TenantType::Other,
+        }
+    }
+
+    /// The type of a parameter the client declared with `oid` in its Parse
+    /// (`None` for 0, which leaves it to the server).
+    pub fn of_oid(oid: u32) -> Option<TenantType> {
+        match oid {
+            0 => None,
+            25 | 1043 | 1042 | 19 | 705 => Some(TenantType::Text),
+            20 | 21 | 23 => Some(TenantType::Integer),
+            2950 => Some(TenantType::Uuid),
+            _ => Some(TenantType::Other),
+        }
+    }
+
+    /// The one type of several columns' `casts` (`Other` when they differ).
+    pub fn of_casts(casts: &[Option<String>]) -> TenantType {
+        let mut types = casts.iter().map(|c| TenantType::of_cast(c.as_deref()));
+        let first = types.next().unwrap_or_default();
+        if types.all(|t| t == first) {
+            first
+        } else {
+            TenantType::Other
+        }
+    }
+}
+
 /// Rewritten SQL with tenant holes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -46,6 +101,9 @@ pub struct Template {
     pub max_param: usize,
     /// Conditions on the tenant value.
     pub checks: Vec<TenantCheck>,
+    /// The type of the tenant column the client parameters in `checks` go
+    /// into.
+    pub check_type: TenantType,
     /// The text [`Template::render_param`] made first, with its parameter
     /// number: every Parse of the statement asks for the same one.
     param_text: ParamText,
@@ -102,8 +160,16 @@ impl Template {
             casts,
             max_param,
             checks,
+            check_type: TenantType::default(),
             param_text: ParamText::default(),
         })
+    }
+
+    /// The template with its checked parameters going into a tenant column
+    /// of type `check_type`.
+    pub fn with_check_type(mut self, check_type: TenantType) -> Template {
+        self.check_type = check_type;
+        self
     }
 
     /// The text between holes, in order.
@@ -120,6 +186,7 @@ impl Template {
             casts: self.casts.clone(),
             max_param: self.max_param,
             checks: self.checks.clone(),
+            check_type: self.check_type,
             param_text: ParamText::default(),
         }
     }
@@ -132,6 +199,7 @@ impl Template {
             && self.casts == other.casts
             && self.max_param == other.max_param
             && self.checks == other.checks
+            && self.check_type == other.check_type
     }
 
     /// Whether the statement touches tenant data at all.
