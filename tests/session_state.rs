@@ -1096,15 +1096,75 @@ async fn cursor_with_hold_pins() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A `set_config(…)` that names its setting with a plain literal (asyncpg
+/// calls `set_config('jit', 'off', false)` around its type lookups) does
+/// not pin: the value is read back from the server connection before it is
+/// given back, and follows its client to every connection, and no one else
+/// (it pinned the client, and starved a dedicated tenant's small pool).
+#[tokio::test]
+async fn set_config_is_read_back_and_does_not_leak() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    a.query_one(
+        "SELECT current_setting('jit'), set_config('statement_timeout', $1, false)",
+        &[&"4321ms"],
+    )
+    .await
+    .unwrap();
+    assert_not_pinned(port, "set_config with a literal name").await;
+    for _ in 0..2 {
+        let pid = backend_pid(&a).await;
+        assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+        let blocker = occupy(port, 2, pid).await;
+        assert_eq!(
+            show(&a, "statement_timeout").await,
+            "4321ms",
+            "on the other connection"
+        );
+        blocker.batch_execute("COMMIT").await.unwrap();
+    }
+    let b = connect(port).await;
+    for _ in 0..4 {
+        assert_eq!(show(&b, "statement_timeout").await, "0");
+    }
+    // Transaction-local, or rolled back: nothing stays.
+    a.batch_execute("BEGIN; SELECT set_config('statement_timeout', '1s', true); COMMIT")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; SELECT set_config('statement_timeout', '2s', false); ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+    // A tenant session may do the same for a setting it may SET (asyncpg's
+    // type lookup), not for one that confines it.
+    let t1 = support::connect(port, "t1user", "t1-secret", DB).await;
+    t1.simple_query("SELECT current_setting('jit'), set_config('jit', 'off', false)")
+        .await
+        .expect("set_config of jit in a tenant session");
+    assert_not_pinned(port, "a tenant's set_config").await;
+    for _ in 0..3 {
+        assert_eq!(show(&t1, "jit").await, "off");
+        assert_eq!(show(&b, "jit").await, "on");
+    }
+    let e = t1
+        .simple_query("SELECT set_config('search_path', 'public', false)")
+        .await
+        .expect_err("search_path through set_config");
+    assert_eq!(code(&e), "42501");
+    proxy.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn set_config_pins_and_does_not_leak() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let port = proxy.port;
-    // The same change without the SET the proxy reads: a DO block's body,
-    // an UPDATE of pg_settings.
+    // The same change without the SET the proxy reads: a set_config whose
+    // setting it cannot name, a DO block's body, an UPDATE of pg_settings.
     for sql in [
-        "SELECT set_config('statement_timeout', '4321ms', false)",
+        "SELECT set_config(lower('STATEMENT_TIMEOUT'), '4321ms', false)",
         "DO $$BEGIN PERFORM set_config('statement_timeout', '4321ms', false); END$$",
         "DO $$BEGIN EXECUTE 'SET statement_timeout = 4321'; END$$",
         "UPDATE pg_settings SET setting = '4321' WHERE name = 'statement_timeout'",

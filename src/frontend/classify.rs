@@ -32,6 +32,10 @@ pub enum Effect {
     Commit,
     /// `ROLLBACK` or `ABORT` (not `TO` a savepoint, not `PREPARED`).
     Rollback,
+    /// `set_config(…)` of these settings (named by plain literals): their
+    /// values are read back from the server connection before it is given
+    /// back, as the proxy cannot tell what the calls set them to.
+    ConfigCall(Vec<String>),
 }
 
 /// Effects of every statement in `sql`, in order. Plain statements with no
@@ -376,8 +380,11 @@ fn classify_one(stmt: &str) -> Option<Effect> {
     }
     let updates = kw(first, "update");
     // Anything else (SELECT, INSERT, …) may still call a session-level function
-    // or create a temporary table with SELECT … INTO TEMP.
+    // or create a temporary table with SELECT … INTO TEMP. Calls of
+    // set_config that name their settings plainly are read back, unless
+    // something further in pins.
     let mut prev_into = false;
+    let mut config_call = None;
     for word in words {
         // `pg_catalog.set_config` is `set_config`: look at the last segment.
         let name = last_segment(word);
@@ -393,8 +400,13 @@ fn classify_one(stmt: &str) -> Option<Effect> {
             if lower_starts("pg_advisory_lock") || lower_starts("pg_try_advisory_lock") {
                 return Some(Effect::Pins("session advisory locks"));
             }
-            if lower_starts("set_config") {
-                return Some(Effect::Pins("set_config()"));
+            if lower_starts("set_config") && config_call.is_none() {
+                match set_config_names(stmt) {
+                    Some(names) if !names.is_empty() => {
+                        config_call = Some(Effect::ConfigCall(names));
+                    }
+                    _ => return Some(Effect::Pins("set_config()")),
+                }
             }
             // `UPDATE pg_settings SET setting = …` is a SET.
             if updates && name.eq_ignore_ascii_case("pg_settings") {
@@ -406,7 +418,72 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         }
         prev_into = kw(word, "into");
     }
-    None
+    config_call
+}
+
+/// The settings the `set_config(…)` calls in `stmt` change, lower-cased,
+/// when each call names its setting with a plain string literal as its
+/// whole first argument (asyncpg's `set_config('jit', 'off', false)`).
+/// `None` when one names it any other way (a parameter, an expression, an
+/// escape string) or the name is not called: then the setting cannot be
+/// told. Empty when there is no call at all.
+pub fn set_config_names(stmt: &str) -> Option<Vec<String>> {
+    let b = stmt.as_bytes();
+    let blanks = |mut i: usize| {
+        while i < b.len() {
+            if b[i].is_ascii_whitespace() {
+                i += 1;
+            } else if b[i..].starts_with(b"--") || b[i..].starts_with(b"/*") {
+                i = skip_token(b, i);
+            } else {
+                break;
+            }
+        }
+        i
+    };
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        i = if CLASS[b[start] as usize] == WORD {
+            // A name, qualified or not (`pg_catalog.set_config`).
+            start
+                + b[start..]
+                    .iter()
+                    .take_while(|&&c| WORD_CONT[c as usize])
+                    .count()
+        } else {
+            skip_token(b, i).max(i + 1)
+        };
+        let token = stmt.get(start..i).unwrap_or_default();
+        let is_name = match CLASS[b[start] as usize] {
+            WORD => last_segment(token).eq_ignore_ascii_case("set_config"),
+            QUOTED => token == "\"set_config\"",
+            _ => false,
+        };
+        if !is_name {
+            continue;
+        }
+        let open = blanks(i);
+        if b.get(open) != Some(&b'(') {
+            return None;
+        }
+        let quote = blanks(open + 1);
+        if b.get(quote) != Some(&b'\'') {
+            return None;
+        }
+        let end = skip_token(b, quote);
+        if end <= quote + 1 || b.get(end - 1) != Some(&b'\'') || b.get(blanks(end)) != Some(&b',') {
+            return None;
+        }
+        names.push(
+            stmt.get(quote + 1..end - 1)?
+                .replace("''", "'")
+                .to_ascii_lowercase(),
+        );
+        i = end;
+    }
+    Some(names)
 }
 
 /// The part of a (possibly qualified) name after its last `.`, without
@@ -1100,11 +1177,32 @@ mod tests {
         assert!(classify("PREPARE TRANSACTION 'x'").is_empty());
         assert_eq!(
             classify("select set_config('a.b','c',false)"),
-            vec![Effect::Pins("set_config()")]
+            vec![Effect::ConfigCall(vec!["a.b".into()])]
         );
         assert_eq!(
-            classify("SELECT pg_catalog.set_config('statement_timeout', '1s', false)"),
-            vec![Effect::Pins("set_config()")]
+            classify(
+                "SELECT current_setting('jit'), pg_catalog.set_config('JIT', 'off', false), \
+                 \"set_config\"('statement_timeout', $1, false)"
+            ),
+            vec![Effect::ConfigCall(vec![
+                "jit".into(),
+                "statement_timeout".into()
+            ])]
+        );
+        // Named any other way, the setting cannot be told: pinned.
+        for sql in [
+            "SELECT set_config($1, 'off', false)",
+            "SELECT set_config('ji' || 't', 'off', false)",
+            "SELECT set_config(E'jit', 'off', false)",
+            "SELECT set_config((SELECT 'jit'), 'off', false)",
+            "SELECT set_config",
+        ] {
+            assert_eq!(classify(sql), vec![Effect::Pins("set_config()")], "{sql}");
+        }
+        // A pin further in still pins.
+        assert_eq!(
+            classify("SELECT set_config('jit', 'off', false), pg_advisory_lock(1)"),
+            vec![Effect::Pins("session advisory locks")]
         );
         assert_eq!(
             classify("SELECT \"pg_catalog\".pg_advisory_lock(1)"),

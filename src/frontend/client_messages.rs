@@ -669,6 +669,7 @@ impl Session {
                     .t
                     .tx_control_q
                     .push_back((self.t.sent, TxControl::Rollback)),
+                Effect::ConfigCall(names) => self.settings.read_back_later(names),
             }
             if run
                 && matches!(effect, Effect::ResetAll | Effect::DiscardAll)

@@ -240,6 +240,23 @@ impl Settings {
         self.lost_names = (!all).then_some(names);
     }
 
+    /// `set_config(…)` of `names` was sent: what it set them to (if the
+    /// transaction keeps it) only the server knows, so their values are
+    /// read back from the server connection before it is given back.
+    pub fn read_back_later(&mut self, names: &[String]) {
+        if self.lost.is_some() && self.lost_names.is_none() {
+            // A RESET ALL already made every setting unknown.
+            return;
+        }
+        let list = self.lost_names.get_or_insert_with(Vec::new);
+        for n in names {
+            if !list.contains(n) {
+                list.push(n.clone());
+            }
+        }
+        self.lost = Some("set_config()");
+    }
+
     /// DISCARD ALL ran: only the startup settings remain wanted.
     pub fn on_discard_all(&mut self) {
         self.session.clear();

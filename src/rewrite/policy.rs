@@ -129,6 +129,29 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "mxid_age",
 ];
 
+/// Settings a tenant session may change through `set_config(…)` as well as
+/// with SET: they shape only its own statements (time limits, memory,
+/// planning, output format), and the session reads their values back
+/// before its server connection goes to anyone else.
+const SET_CONFIG_ALLOWED: &[&str] = &[
+    "jit",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "work_mem",
+    "application_name",
+    "extra_float_digits",
+    "bytea_output",
+    "timezone",
+    "datestyle",
+    "intervalstyle",
+];
+
+/// Whether a tenant session may call `set_config` on `name` (lower case).
+pub fn set_config_allowed(name: &str) -> bool {
+    SET_CONFIG_ALLOWED.contains(&name)
+}
+
 fn matches(list: &[&str], name: &str) -> bool {
     list.iter().any(|p| match p.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),

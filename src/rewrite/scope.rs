@@ -549,6 +549,9 @@ impl VisitorMut for Finder<'_, '_> {
                     Err(ProxyError::construct_unsupported(
                         "a subquery as function arguments",
                     ))
+                } else if harmless_set_config(f) {
+                    // The session tracks it (read back), as it would a SET.
+                    Ok(())
                 } else {
                     self.rw.function_name(&f.name)
                 }
@@ -566,6 +569,33 @@ impl VisitorMut for Finder<'_, '_> {
             Err(e) => ControlFlow::Break(e),
         }
     }
+}
+
+/// `set_config('<name>', …)` of a setting tenant sessions may change with
+/// SET anyway ([`super::policy::set_config_allowed`]), named by a plain
+/// literal: drivers call it (asyncpg turns `jit` off around its type
+/// lookups).
+pub(super) fn harmless_set_config(f: &sqlparser::ast::Function) -> bool {
+    let Ok(parts) = name_parts(&f.name) else {
+        return false;
+    };
+    let system = match parts.as_slice() {
+        [name] | [_, name] => {
+            name == "set_config" && (parts.len() == 1 || parts[0] == "pg_catalog")
+        }
+        _ => false,
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    system
+        && matches!(
+            list.args.first(),
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(name),
+                ..
+            })))) if super::policy::set_config_allowed(&name.to_ascii_lowercase())
+        )
 }
 
 /// The folded parts of a name (unquoted identifiers lower-cased).
