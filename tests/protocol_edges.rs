@@ -917,6 +917,40 @@ async fn tenant_column_bound_to_parameter_zero_is_refused() {
     assert_nothing_written(&mut c, &proxy).await;
 }
 
+/// A refusal raised through the server (inside a transaction, where it
+/// must abort it as Postgres would) reaches the client as the proxy's: no
+/// CONTEXT, file, line or routine of the DO block that raised it. A
+/// client's own error in the same place keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_raised_through_the_server_show_no_do_block() {
+    let (cluster, proxy) = setup().await;
+    let mut c = tenant_items_login(&cluster, &proxy).await;
+    c.query("BEGIN").await;
+    c.send(&query_msg("SELECT * FROM pg_stats")).await;
+    let msgs = c.until_ready().await;
+    let err = msgs.iter().find(|m| m.is_error()).expect("refused");
+    assert_eq!(err.code().as_deref(), Some("42501"), "{:?}", err.fields());
+    for field in [b'W', b'F', b'L', b'R'] {
+        assert!(
+            err.field(field).is_none(),
+            "field {}: {:?}",
+            field as char,
+            err.fields()
+        );
+    }
+    assert_eq!(msgs.last().and_then(|m| m.ready_status()), Some(b'E'));
+    c.query("ROLLBACK").await;
+    // The server's own errors are passed on whole.
+    c.send(&query_msg("SELECT 1/0")).await;
+    let msgs = c.until_ready().await;
+    let err = msgs
+        .iter()
+        .find(|m| m.is_error())
+        .expect("division by zero");
+    assert_eq!(err.code().as_deref(), Some("22012"));
+    assert!(err.field(b'F').is_some(), "{:?}", err.fields());
+}
+
 /// A tenant value bound in binary format (tokio-postgres and asyncpg send
 /// every parameter so) is read as the tenant column's type: a text tenant's
 /// bytes are its text. The proxy read two, four or eight bytes as an

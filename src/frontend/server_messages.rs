@@ -169,12 +169,19 @@ impl Session {
                             self.statements.remove(name);
                         }
                     }
+                    let raised = t.raised_q.contains(&batch);
                     t.retain_replies(|b| b != batch);
                     self.settings.on_error();
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_error();
                     }
                     self.obs.server_error(msg);
+                    // A refusal the proxy raised: the client gets it as the
+                    // proxy's, without the server's account of the DO block
+                    // that raised it (context, source file, line, routine).
+                    let own = (raised && is_raised_refusal(msg))
+                        .then(|| messages::without_error_fields(msg, b"WFLR"));
+                    let msg: &[u8] = own.as_deref().unwrap_or(msg);
                     // Server-side statement names are the proxy's: the
                     // client gets its own.
                     let renamed = mentions(msg, SERVER_NAME_PREFIX).then(|| {
@@ -331,4 +338,12 @@ mod tests {
         hide_last_param(&short, &mut out);
         assert_eq!(out.as_ref(), short.as_slice());
     }
+}
+
+/// Whether an ErrorResponse comes from the proxy's own one-line `DO` block
+/// that raises a refusal (see [`super::isolation::raise_statement`]), and
+/// not from a statement of the client's in the same batch.
+fn is_raised_refusal(msg: &[u8]) -> bool {
+    messages::error_field(msg, b'W')
+        .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
 }

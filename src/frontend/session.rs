@@ -151,6 +151,8 @@ pub(super) struct Tracker {
     /// Statements sent that end a transaction or roll back to a savepoint,
     /// in order: a `ROLLBACK` tag alone does not tell which one it answers.
     pub(super) tx_control_q: VecDeque<(u64, TxControl)>,
+    /// Batches in which the proxy raised a refusal through the server.
+    pub(super) raised_q: VecDeque<u64>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
@@ -185,6 +187,9 @@ impl Tracker {
         }
         if !self.tx_control_q.is_empty() {
             self.tx_control_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.raised_q.is_empty() {
+            self.raised_q.retain(|b| keep(*b));
         }
     }
 }

@@ -387,6 +387,11 @@ pub fn parse_error_fields(msg: &[u8]) -> (String, String) {
     (code, message)
 }
 
+/// The value of field `field` of ErrorResponse/NoticeResponse `msg`.
+pub fn error_field(msg: &[u8], field: u8) -> Option<&[u8]> {
+    error_fields(msg).find(|(f, _)| *f == field).map(|(_, v)| v)
+}
+
 /// The fields of an ErrorResponse/NoticeResponse body: (code, value) pairs.
 fn error_fields(msg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut pos = 5;
@@ -470,6 +475,18 @@ pub fn map_error_text(msg: &[u8], map: impl Fn(&str) -> String) -> BytesMut {
         match (field, std::str::from_utf8(value)) {
             (b'M' | b'D', Ok(v)) => put_field(out, field, map(v).as_bytes()),
             _ => put_field(out, field, value),
+        }
+    });
+    out
+}
+
+/// A copy of ErrorResponse/NoticeResponse `msg` without the fields `drop`
+/// names.
+pub fn without_error_fields(msg: &[u8], drop: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(msg.len());
+    map_error_fields(msg, &mut out, |field, value, out| {
+        if !drop.contains(&field) {
+            put_field(out, field, value);
         }
     });
     out
