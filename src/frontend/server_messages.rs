@@ -308,6 +308,14 @@ fn hide_last_param(msg: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(&msg[7..7 + 4 * keep as usize]);
 }
 
+/// Whether an ErrorResponse comes from the proxy's own one-line `DO` block
+/// that raises a refusal (see [`super::isolation::raise_statement`]), and
+/// not from a statement of the client's in the same batch.
+fn is_raised_refusal(msg: &[u8]) -> bool {
+    messages::error_field(msg, b'W')
+        .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,12 +346,4 @@ mod tests {
         hide_last_param(&short, &mut out);
         assert_eq!(out.as_ref(), short.as_slice());
     }
-}
-
-/// Whether an ErrorResponse comes from the proxy's own one-line `DO` block
-/// that raises a refusal (see [`super::isolation::raise_statement`]), and
-/// not from a statement of the client's in the same batch.
-fn is_raised_refusal(msg: &[u8]) -> bool {
-    messages::error_field(msg, b'W')
-        .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
 }
