@@ -88,8 +88,9 @@ impl TenantBinding {
     /// raw type section), or else as the tenant column's `column` type (the
     /// type the server gives it).
     pub fn typed(mut self, column: TenantType, param_types: &[u8]) -> TenantBinding {
+        // `$0` (which no Bind carries, so its check fails) declares nothing.
         let declared = |n: usize| {
-            let at = 2 + 4 * (n - 1);
+            let at = 2 + 4 * n.checked_sub(1)?;
             param_types
                 .get(at..at + 4)
                 .and_then(|b| TenantType::of_oid(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
@@ -785,6 +786,13 @@ mod tests {
         assert_eq!(
             typed.params,
             vec![(1, TenantType::Integer), (3, TenantType::Uuid)]
+        );
+        // `$0` and numbers past the declared types take the column's type.
+        let odd = TenantBinding::new(9, vec![TenantCheck::Param(0), TenantCheck::Param(8)])
+            .typed(TenantType::Text, &declared);
+        assert_eq!(
+            odd.params,
+            vec![(0, TenantType::Text), (8, TenantType::Text)]
         );
         assert_eq!((b.param, b.checks), (4, checks));
         assert!(TenantBinding::new(1, vec![]).params.is_empty());
