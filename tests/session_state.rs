@@ -131,6 +131,18 @@ async fn assert_pinned(port: u16, a: &Client, what: &str) -> i32 {
     p
 }
 
+/// The session's TimeZone and DateStyle (extended protocol).
+async fn zone_and_style(c: &Client) -> (String, String) {
+    let r = c
+        .query_one(
+            "SELECT current_setting('TimeZone'), current_setting('DateStyle')",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
 /// With pool_size 2: two other clients can hold both server connections at
 /// once, so `a` holds none while idle.
 async fn assert_not_pinned(port: u16, what: &str) {
@@ -277,33 +289,14 @@ async fn startup_parameters_apply_in_every_transaction() {
         .unwrap();
     a.batch_execute("SET TimeZone TO DEFAULT").await.unwrap();
     a.batch_execute("SET DateStyle = DEFAULT").await.unwrap();
+    let startup = (expected[0].1.clone(), expected[0].2.clone());
     for _ in 0..2 {
         let before = backend_pid(a).await;
-        let r = a
-            .query_one(
-                "SELECT current_setting('TimeZone'), current_setting('DateStyle')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let got: (String, String) = (r.get(0), r.get(1));
-        assert_eq!(
-            got,
-            (expected[0].1.clone(), expected[0].2.clone()),
-            "SET TO DEFAULT"
-        );
+        assert_eq!(zone_and_style(a).await, startup, "SET TO DEFAULT");
         let blocker = occupy(port, 2, before).await;
-        let r = a
-            .query_one(
-                "SELECT current_setting('TimeZone'), current_setting('DateStyle')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let got: (String, String) = (r.get(0), r.get(1));
         assert_eq!(
-            got,
-            (expected[0].1.clone(), expected[0].2.clone()),
+            zone_and_style(a).await,
+            startup,
             "SET TO DEFAULT, other connection"
         );
         blocker.batch_execute("COMMIT").await.unwrap();

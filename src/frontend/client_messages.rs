@@ -977,17 +977,6 @@ impl Session {
         Ok(())
     }
 
-    /// The text of the client's statement `name` (empty: the unnamed one)
-    /// as prepared on servers, if it has one and it is UTF-8.
-    pub(super) fn statement_text(&self, name: &[u8]) -> Option<&str> {
-        let sql = if name.is_empty() {
-            self.unnamed.as_ref().map(|u| u.sql.as_slice())
-        } else {
-            self.statements.get(name).map(|s| s.query.as_ref())
-        };
-        std::str::from_utf8(sql?).ok()
-    }
-
     /// A named statement that sets the tenant variable, bound again: the
     /// change counts now (drivers stop sending its Parse once it is
     /// prepared on the server).
@@ -1112,7 +1101,7 @@ impl Target {
     }
 
     /// Its text as prepared on servers, if it is UTF-8.
-    fn text(&self) -> Option<&str> {
+    pub(super) fn text(&self) -> Option<&str> {
         let sql: &[u8] = match self {
             Target::Unnamed(u) => &u.sql,
             Target::Named(s) => &s.query,

@@ -113,7 +113,9 @@ impl Session {
             }
             ftag::BIND => {
                 let (name, _) = bind_names(msg)?;
-                let touches = self.statement_text(name).is_some_and(touches_rows);
+                let touches = self
+                    .client_statement(name)
+                    .is_ok_and(|t| t.text().is_some_and(touches_rows));
                 if touches {
                     self.rls.armed = false;
                     self.send_set_config(&tenant)?;

@@ -531,11 +531,7 @@ impl Session {
                 continue;
             }
             messages::parameter_status(&mut self.to_client, name, value);
-            let list = Arc::make_mut(&mut self.told);
-            match list.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1.clone_from(value),
-                None => list.push((name.clone(), value.clone())),
-            }
+            messages::set_parameter(Arc::make_mut(&mut self.told), name, value);
         }
     }
 

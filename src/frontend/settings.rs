@@ -224,37 +224,47 @@ impl Settings {
     /// Drops the SETs of the batches `which` accepts, whose outcome only
     /// the server knows, and notes their names for a read back.
     fn lose(&mut self, which: impl Fn(u64) -> bool, reason: &'static str) {
-        let mut names = self.lost_names.take().unwrap_or_default();
-        let mut all = self.lost.is_some() && names.is_empty();
+        let mut names = Vec::new();
+        let mut all = false;
         for (b, e) in &self.tentative {
             match e {
-                Effect::Setting { name, .. } if which(*b) && !names.contains(name) => {
-                    names.push(name.clone());
-                }
+                Effect::Setting { name, .. } if which(*b) => names.push(name.clone()),
                 Effect::ResetAll if which(*b) => all = true,
                 _ => {}
             }
         }
         self.settle(which, false);
-        self.lost = Some(reason);
-        self.lost_names = (!all).then_some(names);
+        self.mark_lost(names, all, reason);
     }
 
     /// `set_config(…)` of `names` was sent: what it set them to (if the
     /// transaction keeps it) only the server knows, so their values are
     /// read back from the server connection before it is given back.
     pub fn read_back_later(&mut self, names: &[String]) {
-        if self.lost.is_some() && self.lost_names.is_none() {
-            // A RESET ALL already made every setting unknown.
-            return;
-        }
-        let list = self.lost_names.get_or_insert_with(Vec::new);
-        for n in names {
-            if !list.contains(n) {
-                list.push(n.clone());
+        self.mark_lost(names.iter().cloned(), false, "set_config()");
+    }
+
+    /// Notes settings whose values only the server knows now: `names`, or
+    /// any setting at all (`all`, after a RESET ALL, or if one was noted
+    /// before).
+    fn mark_lost(
+        &mut self,
+        names: impl IntoIterator<Item = String>,
+        all: bool,
+        reason: &'static str,
+    ) {
+        let every = all || (self.lost.is_some() && self.lost_names.is_none());
+        if every {
+            self.lost_names = None;
+        } else {
+            let list = self.lost_names.get_or_insert_with(Vec::new);
+            for n in names {
+                if !list.contains(&n) {
+                    list.push(n);
+                }
             }
         }
-        self.lost = Some("set_config()");
+        self.lost = Some(reason);
     }
 
     /// DISCARD ALL ran: only the startup settings remain wanted.

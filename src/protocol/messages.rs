@@ -155,11 +155,18 @@ pub fn record_parameter(params: &mut Vec<(String, String)>, msg: &[u8]) {
     let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
         return;
     };
-    let name = String::from_utf8_lossy(name);
-    let value = String::from_utf8_lossy(value).into_owned();
-    match params.iter_mut().find(|(n, _)| *n == name) {
-        Some(slot) => slot.1 = value,
-        None => params.push((name.into_owned(), value)),
+    set_parameter(
+        params,
+        &String::from_utf8_lossy(name),
+        &String::from_utf8_lossy(value),
+    );
+}
+
+/// Sets `name` to `value` in `params` (reported parameters by name).
+pub fn set_parameter(params: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match params.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => value.clone_into(&mut slot.1),
+        None => params.push((name.to_string(), value.to_string())),
     }
 }
 

@@ -684,10 +684,7 @@ impl<'a> Rewriter<'a> {
     /// refused function.
     fn check_every_function(&mut self, s: &Statement) -> Result<(), ProxyError> {
         let flow = sqlparser::ast::visit_expressions(s, |e| match e {
-            sqlparser::ast::Expr::Function(f) if scope::harmless_set_config(f) => {
-                std::ops::ControlFlow::Continue(())
-            }
-            sqlparser::ast::Expr::Function(f) => match self.function_name(&f.name) {
+            sqlparser::ast::Expr::Function(f) => match self.function_call(f) {
                 Ok(()) => std::ops::ControlFlow::Continue(()),
                 Err(e) => std::ops::ControlFlow::Break(e),
             },

@@ -466,6 +466,16 @@ impl Rewriter<'_> {
         }
     }
 
+    /// Checks a function call against the function policy: its name
+    /// ([`Rewriter::function_name`]), except a `set_config` the session
+    /// tracks as it would a SET ([`harmless_set_config`]).
+    pub(super) fn function_call(&mut self, f: &sqlparser::ast::Function) -> R {
+        if harmless_set_config(f) {
+            return Ok(());
+        }
+        self.function_name(&f.name)
+    }
+
     /// Checks a function name against the deny list and the catalog's
     /// user-defined functions.
     pub(super) fn function_name(&mut self, name: &ObjectName) -> R {
@@ -549,11 +559,8 @@ impl VisitorMut for Finder<'_, '_> {
                     Err(ProxyError::construct_unsupported(
                         "a subquery as function arguments",
                     ))
-                } else if harmless_set_config(f) {
-                    // The session tracks it (read back), as it would a SET.
-                    Ok(())
                 } else {
-                    self.rw.function_name(&f.name)
+                    self.rw.function_call(f)
                 }
             }
             Expr::Value(v) => {
@@ -575,14 +582,13 @@ impl VisitorMut for Finder<'_, '_> {
 /// SET anyway ([`super::policy::set_config_allowed`]), named by a plain
 /// literal: drivers call it (asyncpg turns `jit` off around its type
 /// lookups).
-pub(super) fn harmless_set_config(f: &sqlparser::ast::Function) -> bool {
+fn harmless_set_config(f: &sqlparser::ast::Function) -> bool {
     let Ok(parts) = name_parts(&f.name) else {
         return false;
     };
     let system = match parts.as_slice() {
-        [name] | [_, name] => {
-            name == "set_config" && (parts.len() == 1 || parts[0] == "pg_catalog")
-        }
+        [name] => name == "set_config",
+        [schema, name] => schema == "pg_catalog" && name == "set_config",
         _ => false,
     };
     let FunctionArguments::List(list) = &f.args else {
