@@ -3,8 +3,8 @@
 //!
 //! A valid file is parsed once. Only when something is wrong is it parsed
 //! again into toml's span-preserving tree: to report every syntax error, to
-//! skip unknown keys so that the problems after them are found too, and to
-//! find the lines of semantic errors.
+//! skip unknown keys and values of the wrong type so that the problems after
+//! them are found too, and to find the lines of semantic errors.
 
 use std::fmt;
 use std::path::Path;
@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use toml::de::DeTable;
 
 use super::Config;
-use super::locate::{Loc, Locator, line_of, remove_key_at};
+use super::locate::{Loc, Locator, Removed, line_of, remove_key_at};
 use super::tenants_file::{self, TenantLines};
 use super::validate::{Issue, validate};
 
@@ -249,10 +249,12 @@ impl<'a> Places<'a> {
 
 /// Deserializes `text` as `T`.
 ///
-/// On success also returns the unknown keys that were skipped to get there;
-/// each is an error, but skipping them lets the caller find the problems
-/// after them as well. Otherwise returns every syntax error, or the errors up
-/// to the first one that is not an unknown key.
+/// On success also returns the problems that were skipped to get there
+/// (unknown keys, and keys whose values have the wrong type, taken out of the
+/// tree one by one); each is an error, but skipping them lets the caller find
+/// the problems after them as well. Otherwise returns every syntax error, or
+/// the errors up to the first one that cannot be skipped (a required key
+/// with a bad value stops the search there).
 pub(super) fn deserialize<T: DeserializeOwned>(
     text: &str,
 ) -> Result<(T, Vec<ConfigError>), Vec<ConfigError>> {
@@ -268,14 +270,28 @@ pub(super) fn deserialize<T: DeserializeOwned>(
         return Err(errors);
     }
     let mut errors = Vec::new();
+    // Keys taken out for a bad value: if one was required, the "missing
+    // field" that follows is a consequence, not a second problem.
+    let mut bad_values: Vec<String> = Vec::new();
     loop {
-        errors.push(toml_error(text, &error));
-        let skipped = errors.len() <= MAX_RECOVERIES
-            && error
-                .span()
-                .is_some_and(|span| remove_key_at(root.get_mut(), &span));
-        if !skipped {
+        let message = error.message().trim_end();
+        if bad_values
+            .iter()
+            .any(|key| message == format!("missing field `{key}`"))
+        {
             return Err(errors);
+        }
+        errors.push(toml_error(text, &error));
+        if errors.len() > MAX_RECOVERIES {
+            return Err(errors);
+        }
+        match error
+            .span()
+            .and_then(|span| remove_key_at(root.get_mut(), &span))
+        {
+            Some(Removed::Key) => {}
+            Some(Removed::ValueOf(key)) => bad_values.push(key),
+            None => return Err(errors),
         }
         match T::deserialize(toml::de::Deserializer::from(root.clone())) {
             Ok(value) => return Ok((value, errors)),

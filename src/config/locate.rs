@@ -96,32 +96,46 @@ pub(super) fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-/// Removes the key whose name is at `span` (an unknown key that serde
-/// rejected) from `table` or from a table nested in it. Returns whether a key
-/// was removed.
-pub(super) fn remove_key_at(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
+/// What [`remove_key_at`] took out of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Removed {
+    /// A key whose name is at the span (an unknown key serde rejected).
+    Key,
+    /// The key, named here, whose value holds the span (a value of the wrong
+    /// type, or one with a wrong item inside it).
+    ValueOf(String),
+}
+
+/// Removes from `table`, or from a table nested in it, the key that `span`
+/// points at: the key whose name is at `span` (an unknown key), or else the
+/// innermost key whose value contains `span` (a value serde rejected).
+/// Returns what was removed, or `None` if `span` points at neither.
+pub(super) fn remove_key_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<Removed> {
     let mut hit = None;
     for (k, v) in table.iter_mut() {
         if k.span() == *span {
-            hit = Some(k.clone());
+            hit = Some((k.clone(), Removed::Key));
             break;
         }
-        let found = match v.get_mut() {
+        let holds = v.span().start <= span.start && span.end <= v.span().end;
+        let nested = match v.get_mut() {
             DeValue::Table(t) => remove_key_at(t, span),
-            DeValue::Array(items) => items.iter_mut().any(|item| match item.get_mut() {
+            DeValue::Array(items) => items.iter_mut().find_map(|item| match item.get_mut() {
                 DeValue::Table(t) => remove_key_at(t, span),
-                _ => false,
+                _ => None,
             }),
-            _ => false,
+            _ => None,
         };
-        if found {
-            return true;
+        if nested.is_some() {
+            return nested;
+        }
+        if holds {
+            hit = Some((k.clone(), Removed::ValueOf(k.get_ref().to_string())));
+            break;
         }
     }
-    match hit {
-        Some(key) => table.remove(&key).is_some(),
-        None => false,
-    }
+    let (key, removed) = hit?;
+    table.remove(&key).map(|_| removed)
 }
 
 #[cfg(test)]

@@ -130,6 +130,40 @@ fn every_syntax_error_is_reported_with_its_line() {
 }
 
 #[test]
+fn every_type_error_is_reported_with_unknown_keys_and_semantic_errors() {
+    let text = format!(
+        r#"{BASE}
+[[shards]]
+name = "s1"
+url = "postgres://postgres@127.0.0.1:5434/app"
+pool_size = "ten" # <- A
+dedicated = "yes" # <- B
+poolsize = 5 # <- C
+
+[routing]
+hash_shards = ["s0", 7] # <- D
+
+[[tenants]]
+id = "acme"
+shard = "s9" # <- E
+"#
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert_error(&errors, &text, "A", "invalid type: string \"ten\"");
+    assert_error(&errors, &text, "B", "invalid type: string \"yes\"");
+    assert_error(&errors, &text, "C", "unknown field `poolsize`");
+    assert_error(&errors, &text, "D", "invalid type: integer `7`");
+    assert_error(&errors, &text, "E", "unknown shard \"s9\"");
+}
+
+#[test]
+fn a_required_key_of_the_wrong_type_is_reported_once() {
+    let text = with("\n[[shards]]\nname = 5 # <- A\nurl = \"postgres://u@h/d\"\n");
+    assert_only_error(&text, "A", "invalid type: integer `5`");
+}
+
+#[test]
 fn type_errors_report_their_line() {
     let text = with("\n[[tenants]]\nid = \"acme\"\nshard = 5 # <- A\n");
     assert_only_error(&text, "A", "invalid type");
