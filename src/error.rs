@@ -556,6 +556,32 @@ impl ProxyError {
         .with_hint("tenantgate refuses statements it cannot analyse; rewrite the statement or run it outside tenant sessions")
     }
 
+    /// A name that is not valid UTF-8 under a UTF8 client encoding;
+    /// `bad` starts at the first invalid byte, and the message shows the
+    /// bytes of that character as Postgres does (`0xe2 0x28 0xa1`).
+    pub fn invalid_byte_sequence(bad: &[u8]) -> Self {
+        let width = match bad.first().copied().unwrap_or(0) {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 1,
+        };
+        let shown: Vec<String> = bad
+            .iter()
+            .take(width)
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        Self::new(
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "invalid byte sequence for encoding \"UTF8\": {}",
+                shown.join(" ")
+            ),
+        )
+    }
+
     /// SQL text that is not valid UTF-8.
     pub fn invalid_utf8() -> Self {
         Self::new(

@@ -500,6 +500,57 @@ async fn unknown_user_salt(proxy: &support::ProxyHandle) -> Vec<u8> {
         .expect("base64 salt")
 }
 
+/// A SASLInitialResponse without its initial response (data length -1):
+/// as Postgres does, the proxy sends an empty challenge and takes the
+/// client-first-message from the next message; the login then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sasl_login_without_an_initial_response_gets_an_empty_challenge() {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let (_cluster, proxy) = setup().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.send(&startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
+    let sasl = c.expect_msg().await;
+    assert_eq!(&sasl.body[..4], &10i32.to_be_bytes(), "{sasl:?}");
+    c.send(&message(b'p', b"SCRAM-SHA-256\0\xff\xff\xff\xff"))
+        .await;
+    let empty = c.expect_msg().await;
+    assert_eq!(empty.tag, b'R', "{empty:?}");
+    assert_eq!(
+        &empty.body[..],
+        &11i32.to_be_bytes(),
+        "an empty SASLContinue"
+    );
+    let mut scram = ScramSha256::new(b"app-secret", ChannelBinding::unsupported());
+    c.send(&raw_client::sasl_response(scram.message())).await;
+    let server_first = c.expect_msg().await;
+    assert_eq!(
+        &server_first.body[..4],
+        &11i32.to_be_bytes(),
+        "{server_first:?}"
+    );
+    scram.update(&server_first.body[4..]).expect("server-first");
+    c.send(&raw_client::sasl_response(scram.message())).await;
+    let server_final = c.expect_msg().await;
+    assert_eq!(
+        &server_final.body[..4],
+        &12i32.to_be_bytes(),
+        "{server_final:?}"
+    );
+    scram
+        .finish(&server_final.body[4..])
+        .expect("server signature");
+    let ok = c.expect_msg().await;
+    assert_eq!(&ok.body[..], &0i32.to_be_bytes(), "AuthenticationOk");
+    let rest = c.until_ready().await;
+    assert!(!rest.iter().any(|m| m.is_error()), "{rest:?}");
+    assert_eq!(c.query_values("SELECT 'in'").await, [Some("in".into())]);
+}
+
 /// Garbage in place of the password response: refused, never authenticated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_auth_responses_are_refused() {
@@ -984,7 +1035,9 @@ async fn a_binary_tenant_value_is_read_as_the_column_type() {
 /// Describe and Close with bytes after the name
 /// (an ERROR, after which the session goes on at the Sync); and statements
 /// whose quoted names hold multi-byte characters where the proxy's pooling
-/// analysis compares prefixes. Through the proxy, each gets what Postgres
+/// analysis compares prefixes; a Sync or Flush with a body; statement names
+/// that are not UTF-8 (the proxy renames statements, so the server never
+/// sees them). Through the proxy, each gets what Postgres
 /// gives directly, in a trusted and in a tenant session, and the session
 /// goes on; the admin console answers the empty one as an empty query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1013,6 +1066,18 @@ async fn odd_query_texts_get_postgres_answers() {
             sync(),
         ]),
         query_msg("SELECT 1 AS \"pg_advisory_\u{e9}\u{e9}\u{e9}\u{e9}\"; SELECT 2"),
+        // A Sync or Flush with a body is an invalid message; the Sync
+        // still ends the batch.
+        message(b'S', b"xx"),
+        batch(&[parse("", "SELECT 1"), message(b'H', b"zz"), sync()]),
+        // Names are read in the client encoding (UTF8 here).
+        batch(&[message(b'P', b"\xff\xfe\0SELECT 1\0\0\0"), sync()]),
+        batch(&[
+            parse("", "SELECT 1"),
+            message(b'P', b"ok\xe2\x28\xa1\0SELECT 1\0\0\0"),
+            sync(),
+        ]),
+        batch(&[message(b'C', b"S\xff\0"), sync()]),
     ];
     let mut direct = direct_login(&cluster).await;
     for (user, password) in [("app", "app-secret"), ("t1user", "t1-secret")] {

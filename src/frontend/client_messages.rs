@@ -91,7 +91,11 @@ impl Session {
             if self.skip_until_sync {
                 if tag == ftag::SYNC {
                     self.skip_until_sync = false;
-                    messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                    if msg.len() > 5 {
+                        self.refuse(tag, ProxyError::malformed_message("invalid message format"));
+                    } else {
+                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                    }
                 }
                 continue;
             }
@@ -136,7 +140,16 @@ impl Session {
                     // Nothing to flush, nothing to sync: answer locally.
                     ftag::FLUSH | ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => continue,
                     ftag::SYNC => {
-                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                        if msg.len() > 5 {
+                            // Postgres reads a Sync to its end and fails
+                            // one with a body; the Sync still ends the batch.
+                            self.refuse(
+                                tag,
+                                ProxyError::malformed_message("invalid message format"),
+                            );
+                        } else {
+                            messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+                        }
                         continue;
                     }
                     ftag::PARSE | ftag::CLOSE => match self.answer_locally(tag, &msg, &plan) {
@@ -368,7 +381,7 @@ impl Session {
             tracing::debug!(parent: self.obs.span(), session = self.id, code = %e.code, reason = %e.message, "statement failed");
         }
         self.obs.refused(&e, self.server.is_none());
-        let ends_batch = tag == ftag::QUERY || tag == ftag::FUNCTION_CALL;
+        let ends_batch = matches!(tag, ftag::QUERY | ftag::FUNCTION_CALL | ftag::SYNC);
         if self.server.is_none() {
             messages::error_response(&mut self.to_client, &e);
             if ends_batch {
@@ -563,6 +576,7 @@ impl Session {
                 if name.is_empty() {
                     return Ok(false);
                 }
+                self.check_name_encoding(name)?;
                 let query = read_cstr(msg, &mut pos)?;
                 if self.statements.contains(name) {
                     return Err(ProxyError::duplicate_prepared_statement(
@@ -594,6 +608,7 @@ impl Session {
                 if kind != b'S' || name.is_empty() {
                     return Ok(false);
                 }
+                self.check_name_encoding(name)?;
                 self.statements.remove(name);
                 messages::close_complete(&mut self.to_client);
                 Ok(true)
@@ -724,6 +739,7 @@ impl Session {
     fn on_parse(&mut self, msg: &[u8], plan: Plan) -> Result<Option<String>, ProxyError> {
         let mut pos = 5;
         let name = read_cstr(msg, &mut pos)?;
+        self.check_name_encoding(name)?;
         let query = read_cstr(msg, &mut pos)?;
         let types = &msg[pos..];
         self.t.unsynced = true;
@@ -814,6 +830,27 @@ impl Session {
     /// goes to the server as it is, which reports it exactly as Postgres
     /// would, unless it could collide with the proxy's names (then the
     /// proxy reports it, in the same words).
+    /// Postgres reads a statement name in the client encoding and refuses
+    /// one that is not valid in it (22021). Names the proxy renames never
+    /// reach a server, so the check is made here, under a UTF8 client
+    /// encoding (other encodings are left alone: their bytes are valid).
+    fn check_name_encoding(&self, name: &[u8]) -> Result<(), ProxyError> {
+        if name.is_ascii() {
+            return Ok(());
+        }
+        let Err(e) = std::str::from_utf8(name) else {
+            return Ok(());
+        };
+        let utf8_client = self
+            .told
+            .iter()
+            .any(|(n, v)| n == "client_encoding" && v.eq_ignore_ascii_case("UTF8"));
+        if !utf8_client {
+            return Ok(());
+        }
+        Err(ProxyError::invalid_byte_sequence(&name[e.valid_up_to()..]))
+    }
+
     pub(super) fn client_statement(&self, name: &[u8]) -> Result<Target, ProxyError> {
         if name.is_empty() {
             return match &self.unnamed {
@@ -1035,6 +1072,7 @@ impl Session {
         self.t.unsynced = true;
         let (kind, name) = kind_and_name(msg)?;
         if kind == b'S' && !name.is_empty() {
+            self.check_name_encoding(name)?;
             // The statement stays prepared on the server for others; the
             // client's name is forgotten. A Close of a name that does not
             // exist answers CloseComplete, as Postgres does.

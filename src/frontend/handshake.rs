@@ -175,6 +175,21 @@ async fn scram_exchange(
     let mut server = ScramServer::new(verifier);
     let first = read_password_message(stream, buf).await?;
     let (mechanism, data) = parse_sasl_initial(&first).map_err(auth_protocol)?;
+    let later;
+    let data = match data {
+        Some(data) => data,
+        // No initial response (length -1): as Postgres does, an empty
+        // challenge, answered by the client-first-message. (A mechanism
+        // that is not offered is refused at once, below.)
+        None if mechanism == SCRAM_SHA_256 => {
+            messages::auth_sasl_continue(out, &[]);
+            write(stream, out).await?;
+            out.clear();
+            later = read_password_message(stream, buf).await?;
+            &later[..]
+        }
+        None => &[],
+    };
     let server_first = server
         .client_first(mechanism, data)
         .map_err(auth_protocol)?;

@@ -367,8 +367,10 @@ fn decode_hex_lower<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 /// Splits a `SASLInitialResponse` body (the bytes after the 5-byte tag and
 /// length header) into the mechanism name and the client-first-message.
 ///
-/// A data length of -1 means no data and yields an empty slice.
-pub fn parse_sasl_initial(body: &[u8]) -> Result<(&str, &[u8]), AuthError> {
+/// A data length of -1 means no initial response at all: `None` (the
+/// server then sends an empty challenge and the client-first-message comes
+/// in the next message).
+pub fn parse_sasl_initial(body: &[u8]) -> Result<(&str, Option<&[u8]>), AuthError> {
     let nul = body
         .iter()
         .position(|&b| b == 0)
@@ -380,8 +382,10 @@ pub fn parse_sasl_initial(body: &[u8]) -> Result<(&str, &[u8]), AuthError> {
         .split_first_chunk::<4>()
         .ok_or_else(|| protocol("SASLInitialResponse: missing data length"))?;
     match i32::from_be_bytes(*len) {
-        -1 if data.is_empty() => Ok((mechanism, &[])),
-        len if usize::try_from(len).is_ok_and(|len| len == data.len()) => Ok((mechanism, data)),
+        -1 if data.is_empty() => Ok((mechanism, None)),
+        len if usize::try_from(len).is_ok_and(|len| len == data.len()) => {
+            Ok((mechanism, Some(data)))
+        }
         _ => Err(protocol(
             "SASLInitialResponse: data length does not match the message",
         )),
@@ -1129,12 +1133,15 @@ mod tests {
         let body = sasl_initial(SCRAM_SHA_256, 11, b"n,,n=,r=abc");
         assert_eq!(
             parse_sasl_initial(&body),
-            Ok((SCRAM_SHA_256, &b"n,,n=,r=abc"[..]))
+            Ok((SCRAM_SHA_256, Some(&b"n,,n=,r=abc"[..])))
         );
         let body = sasl_initial(SCRAM_SHA_256, -1, b"");
-        assert_eq!(parse_sasl_initial(&body), Ok((SCRAM_SHA_256, &b""[..])));
+        assert_eq!(parse_sasl_initial(&body), Ok((SCRAM_SHA_256, None)));
         let body = sasl_initial(SCRAM_SHA_256, 0, b"");
-        assert_eq!(parse_sasl_initial(&body), Ok((SCRAM_SHA_256, &b""[..])));
+        assert_eq!(
+            parse_sasl_initial(&body),
+            Ok((SCRAM_SHA_256, Some(&b""[..])))
+        );
 
         let bad = [
             Vec::new(),
