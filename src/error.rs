@@ -981,9 +981,11 @@ impl ProxyError {
             SqlState::FEATURE_NOT_SUPPORTED,
             Source::Client,
             Severity::Error,
-            format!("ROLLBACK TO SAVEPOINT is not supported after SET LOCAL {variable}"),
+            format!(
+                "ROLLBACK TO SAVEPOINT is not supported after SET LOCAL {variable}, or after a first SET of it that followed a savepoint"
+            ),
         )
-        .with_hint("roll back the whole transaction, or set the tenant before the savepoint's transaction begins")
+        .with_hint("roll back the whole transaction, or set the tenant before the savepoint is set")
     }
 
     /// Statements after a COMMIT or ROLLBACK in one query string while a

@@ -38,6 +38,8 @@ const TENANT_B: &str = "globex";
 /// A schema-per-tenant tenant on the same shard (schema of the same name),
 /// for the client pool checks (asyncpg's pool resets with `RESET ALL`).
 const TENANT_S: &str = "umbrella";
+/// A trusted user (no `tenant`): it chooses one with `SET app.current_tenant`.
+const TRUSTED: &str = "app";
 
 /// Checks every program prints `ok` for.
 const COMMON_CHECKS: &[&str] = &[
@@ -114,6 +116,7 @@ fn config_text(cluster: &Cluster) -> String {
          [[users]]\nname = \"{TENANT_A}\"\npassword = \"{TENANT_A}-secret\"\ntenant = \"{TENANT_A}\"\n\n\
          [[users]]\nname = \"{TENANT_B}\"\npassword = \"{TENANT_B}-secret\"\ntenant = \"{TENANT_B}\"\n\n\
          [[users]]\nname = \"{TENANT_S}\"\npassword = \"{TENANT_S}-secret\"\ntenant = \"{TENANT_S}\"\n\n\
+         [[users]]\nname = \"{TRUSTED}\"\npassword = \"{TRUSTED}-secret\"\n\n\
          [routing]\nhash_shards = [\"s0\"]\n\n\
          [[tenants]]\nid = \"{TENANT_S}\"\nshard = \"s0\"\nschema = \"{TENANT_S}\"\n\n\
          [[tenants]]\nid = \"{TENANT_A}\"\nshard = \"s0\"\n\n\
@@ -183,6 +186,8 @@ async fn run_program(
         .env("TG_USER_B", TENANT_B)
         .env("TG_PASSWORD_B", format!("{TENANT_B}-secret"))
         .env("TG_TENANT_B", TENANT_B)
+        .env("TG_USER_T", TRUSTED)
+        .env("TG_PASSWORD_T", format!("{TRUSTED}-secret"))
         .env("TG_USER_S", TENANT_S)
         .env("TG_PASSWORD_S", format!("{TENANT_S}-secret"))
         .env("TG_ITEMS_A", ITEMS_A.to_string())
@@ -356,7 +361,12 @@ async fn assert_executemany_rows(cluster: &Cluster, driver: &str) {
 async fn psycopg3() {
     let mut cmd = command(&python());
     cmd.arg(program("tests/drivers/psycopg_check.py"));
-    let (cluster, proxy) = drive("psycopg", cmd, &["executemany", "cancel"]).await;
+    let (cluster, proxy) = drive(
+        "psycopg",
+        cmd,
+        &["executemany", "cancel", "trusted_choice_in_transaction"],
+    )
+    .await;
     assert_executemany_rows(&cluster, "psycopg").await;
     proxy.shutdown().await.expect("proxy shutdown");
 }

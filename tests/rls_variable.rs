@@ -760,6 +760,113 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A trusted session without a tenant may make its first choice inside a
+/// transaction (psycopg and Django in their default mode send BEGIN before
+/// the first statement): it counts at once, the server variable follows,
+/// and the session keeps it if the transaction commits, loses it if it
+/// rolls back. A second, different tenant in the same transaction is still
+/// refused; so is a ROLLBACK TO a savepoint set before the choice (it
+/// could undo the choice unseen), while one set after it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_tenant_can_be_chosen_inside_a_transaction() {
+    let (_cluster, proxy) = bare_table_behind_proxy().await;
+    let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+    let names = |rows| first_column(rows);
+    // Committed: kept.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    assert_eq!(
+        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
+        ["mine"]
+    );
+    assert_eq!(server_tenant(&app).await, "a");
+    let e = app
+        .simple_query("SET app.current_tenant = 'b'")
+        .await
+        .expect_err("a second tenant in the transaction");
+    assert_eq!(code(&e).as_deref(), Some("25001"), "{e:?}");
+    app.batch_execute("ROLLBACK").await.unwrap();
+    // ... and that refusal failed the transaction, so the choice is gone.
+    let e = app
+        .simple_query("SELECT name FROM bare")
+        .await
+        .expect_err("no tenant");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
+        ["mine"]
+    );
+    // Rolled back, in the extended protocol: gone.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.execute("BEGIN", &[]).await.unwrap();
+    app.execute("SET app.current_tenant = 'b'", &[])
+        .await
+        .unwrap();
+    let rows = app.query("SELECT name FROM bare", &[]).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>(),
+        ["Secret Of B"]
+    );
+    app.execute("ROLLBACK", &[]).await.unwrap();
+    let e = app
+        .query("SELECT name FROM bare", &[])
+        .await
+        .expect_err("no tenant");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    // A savepoint after the choice may be rolled back to.
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    app.batch_execute("SAVEPOINT s").await.unwrap();
+    app.batch_execute("SELECT 1/0")
+        .await
+        .expect_err("division by zero");
+    app.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    assert_eq!(
+        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
+        ["mine"]
+    );
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
+        ["a"]
+    );
+    // One set before it may not: Postgres would undo the choice with it.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SAVEPOINT s").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    let e = app
+        .simple_query("ROLLBACK TO SAVEPOINT s")
+        .await
+        .expect_err("rollback to a savepoint before the choice");
+    assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}");
+    app.batch_execute("ROLLBACK").await.unwrap();
+    let e = app
+        .simple_query("SELECT name FROM bare")
+        .await
+        .expect_err("no tenant");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    proxy.shutdown().await.unwrap();
+}
+
 /// `RESET ALL` and `DISCARD ALL` return every setting to its startup value,
 /// the tenant variable included (application pools run them when a
 /// connection is given back): a tenant chosen with SET must not serve the

@@ -205,6 +205,11 @@ impl Isolation {
         in_transaction: bool,
         hold: Option<ServerHold>,
     ) -> Result<Option<TenantSet>, ProxyError> {
+        if self.tenant.current().is_none() && mentions(sql.as_bytes(), "savepoint") {
+            // A first choice of tenant made after it could be undone by a
+            // rollback to it (see `TenantContext::apply`).
+            self.tenant.note_savepoint();
+        }
         // The name's last part: `"app".current_tenant` spells the variable
         // without its dotted whole.
         let last = self.rules.variable.rsplit('.').next().unwrap_or_default();

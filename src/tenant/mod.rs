@@ -30,6 +30,15 @@ pub struct TenantContext {
     /// A RESET ALL / DISCARD ALL is pending: until its transaction ends the
     /// session has no tenant; once committed, the startup one.
     reset_to_startup: bool,
+    /// The session had no tenant and chose its first with a plain `SET`
+    /// inside the current transaction (as drivers that open a transaction
+    /// before every statement do) after a savepoint: like a `SET LOCAL`, a
+    /// ROLLBACK TO SAVEPOINT could undo it unseen, so it counts as one for
+    /// that check. (Chosen before any savepoint, no rollback to one can.)
+    chosen_in_transaction: bool,
+    /// A SAVEPOINT was sent while the session had no tenant, in the
+    /// current transaction (or in a string that opens it).
+    savepoint_without_tenant: bool,
     error_in_batch: bool,
     rolled_back: bool,
 }
@@ -113,22 +122,33 @@ impl TenantContext {
         // statements run as and the one the session keeps after it. (After
         // a `SET LOCAL` of another tenant, a SET of that tenant would change
         // the session's, and a ROLLBACK TO SAVEPOINT could undo it unseen.)
+        // The one exception is a session's first choice of a tenant: it
+        // counts at once, for the rest of the transaction, and for the
+        // session if the transaction commits, as Postgres treats a SET.
         let kept = match &self.tentative {
             Some(t) => t.as_deref(),
             None => self.session.as_deref(),
         };
         if in_transaction && (self.current() != value || kept != value) {
-            return Err(ProxyError::tenant_change_in_transaction());
+            let first_choice = self.current().is_none()
+                && kept.is_none()
+                && value.is_some()
+                && !self.reset_to_startup;
+            if !first_choice {
+                return Err(ProxyError::tenant_change_in_transaction());
+            }
+            self.chosen_in_transaction = self.savepoint_without_tenant;
         }
         self.tentative = Some(value.map(str::to_string));
         Ok(())
     }
 
-    /// Whether a `SET LOCAL` of the tenant variable is in force: the
-    /// current transaction runs as another tenant than the session's, which
-    /// a ROLLBACK TO SAVEPOINT could revert without the proxy knowing.
+    /// Whether a `SET LOCAL` of the tenant variable is in force (or a
+    /// first choice made inside this transaction): the current transaction
+    /// runs as a tenant that a ROLLBACK TO SAVEPOINT could revert without
+    /// the proxy knowing.
     pub fn has_local(&self) -> bool {
-        self.bound.is_none() && self.local.is_some()
+        self.bound.is_none() && (self.local.is_some() || self.chosen_in_transaction)
     }
 
     /// A statement that ends the transaction was sent (or bound): a `SET
@@ -137,6 +157,7 @@ impl TenantContext {
     /// ended the transaction already.)
     pub fn end_local(&mut self) {
         self.local = None;
+        self.chosen_in_transaction = false;
     }
 
     /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
@@ -158,6 +179,14 @@ impl TenantContext {
         }
     }
 
+    /// A statement that may set a savepoint (its text mentions one) is
+    /// about to be sent.
+    pub fn note_savepoint(&mut self) {
+        if self.current().is_none() {
+            self.savepoint_without_tenant = true;
+        }
+    }
+
     /// The batch had an error.
     pub fn on_error(&mut self) {
         self.error_in_batch = true;
@@ -167,6 +196,8 @@ impl TenantContext {
     pub fn on_transaction_end(&mut self, committed: bool) {
         self.rolled_back = !committed;
         self.local = None;
+        self.chosen_in_transaction = false;
+        self.savepoint_without_tenant = false;
     }
 
     /// ReadyForQuery with `status`.
@@ -185,6 +216,8 @@ impl TenantContext {
             self.local = None;
             self.rolled_back = false;
             self.reset_to_startup = false;
+            self.chosen_in_transaction = false;
+            self.savepoint_without_tenant = false;
         }
         self.error_in_batch = false;
     }
@@ -244,6 +277,71 @@ mod tests {
         t.on_ready(b'I');
         assert!(!t.has_local());
         assert_eq!(t.current(), Some("acme"));
+    }
+
+    #[test]
+    fn a_first_choice_inside_a_transaction_counts_at_once() {
+        // Committed: the session keeps it.
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        assert_eq!(t.current(), Some("acme"));
+        assert!(!t.has_local(), "no savepoint before it");
+        // Restating it is fine, another tenant is not.
+        assert!(t.apply(&set(Some("acme"), false), true).is_ok());
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
+        assert!(t.apply(&set(None, false), true).is_err());
+        t.on_ready(b'T');
+        assert_eq!(t.current(), Some("acme"));
+        t.on_transaction_end(true);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
+        // After a savepoint, a rollback to it could undo the choice.
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.note_savepoint();
+        t.on_ready(b'T');
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        assert!(t.has_local(), "ROLLBACK TO SAVEPOINT could undo it");
+        t.note_savepoint();
+        t.on_transaction_end(true);
+        t.on_ready(b'I');
+        assert!(!t.has_local());
+        assert_eq!(t.current(), Some("acme"));
+        // The next transaction starts without the savepoint.
+        t.note_savepoint();
+        t.on_ready(b'I');
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.note_savepoint();
+        t.on_ready(b'I');
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        assert!(!t.has_local());
+        // Rolled back: none again.
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        t.on_ready(b'T');
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+        // Failed transaction ended by COMMIT (the server answers ROLLBACK).
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        t.on_error();
+        t.on_ready(b'E');
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+        // Not a first choice: a startup tenant, a tenant chosen before.
+        let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
+        // Nor after a RESET ALL in the same transaction (the session goes
+        // back to its startup tenant when it commits).
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.on_reset_all();
+        assert!(t.apply(&set(Some("globex"), false), true).is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@ server-side prepared statements (prepare_threshold=0) reused over many
 transactions by more concurrent connections than the pool has server
 connections, executemany, an error inside a transaction followed by rollback
 and reuse of the same prepared statement (also one whose first execution
-failed), and cancel of pg_sleep (57014).
+failed), cancel of pg_sleep (57014), and a trusted connection choosing its
+tenant in psycopg's default mode (inside the transaction it opens).
 
 Connection settings come from TG_* environment variables. Prints one
 `ok <check>` or `FAIL <check> <detail>` line per check; exits 1 if any failed.
@@ -27,6 +28,7 @@ from tg_check import (
     ITEMS,
     PORT,
     TENANTS,
+    TRUSTED,
     TXNS,
     exit_code,
     expect,
@@ -227,6 +229,31 @@ def check_cancel():
         expect(v == 3, "connection unusable after the cancel")
 
 
+def check_trusted_choice_in_transaction():
+    """psycopg's default mode (autocommit off) sends BEGIN before the first
+    statement, so a trusted connection's SET of the tenant comes inside a
+    transaction: it counts at once and, committed, for the session; a nested
+    transaction block (a savepoint after the choice) can fail and roll back."""
+    user, password = TRUSTED
+    tenant = TENANTS["a"][2]
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user=user, password=password,
+                         connect_timeout=10) as c:
+        c.execute(f"SET app.current_tenant = '{tenant}'")
+        (n,) = c.execute("SELECT count(*) FROM items").fetchone()
+        expect(n == ITEMS["a"], f"counted {n} items, wanted {ITEMS['a']}")
+        try:
+            with c.transaction():
+                c.execute("SELECT 1/0")
+        except errors.DivisionByZero:
+            pass
+        (t,) = c.execute("SELECT min(tenant_id) FROM items").fetchone()
+        expect(t == tenant, f"after the savepoint rollback: {t!r}")
+        c.commit()
+        (n,) = c.execute("SELECT count(*) FROM items").fetchone()
+        expect(n == ITEMS["a"], f"next transaction counted {n} items")
+        c.rollback()
+
+
 CHECKS = [
     ("login", check_login),
     ("bad_password", check_bad_password),
@@ -238,6 +265,7 @@ CHECKS = [
     ("error_rollback", check_error_rollback),
     ("error_first_use", check_error_first_use),
     ("cancel", check_cancel),
+    ("trusted_choice_in_transaction", check_trusted_choice_in_transaction),
 ]
 
 if __name__ == "__main__":

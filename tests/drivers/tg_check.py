@@ -18,6 +18,8 @@ TENANTS = {
     "a": (os.environ["TG_USER_A"], os.environ["TG_PASSWORD_A"], os.environ["TG_TENANT_A"]),
     "b": (os.environ["TG_USER_B"], os.environ["TG_PASSWORD_B"], os.environ["TG_TENANT_B"]),
 }
+# A trusted user (no tenant of its own): it chooses one with SET.
+TRUSTED = (os.environ["TG_USER_T"], os.environ["TG_PASSWORD_T"])
 # Rows the test put in `items` for each tenant (ids 1..n, note '<tenant>-<id>').
 ITEMS = {"a": int(os.environ["TG_ITEMS_A"]), "b": int(os.environ["TG_ITEMS_B"])}
 
