@@ -974,11 +974,14 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
 }
 
 /// A statement prepared while a trusted session's tenant was dedicated
-/// (passed through unrewritten) and bound after a change to a shared
-/// tenant is refused: run on the shared shard, it read every tenant's rows.
+/// (passed through unrewritten) and bound after a change to a shared tenant
+/// is planned again from the client's text for the new home: run as
+/// prepared on the shared shard, it would read every tenant's rows; refused,
+/// drivers that cache statements per connection would fail for good. The
+/// same the other way, and a Describe shows the client's own parameters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_prepared_for_another_kind_of_home_is_refused() {
-    use raw_client::{batch, bind, execute, parse, sync};
+async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
+    use raw_client::{batch, bind, describe, execute, parse, sync};
     let (f, r) = fleet_with_rows_of_acme_and_globex().await;
     exec(
         &f.dedicated,
@@ -987,43 +990,50 @@ async fn a_statement_prepared_for_another_kind_of_home_is_refused() {
     )
     .await;
     let mut c = raw_as_tenant(r.port, "bigcorp").await;
+    let rows_of = async |c: &mut raw_client::RawClient, name: &str| {
+        c.send(&batch(&[bind("", name, &[]), execute(""), sync()]))
+            .await;
+        let msgs = c.until_ready().await;
+        assert!(!msgs.iter().any(|m| m.is_error()), "{name}: {msgs:?}");
+        msgs.iter()
+            .filter_map(|m| m.data_row())
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
     c.send(&batch(&[parse("all_items", "SELECT v FROM items"), sync()]))
         .await;
     c.until_ready().await;
-    c.send(&batch(&[bind("", "all_items", &[]), execute(""), sync()]))
-        .await;
-    let rows: Vec<_> = c
-        .until_ready()
-        .await
-        .iter()
-        .filter_map(|m| m.data_row())
-        .collect();
-    assert_eq!(rows, [vec![Some("big".to_string())]]);
-    assert!(
-        c.query("SET app.current_tenant = 'acme'")
-            .await
-            .iter()
-            .all(|m| !m.is_error())
-    );
-    c.send(&batch(&[bind("", "all_items", &[]), execute(""), sync()]))
-        .await;
-    let msgs = c.until_ready().await;
-    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
-    assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
-    // Prepared again, it is acme's.
+    assert_eq!(rows_of(&mut c, "all_items").await, ["big"]);
+    let set = |t: &str| format!("SET app.current_tenant = '{t}'");
+    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    assert_eq!(rows_of(&mut c, "all_items").await, ["mine"]);
+    // Prepared as acme (rewritten, the tenant bound as a parameter of the
+    // proxy's), bound as bigcorp: the client's text, unrewritten.
     c.send(&batch(&[
-        parse("acme_items", "SELECT v FROM items"),
-        bind("", "acme_items", &[]),
+        parse("by_id", "SELECT v FROM items WHERE id = $1"),
+        sync(),
+    ]))
+    .await;
+    c.until_ready().await;
+    assert!(c.query(&set("bigcorp")).await.iter().all(|m| !m.is_error()));
+    c.send(&batch(&[describe(b'S', "by_id"), sync()])).await;
+    let described = c.until_ready().await;
+    let params = described
+        .iter()
+        .find(|m| m.tag == b't')
+        .unwrap_or_else(|| panic!("no ParameterDescription: {described:?}"));
+    assert_eq!(&params.body[..2], &1i16.to_be_bytes(), "one parameter");
+    c.send(&batch(&[
+        bind("", "by_id", &[Some("1")]),
         execute(""),
         sync(),
     ]))
     .await;
-    let rows: Vec<_> = c
-        .until_ready()
-        .await
-        .iter()
-        .filter_map(|m| m.data_row())
-        .collect();
-    assert_eq!(rows, [vec![Some("mine".to_string())]]);
+    let msgs = c.until_ready().await;
+    let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(rows, [vec![Some("big".to_string())]], "{msgs:?}");
+    // Back on acme, the first one again: acme's rows only, still.
+    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    assert_eq!(rows_of(&mut c, "all_items").await, ["mine"]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -13,7 +13,7 @@ use super::classify::{
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement,
 };
-use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Statement};
+use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Source, Statement};
 use super::session::{
     BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
     Session, TxControl, UnnamedStatement, reserve_ahead,
@@ -182,6 +182,16 @@ impl Session {
                     };
                 }
             }
+            if matches!(tag, ftag::BIND | ftag::DESCRIBE)
+                && self.iso.is_some()
+                && let Err(e) = self.replan_if_elsewhere(tag, &msg).await
+            {
+                if e.is_fatal() {
+                    return Err(e);
+                }
+                self.refuse(tag, e);
+                continue;
+            }
             let rewritten = !matches!(plan, Plan::AsSent);
             if matches!(tag, ftag::QUERY | ftag::BIND) {
                 match self.rls_plan(tag, &msg, &mut plan) {
@@ -309,6 +319,65 @@ impl Session {
             ),
             _ => Ok(Plan::AsSent),
         }
+    }
+
+    /// A Bind or Describe of a statement the client prepared while its
+    /// tenant had another kind of home (a trusted session that changed to a
+    /// tenant served elsewhere, or a reload that moved its tenant): its text
+    /// as the client sent it is planned again for the current home, and
+    /// that statement takes the name, as if the client had prepared it
+    /// again. (Drivers keep their prepared statements per connection, and
+    /// an error would not make them prepare one again.)
+    async fn replan_if_elsewhere(&mut self, tag: u8, msg: &[u8]) -> Result<(), ProxyError> {
+        let name = match tag {
+            ftag::BIND => bind_names(msg)?.0,
+            _ => match kind_and_name(msg)? {
+                (b'S', name) => name,
+                _ => return Ok(()),
+            },
+        };
+        let planned = match self.statements.get(name) {
+            Some(stmt) => match &stmt.route {
+                Some(route) => route.clone(),
+                None => return Ok(()),
+            },
+            None => return Ok(()),
+        };
+        let Some(now) = self.route_key()? else {
+            return Ok(());
+        };
+        if planned == now {
+            return Ok(());
+        }
+        let Some(src) = self.statements.source(name) else {
+            return Ok(());
+        };
+        let mut parse = bytes::BytesMut::with_capacity(
+            7 + name.len() + src.query.len() + src.param_types.len(),
+        );
+        parse.put_u8(ftag::PARSE);
+        parse.put_i32((4 + name.len() + 1 + src.query.len() + 1 + src.param_types.len()) as i32);
+        parse.extend_from_slice(name);
+        parse.put_u8(0);
+        parse.extend_from_slice(&src.query);
+        parse.put_u8(0);
+        parse.extend_from_slice(&src.param_types);
+        let plan = self.plan(ftag::PARSE, &parse).await?;
+        let route = self.route_key()?;
+        let stmt = match &plan {
+            Plan::Parse(p) => self.state.statements.intern(
+                p.sql.as_bytes(),
+                &p.param_types,
+                p.binding.clone(),
+                route,
+            ),
+            _ => self
+                .state
+                .statements
+                .intern(&src.query, &src.param_types, None, route),
+        };
+        self.statements.replan(name, stmt);
+        Ok(())
     }
 
     /// Which statement of `sql` (`RESET ALL`, `DISCARD ALL`) would reset
@@ -599,7 +668,11 @@ impl Session {
                 if !stmt.is_validated() || !classify_is_plain(query) {
                     return Ok(false);
                 }
-                self.statements.insert(name, stmt);
+                let source = matches!(plan, Plan::Parse(_)).then(|| Source {
+                    query: Bytes::copy_from_slice(query),
+                    param_types: Bytes::copy_from_slice(&msg[pos..]),
+                });
+                self.statements.insert(name, stmt, source);
                 messages::parse_complete(&mut self.to_client);
                 Ok(true)
             }
@@ -742,6 +815,7 @@ impl Session {
         self.check_name_encoding(name)?;
         let query = read_cstr(msg, &mut pos)?;
         let types = &msg[pos..];
+        let client_types = types;
         self.t.unsynced = true;
         let effects = effects_of(query);
         if let Some(e) = &effects {
@@ -800,9 +874,13 @@ impl Session {
         let name: Box<[u8]> = name.into();
         let route = self.route_key()?;
         let stmt = self.state.statements.intern(sql, types, binding, route);
+        let source = matches!(plan, Plan::Parse(_)).then(|| Source {
+            query: Bytes::copy_from_slice(query),
+            param_types: Bytes::copy_from_slice(client_types),
+        });
         // The name counts from now on for messages pipelined behind it, and
         // is forgotten again if the batch fails before the server accepts it.
-        self.statements.insert(&name, stmt.clone());
+        self.statements.insert(&name, stmt.clone(), source);
         let server = self.server_mut()?;
         if server.conn.prepared.contains(&stmt.id) {
             messages::close(&mut self.to_server, b'S', NOOP_NAME);

@@ -189,12 +189,56 @@ impl StatementRegistry {
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     names: HashMap<Box<[u8]>, Arc<Statement>>,
+    /// The text and parameter types as the client sent them, for the
+    /// statements isolation rewrote (the others' are the statement's own):
+    /// planned again when the session's tenant moves to another kind of home.
+    sources: HashMap<Box<[u8]>, Source>,
+}
+
+/// A statement as the client's Parse sent it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The SQL text (no NUL terminator).
+    pub query: Bytes,
+    /// The parameter type section: i16 count then the OIDs.
+    pub param_types: Bytes,
 }
 
 impl ClientStatements {
-    /// Defines (or redefines) `name`.
-    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
+    /// Defines (or redefines) `name`; `source` is what the client sent when
+    /// `stmt` is a rewrite of it.
+    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>, source: Option<Source>) {
         self.names.insert(name.into(), stmt);
+        match source {
+            Some(src) => {
+                self.sources.insert(name.into(), src);
+            }
+            None => {
+                if !self.sources.is_empty() {
+                    self.sources.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Puts `stmt`, planned again for the session's current home, in
+    /// place of what `name` meant (its source stays).
+    pub fn replan(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        if let Some(slot) = self.names.get_mut(name) {
+            *slot = stmt;
+        }
+    }
+
+    /// What the client sent for `name`: its source if isolation rewrote
+    /// it, else the statement's own text.
+    pub fn source(&self, name: &[u8]) -> Option<Source> {
+        if let Some(src) = self.sources.get(name) {
+            return Some(src.clone());
+        }
+        self.names.get(name).map(|s| Source {
+            query: s.query.clone(),
+            param_types: s.param_types.clone(),
+        })
     }
 
     /// The statement behind `name`.
@@ -210,12 +254,15 @@ impl ClientStatements {
     /// Forgets `name`.
     pub fn remove(&mut self, name: &[u8]) {
         self.names.remove(name);
+        if !self.sources.is_empty() {
+            self.sources.remove(name);
+        }
     }
 
     /// Forgets `name` if it still means `stmt`.
     pub fn remove_if(&mut self, name: &[u8], stmt: &Arc<Statement>) {
         if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
-            self.names.remove(name);
+            self.remove(name);
         }
     }
 
@@ -261,6 +308,7 @@ impl ClientStatements {
     /// Forgets every name (DISCARD ALL / DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.names.clear();
+        self.sources.clear();
     }
 
     /// Number of names defined.
