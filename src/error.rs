@@ -982,10 +982,10 @@ impl ProxyError {
             Source::Client,
             Severity::Error,
             format!(
-                "ROLLBACK TO SAVEPOINT is not supported after SET LOCAL {variable}, or after a first SET of it that followed a savepoint"
+                "ROLLBACK TO SAVEPOINT is not supported after a change of {variable} that followed a savepoint"
             ),
         )
-        .with_hint("roll back the whole transaction, or set the tenant before the savepoint is set")
+        .with_hint("roll back the whole transaction, or choose the tenant before setting savepoints")
     }
 
     /// Statements after a COMMIT or ROLLBACK in one query string while a

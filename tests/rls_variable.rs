@@ -644,7 +644,8 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
 
 /// A trusted session's tenant follows Postgres's savepoint rules or the
 /// statement is refused: a SET LOCAL undone by ROLLBACK TO SAVEPOINT must
-/// not leave the transaction running as the undone tenant, and a SET that
+/// not leave the transaction running as the undone tenant (a rollback to a
+/// savepoint set after the SET LOCAL keeps it, and is allowed), and a SET that
 /// restates a SET LOCAL's tenant would change the session's tenant for good
 /// (and a savepoint rollback could undo it unseen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,15 +680,37 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
             first_column(b.simple_query("SELECT name FROM bare").await.unwrap()),
             ["Secret Of B"]
         );
-        // SET LOCAL before the savepoint: it survives the rollback to it.
+        // SET LOCAL before the savepoint: it survives the rollback to it,
+        // which is allowed.
         for sql in ["BEGIN", "SET LOCAL app.current_tenant = 'a'", "SAVEPOINT s"] {
             b.batch_execute(sql).await.unwrap();
         }
-        match b.simple_query(back).await {
-            Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{back}: {e:?}"),
+        b.batch_execute("SELECT 1/0")
+            .await
+            .expect_err("division by zero");
+        b.batch_execute(back).await.unwrap();
+        let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+        assert_eq!(rows, ["mine"], "{back}: the proxy left tenant a");
+        b.batch_execute("ROLLBACK").await.unwrap();
+    }
+    // A savepoint bound from a statement prepared in an earlier
+    // transaction (no Parse this time) counts as well.
+    let savepoint = b.prepare("SAVEPOINT s").await.unwrap();
+    for _ in 0..2 {
+        b.batch_execute("BEGIN").await.unwrap();
+        b.execute(&savepoint, &[]).await.unwrap();
+        b.batch_execute("SET LOCAL app.current_tenant = 'a'")
+            .await
+            .unwrap();
+        match b.simple_query("ROLLBACK TO SAVEPOINT s").await {
+            Err(e) => assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}"),
             Ok(_) => {
                 let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
-                assert_eq!(rows, ["mine"], "{back}: the proxy left tenant a");
+                assert_eq!(
+                    rows,
+                    ["Secret Of B"],
+                    "the proxy stayed on tenant a (bound)"
+                );
             }
         }
         b.batch_execute("ROLLBACK").await.unwrap();

@@ -993,6 +993,12 @@ impl Session {
         let target = self.client_statement(stmt_name)?;
         self.check_planned_route(stmt_name, &target)?;
         self.bind_tenant_set(&target)?;
+        if let Some(iso) = self.iso.as_mut()
+            && target.sql().is_some_and(|sql| mentions(sql, "savepoint"))
+        {
+            // Bound again without a Parse (see `TenantContext::note_savepoint`).
+            iso.tenant.note_savepoint();
+        }
         self.bound_transaction_control(&target)?;
         self.t.unsynced = true;
         let mut pos = 5;
@@ -1079,7 +1085,11 @@ impl Session {
     /// the transaction ends the `SET LOCAL` too (later messages are planned
     /// for the session's tenant).
     fn bound_transaction_control(&mut self, target: &Target) -> Result<(), ProxyError> {
-        let Some(iso) = self.iso.as_mut().filter(|i| i.tenant.has_local()) else {
+        let Some(iso) = self
+            .iso
+            .as_mut()
+            .filter(|i| i.tenant.has_local() || i.tenant.undoable_by_savepoint_rollback())
+        else {
             return Ok(());
         };
         let Some(sql) = target.text() else {
@@ -1218,12 +1228,16 @@ impl Target {
 
     /// Its text as prepared on servers, if it is UTF-8.
     pub(super) fn text(&self) -> Option<&str> {
-        let sql: &[u8] = match self {
-            Target::Unnamed(u) => &u.sql,
-            Target::Named(s) => &s.query,
-            Target::Unknown => return None,
-        };
-        std::str::from_utf8(sql).ok()
+        std::str::from_utf8(self.sql()?).ok()
+    }
+
+    /// The statement's text as bytes (as planned for the server).
+    fn sql(&self) -> Option<&[u8]> {
+        match self {
+            Target::Unnamed(u) => Some(&u.sql),
+            Target::Named(s) => Some(&s.query),
+            Target::Unknown => None,
+        }
     }
 }
 

@@ -205,8 +205,8 @@ impl Isolation {
         in_transaction: bool,
         hold: Option<ServerHold>,
     ) -> Result<Option<TenantSet>, ProxyError> {
-        if self.tenant.current().is_none() && mentions(sql.as_bytes(), "savepoint") {
-            // A first choice of tenant made after it could be undone by a
+        if mentions(sql.as_bytes(), "savepoint") {
+            // A change of tenant made after it could be undone by a
             // rollback to it (see `TenantContext::apply`).
             self.tenant.note_savepoint();
         }
@@ -274,7 +274,7 @@ impl Isolation {
     /// it and the transaction is another tenant's again) or before it, and
     /// the proxy cannot tell which.
     pub fn check_savepoint_rollback(&self, sql: &str) -> Result<(), ProxyError> {
-        if self.tenant.has_local()
+        if self.tenant.undoable_by_savepoint_rollback()
             && mentions(sql.as_bytes(), "rollback")
             && crate::frontend::classify::classify(sql)
                 .iter()

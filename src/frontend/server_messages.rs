@@ -104,6 +104,9 @@ impl Session {
                     }
                     if let Some(iso) = self.iso.as_mut() {
                         iso.tenant.on_ready(t.tx_status);
+                        if t.tx_status == b'I' && t.pending == 0 && !t.unsynced {
+                            iso.tenant.on_settled_idle();
+                        }
                     }
                     self.obs.ready(t.tx_status);
                     self.to_client.extend_from_slice(msg);

@@ -30,15 +30,16 @@ pub struct TenantContext {
     /// A RESET ALL / DISCARD ALL is pending: until its transaction ends the
     /// session has no tenant; once committed, the startup one.
     reset_to_startup: bool,
-    /// The session had no tenant and chose its first with a plain `SET`
-    /// inside the current transaction (as drivers that open a transaction
-    /// before every statement do) after a savepoint: like a `SET LOCAL`, a
-    /// ROLLBACK TO SAVEPOINT could undo it unseen, so it counts as one for
-    /// that check. (Chosen before any savepoint, no rollback to one can.)
-    chosen_in_transaction: bool,
-    /// A SAVEPOINT was sent while the session had no tenant, in the
-    /// current transaction (or in a string that opens it).
-    savepoint_without_tenant: bool,
+    /// The tenant changed in the current transaction (a `SET LOCAL`, or a
+    /// first choice with `SET`) after a savepoint may have been set: a
+    /// ROLLBACK TO SAVEPOINT could undo the change without the proxy
+    /// knowing, so it is refused. (Changed before any savepoint, no
+    /// rollback to one can undo it: savepoints keep the settings in force
+    /// when they were set.)
+    undoable: bool,
+    /// A statement that may set a savepoint was sent since the session was
+    /// last idle with nothing in flight.
+    savepoint_set: bool,
     error_in_batch: bool,
     rolled_back: bool,
 }
@@ -115,6 +116,9 @@ impl TenantContext {
             if self.local.is_some() && self.local.as_deref() != value {
                 return Err(ProxyError::tenant_change_in_transaction());
             }
+            if self.current() != value {
+                self.undoable |= self.savepoint_set;
+            }
             self.local = value.map(str::to_string);
             return Ok(());
         }
@@ -137,18 +141,22 @@ impl TenantContext {
             if !first_choice {
                 return Err(ProxyError::tenant_change_in_transaction());
             }
-            self.chosen_in_transaction = self.savepoint_without_tenant;
+            self.undoable |= self.savepoint_set;
         }
         self.tentative = Some(value.map(str::to_string));
         Ok(())
     }
 
-    /// Whether a `SET LOCAL` of the tenant variable is in force (or a
-    /// first choice made inside this transaction): the current transaction
-    /// runs as a tenant that a ROLLBACK TO SAVEPOINT could revert without
-    /// the proxy knowing.
+    /// Whether a `SET LOCAL` of the tenant variable is in force (it ends
+    /// with the transaction).
     pub fn has_local(&self) -> bool {
-        self.bound.is_none() && (self.local.is_some() || self.chosen_in_transaction)
+        self.bound.is_none() && self.local.is_some()
+    }
+
+    /// Whether a ROLLBACK TO SAVEPOINT could undo a change of tenant made
+    /// in this transaction without the proxy knowing (see `undoable`).
+    pub fn undoable_by_savepoint_rollback(&self) -> bool {
+        self.bound.is_none() && self.undoable
     }
 
     /// A statement that ends the transaction was sent (or bound): a `SET
@@ -157,7 +165,7 @@ impl TenantContext {
     /// ended the transaction already.)
     pub fn end_local(&mut self) {
         self.local = None;
-        self.chosen_in_transaction = false;
+        self.undoable = false;
     }
 
     /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
@@ -182,9 +190,14 @@ impl TenantContext {
     /// A statement that may set a savepoint (its text mentions one) is
     /// about to be sent.
     pub fn note_savepoint(&mut self) {
-        if self.current().is_none() {
-            self.savepoint_without_tenant = true;
-        }
+        self.savepoint_set = true;
+    }
+
+    /// The server is idle with nothing in flight behind the last reply: no
+    /// savepoint sent so far exists any more. (Replies to earlier batches
+    /// do not clear it: a savepoint may be on its way in a later one.)
+    pub fn on_settled_idle(&mut self) {
+        self.savepoint_set = false;
     }
 
     /// The batch had an error.
@@ -196,8 +209,7 @@ impl TenantContext {
     pub fn on_transaction_end(&mut self, committed: bool) {
         self.rolled_back = !committed;
         self.local = None;
-        self.chosen_in_transaction = false;
-        self.savepoint_without_tenant = false;
+        self.undoable = false;
     }
 
     /// ReadyForQuery with `status`.
@@ -216,8 +228,7 @@ impl TenantContext {
             self.local = None;
             self.rolled_back = false;
             self.reset_to_startup = false;
-            self.chosen_in_transaction = false;
-            self.savepoint_without_tenant = false;
+            self.undoable = false;
         }
         self.error_in_batch = false;
     }
@@ -285,7 +296,10 @@ mod tests {
         let mut t = TenantContext::new("u", None, None).unwrap();
         t.apply(&set(Some("acme"), false), true).unwrap();
         assert_eq!(t.current(), Some("acme"));
-        assert!(!t.has_local(), "no savepoint before it");
+        assert!(
+            !t.undoable_by_savepoint_rollback(),
+            "no savepoint before it"
+        );
         // Restating it is fine, another tenant is not.
         assert!(t.apply(&set(Some("acme"), false), true).is_ok());
         assert!(t.apply(&set(Some("globex"), false), true).is_err());
@@ -300,20 +314,29 @@ mod tests {
         t.note_savepoint();
         t.on_ready(b'T');
         t.apply(&set(Some("acme"), false), true).unwrap();
-        assert!(t.has_local(), "ROLLBACK TO SAVEPOINT could undo it");
-        t.note_savepoint();
+        assert!(
+            t.undoable_by_savepoint_rollback(),
+            "ROLLBACK TO SAVEPOINT could undo it"
+        );
         t.on_transaction_end(true);
         t.on_ready(b'I');
-        assert!(!t.has_local());
+        assert!(!t.undoable_by_savepoint_rollback());
         assert_eq!(t.current(), Some("acme"));
-        // The next transaction starts without the savepoint.
-        t.note_savepoint();
-        t.on_ready(b'I');
+        // A savepoint is forgotten only once nothing is in flight.
         let mut t = TenantContext::new("u", None, None).unwrap();
         t.note_savepoint();
         t.on_ready(b'I');
         t.apply(&set(Some("acme"), false), true).unwrap();
-        assert!(!t.has_local());
+        assert!(
+            t.undoable_by_savepoint_rollback(),
+            "a savepoint may be in flight"
+        );
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.note_savepoint();
+        t.on_ready(b'I');
+        t.on_settled_idle();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        assert!(!t.undoable_by_savepoint_rollback());
         // Rolled back: none again.
         let mut t = TenantContext::new("u", None, None).unwrap();
         t.apply(&set(Some("acme"), false), true).unwrap();
@@ -342,6 +365,33 @@ mod tests {
         t.on_ready(b'I');
         t.on_reset_all();
         assert!(t.apply(&set(Some("globex"), false), true).is_err());
+    }
+
+    #[test]
+    fn a_set_local_after_a_savepoint_is_undoable() {
+        let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
+        // SET LOCAL before any savepoint: rollbacks to later ones keep it.
+        t.apply(&set(Some("globex"), true), true).unwrap();
+        assert!(t.has_local());
+        assert!(!t.undoable_by_savepoint_rollback());
+        t.note_savepoint();
+        assert!(!t.undoable_by_savepoint_rollback());
+        t.on_transaction_end(true);
+        t.on_ready(b'I');
+        t.on_settled_idle();
+        assert_eq!(t.current(), Some("acme"));
+        // After one: undoable until the transaction ends.
+        t.note_savepoint();
+        t.apply(&set(Some("globex"), true), true).unwrap();
+        assert!(t.undoable_by_savepoint_rollback());
+        t.end_local();
+        assert!(!t.undoable_by_savepoint_rollback());
+        t.on_ready(b'I');
+        t.on_settled_idle();
+        // Restating the tenant with SET LOCAL changes nothing to undo.
+        t.note_savepoint();
+        t.apply(&set(Some("acme"), true), true).unwrap();
+        assert!(!t.undoable_by_savepoint_rollback());
     }
 
     #[test]
