@@ -973,6 +973,63 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A tenant change by a prepared SET (extended protocol) with more batches
+/// pipelined behind it: those batches wait for the change's replies and go
+/// to the new tenant's home. They ran on the connection held for the old
+/// one: away from a dedicated database, acme's SELECT read bigcorp's rows
+/// and its UPDATE changed bigcorp's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
+    use raw_client::{batch, bind, execute, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    exec(
+        &f.dedicated,
+        "app",
+        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
+    )
+    .await;
+    let unnamed = |sql: &str| batch(&[parse("", sql), bind("", "", &[]), execute(""), sync()]);
+    for (from, to, want) in [("bigcorp", "acme", "mine"), ("acme", "bigcorp", "big")] {
+        let mut c = raw_as_tenant(r.port, from).await;
+        let mut script = unnamed(&format!("SET app.current_tenant = '{to}'"));
+        script.extend(unnamed("SELECT v FROM items"));
+        script.extend(unnamed("BEGIN"));
+        script.extend(unnamed("UPDATE items SET v = v || '!' RETURNING v"));
+        script.extend(unnamed("ROLLBACK"));
+        c.send(&script).await;
+        let mut rows = Vec::new();
+        for _ in 0..5 {
+            let msgs = c.until_ready().await;
+            assert!(
+                !msgs.iter().any(|m| m.is_error()),
+                "{from} -> {to}: {msgs:?}"
+            );
+            rows.extend(msgs.iter().filter_map(|m| m.data_row()));
+        }
+        let want_updated = format!("{want}!");
+        assert_eq!(
+            rows,
+            [vec![Some(want.to_string())], vec![Some(want_updated)]],
+            "{from} -> {to}"
+        );
+    }
+    // A RESET ALL pipelined the same way returns the session to its
+    // startup tenant: what follows is that tenant's.
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    let set = c.query("SET app.current_tenant = 'bigcorp'").await;
+    assert!(!set.iter().any(|m| m.is_error()), "{set:?}");
+    let mut script = unnamed("RESET ALL");
+    script.extend(unnamed("SELECT v FROM items"));
+    c.send(&script).await;
+    let reset = c.until_ready().await;
+    assert!(!reset.iter().any(|m| m.is_error()), "{reset:?}");
+    let after = c.until_ready().await;
+    let rows: Vec<_> = after.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(rows, [vec![Some("mine".to_string())]], "{after:?}");
+    assert_eq!(rows_on(&f.dedicated, "SELECT v FROM items").await, ["big"]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A statement prepared while a trusted session's tenant was dedicated
 /// (passed through unrewritten) and bound after a change to a shared tenant
 /// is planned again from the client's text for the new home: run as

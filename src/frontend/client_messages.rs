@@ -498,6 +498,10 @@ impl Session {
         if self.rls_must_wait(tag) || self.t.path_reset {
             return true;
         }
+        if self.t.route_stale && !self.t.unsynced {
+            // The next batch belongs to the tenant's new home.
+            return true;
+        }
         // Answered here, after the replies to everything sent before it.
         if tag == ftag::QUERY
             && !self.t.unsynced
@@ -765,6 +769,9 @@ impl Session {
                 && let Some(iso) = self.iso.as_mut()
             {
                 iso.tenant.on_reset_all();
+                if self.server.is_some() && iso.held_elsewhere() {
+                    self.t.route_stale = true;
+                }
             }
         }
     }
@@ -1126,6 +1133,9 @@ impl Session {
         let in_transaction = self.t.tx_status != b'I';
         if iso.apply_prepared_set(&set, in_transaction, hold)? && self.server.is_some() {
             self.t.tenant_changed = true;
+            if iso.held_elsewhere() {
+                self.t.route_stale = true;
+            }
         }
         Ok(())
     }

@@ -332,6 +332,21 @@ impl Isolation {
         }
     }
 
+    /// Whether the server connection held is routed for another home than
+    /// the current tenant's (after a change of tenant).
+    pub fn held_elsewhere(&self) -> bool {
+        let Some(held) = &self.held else {
+            return false;
+        };
+        match self.route_of(self.tenant.current()) {
+            Ok(now) => {
+                (&now.shard, &now.schema, now.dedicated)
+                    != (&held.shard, &held.schema, held.dedicated)
+            }
+            Err(_) => true,
+        }
+    }
+
     /// The session now holds a server connection of `route` (or none).
     pub fn hold_route(&mut self, route: Option<Route>) {
         self.held = route;

@@ -161,6 +161,11 @@ pub(super) struct Tracker {
     /// server connection routed for the old one: nothing else may run on
     /// it before the Sync.
     pub(super) tenant_changed: bool,
+    /// A prepared tenant SET moved the tenant to another home while the
+    /// server connection routed for the old one is held: messages after
+    /// the change's batch wait for its replies, so that the connection goes
+    /// back and the next transaction is routed to the new home.
+    pub(super) route_stale: bool,
     /// A schema tenant's `RESET ALL` / `DISCARD ALL` was sent: later
     /// messages wait for its reply, and the server connection, its
     /// search_path reset, is not used again before it is pinned anew.
@@ -412,6 +417,9 @@ impl Session {
                 if self.can_release() {
                     self.release().await;
                 }
+            }
+            if self.t.route_stale && self.t.pending == 0 {
+                self.t.route_stale = false;
             }
             if self.t.path_reset && self.t.pending == 0 {
                 self.t.path_reset = false;
