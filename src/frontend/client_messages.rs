@@ -322,12 +322,12 @@ impl Session {
     }
 
     /// A Bind or Describe of a statement the client prepared while its
-    /// tenant had another kind of home (a trusted session that changed to a
-    /// tenant served elsewhere, or a reload that moved its tenant): its text
-    /// as the client sent it is planned again for the current home, and
-    /// that statement takes the name, as if the client had prepared it
-    /// again. (Drivers keep their prepared statements per connection, and
-    /// an error would not make them prepare one again.)
+    /// tenant had another kind of home (a trusted session that changed
+    /// between a shared and a dedicated tenant, or a reload that moved its
+    /// tenant): its text as the client sent it is planned again for the
+    /// current home, and that statement takes the name, as if the client
+    /// had prepared it again. (Drivers keep their prepared statements per
+    /// connection, and an error would not make them prepare one again.)
     async fn replan_if_elsewhere(&mut self, tag: u8, msg: &[u8]) -> Result<(), ProxyError> {
         let name = match tag {
             ftag::BIND => bind_names(msg)?.0,
@@ -346,7 +346,12 @@ impl Session {
         let Some(now) = self.route_key()? else {
             return Ok(());
         };
-        if planned == now {
+        if planned == now || planned.schema.is_some() != now.schema.is_some() {
+            // Between a tenant's own schema and shared tables, the same text
+            // names other tables, whose columns may differ: the statement's
+            // result could change shape under the client (Postgres refuses
+            // that, "cached plan must not change result type"). Refused by
+            // the Bind (`check_planned_route`); the client prepares it again.
             return Ok(());
         }
         let Some(src) = self.statements.source(name) else {

@@ -224,9 +224,21 @@ impl ClientStatements {
     /// Puts `stmt`, planned again for the session's current home, in
     /// place of what `name` meant (its source stays).
     pub fn replan(&mut self, name: &[u8], stmt: Arc<Statement>) {
-        if let Some(slot) = self.names.get_mut(name) {
-            *slot = stmt;
+        let Some(slot) = self.names.get_mut(name) else {
+            return;
+        };
+        if !self.sources.contains_key(name) {
+            // It was the client's text as sent (not rewritten): that is
+            // the source from now on, not the statement replacing it.
+            self.sources.insert(
+                name.into(),
+                Source {
+                    query: slot.query.clone(),
+                    param_types: slot.param_types.clone(),
+                },
+            );
         }
+        *slot = stmt;
     }
 
     /// What the client sent for `name`: its source if isolation rewrote
