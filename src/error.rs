@@ -997,7 +997,7 @@ impl ProxyError {
             Source::Client,
             Severity::Error,
             format!(
-                "statements after the end of a transaction that ran SET LOCAL {variable} must be sent in a query of their own"
+                "statements after the end of a transaction that set {variable} must be sent in a query of their own"
             ),
         )
     }

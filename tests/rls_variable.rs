@@ -887,6 +887,61 @@ async fn a_first_tenant_can_be_chosen_inside_a_transaction() {
         .await
         .expect_err("no tenant");
     assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    // Settled when its transaction ends, also when the next one follows
+    // at once.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    app.batch_execute("ROLLBACK AND CHAIN").await.unwrap();
+    app.batch_execute("COMMIT").await.unwrap();
+    let e = app
+        .simple_query("SELECT name FROM bare")
+        .await
+        .expect_err("rolled back");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    app.batch_execute("COMMIT AND CHAIN").await.unwrap();
+    app.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
+        ["a"]
+    );
+    // Statements after the end in the same query string would run as a
+    // tenant that the end decides: refused.
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    let e = app
+        .simple_query("ROLLBACK; SELECT name FROM bare")
+        .await
+        .expect_err("statements after the end");
+    assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}");
+    app.batch_execute("ROLLBACK").await.unwrap();
+    let e = app
+        .simple_query("SELECT name FROM bare")
+        .await
+        .expect_err("no tenant");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    // In the extended protocol, a statement pipelined behind the end
+    // waits for it: rolled back, the session has no tenant.
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    let (rollback, select) = tokio::join!(
+        app.execute("ROLLBACK", &[]),
+        app.query("SELECT name FROM bare", &[])
+    );
+    rollback.unwrap();
+    let e = select.expect_err("no tenant after the rollback");
+    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
     proxy.shutdown().await.unwrap();
 }
 

@@ -517,6 +517,11 @@ impl Session {
         let Some(iso) = self.iso.as_ref() else {
             return false;
         };
+        if iso.tenant.awaits_transaction_end() && !self.t.unsynced {
+            // Whether the tenant chosen in that transaction stays is in
+            // the reply to its end.
+            return true;
+        }
         match tag {
             ftag::QUERY => {
                 let sql = text_body(msg);
@@ -1097,11 +1102,11 @@ impl Session {
     /// the transaction ends the `SET LOCAL` too (later messages are planned
     /// for the session's tenant).
     fn bound_transaction_control(&mut self, target: &Target) -> Result<(), ProxyError> {
-        let Some(iso) = self
-            .iso
-            .as_mut()
-            .filter(|i| i.tenant.has_local() || i.tenant.undoable_by_savepoint_rollback())
-        else {
+        let Some(iso) = self.iso.as_mut().filter(|i| {
+            i.tenant.has_local()
+                || i.tenant.undoable_by_savepoint_rollback()
+                || i.tenant.chosen_in_transaction()
+        }) else {
             return Ok(());
         };
         let Some(sql) = target.text() else {

@@ -255,7 +255,7 @@ impl Isolation {
     /// session's again for what follows); refuses statements after such an
     /// end in the same query string (the string is planned for one tenant).
     fn check_local_end(&self, sql: &str) -> Result<bool, ProxyError> {
-        if !self.tenant.has_local() {
+        if !self.tenant.has_local() && !self.tenant.chosen_in_transaction() {
             return Ok(false);
         }
         let statements: Vec<&str> = split_statements(sql).collect();

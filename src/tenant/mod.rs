@@ -40,6 +40,12 @@ pub struct TenantContext {
     /// A statement that may set a savepoint was sent since the session was
     /// last idle with nothing in flight.
     savepoint_set: bool,
+    /// The session made its first choice of tenant inside the current
+    /// transaction: whether it stays is known when the transaction ends.
+    chosen_here: bool,
+    /// A statement ending such a transaction was sent: until its reply,
+    /// the tenant of what follows is unknown (the commit may fail).
+    awaiting_end: bool,
     error_in_batch: bool,
     rolled_back: bool,
 }
@@ -142,6 +148,7 @@ impl TenantContext {
                 return Err(ProxyError::tenant_change_in_transaction());
             }
             self.undoable |= self.savepoint_set;
+            self.chosen_here = true;
         }
         self.tentative = Some(value.map(str::to_string));
         Ok(())
@@ -151,6 +158,17 @@ impl TenantContext {
     /// with the transaction).
     pub fn has_local(&self) -> bool {
         self.bound.is_none() && self.local.is_some()
+    }
+
+    /// Whether the tenant was first chosen inside the current transaction.
+    pub fn chosen_in_transaction(&self) -> bool {
+        self.bound.is_none() && self.chosen_here
+    }
+
+    /// Whether the end of a transaction in which the tenant was first
+    /// chosen was sent and not yet answered: what follows must wait.
+    pub fn awaits_transaction_end(&self) -> bool {
+        self.awaiting_end
     }
 
     /// Whether a ROLLBACK TO SAVEPOINT could undo a change of tenant made
@@ -166,6 +184,9 @@ impl TenantContext {
     pub fn end_local(&mut self) {
         self.local = None;
         self.undoable = false;
+        if self.chosen_here {
+            self.awaiting_end = true;
+        }
     }
 
     /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
@@ -205,11 +226,25 @@ impl TenantContext {
         self.error_in_batch = true;
     }
 
-    /// A transaction ended with COMMIT (`true`) or ROLLBACK.
+    /// A transaction ended with COMMIT (`true`) or ROLLBACK. What was SET
+    /// in it is settled now: the next transaction may follow at once
+    /// (`COMMIT AND CHAIN`, or `ROLLBACK; BEGIN` in one query string).
     pub fn on_transaction_end(&mut self, committed: bool) {
         self.rolled_back = !committed;
         self.local = None;
         self.undoable = false;
+        self.chosen_here = false;
+        self.awaiting_end = false;
+        if let Some(t) = self.tentative.take()
+            && committed
+        {
+            self.session = if self.reset_to_startup {
+                self.startup.clone()
+            } else {
+                t
+            };
+        }
+        self.reset_to_startup = false;
     }
 
     /// ReadyForQuery with `status`.
@@ -229,6 +264,8 @@ impl TenantContext {
             self.rolled_back = false;
             self.reset_to_startup = false;
             self.undoable = false;
+            self.chosen_here = false;
+            self.awaiting_end = false;
         }
         self.error_in_batch = false;
     }
@@ -365,6 +402,31 @@ mod tests {
         t.on_ready(b'I');
         t.on_reset_all();
         assert!(t.apply(&set(Some("globex"), false), true).is_err());
+    }
+
+    #[test]
+    fn a_first_choice_is_settled_when_its_transaction_ends() {
+        // ROLLBACK AND CHAIN: gone, though a transaction is still open.
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        assert!(t.chosen_in_transaction());
+        t.end_local();
+        assert!(t.awaits_transaction_end());
+        t.on_transaction_end(false);
+        assert!(!t.awaits_transaction_end());
+        assert_eq!(t.current(), None);
+        t.on_ready(b'T');
+        t.on_transaction_end(true);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
+        // COMMIT AND CHAIN: kept, though the chained one rolls back.
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        t.on_transaction_end(true);
+        t.on_ready(b'T');
+        assert_eq!(t.current(), Some("acme"));
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("acme"));
     }
 
     #[test]
