@@ -945,6 +945,38 @@ async fn a_first_tenant_can_be_chosen_inside_a_transaction() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A prepared `SHOW app.current_tenant`, bound again after the session
+/// changed tenant, reports the tenant in force at that Bind (it kept the
+/// one from when it was prepared): psycopg with prepare_threshold=0 and
+/// asyncpg prepare everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_show_reports_the_tenant_at_each_bind() {
+    let (_cluster, proxy) = bare_table_behind_proxy().await;
+    let app = connect(proxy.port, "app", "app-secret", "app").await;
+    let show = app.prepare("SHOW app.current_tenant").await.unwrap();
+    assert!(show.params().is_empty(), "{:?}", show.params());
+    let shown = async |c: &tokio_postgres::Client| -> String {
+        c.query_one(&show, &[]).await.unwrap().get(0)
+    };
+    assert_eq!(shown(&app).await, "");
+    for tenant in ["a", "b"] {
+        app.batch_execute(&format!("SET app.current_tenant = '{tenant}'"))
+            .await
+            .unwrap();
+        assert_eq!(shown(&app).await, tenant);
+    }
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute("SET LOCAL app.current_tenant = 'a'")
+        .await
+        .unwrap();
+    assert_eq!(shown(&app).await, "a");
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(shown(&app).await, "b");
+    app.batch_execute("RESET app.current_tenant").await.unwrap();
+    assert_eq!(shown(&app).await, "");
+    proxy.shutdown().await.unwrap();
+}
+
 /// `RESET ALL` and `DISCARD ALL` return every setting to its startup value,
 /// the tenant variable included (application pools run them when a
 /// connection is given back): a tenant chosen with SET must not serve the

@@ -51,6 +51,9 @@ pub struct TenantBinding {
     /// The parameters used as LIKE patterns, with their escape characters,
     /// ascending.
     patterns: Vec<(usize, u8)>,
+    /// The statement only shows the tenant (a prepared `SHOW` of the
+    /// variable): a session without one binds `''`.
+    pub shows: bool,
 }
 
 impl TenantBinding {
@@ -80,6 +83,16 @@ impl TenantBinding {
             checks,
             params,
             patterns,
+            shows: false,
+        }
+    }
+
+    /// The binding of a prepared `SHOW` of the variable: the tenant, as it
+    /// is at each Bind, is its only parameter.
+    pub fn showing() -> TenantBinding {
+        TenantBinding {
+            shows: true,
+            ..TenantBinding::new(1, Vec::new())
         }
     }
 
@@ -452,8 +465,20 @@ impl Isolation {
     }
 
     /// `SHOW <variable>` answered from the session's tenant (servers never
-    /// keep a session-level copy of the variable).
+    /// keep a session-level copy of the variable): the SQL that answers it,
+    /// with the tenant as a literal.
     fn show_variable(&self, sql: &str) -> Option<String> {
+        self.shows_variable(sql).then(|| {
+            format!(
+                "SELECT CAST({} AS text) AS \"{}\"",
+                quote_literal(self.tenant.current().unwrap_or_default()),
+                self.rules.variable.replace('"', "")
+            )
+        })
+    }
+
+    /// Whether `sql` is `SHOW <variable>` alone.
+    fn shows_variable(&self, sql: &str) -> bool {
         // Its first word is SHOW (empty statements before it aside): most
         // statements end here, unlexed.
         let starts_with_show = sql
@@ -462,26 +487,18 @@ impl Isolation {
             .get(..4)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"show"));
         if !starts_with_show {
-            return None;
+            return false;
         }
         let mut stmts = split_statements(sql);
         let (Some(only), None) = (stmts.next(), stmts.next()) else {
-            return None;
+            return false;
         };
         let mut words = only.split_whitespace();
         let (Some(show), Some(var), None) = (words.next(), words.next(), words.next()) else {
-            return None;
+            return false;
         };
-        if !show.eq_ignore_ascii_case("show")
-            || var.trim_matches('"').to_lowercase() != self.rules.variable
-        {
-            return None;
-        }
-        Some(format!(
-            "SELECT CAST({} AS text) AS \"{}\"",
-            quote_literal(self.tenant.current().unwrap_or_default()),
-            self.rules.variable.replace('"', "")
-        ))
+        show.eq_ignore_ascii_case("show")
+            && var.trim_matches('"').to_lowercase() == self.rules.variable
     }
 
     /// A simple Query: `None` to forward it as sent, or the SQL to send.
@@ -533,11 +550,16 @@ impl Isolation {
         in_transaction: bool,
     ) -> Result<Option<ParsePlan>, ProxyError> {
         self.parsed_set = None;
-        if let Some(show) = self.show_variable(sql) {
+        if self.shows_variable(sql) {
+            // Prepared: the tenant is the one in force at each Bind (a
+            // driver binds it again after the session changed tenant).
             return Ok(Some(ParsePlan {
-                sql: show,
-                param_types: param_types.to_vec(),
-                binding: None,
+                sql: format!(
+                    "SELECT CAST($1 AS text) AS \"{}\"",
+                    self.rules.variable.replace('"', "")
+                ),
+                param_types: vec![0, 1, 0, 0, 0, 25],
+                binding: Some(Arc::new(TenantBinding::showing())),
             }));
         }
         self.parsed_set = self.apply_tenant_sets(sql, in_transaction, None).await?;
@@ -617,10 +639,11 @@ impl Isolation {
         stmt_end: usize,
         out: &mut BytesMut,
     ) -> Result<(), ProxyError> {
-        let tenant = self
-            .tenant
-            .current()
-            .ok_or_else(|| ProxyError::no_tenant(&self.rules.variable))?;
+        let tenant = match self.tenant.current() {
+            Some(t) => t,
+            None if binding.shows => "",
+            None => return Err(ProxyError::no_tenant(&self.rules.variable)),
+        };
         let mut pos = stmt_end;
         let nfmt = read_i16(msg, &mut pos)? as u16 as usize;
         // The format codes are read where they are: no copy of them, and no

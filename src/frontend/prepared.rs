@@ -94,7 +94,7 @@ fn push_binding(key: &mut Vec<u8>, binding: Option<&TenantBinding>) {
         key.push(0);
         return;
     };
-    key.push(1);
+    key.push(if b.shows { 2 } else { 1 });
     key.extend_from_slice(&(b.param as u64).to_be_bytes());
     for check in &b.checks {
         match check {
