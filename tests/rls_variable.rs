@@ -793,156 +793,109 @@ async fn savepoints_cannot_leave_the_proxy_on_another_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_tenant_can_be_chosen_inside_a_transaction() {
     let (_cluster, proxy) = bare_table_behind_proxy().await;
-    let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
-    let names = |rows| first_column(rows);
+    let app = || connect(proxy.port, "app", "app-secret", "app");
+    let choose_a = ["BEGIN", "SET app.current_tenant = 'a'"];
     // Committed: kept.
-    let app = connect(proxy.port, "app", "app-secret", "app").await;
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    assert_eq!(
-        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
-        ["mine"]
-    );
-    assert_eq!(server_tenant(&app).await, "a");
-    let e = app
-        .simple_query("SET app.current_tenant = 'b'")
-        .await
-        .expect_err("a second tenant in the transaction");
-    assert_eq!(code(&e).as_deref(), Some("25001"), "{e:?}");
-    app.batch_execute("ROLLBACK").await.unwrap();
+    let c = app().await;
+    run(&c, &choose_a).await;
+    assert_eq!(names_in_bare(&c).await, ["mine"]);
+    assert_eq!(server_tenant(&c).await, "a");
+    assert_eq!(refused(&c, "SET app.current_tenant = 'b'").await, "25001");
+    run(&c, &["ROLLBACK"]).await;
     // ... and that refusal failed the transaction, so the choice is gone.
-    let e = app
-        .simple_query("SELECT name FROM bare")
-        .await
-        .expect_err("no tenant");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    app.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(
-        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
-        ["a"]
-    );
-    assert_eq!(
-        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
-        ["mine"]
-    );
+    assert_eq!(refused(&c, "SELECT name FROM bare").await, "42501");
+    run(&c, &choose_a).await;
+    run(&c, &["COMMIT"]).await;
+    assert_eq!(shown_tenant(&c).await, ["a"]);
+    assert_eq!(names_in_bare(&c).await, ["mine"]);
     // Rolled back, in the extended protocol: gone.
-    let app = connect(proxy.port, "app", "app-secret", "app").await;
-    app.execute("BEGIN", &[]).await.unwrap();
-    app.execute("SET app.current_tenant = 'b'", &[])
+    let c = app().await;
+    c.execute("BEGIN", &[]).await.unwrap();
+    c.execute("SET app.current_tenant = 'b'", &[])
         .await
         .unwrap();
-    let rows = app.query("SELECT name FROM bare", &[]).await.unwrap();
-    assert_eq!(
-        rows.iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>(),
-        ["Secret Of B"]
-    );
-    app.execute("ROLLBACK", &[]).await.unwrap();
-    let e = app
+    let rows = c.query("SELECT name FROM bare", &[]).await.unwrap();
+    let rows: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(rows, ["Secret Of B"]);
+    c.execute("ROLLBACK", &[]).await.unwrap();
+    let e = c
         .query("SELECT name FROM bare", &[])
         .await
         .expect_err("no tenant");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
     // A savepoint after the choice may be rolled back to.
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    app.batch_execute("SAVEPOINT s").await.unwrap();
-    app.batch_execute("SELECT 1/0")
-        .await
-        .expect_err("division by zero");
-    app.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
-    assert_eq!(
-        names(app.simple_query("SELECT name FROM bare").await.unwrap()),
-        ["mine"]
-    );
-    app.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(
-        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
-        ["a"]
-    );
+    run(&c, &choose_a).await;
+    run(&c, &["SAVEPOINT s"]).await;
+    assert_eq!(refused(&c, "SELECT 1/0").await, "22012");
+    run(&c, &["ROLLBACK TO SAVEPOINT s"]).await;
+    assert_eq!(names_in_bare(&c).await, ["mine"]);
+    run(&c, &["COMMIT"]).await;
+    assert_eq!(shown_tenant(&c).await, ["a"]);
     // One set before it may not: Postgres would undo the choice with it.
-    let app = connect(proxy.port, "app", "app-secret", "app").await;
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SAVEPOINT s").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    let e = app
-        .simple_query("ROLLBACK TO SAVEPOINT s")
-        .await
-        .expect_err("rollback to a savepoint before the choice");
-    assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}");
-    app.batch_execute("ROLLBACK").await.unwrap();
-    let e = app
-        .simple_query("SELECT name FROM bare")
-        .await
-        .expect_err("no tenant");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    let c = app().await;
+    run(
+        &c,
+        &["BEGIN", "SAVEPOINT s", "SET app.current_tenant = 'a'"],
+    )
+    .await;
+    assert_eq!(refused(&c, "ROLLBACK TO SAVEPOINT s").await, "0A000");
+    run(&c, &["ROLLBACK"]).await;
+    assert_eq!(refused(&c, "SELECT name FROM bare").await, "42501");
     // Settled when its transaction ends, also when the next one follows
     // at once.
-    let app = connect(proxy.port, "app", "app-secret", "app").await;
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    app.batch_execute("ROLLBACK AND CHAIN").await.unwrap();
-    app.batch_execute("COMMIT").await.unwrap();
-    let e = app
-        .simple_query("SELECT name FROM bare")
-        .await
-        .expect_err("rolled back");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    app.batch_execute("COMMIT AND CHAIN").await.unwrap();
-    app.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(
-        names(app.simple_query("SHOW app.current_tenant").await.unwrap()),
-        ["a"]
-    );
+    let c = app().await;
+    run(&c, &choose_a).await;
+    run(&c, &["ROLLBACK AND CHAIN", "COMMIT"]).await;
+    assert_eq!(refused(&c, "SELECT name FROM bare").await, "42501");
+    run(&c, &choose_a).await;
+    run(&c, &["COMMIT AND CHAIN", "ROLLBACK"]).await;
+    assert_eq!(shown_tenant(&c).await, ["a"]);
     // Statements after the end in the same query string would run as a
     // tenant that the end decides: refused.
-    let app = connect(proxy.port, "app", "app-secret", "app").await;
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
-    let e = app
-        .simple_query("ROLLBACK; SELECT name FROM bare")
-        .await
-        .expect_err("statements after the end");
-    assert_eq!(code(&e).as_deref(), Some("0A000"), "{e:?}");
-    app.batch_execute("ROLLBACK").await.unwrap();
-    let e = app
-        .simple_query("SELECT name FROM bare")
-        .await
-        .expect_err("no tenant");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    let c = app().await;
+    run(&c, &choose_a).await;
+    assert_eq!(
+        refused(&c, "ROLLBACK; SELECT name FROM bare").await,
+        "0A000"
+    );
+    run(&c, &["ROLLBACK"]).await;
+    assert_eq!(refused(&c, "SELECT name FROM bare").await, "42501");
     // In the extended protocol, a statement pipelined behind the end
     // waits for it: rolled back, the session has no tenant.
-    app.batch_execute("BEGIN").await.unwrap();
-    app.batch_execute("SET app.current_tenant = 'a'")
-        .await
-        .unwrap();
+    run(&c, &choose_a).await;
     let (rollback, select) = tokio::join!(
-        app.execute("ROLLBACK", &[]),
-        app.query("SELECT name FROM bare", &[])
+        c.execute("ROLLBACK", &[]),
+        c.query("SELECT name FROM bare", &[])
     );
     rollback.unwrap();
     let e = select.expect_err("no tenant after the rollback");
-    assert_eq!(code(&e).as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
     proxy.shutdown().await.unwrap();
+}
+
+/// Runs each statement as a simple Query; each must succeed.
+async fn run(c: &tokio_postgres::Client, sqls: &[&str]) {
+    for sql in sqls {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+}
+
+/// The SQLSTATE a simple Query of `sql` is refused with.
+async fn refused(c: &tokio_postgres::Client, sql: &str) -> String {
+    let e = c.simple_query(sql).await.expect_err(sql);
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| panic!("{sql}: no SQLSTATE: {e:?}"))
+}
+
+async fn names_in_bare(c: &tokio_postgres::Client) -> Vec<String> {
+    first_column(c.simple_query("SELECT name FROM bare").await.unwrap())
+}
+
+async fn shown_tenant(c: &tokio_postgres::Client) -> Vec<String> {
+    first_column(c.simple_query("SHOW app.current_tenant").await.unwrap())
 }
 
 /// A prepared `SHOW app.current_tenant`, bound again after the session

@@ -160,6 +160,19 @@ async fn fleet_with_rows_of_acme_and_globex() -> (Fleet, Running) {
     (f, r)
 }
 
+/// [`fleet_with_rows_of_acme_and_globex`], and bigcorp's row `big` in its
+/// dedicated database.
+async fn fleet_with_rows_of_three_homes() -> (Fleet, Running) {
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    exec(
+        &f.dedicated,
+        "app",
+        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
+    )
+    .await;
+    (f, r)
+}
+
 /// Rows of `items` for `tenant` seen directly on a cluster.
 async fn rows_on(c: &Cluster, sql: &str) -> Vec<String> {
     connect_direct(c, "app")
@@ -680,13 +693,7 @@ async fn set_local_of_a_tenant_served_elsewhere_is_refused_in_a_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_change_inside_a_pipeline_waits_or_is_refused() {
     use raw_client::{batch, bind, execute, parse, query_msg, sync};
-    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
-    exec(
-        &f.dedicated,
-        "app",
-        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
-    )
-    .await;
+    let (f, r) = fleet_with_rows_of_three_homes().await;
     let mut c = raw_as_tenant(r.port, "acme").await;
 
     // Extended protocol: one pipeline, one Sync.
@@ -981,13 +988,7 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
     use raw_client::{batch, bind, execute, parse, sync};
-    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
-    exec(
-        &f.dedicated,
-        "app",
-        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
-    )
-    .await;
+    let (f, r) = fleet_with_rows_of_three_homes().await;
     let unnamed = |sql: &str| batch(&[parse("", sql), bind("", "", &[]), execute(""), sync()]);
     for (from, to, want) in [("bigcorp", "acme", "mine"), ("acme", "bigcorp", "big")] {
         let mut c = raw_as_tenant(r.port, from).await;
@@ -1040,16 +1041,10 @@ async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     use raw_client::{batch, bind, describe, execute, parse, sync};
-    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
-    exec(
-        &f.dedicated,
-        "app",
-        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
-    )
-    .await;
+    let (f, r) = fleet_with_rows_of_three_homes().await;
     let mut c = raw_as_tenant(r.port, "bigcorp").await;
-    let rows_of = async |c: &mut raw_client::RawClient, name: &str| {
-        c.send(&batch(&[bind("", name, &[]), execute(""), sync()]))
+    let rows_of = async |c: &mut raw_client::RawClient, name: &str, params: &[Option<&str>]| {
+        c.send(&batch(&[bind("", name, params), execute(""), sync()]))
             .await;
         let msgs = c.until_ready().await;
         assert!(!msgs.iter().any(|m| m.is_error()), "{name}: {msgs:?}");
@@ -1061,10 +1056,10 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     c.send(&batch(&[parse("all_items", "SELECT v FROM items"), sync()]))
         .await;
     c.until_ready().await;
-    assert_eq!(rows_of(&mut c, "all_items").await, ["big"]);
+    assert_eq!(rows_of(&mut c, "all_items", &[]).await, ["big"]);
     let set = |t: &str| format!("SET app.current_tenant = '{t}'");
     assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
-    assert_eq!(rows_of(&mut c, "all_items").await, ["mine"]);
+    assert_eq!(rows_of(&mut c, "all_items", &[]).await, ["mine"]);
     // Prepared as acme (rewritten, the tenant bound as a parameter of the
     // proxy's), bound as bigcorp: the client's text, unrewritten.
     c.send(&batch(&[
@@ -1081,30 +1076,18 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
         .find(|m| m.tag == b't')
         .unwrap_or_else(|| panic!("no ParameterDescription: {described:?}"));
     assert_eq!(&params.body[..2], &1i16.to_be_bytes(), "one parameter");
-    c.send(&batch(&[
-        bind("", "by_id", &[Some("1")]),
-        execute(""),
-        sync(),
-    ]))
-    .await;
-    let msgs = c.until_ready().await;
-    let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
-    assert_eq!(rows, [vec![Some("big".to_string())]], "{msgs:?}");
+    assert_eq!(rows_of(&mut c, "by_id", &[Some("1")]).await, ["big"]);
     // Back on acme, the first one again: acme's rows only, still; and
     // back and forth, each time the client's text planned anew (not the
     // last home's plan of it).
     for (tenant, want) in [("acme", "mine"), ("bigcorp", "big"), ("acme", "mine")] {
         assert!(c.query(&set(tenant)).await.iter().all(|m| !m.is_error()));
-        assert_eq!(rows_of(&mut c, "all_items").await, [want], "{tenant}");
-        c.send(&batch(&[
-            bind("", "by_id", &[Some("1")]),
-            execute(""),
-            sync(),
-        ]))
-        .await;
-        let msgs = c.until_ready().await;
-        let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
-        assert_eq!(rows, [vec![Some(want.to_string())]], "{tenant}: {msgs:?}");
+        assert_eq!(rows_of(&mut c, "all_items", &[]).await, [want], "{tenant}");
+        assert_eq!(
+            rows_of(&mut c, "by_id", &[Some("1")]).await,
+            [want],
+            "{tenant}"
+        );
     }
     // Between shared tables and a tenant's own schema the same text names
     // other tables (umbrella.items has no tenant_id): `SELECT *` would

@@ -368,21 +368,29 @@ impl Session {
         parse.put_u8(0);
         parse.extend_from_slice(&src.param_types);
         let plan = self.plan(ftag::PARSE, &parse).await?;
+        let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
+        self.statements.replan(name, stmt);
+        Ok(())
+    }
+
+    /// The proxy-wide statement for a Parse of `query` with `types` as
+    /// `plan` says to send it, for the session's current route.
+    fn intern_planned(
+        &self,
+        plan: &Plan,
+        query: &[u8],
+        types: &[u8],
+    ) -> Result<Arc<Statement>, ProxyError> {
         let route = self.route_key()?;
-        let stmt = match &plan {
+        Ok(match plan {
             Plan::Parse(p) => self.state.statements.intern(
                 p.sql.as_bytes(),
                 &p.param_types,
                 p.binding.clone(),
                 route,
             ),
-            _ => self
-                .state
-                .statements
-                .intern(&src.query, &src.param_types, None, route),
-        };
-        self.statements.replan(name, stmt);
-        Ok(())
+            _ => self.state.statements.intern(query, types, None, route),
+        })
     }
 
     /// Which statement of `sql` (`RESET ALL`, `DISCARD ALL`) would reset
@@ -666,19 +674,7 @@ impl Session {
                         &String::from_utf8_lossy(name),
                     ));
                 }
-                let route = self.route_key()?;
-                let stmt = match plan {
-                    Plan::Parse(p) => self.state.statements.intern(
-                        p.sql.as_bytes(),
-                        &p.param_types,
-                        p.binding.clone(),
-                        route,
-                    ),
-                    _ => self
-                        .state
-                        .statements
-                        .intern(query, &msg[pos..], None, route),
-                };
+                let stmt = self.intern_planned(plan, query, &msg[pos..])?;
                 if !stmt.is_validated() || !classify_is_plain(query) {
                     return Ok(false);
                 }
