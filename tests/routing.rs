@@ -1031,6 +1031,34 @@ async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A trusted session's first choice of tenant made inside a transaction is
+/// settled by the transaction's end: a statement pipelined behind a
+/// ROLLBACK (extended protocol, its own Sync) waits for it and runs without
+/// a tenant (refused), not as the rolled-back choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_pipelined_behind_the_end_of_a_first_choice_waits_for_it() {
+    use raw_client::{bind, execute, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let mut c = raw_client::RawClient::login(r.port, "app", "app-secret", "app").await;
+    for sql in ["BEGIN", "SET app.current_tenant = 'acme'"] {
+        let msgs = c.query(sql).await;
+        assert!(error_codes(&msgs).is_empty(), "{sql}: {msgs:?}");
+    }
+    let mut script = Vec::new();
+    for sql in ["ROLLBACK", "SELECT v FROM items"] {
+        for m in [parse("", sql), bind("", "", &[]), execute(""), sync()] {
+            script.extend(m);
+        }
+    }
+    c.send(&script).await;
+    let rollback = c.until_ready().await;
+    assert!(error_codes(&rollback).is_empty(), "{rollback:?}");
+    let select = c.until_ready().await;
+    assert!(select.iter().all(|m| m.data_row().is_none()), "{select:?}");
+    assert_eq!(error_codes(&select), ["42501"], "{select:?}");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A statement prepared while a trusted session's tenant was dedicated
 /// (passed through unrewritten) and bound after a change to a shared tenant
 /// is planned again from the client's text for the new home: run as
