@@ -1136,5 +1136,27 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     let msgs = c.until_ready().await;
     assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
     assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
+    // Statements that name no table are the same in every home: they are
+    // planned again there too (a session on umbrella can still run the
+    // prepared SET that takes it back).
+    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    c.send(&batch(&[
+        parse("one", "SELECT 1"),
+        parse("back", "SET app.current_tenant = 'acme'"),
+        parse("shown", "SHOW app.current_tenant"),
+        sync(),
+    ]))
+    .await;
+    c.until_ready().await;
+    assert!(
+        c.query(&set("umbrella"))
+            .await
+            .iter()
+            .all(|m| !m.is_error())
+    );
+    assert_eq!(rows_of(&mut c, "one", &[]).await, ["1"]);
+    assert_eq!(rows_of(&mut c, "shown", &[]).await, ["umbrella"]);
+    assert!(rows_of(&mut c, "back", &[]).await.is_empty());
+    assert_eq!(rows_of(&mut c, "shown", &[]).await, ["acme"]);
     let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -336,9 +336,9 @@ impl Session {
                 _ => return Ok(()),
             },
         };
-        let planned = match self.statements.get(name) {
+        let (planned, old) = match self.statements.get(name) {
             Some(stmt) => match &stmt.route {
-                Some(route) => route.clone(),
+                Some(route) => (route.clone(), stmt.clone()),
                 None => return Ok(()),
             },
             None => return Ok(()),
@@ -346,12 +346,7 @@ impl Session {
         let Some(now) = self.route_key()? else {
             return Ok(());
         };
-        if planned == now || planned.schema.is_some() != now.schema.is_some() {
-            // Between a tenant's own schema and shared tables, the same text
-            // names other tables, whose columns may differ: the statement's
-            // result could change shape under the client (Postgres refuses
-            // that, "cached plan must not change result type"). Refused by
-            // the Bind (`check_planned_route`); the client prepares it again.
+        if planned == now {
             return Ok(());
         }
         let Some(src) = self.statements.source(name) else {
@@ -369,6 +364,15 @@ impl Session {
         parse.extend_from_slice(&src.param_types);
         let plan = self.plan(ftag::PARSE, &parse).await?;
         let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
+        if planned.schema.is_some() != now.schema.is_some() && stmt.query != old.query {
+            // Between a tenant's own schema and shared tables, a statement
+            // that names tables (so its plans differ) names other tables,
+            // whose columns may differ: its result could change shape under
+            // the client (Postgres refuses that, "cached plan must not
+            // change result type"). Refused by the Bind
+            // (`check_planned_route`); the client prepares it again.
+            return Ok(());
+        }
         self.statements.replan(name, stmt);
         Ok(())
     }
