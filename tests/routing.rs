@@ -1034,7 +1034,8 @@ async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
 /// A trusted session's first choice of tenant made inside a transaction is
 /// settled by the transaction's end: a statement pipelined behind a
 /// ROLLBACK (extended protocol, its own Sync) waits for it and runs without
-/// a tenant (refused), not as the rolled-back choice.
+/// a tenant (refused), not as the rolled-back choice; one behind it in the
+/// same batch is planned without the choice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_pipelined_behind_the_end_of_a_first_choice_waits_for_it() {
     use raw_client::{bind, execute, parse, sync};
@@ -1056,6 +1057,28 @@ async fn a_statement_pipelined_behind_the_end_of_a_first_choice_waits_for_it() {
     let select = c.until_ready().await;
     assert!(select.iter().all(|m| m.data_row().is_none()), "{select:?}");
     assert_eq!(error_codes(&select), ["42501"], "{select:?}");
+    // Behind a ROLLBACK AND CHAIN in the same batch (one Sync), too.
+    for sql in ["BEGIN", "SET app.current_tenant = 'acme'"] {
+        let msgs = c.query(sql).await;
+        assert!(error_codes(&msgs).is_empty(), "{sql}: {msgs:?}");
+    }
+    let mut script = Vec::new();
+    for sql in ["ROLLBACK AND CHAIN", "SELECT v FROM items", "COMMIT"] {
+        script.extend(parse("", sql));
+        script.extend(bind("", "", &[]));
+        script.extend(execute(""));
+    }
+    script.extend(sync());
+    c.send(&script).await;
+    let msgs = c.until_ready().await;
+    assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
+    assert_eq!(error_codes(&msgs), ["42501"], "{msgs:?}");
+    // (The refusal failed the chained transaction, and the COMMIT behind
+    // it was skipped.)
+    assert!(error_codes(&c.query("ROLLBACK").await).is_empty());
+    let msgs = c.query("SHOW app.current_tenant").await;
+    let shown: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(shown, [vec![Some(String::new())]], "{msgs:?}");
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 

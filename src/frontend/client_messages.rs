@@ -1114,6 +1114,12 @@ impl Session {
         };
         iso.check_savepoint_rollback(sql)?;
         if super::classify::ends_transaction(sql) {
+            let rolls_back = target
+                .effects()
+                .is_some_and(|e| e.iter().any(|e| matches!(e, Effect::Rollback)));
+            if rolls_back {
+                iso.tenant.rollback_sent();
+            }
             iso.tenant.end_local();
         }
         Ok(())

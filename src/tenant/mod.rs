@@ -189,6 +189,16 @@ impl TenantContext {
         }
     }
 
+    /// A ROLLBACK of the current transaction was sent: a first choice made
+    /// in it is undone for what is planned behind it (statements pipelined
+    /// after the ROLLBACK in the same batch).
+    pub fn rollback_sent(&mut self) {
+        if self.chosen_here {
+            self.tentative = None;
+            self.chosen_here = false;
+        }
+    }
+
     /// A `RESET ALL` or `DISCARD ALL` was sent: as in Postgres, the
     /// variable goes back to its startup value, so a tenant chosen with SET
     /// is gone. Until the statement's transaction ends the session runs
@@ -427,6 +437,21 @@ mod tests {
         t.on_transaction_end(false);
         t.on_ready(b'I');
         assert_eq!(t.current(), Some("acme"));
+    }
+
+    #[test]
+    fn a_rollback_sent_undoes_a_first_choice_at_once() {
+        let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        t.rollback_sent();
+        assert_eq!(t.current(), Some("acme"), "not a first choice: untouched");
+        let mut t = TenantContext::new("u", None, None).unwrap();
+        t.apply(&set(Some("acme"), false), true).unwrap();
+        t.rollback_sent();
+        assert_eq!(t.current(), None);
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), None);
     }
 
     #[test]
