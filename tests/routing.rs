@@ -1031,6 +1031,57 @@ async fn batches_pipelined_after_a_prepared_tenant_change_go_to_the_new_home() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// `RESET ALL` / `DISCARD ALL` of a chosen tenant, pipelined as simple
+/// Queries: one sent behind a failing statement is not undone by that
+/// statement's error (the session stayed on the dedicated tenant for
+/// good), and a statement sent behind it waits for it and runs as the
+/// startup tenant (it was refused for having none). Inside a transaction
+/// held on a dedicated database, a reset leaves no tenant until it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_reset_all_counts_once_and_for_what_follows() {
+    use raw_client::query_msg;
+    let (f, r) = fleet_with_rows_of_three_homes().await;
+    for reset in ["DISCARD ALL", "RESET ALL"] {
+        let mut c = raw_as_tenant(r.port, "acme").await;
+        let set = c.query("SET app.current_tenant = 'bigcorp'").await;
+        assert!(error_codes(&set).is_empty(), "{set:?}");
+        let mut script = query_msg("SELECT 1/0");
+        script.extend(query_msg(reset));
+        script.extend(query_msg("SELECT v FROM items"));
+        c.send(&script).await;
+        let failed = c.until_ready().await;
+        assert_eq!(error_codes(&failed), ["22012"], "{failed:?}");
+        let done = c.until_ready().await;
+        assert!(error_codes(&done).is_empty(), "{reset}: {done:?}");
+        let after = c.until_ready().await;
+        let rows: Vec<_> = after.iter().filter_map(|m| m.data_row()).collect();
+        assert_eq!(rows, [vec![Some("mine".to_string())]], "{reset}: {after:?}");
+        let msgs = c.query("SHOW app.current_tenant").await;
+        let shown: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+        assert_eq!(shown, [vec![Some("acme".to_string())]], "{reset}: {msgs:?}");
+    }
+    // Inside a transaction on the dedicated database, after RESET ALL the
+    // session has no tenant until the reset commits: statements that read
+    // rows are refused there as on a shared shard (they ran as bigcorp).
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    for sql in ["SET app.current_tenant = 'bigcorp'", "BEGIN", "RESET ALL"] {
+        let msgs = c.query(sql).await;
+        assert!(error_codes(&msgs).is_empty(), "{sql}: {msgs:?}");
+    }
+    let msgs = c.query("SELECT v FROM items").await;
+    assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
+    assert_eq!(error_codes(&msgs), ["42501"], "{msgs:?}");
+    assert!(error_codes(&c.query("ROLLBACK").await).is_empty());
+    let msgs = c.query("SELECT v FROM items").await;
+    let rows: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(
+        rows,
+        [vec![Some("big".to_string())]],
+        "the reset rolled back: {msgs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session's first choice of tenant made inside a transaction is
 /// settled by the transaction's end: a statement pipelined behind a
 /// ROLLBACK (extended protocol, its own Sync) waits for it and runs without

@@ -515,7 +515,7 @@ impl Session {
         if self.rls_must_wait(tag) || self.t.path_reset {
             return true;
         }
-        if self.t.route_stale && !self.t.unsynced {
+        if self.t.tenant_unsettled && !self.t.unsynced {
             // The next batch belongs to the tenant's new home.
             return true;
         }
@@ -534,16 +534,26 @@ impl Session {
             // the reply to its end.
             return true;
         }
+        // A change of tenant (a SET, or a reset of a chosen one) counts
+        // once what was sent before it is answered: an error there must not
+        // be taken for its own.
         match tag {
             ftag::QUERY => {
                 let sql = text_body(msg);
                 !self.t.unsynced
                     && (iso.tenant_set_of(sql).is_some()
-                        || self.schema_path_reset(sql).ok().flatten().is_some())
+                        || self.schema_path_reset(sql).ok().flatten().is_some()
+                        || (iso.tenant.reset_would_change() && resets_all(sql)))
             }
             ftag::BIND if self.t.batch_executes == 0 => bind_names(msg).is_ok_and(|(name, _)| {
-                self.client_statement(name)
-                    .is_ok_and(|t| self.bound_tenant_set(iso, &t).is_some())
+                self.client_statement(name).is_ok_and(|t| {
+                    self.bound_tenant_set(iso, &t).is_some()
+                        || (iso.tenant.reset_would_change()
+                            && t.effects().is_some_and(|e| {
+                                e.iter()
+                                    .any(|e| matches!(e, Effect::ResetAll | Effect::DiscardAll))
+                            }))
+                })
             }),
             _ => false,
         }
@@ -777,11 +787,10 @@ impl Session {
             if run
                 && matches!(effect, Effect::ResetAll | Effect::DiscardAll)
                 && let Some(iso) = self.iso.as_mut()
+                && iso.tenant.on_reset_all()
+                && self.server.is_some()
             {
-                iso.tenant.on_reset_all();
-                if self.server.is_some() && iso.held_elsewhere() {
-                    self.t.route_stale = true;
-                }
+                self.t.tenant_unsettled = true;
             }
         }
     }
@@ -1150,7 +1159,7 @@ impl Session {
         if iso.apply_prepared_set(&set, in_transaction, hold)? && self.server.is_some() {
             self.t.tenant_changed = true;
             if iso.held_elsewhere() {
-                self.t.route_stale = true;
+                self.t.tenant_unsettled = true;
             }
         }
         Ok(())
@@ -1284,6 +1293,11 @@ fn kind_and_name(msg: &[u8]) -> Result<(u8, &[u8]), ProxyError> {
         return Err(ProxyError::malformed_message("invalid message format"));
     }
     Ok((kind, name))
+}
+
+/// Whether `sql` holds a `RESET ALL` or `DISCARD ALL`.
+fn resets_all(sql: &[u8]) -> bool {
+    std::str::from_utf8(sql).is_ok_and(|s| crate::rewrite::path_reset_in(s).is_some())
 }
 
 /// The SQL text of a Query or Parse.

@@ -426,7 +426,12 @@ impl Isolation {
         let route = self.route()?;
         self.planned = Some(route.key());
         if route.dedicated {
-            // The tenant is alone in its database: nothing to scope.
+            // The tenant is alone in its database: nothing to scope. Held
+            // there without a tenant (a RESET ALL inside the transaction),
+            // only what touches no table runs: the rows are the tenant's.
+            if self.tenant.current().is_none() && !touches_nothing(sql) {
+                return Err(ProxyError::no_tenant(&self.rules.variable));
+            }
             return Ok(Rewritten::Unchanged);
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
@@ -768,6 +773,34 @@ fn param_equals(v: &[u8], format: i16, ty: TenantType, tenant: &str) -> bool {
         }
         TenantType::Uuid | TenantType::Other => false,
     }
+}
+
+/// Whether every statement of `sql` is transaction control or a session
+/// command (`SET`, `RESET`, `SHOW`, `DISCARD`): none reads or writes rows.
+fn touches_nothing(sql: &str) -> bool {
+    split_statements(sql).all(|stmt| {
+        let word: String = stmt
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        matches!(
+            word.as_str(),
+            "begin"
+                | "start"
+                | "commit"
+                | "end"
+                | "rollback"
+                | "abort"
+                | "savepoint"
+                | "release"
+                | "set"
+                | "reset"
+                | "show"
+                | "discard"
+        )
+    })
 }
 
 /// A statement that makes the server raise `e`, so a refusal reaches the

@@ -161,11 +161,14 @@ pub(super) struct Tracker {
     /// server connection routed for the old one: nothing else may run on
     /// it before the Sync.
     pub(super) tenant_changed: bool,
-    /// A prepared tenant SET moved the tenant to another home while the
-    /// server connection routed for the old one is held: messages after
-    /// the change's batch wait for its replies, so that the connection goes
-    /// back and the next transaction is routed to the new home.
-    pub(super) route_stale: bool,
+    /// The tenant of what follows is known only from the replies in
+    /// flight: a prepared tenant SET moved the tenant to another home while
+    /// the server connection routed for the old one is held (the
+    /// connection must go back and the next transaction be routed to the
+    /// new home), or a `RESET ALL` / `DISCARD ALL` returned it to the
+    /// startup tenant once its transaction commits. Messages after that
+    /// batch wait for its replies.
+    pub(super) tenant_unsettled: bool,
     /// A schema tenant's `RESET ALL` / `DISCARD ALL` was sent: later
     /// messages wait for its reply, and the server connection, its
     /// search_path reset, is not used again before it is pinned anew.
@@ -418,8 +421,8 @@ impl Session {
                     self.release().await;
                 }
             }
-            if self.t.route_stale && self.t.pending == 0 {
-                self.t.route_stale = false;
+            if self.t.tenant_unsettled && self.t.pending == 0 {
+                self.t.tenant_unsettled = false;
             }
             if self.t.path_reset && self.t.pending == 0 {
                 self.t.path_reset = false;

@@ -205,17 +205,23 @@ impl TenantContext {
     /// without a tenant (statements that need one are refused), which also
     /// keeps it on the server connection it holds; once that commits, the
     /// startup tenant (if any) is the session's again.
-    pub fn on_reset_all(&mut self) {
-        if self.bound.is_some() {
-            return;
-        }
-        let chosen =
-            self.local.is_some() || self.tentative.is_some() || self.session != self.startup;
-        if chosen {
+    ///
+    /// Returns whether the tenant changed.
+    pub fn on_reset_all(&mut self) -> bool {
+        let changes = self.reset_would_change();
+        if changes {
             self.local = None;
             self.tentative = Some(None);
             self.reset_to_startup = true;
         }
+        changes
+    }
+
+    /// Whether a `RESET ALL` or `DISCARD ALL` would change the tenant: one
+    /// was chosen (with SET, or SET LOCAL) other than the startup one.
+    pub fn reset_would_change(&self) -> bool {
+        self.bound.is_none()
+            && (self.local.is_some() || self.tentative.is_some() || self.session != self.startup)
     }
 
     /// A statement that may set a savepoint (its text mentions one) is
