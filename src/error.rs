@@ -902,6 +902,20 @@ impl ProxyError {
         .with_hint("end the transaction first (COMMIT or ROLLBACK), then change the tenant")
     }
 
+    /// A statement that reads or writes rows while the session's tenant
+    /// changed (a `RESET ALL`, or a change settled by the end of a
+    /// transaction) and the server connection it holds is routed for the
+    /// old tenant's home: a chained transaction, a pin, unsynced messages.
+    pub fn tenant_home_not_held() -> Self {
+        Self::new(
+            SqlState::ACTIVE_SQL_TRANSACTION,
+            Source::Client,
+            Severity::Error,
+            "the session's tenant is served by another shard or schema than the server connection it holds",
+        )
+        .with_hint("end the transaction (and what keeps the connection, such as advisory locks or cursors), then run the statement again")
+    }
+
     /// In session pooling, a change to a tenant whose home is another
     /// shard, schema or database than the connection the session keeps.
     pub fn tenant_change_needs_another_server() -> Self {

@@ -1082,6 +1082,107 @@ async fn a_pipelined_reset_all_counts_once_and_for_what_follows() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A `RESET ALL` that returns a trusted session to its startup tenant while
+/// the server connection stays held for the chosen one (a chained
+/// transaction, a savepoint, unsynced extended-protocol messages, a pin)
+/// never lets a statement that reads rows run on the old home: before,
+/// they read and wrote the dedicated tenant's database as the startup
+/// tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_all_never_leaves_statements_on_the_old_home() {
+    use raw_client::{bind, execute, flush, parse};
+    let (f, r) = fleet_with_rows_of_three_homes().await;
+    let ok = async |c: &mut raw_client::RawClient, sql: &str| {
+        let msgs = c.query(sql).await;
+        assert!(error_codes(&msgs).is_empty(), "{sql}: {msgs:?}");
+        msgs.iter()
+            .filter_map(|m| m.data_row())
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let refused = async |c: &mut raw_client::RawClient, sql: &str| {
+        let msgs = c.query(sql).await;
+        assert!(
+            msgs.iter().all(|m| m.data_row().is_none()),
+            "{sql}: {msgs:?}"
+        );
+        error_codes(&msgs)
+    };
+    // COMMIT AND CHAIN: the chained transaction is still on bigcorp's
+    // database, the tenant acme's again.
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    for sql in [
+        "SET app.current_tenant = 'bigcorp'",
+        "BEGIN",
+        "RESET ALL",
+        "COMMIT AND CHAIN",
+    ] {
+        ok(&mut c, sql).await;
+    }
+    assert_eq!(ok(&mut c, "SHOW app.current_tenant").await, ["acme"]);
+    assert_eq!(refused(&mut c, "SELECT v FROM items").await, ["25001"]);
+    ok(&mut c, "ROLLBACK").await;
+    assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["mine"]);
+    // A rollback to a savepoint set before the reset would undo it.
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    for sql in [
+        "SET app.current_tenant = 'bigcorp'",
+        "BEGIN",
+        "SAVEPOINT a",
+        "RESET ALL",
+    ] {
+        ok(&mut c, sql).await;
+    }
+    assert_eq!(refused(&mut c, "ROLLBACK TO SAVEPOINT a").await, ["0A000"]);
+    ok(&mut c, "ROLLBACK").await;
+    assert_eq!(ok(&mut c, "SHOW app.current_tenant").await, ["bigcorp"]);
+    assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["big"]);
+    // Pipelined behind the end of a transaction with a reset in it, a
+    // statement waits for the end: rolled back, the chosen tenant stays.
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    ok(&mut c, "SET app.current_tenant = 'bigcorp'").await;
+    let mut script = Vec::new();
+    for sql in ["BEGIN", "RESET ALL", "ROLLBACK", "SHOW app.current_tenant"] {
+        script.extend(raw_client::query_msg(sql));
+    }
+    c.send(&script).await;
+    for _ in 0..3 {
+        let msgs = c.until_ready().await;
+        assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    }
+    let shown = c.until_ready().await;
+    let shown: Vec<_> = shown.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(shown, [vec![Some("bigcorp".to_string())]]);
+    // Unsynced extended-protocol messages, then a simple Query: the Query
+    // ends that batch, so the connection goes back after the reset.
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    ok(&mut c, "SET app.current_tenant = 'bigcorp'").await;
+    let mut script = parse("", "SELECT 1");
+    script.extend(bind("", "", &[]));
+    script.extend(execute(""));
+    script.extend(flush());
+    c.send(&script).await;
+    for tag in [b'1', b'2', b'D', b'C'] {
+        assert_eq!(c.expect_msg().await.tag, tag);
+    }
+    ok(&mut c, "RESET ALL").await;
+    assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["mine"]);
+    // (Not stuck in a batch: the tenant may change again.)
+    ok(&mut c, "SET app.current_tenant = 'bigcorp'").await;
+    assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["big"]);
+    // Pinned to the chosen tenant's connection by an advisory lock: refused
+    // until DISCARD ALL lets it go.
+    let mut c = raw_as_tenant(r.port, "bigcorp").await;
+    ok(&mut c, "SET app.current_tenant = 'acme'").await;
+    ok(&mut c, "SELECT pg_advisory_lock(42)").await;
+    ok(&mut c, "RESET ALL").await;
+    assert_eq!(refused(&mut c, "SELECT v FROM items").await, ["25001"]);
+    ok(&mut c, "DISCARD ALL").await;
+    assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["big"]);
+    assert_eq!(rows_on(&f.dedicated, "SELECT v FROM items").await, ["big"]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session's first choice of tenant made inside a transaction is
 /// settled by the transaction's end: a statement pipelined behind a
 /// ROLLBACK (extended protocol, its own Sync) waits for it and runs without
@@ -1210,12 +1311,11 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     let msgs = c.until_ready().await;
     assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
     assert!(msgs.iter().all(|m| m.data_row().is_none()), "{msgs:?}");
-    // Statements that name no table are the same in every home: they are
-    // planned again there too (a session on umbrella can still run the
-    // prepared SET that takes it back).
+    // Session commands are the same in every home: they are planned again
+    // there too (a session on umbrella can still run the prepared SET that
+    // takes it back).
     assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
     c.send(&batch(&[
-        parse("one", "SELECT 1"),
         parse("back", "SET app.current_tenant = 'acme'"),
         parse("shown", "SHOW app.current_tenant"),
         sync(),
@@ -1228,9 +1328,32 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
             .iter()
             .all(|m| !m.is_error())
     );
-    assert_eq!(rows_of(&mut c, "one", &[]).await, ["1"]);
     assert_eq!(rows_of(&mut c, "shown", &[]).await, ["umbrella"]);
     assert!(rows_of(&mut c, "back", &[]).await.is_empty());
     assert_eq!(rows_of(&mut c, "shown", &[]).await, ["acme"]);
+    // Through a dedicated database to a schema tenant, the same: refused
+    // at Bind and at Describe.
+    assert!(c.query(&set("bigcorp")).await.iter().all(|m| !m.is_error()));
+    c.send(&batch(&[parse("big_star", "SELECT * FROM items"), sync()]))
+        .await;
+    c.until_ready().await;
+    assert!(
+        c.query(&set("umbrella"))
+            .await
+            .iter()
+            .all(|m| !m.is_error())
+    );
+    for script in [
+        batch(&[bind("", "big_star", &[]), execute(""), sync()]),
+        batch(&[describe(b'S', "big_star"), sync()]),
+    ] {
+        c.send(&script).await;
+        let msgs = c.until_ready().await;
+        assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
+        assert!(
+            msgs.iter().all(|m| m.data_row().is_none() && m.tag != b'T'),
+            "{msgs:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -11,7 +11,7 @@ use super::classify::{
     plainly_without_effect,
 };
 use super::isolation::{
-    Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement,
+    Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement, touches_nothing,
 };
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Source, Statement};
 use super::session::{
@@ -364,13 +364,17 @@ impl Session {
         parse.extend_from_slice(&src.param_types);
         let plan = self.plan(ftag::PARSE, &parse).await?;
         let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
-        if planned.schema.is_some() != now.schema.is_some() && stmt.query != old.query {
-            // Between a tenant's own schema and shared tables, a statement
-            // that names tables (so its plans differ) names other tables,
-            // whose columns may differ: its result could change shape under
-            // the client (Postgres refuses that, "cached plan must not
-            // change result type"). Refused by the Bind
-            // (`check_planned_route`); the client prepares it again.
+        let reads_rows = stmt.query != old.query
+            || std::str::from_utf8(&src.query).map_or(true, |sql| !touches_nothing(sql));
+        if planned.schema.is_some() != now.schema.is_some() && reads_rows {
+            // Between a tenant's own schema and other tables (shared, or a
+            // dedicated database's), a statement that may name tables names
+            // other ones, whose columns may differ: its result could change
+            // shape under the client (Postgres refuses that, "cached plan
+            // must not change result type"). Refused by the Bind or
+            // Describe (`check_planned_route`); the client prepares it
+            // again. Transaction control, SET, RESET, SHOW and DISCARD are
+            // planned again.
             return Ok(());
         }
         self.statements.replan(name, stmt);
@@ -714,7 +718,10 @@ impl Session {
         }
     }
 
+    /// A message that ends the client's batch (Sync, Query, FunctionCall:
+    /// each is answered with ReadyForQuery) was sent.
     pub(super) fn expect_ready(&mut self) {
+        self.t.unsynced = false;
         self.t.pending += 1;
         self.t.sent += 1;
         self.t.batch_executes = 0;
@@ -1019,6 +1026,9 @@ impl Session {
         let target = self.client_statement(stmt_name)?;
         self.check_planned_route(stmt_name, &target)?;
         self.bind_tenant_set(&target)?;
+        if let (Some(iso), Some(sql)) = (self.iso.as_ref(), target.text()) {
+            iso.check_home_held(sql)?;
+        }
         if let Some(iso) = self.iso.as_mut()
             && target.sql().is_some_and(|sql| mentions(sql, "savepoint"))
         {
@@ -1173,6 +1183,7 @@ impl Session {
             return Ok(());
         }
         let target = self.client_statement(name)?;
+        self.check_planned_route(name, &target)?;
         self.make_present(&target)?;
         let server_name = target.server_name(name);
         let out = &mut self.to_server;

@@ -143,6 +143,9 @@ pub struct Isolation {
     /// are rewritten for it until the connection is given back, whatever a
     /// reload says meanwhile.
     held: Option<Route>,
+    /// The tenant the held connection was routed for (trusted sessions;
+    /// a bound session's never changes).
+    held_for: Option<String>,
     /// The route the last statement planned was rewritten for.
     planned: Option<RouteKey>,
 }
@@ -160,6 +163,7 @@ impl Isolation {
             tenant,
             parsed_set: None,
             held: None,
+            held_for: None,
             planned: None,
         }
     }
@@ -345,12 +349,34 @@ impl Isolation {
         }
     }
 
+    /// Refuses `sql` if it may read or write rows while the server
+    /// connection held is routed for another home than the session's tenant
+    /// has now: a `RESET ALL`, or a change settled when its transaction
+    /// ended, while the connection stays held (a chained transaction, a pin,
+    /// unsynced messages). It would run on the old home (unrewritten, on a
+    /// dedicated tenant's database). Transaction control and `SET`,
+    /// `RESET`, `SHOW`, `DISCARD` still run, so the session can get out.
+    pub fn check_home_held(&self, sql: &str) -> Result<(), ProxyError> {
+        if self.tenant.is_bound() || !self.held_elsewhere() || touches_nothing(sql) {
+            return Ok(());
+        }
+        Err(match self.tenant.current() {
+            None => ProxyError::no_tenant(&self.rules.variable),
+            Some(_) => ProxyError::tenant_home_not_held(),
+        })
+    }
+
     /// Whether the server connection held is routed for another home than
     /// the current tenant's (after a change of tenant).
     pub fn held_elsewhere(&self) -> bool {
         let Some(held) = &self.held else {
             return false;
         };
+        if self.tenant.is_bound() || self.held_for.as_deref() == self.tenant.current() {
+            // Still the tenant it was routed for: where a reload moved that
+            // tenant meanwhile, the transaction finishes on the old home.
+            return false;
+        }
         match self.route_of(self.tenant.current()) {
             Ok(now) => {
                 (&now.shard, &now.schema, now.dedicated)
@@ -362,6 +388,10 @@ impl Isolation {
 
     /// The session now holds a server connection of `route` (or none).
     pub fn hold_route(&mut self, route: Option<Route>) {
+        self.held_for = match (&route, self.tenant.is_bound()) {
+            (Some(_), false) => self.tenant.current().map(str::to_string),
+            _ => None,
+        };
         self.held = route;
     }
 
@@ -423,15 +453,11 @@ impl Isolation {
     }
 
     async fn rewritten(&mut self, sql: &str) -> Result<Rewritten, ProxyError> {
+        self.check_home_held(sql)?;
         let route = self.route()?;
         self.planned = Some(route.key());
         if route.dedicated {
-            // The tenant is alone in its database: nothing to scope. Held
-            // there without a tenant (a RESET ALL inside the transaction),
-            // only what touches no table runs: the rows are the tenant's.
-            if self.tenant.current().is_none() && !touches_nothing(sql) {
-                return Err(ProxyError::no_tenant(&self.rules.variable));
-            }
+            // The tenant is alone in its database: nothing to scope.
             return Ok(Rewritten::Unchanged);
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
@@ -777,7 +803,7 @@ fn param_equals(v: &[u8], format: i16, ty: TenantType, tenant: &str) -> bool {
 
 /// Whether every statement of `sql` is transaction control or a session
 /// command (`SET`, `RESET`, `SHOW`, `DISCARD`): none reads or writes rows.
-fn touches_nothing(sql: &str) -> bool {
+pub(super) fn touches_nothing(sql: &str) -> bool {
     split_statements(sql).all(|stmt| {
         let word: String = stmt
             .trim_start()

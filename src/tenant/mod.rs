@@ -40,8 +40,9 @@ pub struct TenantContext {
     /// A statement that may set a savepoint was sent since the session was
     /// last idle with nothing in flight.
     savepoint_set: bool,
-    /// The session made its first choice of tenant inside the current
-    /// transaction: whether it stays is known when the transaction ends.
+    /// The session made its first choice of tenant, or reset a chosen one
+    /// (`RESET ALL`, `DISCARD ALL`), inside the current transaction:
+    /// whether it stays is known when the transaction ends.
     chosen_here: bool,
     /// A statement ending such a transaction was sent: until its reply,
     /// the tenant of what follows is unknown (the commit may fail).
@@ -195,6 +196,7 @@ impl TenantContext {
     pub fn rollback_sent(&mut self) {
         if self.chosen_here {
             self.tentative = None;
+            self.reset_to_startup = false;
             self.chosen_here = false;
         }
     }
@@ -213,6 +215,10 @@ impl TenantContext {
             self.local = None;
             self.tentative = Some(None);
             self.reset_to_startup = true;
+            // Like a first choice: settled when its transaction ends, and
+            // a rollback to a savepoint set before it would undo it.
+            self.chosen_here = true;
+            self.undoable |= self.savepoint_set;
         }
         changes
     }
@@ -458,6 +464,32 @@ mod tests {
         t.on_transaction_end(false);
         t.on_ready(b'I');
         assert_eq!(t.current(), None);
+    }
+
+    #[test]
+    fn a_reset_all_is_settled_like_a_first_choice() {
+        let mut t = TenantContext::new("u", None, Some("acme".into())).unwrap();
+        t.apply(&set(Some("globex"), false), false).unwrap();
+        t.on_ready(b'I');
+        t.on_settled_idle();
+        // After a savepoint: a rollback to it could undo the reset.
+        t.note_savepoint();
+        assert!(t.on_reset_all());
+        assert_eq!(t.current(), None);
+        assert!(t.undoable_by_savepoint_rollback());
+        assert!(t.chosen_in_transaction());
+        // Rolled back: the chosen tenant again, at once for what follows.
+        t.rollback_sent();
+        assert_eq!(t.current(), Some("globex"));
+        t.on_transaction_end(false);
+        t.on_ready(b'I');
+        assert_eq!(t.current(), Some("globex"));
+        // Committed: the startup tenant.
+        assert!(t.on_reset_all());
+        t.end_local();
+        assert!(t.awaits_transaction_end());
+        t.on_transaction_end(true);
+        assert_eq!(t.current(), Some("acme"));
     }
 
     #[test]
