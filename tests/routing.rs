@@ -1110,37 +1110,28 @@ async fn a_reset_all_never_leaves_statements_on_the_old_home() {
     };
     // COMMIT AND CHAIN: the chained transaction is still on bigcorp's
     // database, the tenant acme's again.
-    let mut c = raw_as_tenant(r.port, "acme").await;
-    for sql in [
-        "SET app.current_tenant = 'bigcorp'",
-        "BEGIN",
-        "RESET ALL",
-        "COMMIT AND CHAIN",
-    ] {
-        ok(&mut c, sql).await;
-    }
+    // Each case: a session that started as acme and chose bigcorp.
+    let on_bigcorp = async |then: &[&str]| {
+        let mut c = raw_as_tenant(r.port, "acme").await;
+        for sql in ["SET app.current_tenant = 'bigcorp'"].iter().chain(then) {
+            ok(&mut c, sql).await;
+        }
+        c
+    };
+    let mut c = on_bigcorp(&["BEGIN", "RESET ALL", "COMMIT AND CHAIN"]).await;
     assert_eq!(ok(&mut c, "SHOW app.current_tenant").await, ["acme"]);
     assert_eq!(refused(&mut c, "SELECT v FROM items").await, ["25001"]);
     ok(&mut c, "ROLLBACK").await;
     assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["mine"]);
     // A rollback to a savepoint set before the reset would undo it.
-    let mut c = raw_as_tenant(r.port, "acme").await;
-    for sql in [
-        "SET app.current_tenant = 'bigcorp'",
-        "BEGIN",
-        "SAVEPOINT a",
-        "RESET ALL",
-    ] {
-        ok(&mut c, sql).await;
-    }
+    let mut c = on_bigcorp(&["BEGIN", "SAVEPOINT a", "RESET ALL"]).await;
     assert_eq!(refused(&mut c, "ROLLBACK TO SAVEPOINT a").await, ["0A000"]);
     ok(&mut c, "ROLLBACK").await;
     assert_eq!(ok(&mut c, "SHOW app.current_tenant").await, ["bigcorp"]);
     assert_eq!(ok(&mut c, "SELECT v FROM items").await, ["big"]);
     // Pipelined behind the end of a transaction with a reset in it, a
     // statement waits for the end: rolled back, the chosen tenant stays.
-    let mut c = raw_as_tenant(r.port, "acme").await;
-    ok(&mut c, "SET app.current_tenant = 'bigcorp'").await;
+    let mut c = on_bigcorp(&[]).await;
     let mut script = Vec::new();
     for sql in ["BEGIN", "RESET ALL", "ROLLBACK", "SHOW app.current_tenant"] {
         script.extend(raw_client::query_msg(sql));
@@ -1155,8 +1146,7 @@ async fn a_reset_all_never_leaves_statements_on_the_old_home() {
     assert_eq!(shown, [vec![Some("bigcorp".to_string())]]);
     // Unsynced extended-protocol messages, then a simple Query: the Query
     // ends that batch, so the connection goes back after the reset.
-    let mut c = raw_as_tenant(r.port, "acme").await;
-    ok(&mut c, "SET app.current_tenant = 'bigcorp'").await;
+    let mut c = on_bigcorp(&[]).await;
     let mut script = parse("", "SELECT 1");
     script.extend(bind("", "", &[]));
     script.extend(execute(""));
@@ -1260,8 +1250,11 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
         .await;
     c.until_ready().await;
     assert_eq!(rows_of(&mut c, "all_items", &[]).await, ["big"]);
-    let set = |t: &str| format!("SET app.current_tenant = '{t}'");
-    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    let switch = async |c: &mut raw_client::RawClient, t: &str| {
+        let msgs = c.query(&format!("SET app.current_tenant = '{t}'")).await;
+        assert!(!msgs.iter().any(|m| m.is_error()), "{t}: {msgs:?}");
+    };
+    switch(&mut c, "acme").await;
     assert_eq!(rows_of(&mut c, "all_items", &[]).await, ["mine"]);
     // Prepared as acme (rewritten, the tenant bound as a parameter of the
     // proxy's), bound as bigcorp: the client's text, unrewritten.
@@ -1271,7 +1264,7 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     ]))
     .await;
     c.until_ready().await;
-    assert!(c.query(&set("bigcorp")).await.iter().all(|m| !m.is_error()));
+    switch(&mut c, "bigcorp").await;
     c.send(&batch(&[describe(b'S', "by_id"), sync()])).await;
     let described = c.until_ready().await;
     let params = described
@@ -1284,7 +1277,7 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     // back and forth, each time the client's text planned anew (not the
     // last home's plan of it).
     for (tenant, want) in [("acme", "mine"), ("bigcorp", "big"), ("acme", "mine")] {
-        assert!(c.query(&set(tenant)).await.iter().all(|m| !m.is_error()));
+        switch(&mut c, tenant).await;
         assert_eq!(rows_of(&mut c, "all_items", &[]).await, [want], "{tenant}");
         assert_eq!(
             rows_of(&mut c, "by_id", &[Some("1")]).await,
@@ -1296,16 +1289,11 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     // other tables (umbrella.items has no tenant_id): `SELECT *` would
     // change shape under the client, so that is refused, as Postgres
     // refuses a prepared statement whose result type changed.
-    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    switch(&mut c, "acme").await;
     c.send(&batch(&[parse("star", "SELECT * FROM items"), sync()]))
         .await;
     c.until_ready().await;
-    assert!(
-        c.query(&set("umbrella"))
-            .await
-            .iter()
-            .all(|m| !m.is_error())
-    );
+    switch(&mut c, "umbrella").await;
     c.send(&batch(&[bind("", "star", &[]), execute(""), sync()]))
         .await;
     let msgs = c.until_ready().await;
@@ -1314,7 +1302,7 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     // Session commands are the same in every home: they are planned again
     // there too (a session on umbrella can still run the prepared SET that
     // takes it back).
-    assert!(c.query(&set("acme")).await.iter().all(|m| !m.is_error()));
+    switch(&mut c, "acme").await;
     c.send(&batch(&[
         parse("back", "SET app.current_tenant = 'acme'"),
         parse("shown", "SHOW app.current_tenant"),
@@ -1322,27 +1310,17 @@ async fn a_statement_prepared_for_another_kind_of_home_is_planned_again() {
     ]))
     .await;
     c.until_ready().await;
-    assert!(
-        c.query(&set("umbrella"))
-            .await
-            .iter()
-            .all(|m| !m.is_error())
-    );
+    switch(&mut c, "umbrella").await;
     assert_eq!(rows_of(&mut c, "shown", &[]).await, ["umbrella"]);
     assert!(rows_of(&mut c, "back", &[]).await.is_empty());
     assert_eq!(rows_of(&mut c, "shown", &[]).await, ["acme"]);
     // Through a dedicated database to a schema tenant, the same: refused
     // at Bind and at Describe.
-    assert!(c.query(&set("bigcorp")).await.iter().all(|m| !m.is_error()));
+    switch(&mut c, "bigcorp").await;
     c.send(&batch(&[parse("big_star", "SELECT * FROM items"), sync()]))
         .await;
     c.until_ready().await;
-    assert!(
-        c.query(&set("umbrella"))
-            .await
-            .iter()
-            .all(|m| !m.is_error())
-    );
+    switch(&mut c, "umbrella").await;
     for script in [
         batch(&[bind("", "big_star", &[]), execute(""), sync()]),
         batch(&[describe(b'S', "big_star"), sync()]),
