@@ -91,11 +91,7 @@ impl Session {
             if self.skip_until_sync {
                 if tag == ftag::SYNC {
                     self.skip_until_sync = false;
-                    if msg.len() > 5 {
-                        self.refuse(tag, ProxyError::malformed_message("invalid message format"));
-                    } else {
-                        messages::ready_for_query(&mut self.to_client, self.t.tx_status);
-                    }
+                    self.answer_sync(&msg);
                 }
                 continue;
             }
@@ -140,16 +136,7 @@ impl Session {
                     // Nothing to flush, nothing to sync: answer locally.
                     ftag::FLUSH | ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => continue,
                     ftag::SYNC => {
-                        if msg.len() > 5 {
-                            // Postgres reads a Sync to its end and fails
-                            // one with a body; the Sync still ends the batch.
-                            self.refuse(
-                                tag,
-                                ProxyError::malformed_message("invalid message format"),
-                            );
-                        } else {
-                            messages::ready_for_query(&mut self.to_client, self.t.tx_status);
-                        }
+                        self.answer_sync(&msg);
                         continue;
                     }
                     ftag::PARSE | ftag::CLOSE => match self.answer_locally(tag, &msg, &plan) {
@@ -352,16 +339,9 @@ impl Session {
         let Some(src) = self.statements.source(name) else {
             return Ok(());
         };
-        let mut parse = bytes::BytesMut::with_capacity(
-            7 + name.len() + src.query.len() + src.param_types.len(),
-        );
-        parse.put_u8(ftag::PARSE);
-        parse.put_i32((4 + name.len() + 1 + src.query.len() + 1 + src.param_types.len()) as i32);
-        parse.extend_from_slice(name);
-        parse.put_u8(0);
-        parse.extend_from_slice(&src.query);
-        parse.put_u8(0);
-        parse.extend_from_slice(&src.param_types);
+        // Planned as a Parse of the client's text (planning reads no name).
+        let mut parse = bytes::BytesMut::new();
+        messages::parse(&mut parse, "", &src.query, &src.param_types);
         let plan = self.plan(ftag::PARSE, &parse).await?;
         let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
         let reads_rows = stmt.query != old.query
@@ -718,6 +698,20 @@ impl Session {
         }
     }
 
+    /// A Sync answered without a server connection: ReadyForQuery, after
+    /// Postgres's 08P01 for a Sync with a body (it reads a Sync to its end;
+    /// the Sync still ends the batch).
+    fn answer_sync(&mut self, msg: &[u8]) {
+        if msg.len() > 5 {
+            self.refuse(
+                ftag::SYNC,
+                ProxyError::malformed_message("invalid message format"),
+            );
+        } else {
+            messages::ready_for_query(&mut self.to_client, self.t.tx_status);
+        }
+    }
+
     /// A message that ends the client's batch (Sync, Query, FunctionCall:
     /// each is answered with ReadyForQuery) was sent.
     pub(super) fn expect_ready(&mut self) {
@@ -935,12 +929,6 @@ impl Session {
         Ok(plan.into_rewritten())
     }
 
-    /// The statement a Bind or Describe names (empty: the unnamed one),
-    /// looked up once per message. The client's missing unnamed statement
-    /// is reported as Postgres reports it; a name the client never prepared
-    /// goes to the server as it is, which reports it exactly as Postgres
-    /// would, unless it could collide with the proxy's names (then the
-    /// proxy reports it, in the same words).
     /// Postgres reads a statement name in the client encoding and refuses
     /// one that is not valid in it (22021). Names the proxy renames never
     /// reach a server, so the check is made here, under a UTF8 client
@@ -962,6 +950,12 @@ impl Session {
         Err(ProxyError::invalid_byte_sequence(&name[e.valid_up_to()..]))
     }
 
+    /// The statement a Bind or Describe names (empty: the unnamed one),
+    /// looked up once per message. The client's missing unnamed statement
+    /// is reported as Postgres reports it; a name the client never prepared
+    /// goes to the server as it is, which reports it exactly as Postgres
+    /// would, unless it could collide with the proxy's names (then the
+    /// proxy reports it, in the same words).
     pub(super) fn client_statement(&self, name: &[u8]) -> Result<Target, ProxyError> {
         if name.is_empty() {
             return match &self.unnamed {
@@ -1026,10 +1020,14 @@ impl Session {
         let target = self.client_statement(stmt_name)?;
         self.check_planned_route(stmt_name, &target)?;
         self.bind_tenant_set(&target)?;
-        if let (Some(iso), Some(sql)) = (self.iso.as_ref(), target.text()) {
+        if let Some(iso) = self.iso.as_ref()
+            && iso.held_elsewhere()
+            && let Some(sql) = target.text()
+        {
             iso.check_home_held(sql)?;
         }
         if let Some(iso) = self.iso.as_mut()
+            && !iso.tenant.is_bound()
             && target.sql().is_some_and(|sql| mentions(sql, "savepoint"))
         {
             // Bound again without a Parse (see `TenantContext::note_savepoint`).

@@ -222,9 +222,10 @@ impl Isolation {
         in_transaction: bool,
         hold: Option<ServerHold>,
     ) -> Result<Option<TenantSet>, ProxyError> {
-        if mentions(sql.as_bytes(), "savepoint") {
+        if !self.tenant.is_bound() && mentions(sql.as_bytes(), "savepoint") {
             // A change of tenant made after it could be undone by a
-            // rollback to it (see `TenantContext::apply`).
+            // rollback to it (see `TenantContext::apply`); a bound
+            // session's tenant never changes.
             self.tenant.note_savepoint();
         }
         // The name's last part: `"app".current_tenant` spells the variable
@@ -805,26 +806,22 @@ fn param_equals(v: &[u8], format: i16, ty: TenantType, tenant: &str) -> bool {
 /// command (`SET`, `RESET`, `SHOW`, `DISCARD`): none reads or writes rows.
 pub(super) fn touches_nothing(sql: &str) -> bool {
     split_statements(sql).all(|stmt| {
-        let word: String = stmt
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
         matches!(
-            word.as_str(),
-            "begin"
-                | "start"
-                | "commit"
-                | "end"
-                | "rollback"
-                | "abort"
-                | "savepoint"
-                | "release"
-                | "set"
-                | "reset"
-                | "show"
-                | "discard"
+            rewrite::first_words(stmt, 1).first().map(String::as_str),
+            Some(
+                "begin"
+                    | "start"
+                    | "commit"
+                    | "end"
+                    | "rollback"
+                    | "abort"
+                    | "savepoint"
+                    | "release"
+                    | "set"
+                    | "reset"
+                    | "show"
+                    | "discard"
+            )
         )
     })
 }

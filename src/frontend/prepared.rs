@@ -204,6 +204,16 @@ pub struct Source {
     pub param_types: Bytes,
 }
 
+impl Source {
+    /// The text and types `stmt` is prepared with.
+    fn of(stmt: &Statement) -> Source {
+        Source {
+            query: stmt.query.clone(),
+            param_types: stmt.param_types.clone(),
+        }
+    }
+}
+
 impl ClientStatements {
     /// Defines (or redefines) `name`; `source` is what the client sent when
     /// `stmt` is a rewrite of it.
@@ -230,13 +240,7 @@ impl ClientStatements {
         if !self.sources.contains_key(name) {
             // It was the client's text as sent (not rewritten): that is
             // the source from now on, not the statement replacing it.
-            self.sources.insert(
-                name.into(),
-                Source {
-                    query: slot.query.clone(),
-                    param_types: slot.param_types.clone(),
-                },
-            );
+            self.sources.insert(name.into(), Source::of(slot));
         }
         *slot = stmt;
     }
@@ -247,10 +251,7 @@ impl ClientStatements {
         if let Some(src) = self.sources.get(name) {
             return Some(src.clone());
         }
-        self.names.get(name).map(|s| Source {
-            query: s.query.clone(),
-            param_types: s.param_types.clone(),
-        })
+        self.names.get(name).map(|s| Source::of(s))
     }
 
     /// The statement behind `name`.

@@ -391,7 +391,8 @@ pub fn path_reset_in(sql: &str) -> Option<&'static str> {
     split_statements(sql).find_map(|stmt| path_reset_of(&first_words(stmt, 3)))
 }
 
-fn first_words(stmt: &str, n: usize) -> Vec<String> {
+/// The first `n` words of `stmt`, lower case, comments skipped.
+pub(crate) fn first_words(stmt: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
     let mut rest = stmt;
     while out.len() < n {
