@@ -78,6 +78,26 @@ async fn the_demo_serves_its_tenants_through_an_ordinary_role() {
         }
     }
     drop(acme);
+    // psql's description commands read catalogs a tenant session may read
+    // (policies and extended statistics are definitions, not rows); their
+    // footers (indexes, policies) print only outside tuples-only mode.
+    for (command, expect) in [
+        ("\\d customers", "POLICY \"tenant_rows\""),
+        ("\\d+ orders", "Access method: heap"),
+        ("\\du", "tenantgate_app"),
+        ("\\dp customers", "tenant_rows"),
+    ] {
+        let out = support::psql_args(
+            port,
+            "acme",
+            "acme-secret",
+            "app",
+            &["-P", "tuples_only=off", "-c", command],
+        )
+        .await;
+        let text = support::psql_ok(&out);
+        assert!(text.contains(expect), "{command}: {text}");
+    }
     // The dedicated tenant's statements pass through, but the role may not
     // run programs on the database host.
     let bigcorp = try_connect(port, "bigcorp", "bigcorp-secret", "app")

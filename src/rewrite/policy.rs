@@ -26,9 +26,12 @@ const DENIED_RELATIONS: &[&str] = &[
     "pg_db_role_setting",
     "pg_backend_memory_contexts",
     "pg_shmem_allocations",
-    "pg_policy",
-    "pg_policies",
 ];
+
+/// Relations the prefixes above would refuse that hold only definitions:
+/// `pg_statistic_ext` names extended statistics objects and their columns
+/// (psql's `\d` lists them); their values are in `pg_statistic_ext_data`.
+const ALLOWED_RELATIONS: &[&str] = &["pg_statistic_ext"];
 
 /// Functions refused to tenant sessions (unqualified, folded names).
 const DENIED_FUNCTIONS: &[&str] = &[
@@ -161,7 +164,7 @@ fn matches(list: &[&str], name: &str) -> bool {
 
 /// Whether a `pg_catalog` relation is refused.
 pub fn relation_denied(name: &str) -> bool {
-    matches(DENIED_RELATIONS, name)
+    matches(DENIED_RELATIONS, name) && !ALLOWED_RELATIONS.contains(&name)
 }
 
 /// Whether a function is refused whatever the config says.
@@ -178,6 +181,10 @@ mod tests {
         assert!(relation_denied("pg_stats"));
         assert!(relation_denied("pg_stat_activity"));
         assert!(relation_denied("pg_statistic"));
+        assert!(relation_denied("pg_statistic_ext_data"));
+        assert!(relation_denied("pg_stats_ext"));
+        assert!(!relation_denied("pg_statistic_ext"));
+        assert!(!relation_denied("pg_policy"));
         assert!(!relation_denied("pg_class"));
         assert!(!relation_denied("pg_type"));
         assert!(function_denied("query_to_xml"));

@@ -554,15 +554,9 @@ impl VisitorMut for Finder<'_, '_> {
             return ControlFlow::Continue(());
         }
         let r = match e {
-            Expr::Function(f) => {
-                if let FunctionArguments::Subquery(_) = f.args {
-                    Err(ProxyError::construct_unsupported(
-                        "a subquery as function arguments",
-                    ))
-                } else {
-                    self.rw.function_call(f)
-                }
-            }
+            // `ARRAY(SELECT …)`: the subquery is scoped when the walk
+            // reaches it, like any other.
+            Expr::Function(f) => self.rw.function_call(f),
             Expr::Value(v) => {
                 if let Value::Placeholder(p) = &v.value {
                     self.rw.note_placeholder(p);

@@ -66,6 +66,16 @@ SELECT (SELECT max(name) FROM customers), (SELECT min(name) FROM customers)
 
 SELECT id, ARRAY(SELECT note FROM orders WHERE note IS NOT NULL ORDER BY note) FROM customers WHERE id = 1
 
+SELECT ARRAY(SELECT tenant_id FROM public.orders ORDER BY 1)
+
+SELECT c.id, ARRAY(SELECT o.id FROM orders o WHERE o.customer_id = c.id OR o.tenant_id = 'B' ORDER BY 1) FROM customers c
+
+SELECT array_to_string(ARRAY(SELECT name FROM customers c WHERE c.tenant_id <> 'A' ORDER BY 1), ',')
+
+SELECT cardinality(ARRAY(SELECT 1 FROM orders, customers))
+
+SELECT ARRAY(SELECT ARRAY(SELECT name FROM customers) FROM orders WHERE tenant_id = 'C')
+
 SELECT * FROM customers WHERE id IN (SELECT id FROM customers WHERE tenant_id = 'B')
 
 SELECT id FROM customers ORDER BY id LIMIT (SELECT count(*) FROM orders WHERE tenant_id = 'B')
