@@ -956,6 +956,7 @@ async fn server_statement_attacks(
 /// or refused; COPY of a non-global plain table is refused.
 async fn copy_out_attacks(o: &Oracle, report: &mut Report) {
     let user = harness::bound_user("A");
+    let others = Others::take(&o.shared).await;
     for (sql, must_refuse) in [
         ("COPY customers TO STDOUT", false),
         ("COPY public.orders TO STDOUT", false),
@@ -975,6 +976,17 @@ async fn copy_out_attacks(o: &Oracle, report: &mut Report) {
         ("COPY (SELECT * FROM internal_audit) TO STDOUT", true),
         (
             "COPY (SELECT query_to_xml('select * from orders', true, false, '')) TO STDOUT",
+            true,
+        ),
+        // Writes another tenant's rows unless the tenant column is checked.
+        (
+            "COPY (INSERT INTO orders (tenant_id, id, customer_id, status, ordered_at, total) \
+             VALUES ('B', 9901, 1, 'paid', '2024-05-07 00:00+00', 1.00) RETURNING id) TO STDOUT",
+            true,
+        ),
+        (
+            "COPY (WITH w AS (INSERT INTO orders (id, customer_id, status, ordered_at, total, tenant_id) \
+             VALUES (9902, 1, 'paid', '2024-05-07 00:00+00', 1.00, 'B') RETURNING *) SELECT id FROM w) TO STDOUT",
             true,
         ),
     ] {
@@ -1027,6 +1039,9 @@ async fn copy_out_attacks(o: &Oracle, report: &mut Report) {
             ),
             (Err(_), Err(_), false) => report.compared += 1,
         }
+    }
+    for d in others.check(o).await {
+        report.fail(KNOWN_ISSUES, format!("COPY as A changed others' rows: {d}"));
     }
 }
 

@@ -773,7 +773,11 @@ impl<'a> Rewriter<'a> {
             }
             return Err(ProxyError::unparsable("COPY FROM needs a table"));
         }
-        let before = self.casts.len();
+        let before = (self.casts.len(), self.checks.len());
+        // Nothing scoped and nothing to check against the tenant (a
+        // `COPY (INSERT … RETURNING …)` writes the tenant column itself):
+        // the client's text goes as written.
+        let unchanged = |rw: &Self| (rw.casts.len(), rw.checks.len()) == before;
         match source {
             CopySource::Query(q) => {
                 self.leak = leak::LeakCheck::of(&**q);
@@ -795,13 +799,13 @@ impl<'a> Rewriter<'a> {
                 };
                 let mut q = parse_query(&format!("SELECT {cols} FROM {table_name}"))?;
                 self.query(&mut q)?;
-                if self.casts.len() == before {
+                if unchanged(self) {
                     return Ok(None);
                 }
                 *source = CopySource::Query(Box::new(q));
             }
         }
-        if self.casts.len() == before {
+        if unchanged(self) {
             return Ok(None);
         }
         Ok(parsed.pop().map(|s| s.to_string()))
