@@ -483,6 +483,20 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
                 "SELECT 1 FROM {table} t \
                  WHERE CASE t WHEN ROW('b'::text, 2, 'Secret Of B'::text, 0) THEN true END"
             ),
+            // An expression that fails without reading a column, evaluated
+            // only for the rows the qualifier before it lets through.
+            format!(
+                "SELECT 1 FROM {table} WHERE CASE WHEN name = 'Secret Of B' \
+                 THEN (SELECT 1 / count(*) = 1 FROM pg_type WHERE false) ELSE false END"
+            ),
+            format!(
+                "SELECT 1 FROM {table} WHERE CASE WHEN name = 'Secret Of B' \
+                 THEN now() - interval '300000 years' < now() ELSE false END"
+            ),
+            format!(
+                "UPDATE {table} SET name = name WHERE CASE WHEN name = 'Secret Of B' \
+                 THEN (SELECT 1 / count(*) = 1 FROM pg_type WHERE false) ELSE false END"
+            ),
             // (LIKE with a dangling escape: see the next test.)
         ] {
             let out = a

@@ -9,7 +9,11 @@
 //! quotes the name in its error, `make_date(1, total, 1)` the number, an
 //! overflow in `a + k` answers whether `a` is above some bound, and a whole
 //! row compared with a record errs only when the columns before a type
-//! mismatch are equal).
+//! mismatch are equal). An expression that fails without reading a column
+//! tells as much where a qualifier before it decides whether it runs
+//! (`CASE WHEN name = 'x' THEN (SELECT 1 / count(*) …) END`): any value
+//! known only at run time (parameters, subqueries, function results)
+//! counts like a column.
 //!
 //! This module finds statements with such an expression where Postgres may
 //! evaluate it before the predicate: anywhere but the top-level SELECT list,
@@ -28,7 +32,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
-    UnaryOperator, Visit, Visitor,
+    UnaryOperator, Value, ValueWithSpan, Visit, Visitor,
 };
 
 use super::{fold, like_pattern};
@@ -165,10 +169,10 @@ impl LeakCheck {
                 BinaryOperator::And | BinaryOperator::Or | BinaryOperator::StringConcat => false,
                 op if comparison(op) => rows(&[left, right]),
                 op if like_pattern::is_like_operator(op) => {
-                    (has_column(left) || has_column(right))
+                    (runtime_value(left) || runtime_value(right))
                         && !like_pattern::classify(right, None, false).is_checked()
                 }
-                _ => has_column(left) || has_column(right),
+                _ => runtime_value(left) || runtime_value(right),
             },
             Expr::AnyOp {
                 compare_op,
@@ -184,14 +188,14 @@ impl LeakCheck {
                 if comparison(compare_op) {
                     rows(&[left, right])
                 } else if like_pattern::is_like_operator(compare_op) {
-                    (has_column(left) || has_column(right))
+                    (runtime_value(left) || runtime_value(right))
                         && !like_pattern::classify(right, None, true).is_checked()
                 } else {
-                    has_column(left) || has_column(right)
+                    runtime_value(left) || runtime_value(right)
                 }
             }
             Expr::UnaryOp { op, expr } => {
-                !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && has_column(expr)
+                !matches!(op, UnaryOperator::Not | UnaryOperator::Plus) && runtime_value(expr)
             }
             // LIKE fails ("must not end with escape character") only when
             // matching reaches a dangling escape, that is for values that
@@ -211,14 +215,14 @@ impl LeakCheck {
                 any,
                 ..
             } => {
-                (has_column(expr) || has_column(pattern))
+                (runtime_value(expr) || runtime_value(pattern))
                     && !like_pattern::classify(pattern, escape_char.as_ref(), *any).is_checked()
             }
             Expr::SimilarTo { expr, pattern, .. } | Expr::RLike { expr, pattern, .. } => {
-                has_column(expr) || has_column(pattern)
+                runtime_value(expr) || runtime_value(pattern)
             }
             // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
-            other => has_column(other),
+            other => runtime_input(other),
         }
     }
 
@@ -417,6 +421,69 @@ fn is_aggregate(e: &Expr) -> bool {
     AGGREGATES.contains(&folded.as_str())
 }
 
+/// Whether `e` holds a value known only at run time, so that an error it
+/// raises happens only where Postgres evaluates it: a column, a parameter
+/// (a generic plan evaluates it per row), a subquery, or a function call
+/// (an aggregate, or a function whose volatility the rewriter cannot tell;
+/// `now() - interval '300000 years'` fails at run time). What such an
+/// expression raises tells whether a qualifier before it let a row through
+/// (`CASE WHEN name = 'x' THEN (SELECT 1 / count(*) …) END`), even when it
+/// reads no column itself. Literals and their casts are folded when the
+/// statement is planned: they fail for every row or for none.
+fn runtime_value(e: &Expr) -> bool {
+    sqlparser::ast::visit_expressions(e, |x| {
+        if runtime_leaf(x) || matches!(x, Expr::Function(_)) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// Whether a node's inputs (not the node itself) hold a run-time value; a
+/// bare parameter under a cast (`$1::int`) is not one: Postgres gives an
+/// untyped parameter the cast's type and converts it at Bind.
+fn runtime_input(e: &Expr) -> bool {
+    if let Expr::Cast { expr, .. } = e
+        && matches!(
+            expr.as_ref(),
+            Expr::Value(ValueWithSpan {
+                value: Value::Placeholder(_),
+                ..
+            })
+        )
+    {
+        return false;
+    }
+    let mut node_itself = true;
+    sqlparser::ast::visit_expressions(e, |x| {
+        let input = !std::mem::replace(&mut node_itself, false);
+        if runtime_leaf(x) || (input && matches!(x, Expr::Function(_))) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// A column, a parameter or a subquery.
+fn runtime_leaf(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::InSubquery { .. }
+            | Expr::Value(ValueWithSpan {
+                value: Value::Placeholder(_),
+                ..
+            })
+    )
+}
+
 /// Whether `e` reads a column (also through a nested query).
 fn has_column(e: &Expr) -> bool {
     sqlparser::ast::visit_expressions(e, |x| match x {
@@ -474,6 +541,14 @@ mod tests {
             "SELECT 1 FROM customers c WHERE CASE c WHEN ROW('g'::text, 2) THEN true ELSE false END",
             "SELECT 1 FROM customers c WHERE CASE ROW('g'::text, 2) WHEN c THEN true END",
             "DELETE FROM customers WHERE name LIKE 'Homer\\' AND id = -1",
+            // No column in the failing expression, but evaluated only for
+            // the rows an earlier qualifier let through.
+            "SELECT 1 FROM t WHERE CASE WHEN body = 'x' THEN (SELECT 1 / count(*) = 1 FROM p WHERE false) ELSE false END",
+            "SELECT 1 FROM t WHERE body = 'x' AND 1 / (SELECT count(*) FROM p WHERE false) = 1",
+            "SELECT 1 FROM t WHERE NOT (body <> 'x' OR 1 / $1 = 1)",
+            "SELECT * FROM t WHERE created_at > now() - interval '300000 years'",
+            "UPDATE t SET v = 1 WHERE CASE WHEN v = 2 THEN (SELECT 1 / count(*) = 1 FROM p WHERE false) END",
+            "SELECT 1 FROM t JOIN u ON u.a = t.a AND (SELECT 1 / count(*) FROM p) > 0",
         ] {
             assert!(leaks(sql), "{sql}");
         }
@@ -485,7 +560,7 @@ mod tests {
             "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
             "SELECT * FROM t WHERE id = 42 AND name LIKE 'a%' AND b BETWEEN 1 AND 9",
             "SELECT * FROM t WHERE a IN (1, 2) OR b IS NULL OR NOT c",
-            "SELECT * FROM t WHERE created_at > now() - interval '1 day'",
+            "SELECT * FROM t WHERE created_at > now() AND id = $1::int",
             "SELECT * FROM t WHERE first || ' ' || last = $1 AND x = ANY($2)",
             "SELECT lower(name), a / 2 FROM t WHERE id = 1 ORDER BY upper(name)",
             "SELECT date_trunc('day', created_at), count(*) FROM t GROUP BY 1",
