@@ -557,6 +557,10 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
             format!("SELECT count(*) FROM bare WHERE name LIKE '{prefix}\\'"),
             format!("SELECT count(*) FROM bare WHERE name ~~* '{prefix}\\'"),
             format!("DELETE FROM bare WHERE name LIKE '{prefix}#' ESCAPE '#' AND id = -1"),
+            format!("SELECT count(*) FROM bare WHERE name OPERATOR(pg_catalog.~~*) '{prefix}\\'"),
+            format!("SELECT count(*) FROM bare WHERE name LIKE ALL (ARRAY['%{prefix}\\'])"),
+            format!("SELECT count(*) FROM bare WHERE name ILIKE SOME (ARRAY['{prefix}\\'])"),
+            format!("SELECT count(*) FROM bare WHERE name LIKE '{prefix}\\' COLLATE \"C\""),
         ] {
             let e = a.simple_query(&sql).await.expect_err(&sql);
             assert_eq!(code(&e).as_deref(), Some("22025"), "{sql}: {e:?}");

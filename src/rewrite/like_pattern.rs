@@ -51,15 +51,20 @@ impl Pattern {
 }
 
 /// The LIKE-family operators written as operators (`~~`, `~~*`, `!~~`,
-/// `!~~*`): the same matching, with the default escape.
+/// `!~~*`, also as `OPERATOR(pg_catalog.~~)`): the same matching, with the
+/// default escape.
 pub(super) fn is_like_operator(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
+    match op {
         BinaryOperator::PGLikeMatch
-            | BinaryOperator::PGILikeMatch
-            | BinaryOperator::PGNotLikeMatch
-            | BinaryOperator::PGNotILikeMatch
-    )
+        | BinaryOperator::PGILikeMatch
+        | BinaryOperator::PGNotLikeMatch
+        | BinaryOperator::PGNotILikeMatch => true,
+        BinaryOperator::PGCustomBinaryOperator(parts) => matches!(
+            parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            [op] | ["pg_catalog", op] if matches!(*op, "~~" | "~~*" | "!~~" | "!~~*")
+        ),
+        _ => false,
+    }
 }
 
 /// Classifies `pattern` of a LIKE/ILIKE with `escape` (none: backslash).
@@ -81,6 +86,12 @@ pub(super) fn classify(pattern: &Expr, escape: Option<&Value>, any: bool) -> Pat
     };
     if any {
         return list(pattern, escape);
+    }
+    // sqlparser reads `LIKE ALL (…)` and `LIKE SOME (…)` as a call of a
+    // function `all` or `some` (both reserved words: no function has them
+    // as unquoted names).
+    if let Some(patterns) = quantified(pattern) {
+        return list(patterns, escape);
     }
     if let Expr::Value(v) = unnest(pattern)
         && let Value::Placeholder(p) = &v.value
@@ -182,10 +193,39 @@ fn list(patterns: &Expr, escape: char) -> Pattern {
     all
 }
 
+/// Brackets and `COLLATE` (which changes how a pattern is matched, not its
+/// escapes) taken off.
 fn unnest(e: &Expr) -> &Expr {
     match e {
-        Expr::Nested(x) => unnest(x),
+        Expr::Nested(x) | Expr::Collate { expr: x, .. } => unnest(x),
         other => other,
+    }
+}
+
+/// The list of `ALL (…)`, `SOME (…)` or `ANY (…)` as sqlparser reads it after
+/// `LIKE` (a function call).
+fn quantified(e: &Expr) -> Option<&Expr> {
+    let Expr::Function(f) = unnest(e) else {
+        return None;
+    };
+    let [sqlparser::ast::ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+        return None;
+    };
+    if name.quote_style.is_some()
+        || !["all", "some", "any"]
+            .iter()
+            .any(|q| name.value.eq_ignore_ascii_case(q))
+    {
+        return None;
+    }
+    match &f.args {
+        sqlparser::ast::FunctionArguments::List(l) => match l.args.as_slice() {
+            [sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(x))] => {
+                Some(x)
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -305,6 +345,14 @@ mod tests {
             r"SELECT 1 FROM t WHERE name LIKE CAST('Homer\' AS varchar(10))",
             r"SELECT 1 FROM t WHERE b LIKE 'x\\'::bytea",
             r"SELECT 1 FROM t WHERE name LIKE text 'Homer\'",
+            // Other spellings of the same operators and lists.
+            r"SELECT 1 FROM t WHERE name OPERATOR(~~*) 'homer\'",
+            r"SELECT 1 FROM t WHERE name OPERATOR(pg_catalog.!~~) '%Homer\'",
+            r"SELECT 1 FROM t WHERE name LIKE ALL (ARRAY['%Homer\'])",
+            r"SELECT 1 FROM t WHERE name ILIKE SOME (ARRAY['a', 'Homer\'])",
+            r"SELECT 1 FROM t WHERE name NOT LIKE all ('{x\\}')",
+            r#"SELECT 1 FROM t WHERE name LIKE '%Homer\' COLLATE "C""#,
+            r#"SELECT 1 FROM t WHERE name ILIKE ('Homer\' COLLATE "C")"#,
         ] {
             assert!(refused(sql), "{sql}");
         }
@@ -323,6 +371,9 @@ mod tests {
             r"SELECT 1 FROM t WHERE name LIKE 'a\%'::text",
             r"SELECT 1 FROM t WHERE b LIKE 'ab%'::bytea",
             r#"SELECT 1 FROM t WHERE name LIKE ANY ('{"a%", "b%"}')"#,
+            r"SELECT 1 FROM t WHERE name LIKE ALL (ARRAY['a%', 'b\%'])",
+            r#"SELECT 1 FROM t WHERE name LIKE 'a%' COLLATE "C""#,
+            r"SELECT 1 FROM t WHERE name OPERATOR(pg_catalog.~~) 'a%'",
         ] {
             assert_eq!(patterns(sql).ok(), Some(vec![]), "{sql}");
         }
