@@ -695,7 +695,8 @@ impl ProxyError {
         )
     }
 
-    /// UPDATE … SET tenant_col = … or ON CONFLICT DO UPDATE of it.
+    /// UPDATE … SET tenant_col = … (or ON CONFLICT DO UPDATE of it) with a
+    /// value that cannot be checked.
     pub fn tenant_column_change() -> Self {
         Self::new(
             SqlState::INSUFFICIENT_PRIVILEGE,
@@ -718,7 +719,8 @@ impl ProxyError {
         )
     }
 
-    /// An INSERT value for the tenant column that is not the session's tenant.
+    /// A value an INSERT or an UPDATE's SET writes into the tenant column
+    /// that is not the session's tenant.
     pub fn tenant_value_mismatch() -> Self {
         Self::new(
             SqlState::INSUFFICIENT_PRIVILEGE,

@@ -364,7 +364,12 @@ async fn psycopg3() {
     let (cluster, proxy) = drive(
         "psycopg",
         cmd,
-        &["executemany", "cancel", "trusted_choice_in_transaction"],
+        &[
+            "executemany",
+            "cancel",
+            "trusted_choice_in_transaction",
+            "orm_full_row_update",
+        ],
     )
     .await;
     assert_executemany_rows(&cluster, "psycopg").await;

@@ -274,16 +274,24 @@ impl Rewriter<'_> {
         Ok(())
     }
 
-    /// Refuses assignments to the tenant column.
-    fn check_assignments(&self, assignments: &[sqlparser::ast::Assignment]) -> R {
+    /// Assignments to the tenant column: one of a literal or a parameter is
+    /// checked against the session's tenant, as an INSERT's value is (ORMs
+    /// write every column back, `SET tenant_id = 'acme', name = …`; on the
+    /// tenant's own rows that changes nothing); any other is refused.
+    fn check_assignments(&mut self, assignments: &[sqlparser::ast::Assignment]) -> R {
         for a in assignments {
             let names: Vec<&ObjectName> = match &a.target {
                 AssignmentTarget::ColumnName(n) => vec![n],
                 AssignmentTarget::Tuple(ns) => ns.iter().collect(),
             };
+            let single = names.len() == 1;
             for n in names {
                 if name_parts(n)?.last().is_some_and(|c| *c == self.column) {
-                    return Err(ProxyError::tenant_column_change());
+                    let check = single
+                        .then(|| self.tenant_check_for(&a.value).ok())
+                        .flatten()
+                        .ok_or_else(ProxyError::tenant_column_change)?;
+                    self.checks.push(check);
                 }
             }
         }

@@ -7,8 +7,9 @@ server-side prepared statements (prepare_threshold=0) reused over many
 transactions by more concurrent connections than the pool has server
 connections, executemany, an error inside a transaction followed by rollback
 and reuse of the same prepared statement (also one whose first execution
-failed), cancel of pg_sleep (57014), and a trusted connection choosing its
-tenant in psycopg's default mode (inside the transaction it opens).
+failed), cancel of pg_sleep (57014), a trusted connection choosing its
+tenant in psycopg's default mode (inside the transaction it opens), and an
+ORM's UPDATE that writes the tenant column back.
 
 Connection settings come from TG_* environment variables. Prints one
 `ok <check>` or `FAIL <check> <detail>` line per check; exits 1 if any failed.
@@ -254,6 +255,29 @@ def check_trusted_choice_in_transaction():
         c.rollback()
 
 
+def check_orm_full_row_update():
+    """ORMs (Django's save(), Hibernate) write every column back, the tenant
+    column included: the session's own tenant passes, another is refused
+    (42501) and changes nothing."""
+    tenant = TENANTS["a"][2]
+    other = TENANTS["b"][2]
+    with connect("a", autocommit=True) as c:
+        for sql, args in [
+            ("UPDATE items SET tenant_id = %s, note = note WHERE id = 1", (tenant,)),
+            (f"UPDATE items SET tenant_id = '{tenant}', note = note WHERE id = 1", None),
+        ]:
+            cur = c.execute(sql, args)
+            expect(cur.rowcount == 1, f"{sql}: {cur.rowcount} rows")
+        try:
+            c.execute("UPDATE items SET tenant_id = %s, note = 'moved' WHERE id = 1", (other,))
+        except errors.InsufficientPrivilege:
+            pass
+        else:
+            raise AssertionError("an UPDATE to another tenant's id ran")
+        (note,) = c.execute("SELECT note FROM items WHERE id = 1").fetchone()
+        expect(note == f"{tenant}-1", f"note after the refused UPDATE: {note!r}")
+
+
 CHECKS = [
     ("login", check_login),
     ("bad_password", check_bad_password),
@@ -266,6 +290,7 @@ CHECKS = [
     ("error_first_use", check_error_first_use),
     ("cancel", check_cancel),
     ("trusted_choice_in_transaction", check_trusted_choice_in_transaction),
+    ("orm_full_row_update", check_orm_full_row_update),
 ]
 
 if __name__ == "__main__":

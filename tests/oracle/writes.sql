@@ -55,6 +55,9 @@ INSERT INTO customers (id, name, active, created_at) VALUES (208, 'dup', true, '
 -- ---------------------------------------------------------------- UPDATE
 UPDATE customers SET tier = 'platinum' WHERE id = 1
 
+-- an ORM writing every column back, the tenant's own id included
+UPDATE customers SET tenant_id = 'A', name = 'A-w-save', tier = 'gold' WHERE id = 2
+
 UPDATE customers SET tier = NULL, active = false WHERE tier = 'bronze' RETURNING id, tier
 
 UPDATE customers SET email = lower(name) || '@example.com' WHERE email IS NULL
@@ -171,6 +174,9 @@ UPDATE orders SET note = 'A-w-param-b' WHERE tenant_id = $1
 -- ---------------------------------------------------------------- attacks (tenantgate only)
 -- @nocompare
 UPDATE orders SET tenant_id = 'B' WHERE id = 1
+
+-- @nocompare
+UPDATE customers SET tenant_id = 'B', name = 'A-w-moved' WHERE id = 3
 
 -- @nocompare
 UPDATE orders SET tenant_id = 'A' WHERE tenant_id = 'B'
