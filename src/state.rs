@@ -102,6 +102,11 @@ pub struct ProxyState {
     pub force_close: CancellationToken,
     /// Catalog and rewrite cache per shard, read on first use and on reload.
     isolation: DashMap<String, Arc<ShardIsolation>>,
+    /// Catalogs of shards a reload removed, kept while connections of their
+    /// retired pool live: the transactions and pinned sessions still on
+    /// such a shard finish there, and their statements are rewritten with
+    /// its catalog.
+    retired_isolation: DashMap<String, (std::sync::Weak<Pool>, Arc<ShardIsolation>)>,
     next_session: AtomicU64,
     /// Prometheus metrics and per-tenant counters.
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -154,6 +159,7 @@ impl ProxyState {
             shutdown: CancellationToken::new(),
             force_close: CancellationToken::new(),
             isolation: DashMap::new(),
+            retired_isolation: DashMap::new(),
             next_session: AtomicU64::new(1),
             metrics: Arc::new(metrics),
             clients: crate::admin::ClientRegistry::default(),
@@ -186,6 +192,12 @@ impl ProxyState {
     pub async fn shard_isolation(&self, shard: &str) -> Result<Arc<ShardIsolation>, ProxyError> {
         if let Some(s) = self.isolation.get(shard) {
             return Ok(s.clone());
+        }
+        if self.pool(shard).is_none()
+            && let Some(retired) = self.retired_isolation.get(shard)
+            && retired.0.strong_count() > 0
+        {
+            return Ok(retired.1.clone());
         }
         self.refresh_catalog(shard).await
     }
@@ -257,9 +269,17 @@ impl ProxyState {
         self.pools.store(pools.clone());
         self.loaded.store(Arc::new(loaded));
         // Retired only once no new transaction can pick them up.
+        self.retired_isolation
+            .retain(|_, (pool, _)| pool.strong_count() > 0);
         for (name, pool) in old.iter() {
             if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
                 pool.retire();
+            }
+            if !pools.contains_key(name)
+                && let Some((_, iso)) = self.isolation.remove(name)
+            {
+                self.retired_isolation
+                    .insert(name.clone(), (Arc::downgrade(pool), iso));
             }
         }
         Ok(generation)

@@ -980,6 +980,72 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A reload that removes a shard: a transaction open on it, and a session
+/// pinned to it, go on there with its catalog until they end (they got
+/// 08001 "the catalog of shard is not available" for every statement,
+/// ROLLBACK included, as the catalog left with the shard); the next
+/// transaction goes to the tenant's new home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_a_removed_shard_finish_there() {
+    let f = fleet().await;
+    let r = start(&f, "s1").await;
+    exec(
+        &f.s1,
+        "app",
+        "INSERT INTO items VALUES ('mover', 1, 'old home'), ('other', 1, 'x')",
+    )
+    .await;
+    exec(
+        &f.s0,
+        "app",
+        "INSERT INTO items VALUES ('mover', 1, 'new home')",
+    )
+    .await;
+    let in_tx = as_tenant(r.port, "mover").await;
+    let pinned = as_tenant(r.port, "mover").await;
+    in_tx.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(rows_of(&in_tx, "SELECT v FROM items").await, ["old home"]);
+    pinned
+        .batch_execute("SELECT pg_advisory_lock(7)")
+        .await
+        .unwrap();
+    let without_s1 = config_text(&f, "s0")
+        .replace(
+            &format!(
+                "[[shards]]\nname = \"s1\"\nurl = {}\npool_size = 4\n\n",
+                toml_str(&f.s1.url("app"))
+            ),
+            "",
+        )
+        .replace("hash_shards = [\"s0\", \"s1\"]", "hash_shards = [\"s0\"]")
+        .replace(
+            "[[tenants]]\nid = \"umbrella\"\nshard = \"s1\"\nschema = \"umbrella\"\n\n",
+            "",
+        );
+    assert!(!without_s1.contains("\"s1\""), "{without_s1}");
+    std::fs::write(&r.path, without_s1).unwrap();
+    assert!(
+        tenantgate::server::reload(&r.state, &r.path),
+        "reload accepted"
+    );
+    assert_eq!(rows_of(&in_tx, "SELECT v FROM items").await, ["old home"]);
+    in_tx
+        .batch_execute("UPDATE items SET v = 'touched'")
+        .await
+        .unwrap();
+    in_tx.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(rows_of(&in_tx, "SELECT v FROM items").await, ["new home"]);
+    assert_eq!(rows_of(&pinned, "SELECT v FROM items").await, ["old home"]);
+    pinned.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(rows_of(&pinned, "SELECT v FROM items").await, ["new home"]);
+    assert_eq!(
+        rows_on(&f.s1, "SELECT v FROM items WHERE tenant_id = 'mover'").await,
+        ["old home"],
+        "the rolled-back UPDATE left the old home as it was"
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A tenant change by a prepared SET (extended protocol) with more batches
 /// pipelined behind it: those batches wait for the change's replies and go
 /// to the new tenant's home. They ran on the connection held for the old
