@@ -582,6 +582,71 @@ async fn graceful_shutdown_lets_open_transactions_finish() {
     assert_eq!(v, 43);
 }
 
+/// A statement still running when `shutdown_timeout` expires is cancelled
+/// before the process exits: its client is told its connection was
+/// terminated (57P01), so the statement must not commit behind it. (The
+/// cancel was sent from a task the exiting process never ran: the backend
+/// went on and committed the row after the proxy was gone.) The real binary,
+/// since only a process that exits shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_running_at_the_shutdown_timeout_is_cancelled() {
+    let cluster = items_cluster().await;
+    let port = tenantgate::localpg::free_port().expect("free port");
+    let dir = std::env::temp_dir().join(format!("tenantgate-faults-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("routing.toml");
+    let text = fault_config_text(&cluster, "shutdown_timeout = \"1s\"", 4)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&path, text).expect("write config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tenantgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        match try_connect(port, "t1user", "t1-secret", "app").await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "tenantgate does not serve: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let running = tokio::spawn(async move {
+        client
+            .simple_query("INSERT INTO items SELECT 't1', 2, 7 FROM pg_sleep(4)")
+            .await
+    });
+    wait_active(&cluster, "pg_sleep(4)", 1).await;
+    let pid = child.id().expect("pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    let told = running.await.expect("client task");
+    assert!(told.is_err(), "the client was answered: {told:?}");
+    // Past the end of the sleep: nothing committed.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let n: i64 = connect_direct(&cluster, "app")
+        .await
+        .query_one("SELECT count(*) FROM items WHERE id = 2", &[])
+        .await
+        .expect("direct read")
+        .get(0);
+    assert_eq!(n, 0, "the statement committed after the proxy exited");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// When `shutdown_timeout` expires, `run()` returns and the sessions still
 /// open are closed (their transactions roll back), as the design says:
 /// "let transactions finish up to a timeout, then close".

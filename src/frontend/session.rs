@@ -908,14 +908,15 @@ impl Session {
             // Mid-query or mid-message: closing is the only safe reset. A
             // backend busy with a query would not notice the closed socket
             // until it finished (holding its locks), so cancel it first; then
-            // the server rolls the transaction back.
+            // the server rolls the transaction back. Awaited here, not in a
+            // task of its own: a proxy shutting down waits for sessions to
+            // end, and must not exit before the cancel is delivered (the
+            // statement would run on and commit after the client was told
+            // its connection was terminated). `send_cancel` is bounded.
             if self.t.pending > 0 {
-                let (addr, key) = (s.conn.addr, s.conn.backend_key);
-                tokio::spawn(async move {
-                    let _ = crate::backend::send_cancel(addr, key).await;
-                    drop(s);
-                });
+                let _ = crate::backend::send_cancel(s.conn.addr, s.conn.backend_key).await;
             }
+            drop(s);
             return;
         }
         let mut reset: Vec<&str> = Vec::new();
