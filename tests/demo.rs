@@ -98,6 +98,9 @@ async fn the_demo_serves_its_tenants_through_an_ordinary_role() {
         let text = support::psql_ok(&out);
         assert!(text.contains(expect), "{command}: {text}");
     }
+    // The admin console's RELOAD re-reads the routing.toml the demo wrote.
+    let out = support::psql(port, "ops", "ops-secret", "tenantgate", "RELOAD").await;
+    support::psql_ok(&out);
     // The dedicated tenant's statements pass through, but the role may not
     // run programs on the database host.
     let bigcorp = try_connect(port, "bigcorp", "bigcorp-secret", "app")

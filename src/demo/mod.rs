@@ -4,7 +4,8 @@
 //! database `app`, and `bigcorp-db`, a dedicated database `bigcorp`), loads a
 //! sample multi-tenant schema, writes a `routing.toml` next to them, serves
 //! it, prints how to connect, and on Ctrl-C / SIGTERM shuts everything down
-//! and deletes it.
+//! and deletes it. SIGHUP and the admin console's `RELOAD` re-read the
+//! routing.toml it wrote.
 
 mod routing;
 mod schema;
@@ -116,6 +117,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         context: "cannot install the SIGTERM handler".into(),
         source: e,
     })?;
+    // SIGHUP re-reads the routing table once the proxy serves (as for
+    // `tenantgate run`); from now on it no longer ends the process, which
+    // would leave the clusters running and their directory behind.
+    let _hangup = signal(SignalKind::hangup()).map_err(|e| DemoError::Io {
+        context: "cannot install the SIGHUP handler".into(),
+        source: e,
+    })?;
     let quit = opts.stop.clone().unwrap_or_default().child_token();
     let watcher = {
         let quit = quit.clone();
@@ -192,10 +200,15 @@ impl Demo {
         })?;
         let config = crate::config::load_file(&demo.config_path)?;
         demo.shutdown_timeout = config.server.shutdown_timeout;
-        let proxy = Proxy::bind(config).await.map_err(|e| DemoError::Listen {
-            addr: opts.listen.clone(),
-            source: e,
-        })?;
+        // With its file: the admin console's RELOAD and SIGHUP re-read the
+        // routing.toml the demo printed (SIGHUP no longer ends the demo
+        // without its clean-up).
+        let proxy = Proxy::bind_with_path(config, Some(demo.config_path.clone()))
+            .await
+            .map_err(|e| DemoError::Listen {
+                addr: opts.listen.clone(),
+                source: e.into(),
+            })?;
         demo.addr = proxy.local_addr().map_err(|e| DemoError::Io {
             context: "cannot read the proxy's address".into(),
             source: e,
