@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::frontend::connection::serve_connection;
+use crate::frontend::connection::{serve_connection, serve_when_full};
 use crate::protocol::messages;
 use crate::state::{ProxyState, StateError};
 
@@ -46,6 +46,10 @@ impl From<StartError> for std::io::Error {
         std::io::Error::other(e.to_string())
     }
 }
+
+/// Connections read at once while `max_client_conn` clients are connected
+/// (each may be a CancelRequest); more are refused without being read.
+const OVER_LIMIT_OPENINGS: usize = 64;
 
 impl Proxy {
     /// Binds `config.server.listen` (port 0 picks a free port).
@@ -108,6 +112,7 @@ impl Proxy {
         let state = self.state;
         let max = state.loaded().config.server.max_client_conn;
         let slots = Arc::new(Semaphore::new(max));
+        let over_limit = Arc::new(Semaphore::new(OVER_LIMIT_OPENINGS));
         let tracker = TaskTracker::new();
         if let Some(path) = self.config_path {
             tokio::spawn(reload_on_sighup(state.clone(), path));
@@ -137,16 +142,27 @@ impl Proxy {
                         drop(permit);
                     });
                 }
-                Err(_) => {
-                    tracing::warn!(client = %peer, "refusing client: max_client_conn reached");
-                    let refusal = ProxyError::too_many_clients();
-                    state.metrics.client_refused(&refusal);
-                    tokio::spawn(async move {
-                        let mut out = BytesMut::new();
-                        messages::error_response(&mut out, &refusal);
-                        let _ = stream.write_all(&out).await;
-                    });
-                }
+                // Full: the connection may still be a CancelRequest, read
+                // by a bounded number of tasks; past those, refused unread.
+                Err(_) => match over_limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            serve_when_full(state, stream, peer).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(client = %peer, "refusing client: max_client_conn reached");
+                        let refusal = ProxyError::too_many_clients();
+                        state.metrics.client_refused(&refusal);
+                        tokio::spawn(async move {
+                            let mut out = BytesMut::new();
+                            messages::error_response(&mut out, &refusal);
+                            let _ = stream.write_all(&out).await;
+                        });
+                    }
+                },
             }
         }
         drop(self.listener);

@@ -479,8 +479,17 @@ async fn max_client_conn_refuses_the_third_with_53300() {
         .await
         .must_fail("a third client got in");
     assert_sqlstate(&err, "53300");
-    // Raw: the refusal is an ErrorResponse, then the close.
+    // Raw: the refusal is an ErrorResponse once the startup packet is read
+    // (an SSLRequest before it is declined as usual), then the close.
     let mut raw = RawClient::connect(proxy.addr).await;
+    raw.send(&raw_client::ssl_request()).await;
+    assert_eq!(raw.read_byte().await, Ok(b'N'));
+    raw.send(&raw_client::startup_message(
+        3,
+        0,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await;
     let seen = raw.expect_closed().await;
     assert_eq!(
         seen.iter().find_map(|m| m.code()).as_deref(),
@@ -490,6 +499,22 @@ async fn max_client_conn_refuses_the_third_with_53300() {
     // The two admitted clients are unaffected.
     assert_eq!(value(&a, "SELECT 'a'").await, "a");
     assert_eq!(value(&b, "SELECT 'b'").await, "b");
+    // A query stays cancellable while the proxy is full: the CancelRequest
+    // comes on a connection of its own (it was refused with 53300, and the
+    // query ran to its end).
+    let token = b.cancel_token();
+    let started = Instant::now();
+    let (sleep, cancel) = tokio::join!(b.batch_execute("SELECT pg_sleep(30)"), async {
+        wait_active(&cluster, "pg_sleep(30)", 1).await;
+        token.cancel_query(NoTls).await
+    });
+    cancel.expect("the cancel is carried out");
+    assert_sqlstate(&sleep.expect_err("the sleep was cancelled"), "57014");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     // When one leaves, its slot is free again.
     drop(a);
     let deadline = Instant::now() + Duration::from_secs(5);

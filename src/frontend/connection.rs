@@ -47,6 +47,42 @@ pub async fn serve_connection(
     tracing::info!(parent: &span, duration_ms, "session closed");
 }
 
+/// A connection accepted while `max_client_conn` clients are connected: a
+/// CancelRequest is carried out (a query must stay cancellable when the
+/// proxy is full, as in Postgres); a login is refused with 53300 once its
+/// startup packet is read.
+pub async fn serve_when_full(
+    state: Arc<ProxyState>,
+    mut client: TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let mut buf = BytesMut::with_capacity(512);
+    let opened = tokio::time::timeout(
+        handshake::AUTH_TIMEOUT,
+        handshake::open_when_full(&mut client, &mut buf),
+    )
+    .await;
+    match opened {
+        Ok(Ok(Opening::Cancel { pid, secret })) => carry_out_cancel(&state, pid, secret).await,
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(e)) if e.origin == crate::error::Source::ClientGone => {}
+        Ok(Err(e)) => {
+            if e.code == crate::protocol::sqlstate::SqlState::TOO_MANY_CONNECTIONS {
+                tracing::warn!(client = %peer, "refusing client: max_client_conn reached");
+            }
+            state.metrics.client_refused(&e);
+            send_fatal(&mut client, &e).await;
+        }
+    }
+}
+
+/// Cancels the query of the session `(pid, secret)` names, if it exists.
+async fn carry_out_cancel(state: &ProxyState, pid: i32, secret: i32) {
+    if let Some(slot) = state.cancels.lookup(pid, secret) {
+        slot.cancel().await;
+    }
+}
+
 /// Handshake, cancel request or login, up to a session ready to run (with
 /// the guard that keeps it in the admin console's client list), or `None`
 /// when the connection is done.
@@ -67,9 +103,7 @@ async fn open_session(
     let login = match opened {
         Ok(Ok(Opening::Session(login))) => login,
         Ok(Ok(Opening::Cancel { pid, secret })) => {
-            if let Some(slot) = state.cancels.lookup(pid, secret) {
-                slot.cancel().await;
-            }
+            carry_out_cancel(&state, pid, secret).await;
             return None;
         }
         Ok(Ok(Opening::Dropped)) => {

@@ -15,7 +15,7 @@ use crate::protocol::auth::{
 };
 use crate::protocol::framing::peek_header;
 use crate::protocol::messages::{self, ftag};
-use crate::protocol::startup::{StartupPacket, parse_startup, peek_startup_len};
+use crate::protocol::startup::{Startup, StartupPacket, parse_startup, peek_startup_len};
 use crate::state::Loaded;
 
 /// How long a client may take from connecting to being authenticated.
@@ -52,17 +52,30 @@ pub enum Opening {
     Dropped,
 }
 
-/// Runs the startup phase. `buf` keeps any bytes read past the handshake.
-pub async fn open(
+/// The opening of a connection while `max_client_conn` clients are
+/// connected: a CancelRequest is still carried out (Postgres reads one
+/// before it counts connections); a startup packet gets 53300.
+pub async fn open_when_full(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    loaded: &Loaded,
 ) -> Result<Opening, ProxyError> {
+    match startup_packet(stream, buf).await? {
+        Ok(_) => Err(ProxyError::too_many_clients()),
+        Err(done) => Ok(done),
+    }
+}
+
+/// The packets before the startup packet (encryption requests, declined),
+/// then the startup packet, or what ends the connection without a session.
+async fn startup_packet(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Result<Startup, Opening>, ProxyError> {
     // Each encryption request is answered once; a second one of a kind is
     // read as the unknown protocol version it encodes, as Postgres does (a
     // client cannot keep the handshake going by asking again and again).
     let (mut ssl_asked, mut gss_asked) = (false, false);
-    let startup = loop {
+    loop {
         let packet = read_startup_packet(stream, buf).await?;
         match parse_startup(&packet)? {
             request @ (StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
@@ -82,10 +95,24 @@ pub async fn open(
                 }
                 write(stream, b"N").await?;
             }
-            StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
-            StartupPacket::MalformedCancel => return Ok(Opening::Dropped),
-            StartupPacket::Startup(s) => break s,
+            StartupPacket::Cancel { pid, secret } => {
+                return Ok(Err(Opening::Cancel { pid, secret }));
+            }
+            StartupPacket::MalformedCancel => return Ok(Err(Opening::Dropped)),
+            StartupPacket::Startup(s) => return Ok(Ok(s)),
         }
+    }
+}
+
+/// Runs the startup phase. `buf` keeps any bytes read past the handshake.
+pub async fn open(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    loaded: &Loaded,
+) -> Result<Opening, ProxyError> {
+    let startup = match startup_packet(stream, buf).await? {
+        Ok(startup) => startup,
+        Err(done) => return Ok(done),
     };
     let mut out = BytesMut::new();
     let unknown = startup.unknown_protocol_options();
