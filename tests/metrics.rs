@@ -563,6 +563,49 @@ async fn metrics_after_two_tenants() {
     assert_eq!(status, 200);
 }
 
+/// A pin refused for `max_pinned_per_tenant` (53300) is a pin refusal and
+/// an error of class 53, not an isolation refusal (it was counted in
+/// `tenantgate_isolation_refusals_total`, for statements the proxy could
+/// not prove safe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pin_is_not_an_isolation_refusal() {
+    let cluster = two_shard_cluster().await;
+    let text = config_text(&cluster, "").replace(
+        "[[shards]]\nname = \"s0\"\n",
+        "[[shards]]\nname = \"s0\"\nmax_pinned_per_tenant = 1\n",
+    );
+    let proxy = start(&text).await;
+    let first = connect(proxy.port, "a", "a-secret", "app").await;
+    let second = connect(proxy.port, "a", "a-secret", "app").await;
+    run_simple(&first, "SELECT pg_advisory_lock(1)").await;
+    let e = second
+        .simple_query("SELECT pg_advisory_lock(2)")
+        .await
+        .expect_err("a second pin for a");
+    assert_eq!(sqlstate(&e).as_deref(), Some("53300"));
+    let m = scrape(proxy.metrics).await;
+    assert_eq!(
+        must(&m, "tenantgate_pin_refusals_total", &[("shard", "s0")]),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &m,
+            "tenantgate_errors_total",
+            &[("tenant", "a"), ("class", "53")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "tenantgate_isolation_refusals_total",
+            &[("tenant", "a")]
+        ),
+        None
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_labels_are_capped() {
     let cluster = two_shard_cluster().await;

@@ -290,7 +290,10 @@ impl SessionObs {
         if locally {
             self.entry.set_idle();
         }
-        if e.origin == Source::Client {
+        // Resource limits (53: `max_pinned_per_tenant`) and operator
+        // intervention (57: a wait under PAUSE) are counted elsewhere, not
+        // as statements refused for isolation.
+        if e.origin == Source::Client && !matches!(e.code.class(), "53" | "57") {
             let code = e.server_code.as_deref().unwrap_or(e.code.code());
             self.metrics
                 .refusals
