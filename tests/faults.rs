@@ -317,6 +317,30 @@ async fn client_killed_mid_query_releases_its_locks() {
     assert_eq!(active_count(&cluster, "-- vanishing").await, 0);
 }
 
+/// A backend terminated under a running query: the client gets the
+/// server's FATAL (57P01) and the close, one error as from Postgres itself
+/// (the proxy added its own 08006 "server connection lost" after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_backend_gives_one_fatal() {
+    let cluster = items_cluster().await;
+    let proxy = start(&cluster, "", 4).await;
+    let mut raw = RawClient::login(proxy.port, "t1user", "t1-secret", "app").await;
+    raw.send(&query_msg("SELECT pg_sleep(30) -- terminated"))
+        .await;
+    wait_active(&cluster, "-- terminated", 1).await;
+    connect_direct(&cluster, "app")
+        .await
+        .simple_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%-- terminated' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .expect("terminate");
+    let seen = raw.expect_closed().await;
+    let errors: Vec<String> = seen.iter().filter_map(|m| m.code()).collect();
+    assert_eq!(errors, ["57P01"], "{seen:?}");
+}
+
 // --------------------------------------------------------------- shard down
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -563,6 +563,36 @@ async fn metrics_after_two_tenants() {
     assert_eq!(status, 200);
 }
 
+/// An error the proxy raises when it ends a session (here 25P03, an idle
+/// transaction timed out) is counted like the server's errors (FATALs the
+/// proxy raised were not counted at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_that_end_a_session_are_counted() {
+    let cluster = two_shard_cluster().await;
+    let proxy = start(&config_text(
+        &cluster,
+        "idle_transaction_timeout = \"300ms\"",
+    ))
+    .await;
+    let a = connect(proxy.port, "a", "a-secret", "app").await;
+    run_simple(&a, "BEGIN").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The FATAL came while the client was idle: tokio-postgres reports the
+    // closed connection.
+    a.simple_query("SELECT 1")
+        .await
+        .expect_err("the idle transaction was ended");
+    let m = scrape(proxy.metrics).await;
+    assert_eq!(
+        must(
+            &m,
+            "tenantgate_errors_total",
+            &[("tenant", "a"), ("class", "25")]
+        ),
+        1.0
+    );
+}
+
 /// A pin refused for `max_pinned_per_tenant` (53300) is a pin refusal and
 /// an error of class 53, not an isolation refusal (it was counted in
 /// `tenantgate_isolation_refusals_total`, for statements the proxy could

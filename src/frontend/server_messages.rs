@@ -141,6 +141,11 @@ impl Session {
                     _ => self.to_client.extend_from_slice(msg),
                 },
                 tag::ERROR_RESPONSE => {
+                    let severity = messages::error_field(msg, b'V')
+                        .or_else(|| messages::error_field(msg, b'S'));
+                    if matches!(severity, Some(b"FATAL" | b"PANIC")) {
+                        self.server_fatal = true;
+                    }
                     // The server skips the rest of this batch: statements it
                     // was asked to prepare in it do not exist, and names the
                     // client gave them are not defined (as in Postgres).

@@ -288,6 +288,9 @@ pub struct Session {
     /// the server reported its own default, where the client's is its
     /// startup value, which the proxy puts back).
     pub(super) told_stale: bool,
+    /// The server sent the client a FATAL (or PANIC) error: the connection
+    /// it then closes needs no second one from the proxy.
+    pub(super) server_fatal: bool,
 }
 
 /// Everything a session needs at birth.
@@ -385,6 +388,7 @@ impl Session {
             sent_statements: BatchStatements::default(),
             told: p.told,
             told_stale: false,
+            server_fatal: false,
         }
     }
 
@@ -396,9 +400,23 @@ impl Session {
         // The server connection first: a client that does not read must not
         // keep it (and its pool slot) while the last words wait for it.
         self.finish_server(clean_exit).await;
-        if let Err(e) = &end {
-            messages::error_response(&mut self.to_client, e);
-            let _ = self.flush_client_blocking().await;
+        match &end {
+            // The server's own FATAL reached the client already (and was
+            // counted); Postgres sends one error when it ends a session.
+            Err(e)
+                if self.server_fatal
+                    && e.code == crate::protocol::sqlstate::SqlState::CONNECTION_FAILURE =>
+            {
+                let _ = self.flush_client_blocking().await;
+            }
+            Err(e) => {
+                if e.origin != crate::error::Source::ClientGone {
+                    self.obs.session_ended_with(e);
+                }
+                messages::error_response(&mut self.to_client, e);
+                let _ = self.flush_client_blocking().await;
+            }
+            Ok(_) => {}
         }
     }
 

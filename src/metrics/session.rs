@@ -309,6 +309,13 @@ impl SessionObs {
         }
     }
 
+    /// The session ends with `e`, an error the proxy raises and sends
+    /// (a lost server connection, KILL CLIENT, shutdown, a timeout, a
+    /// message over the size limit).
+    pub fn session_ended_with(&self, e: &ProxyError) {
+        self.count_error(e.code.class());
+    }
+
     fn count_error(&self, class: &str) {
         self.metrics
             .errors
