@@ -139,6 +139,11 @@ fn route(path: &std::path::Path, tenant: &str) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // What the proxy would refuse as a tenant id has no home either.
+    if let Err(e) = tenantgate::tenant::validate_tenant_id(tenant, []) {
+        eprintln!("tenantgate: {}", e.message);
+        return ExitCode::FAILURE;
+    }
     match tenantgate::router::Router::new(&config).route(tenant) {
         Ok(r) => {
             match (&r.schema, r.dedicated) {

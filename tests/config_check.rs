@@ -219,3 +219,32 @@ shard = "s1"
         "{shown}"
     );
 }
+
+/// `tenantgate route` names a tenant's home, and refuses an id the proxy
+/// would refuse (an empty one got a home printed).
+#[test]
+fn route_names_the_home_and_refuses_invalid_ids() {
+    let route = |tenant: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"))
+            .args(["route", "--config"])
+            .arg(repo_file("routing.toml"))
+            .arg(tenant)
+            .output()
+            .expect("run tenantgate route")
+    };
+    let ok = route("acme");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).starts_with("acme -> shard "),
+        "{ok:?}"
+    );
+    for bad in ["", "a\\b"] {
+        let out = route(bad);
+        assert!(!out.status.success(), "{bad:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{bad:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid tenant id"),
+            "{bad:?}: {out:?}"
+        );
+    }
+}
