@@ -355,6 +355,15 @@ async fn every_command_has_its_documented_columns() {
     let servers = show(&ops, "SHOW SERVERS").await;
     assert_eq!(servers.rows_where("shard", "s0").len(), 1);
     assert_eq!(servers.rows_where("state", "idle").len(), 2);
+    // Ids name one connection whatever its shard (`link` in SHOW CLIENTS).
+    let mut ids: Vec<&str> = servers
+        .rows
+        .iter()
+        .filter_map(|r| servers.get(r, "id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "server ids repeat across shards");
 
     let shards = show(&ops, "SHOW SHARDS").await;
     let s1 = shards.rows_where("shard", "s1")[0];

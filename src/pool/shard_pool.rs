@@ -22,6 +22,11 @@ use crate::error::ProxyError;
 /// ParameterStatus (name, value) pairs a server reported.
 pub type ReportedParams = Arc<Vec<(String, String)>>;
 
+/// Server connection ids, unique in the process (not per pool), so that
+/// `SHOW CLIENTS`' `link` names one connection of `SHOW SERVERS`; they only
+/// grow, which `fresh_from` relies on.
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Settings of one pool, as configured (a reload applies a new set with
 /// [`Pool::retune`]).
 #[derive(Debug, Clone)]
@@ -87,7 +92,6 @@ pub struct Pool {
     /// on every transaction, and a pointer moves cheaper than the struct.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<ServerConn>>>,
-    next_id: AtomicU64,
     /// ParameterStatus values servers reported, by session-settings fingerprint.
     reported: Mutex<HashMap<u64, ReportedParams>>,
     /// Removed from the configuration: connections are closed, not kept.
@@ -114,7 +118,6 @@ impl Pool {
             idle_timeout_us: AtomicU64::new(micros(settings.idle_timeout)),
             permits: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::with_capacity(size)),
-            next_id: AtomicU64::new(1),
             reported: Mutex::new(HashMap::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
             stats: PoolStats::default(),
@@ -171,7 +174,7 @@ impl Pool {
             if **target != settings.target {
                 *target = Arc::new(settings.target.clone());
                 self.fresh_from
-                    .store(self.next_id.load(Ordering::Relaxed), Ordering::Relaxed);
+                    .store(NEXT_SERVER_ID.load(Ordering::Relaxed), Ordering::Relaxed);
                 if let Ok(mut g) = self.reported.lock() {
                     g.clear();
                 }
@@ -330,7 +333,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<ServerConn>, ProxyError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let connecting = Counted::enter(&self.stats.connecting);
         let target = self.target();
         let r = ServerConn::connect(&target, id, self.connect_timeout()).await;
