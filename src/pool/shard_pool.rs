@@ -22,6 +22,10 @@ use crate::error::ProxyError;
 /// ParameterStatus (name, value) pairs a server reported.
 pub type ReportedParams = Arc<Vec<(String, String)>>;
 
+/// After a failed connection attempt, how long a pool answers requests for
+/// a new connection with the failure instead of trying again.
+pub const CONNECT_RETRY: Duration = Duration::from_millis(250);
+
 /// Server connection ids, unique in the process (not per pool), so that
 /// `SHOW CLIENTS`' `link` names one connection of `SHOW SERVERS`; they only
 /// grow, which `fresh_from` relies on.
@@ -96,6 +100,11 @@ pub struct Pool {
     reported: Mutex<HashMap<u64, ReportedParams>>,
     /// Removed from the configuration: connections are closed, not kept.
     retired: std::sync::atomic::AtomicBool,
+    /// Until when a new connection is not tried after one failed: the
+    /// sessions asking meanwhile get the shard's error at once, so a shard
+    /// that is down costs one connection attempt (and one log line) per
+    /// [`CONNECT_RETRY`], not one per query of every client.
+    failing_until: Mutex<Option<Instant>>,
     /// Live counters.
     pub stats: PoolStats,
     /// Pinned connections by tenant.
@@ -120,6 +129,7 @@ impl Pool {
             idle: Mutex::new(Vec::with_capacity(size)),
             reported: Mutex::new(HashMap::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            failing_until: Mutex::new(None),
             stats: PoolStats::default(),
             pins: Arc::new(PinQuota::new(settings.max_pinned_per_tenant)),
         });
@@ -178,6 +188,11 @@ impl Pool {
                 if let Ok(mut g) = self.reported.lock() {
                     g.clear();
                 }
+                // A new server: try it at once.
+                *self
+                    .failing_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
             }
         }
         let new = settings.size.max(1);
@@ -333,6 +348,14 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<ServerConn>, ProxyError> {
+        if self
+            .failing_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Err(ProxyError::shard_unavailable(self.shard()));
+        }
         let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let connecting = Counted::enter(&self.stats.connecting);
         let target = self.target();
@@ -346,6 +369,10 @@ impl Pool {
             }
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .failing_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + CONNECT_RETRY);
                 tracing::warn!(shard = self.shard(), error = %e, "cannot open server connection");
                 Err(ProxyError::shard_unavailable(self.shard()))
             }
