@@ -980,6 +980,32 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A trusted session that has chosen no tenant may run DDL, but not DDL
+/// that reads tenant rows as it runs (`CREATE TABLE … AS`, a materialized
+/// view): like the query alone, it is refused until a tenant is chosen (it
+/// copied every tenant's rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_that_reads_tenant_rows_needs_a_tenant() {
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let app = connect(r.port, "app", "app-secret", "app").await;
+    for sql in [
+        "CREATE TEMP TABLE copied AS SELECT * FROM items",
+        "CREATE MATERIALIZED VIEW every_item AS SELECT v FROM items",
+    ] {
+        let e = app.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{sql}: {e:?}");
+        assert!(
+            e.as_db_error()
+                .is_some_and(|d| d.message().contains("no tenant")),
+            "{sql}: {e:?}"
+        );
+    }
+    app.batch_execute("CREATE TEMP TABLE numbers AS SELECT 1 AS n")
+        .await
+        .expect("DDL reading no tenant rows");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A reload that removes a shard: a transaction open on it, and a session
 /// pinned to it, go on there with its catalog until they end (they got
 /// 08001 "the catalog of shard is not available" for every statement,

@@ -721,6 +721,18 @@ impl<'a> Rewriter<'a> {
                 Ok(true)
             }
             Statement::Prepare { statement, .. } => self.data_statement_top(statement),
+            // DDL that reads rows as it runs (a trusted session's; tenant
+            // sessions may not run DDL): its query is scoped, so without a
+            // tenant it is refused like the query alone would be.
+            Statement::CreateTable(ct) if !self.strict && ct.query.is_some() => {
+                if let Some(q) = &mut ct.query {
+                    self.query(q)?;
+                }
+                Ok(true)
+            }
+            Statement::CreateView(cv) if !self.strict && cv.materialized => {
+                self.query(&mut cv.query).map(|_| true)
+            }
             Statement::Copy { .. } => Err(ProxyError::internal()),
             other => {
                 if self.strict {
