@@ -980,6 +980,41 @@ async fn a_transaction_open_across_a_move_keeps_its_rewrite() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// `FOR NO KEY UPDATE` (Hibernate's pessimistic write lock) is rewritten
+/// and keeps its strength: a foreign-key check's `FOR KEY SHARE` from
+/// another session is not blocked by it, as it would be by `FOR UPDATE`
+/// (the statement was refused as a syntax error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_key_update_lock_keeps_its_strength() {
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let acme = as_tenant(r.port, "acme").await;
+    acme.batch_execute("BEGIN").await.unwrap();
+    let rows = acme
+        .query(
+            "SELECT v FROM items WHERE id = $1 FOR NO KEY UPDATE",
+            &[&1i32],
+        )
+        .await
+        .expect("FOR NO KEY UPDATE");
+    assert_eq!(rows.len(), 1);
+    let direct = connect_direct(&f.s0, "app").await;
+    direct
+        .batch_execute("SET lock_timeout = '2s'")
+        .await
+        .unwrap();
+    direct
+        .batch_execute("SELECT 1 FROM items WHERE tenant_id = 'acme' AND id = 1 FOR KEY SHARE")
+        .await
+        .expect("KEY SHARE is compatible with NO KEY UPDATE");
+    let e = direct
+        .batch_execute("SELECT 1 FROM items WHERE tenant_id = 'acme' AND id = 1 FOR SHARE")
+        .await
+        .expect_err("SHARE conflicts with NO KEY UPDATE");
+    assert_eq!(e.code().map(|c| c.code()), Some("55P03"), "{e:?}");
+    acme.batch_execute("COMMIT").await.unwrap();
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session that has chosen no tenant may run DDL, but not DDL
 /// that reads tenant rows as it runs (`CREATE TABLE … AS`, a materialized
 /// view): like the query alone, it is refused until a tenant is chosen (it

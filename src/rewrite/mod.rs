@@ -11,6 +11,7 @@ mod dml;
 mod leak;
 mod lex;
 mod like_pattern;
+mod lock_strength;
 pub mod policy;
 mod scope;
 mod shape;
@@ -345,15 +346,27 @@ impl FixedQuery {
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, ProxyError> {
-    let parser = Parser::new(&PostgreSqlDialect {}).with_recursion_limit(PARSER_RECURSION_LIMIT);
     // Plain SQL is lexed by the fast lexer (the same tokens); the rest by
     // sqlparser's tokenizer.
     match lex::tokenize(sql) {
-        Some(tokens) => Ok(parser.with_tokens_with_locations(tokens)),
-        None => parser.try_with_sql(sql),
+        Some(tokens) => parse_tokens(tokens),
+        None => Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(PARSER_RECURSION_LIMIT)
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| ProxyError::unparsable(&e.to_string())),
     }
-    .and_then(|mut p| p.parse_statements())
-    .map_err(|e| ProxyError::unparsable(&e.to_string()))
+}
+
+/// The statements of tokens already read.
+fn parse_tokens(
+    tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+) -> Result<Vec<Statement>, ProxyError> {
+    Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| ProxyError::unparsable(&e.to_string()))
 }
 
 /// Folds an identifier as Postgres does: unquoted names are lower-cased.
@@ -625,7 +638,17 @@ impl<'a> Rewriter<'a> {
             }
             _ => {}
         }
-        let mut parsed = match parse(stmt) {
+        // `FOR NO KEY UPDATE` / `FOR KEY SHARE`: parsed as the stronger
+        // locks, given back their words in the rewritten text.
+        let (parsed, weaker_locks) =
+            match crate::frontend::classify::mentions(stmt.as_bytes(), "key")
+                .then(|| lock_strength::weaken(stmt))
+                .flatten()
+            {
+                Some((tokens, strengths)) => (parse_tokens(tokens), Some(strengths)),
+                None => (parse(stmt), None),
+            };
+        let mut parsed = match parsed {
             Ok(parsed) => parsed,
             // Maintenance and DDL the parser does not read return no rows
             // and write none a tenant owns: a trusted session without a
@@ -676,7 +699,10 @@ impl<'a> Rewriter<'a> {
                     .map(|(param, escape)| TenantCheck::Pattern { param, escape }),
             );
         }
-        Ok(Some(statement.to_string()))
+        match weaker_locks {
+            Some(strengths) => lock_strength::restore(&statement.to_string(), &strengths).map(Some),
+            None => Ok(Some(statement.to_string())),
+        }
     }
 
     /// Every function call anywhere in the statement passes the function
