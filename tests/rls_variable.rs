@@ -497,6 +497,16 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
                 "UPDATE {table} SET name = name WHERE CASE WHEN name = 'Secret Of B' \
                  THEN (SELECT 1 / count(*) = 1 FROM pg_type WHERE false) ELSE false END"
             ),
+            // A scalar subquery of more than one row fails (21000) where it
+            // runs; an OR runs it only when the comparison before is false.
+            format!(
+                "SELECT 1 FROM {table} WHERE name <> 'Secret Of B' \
+                 OR (SELECT true FROM pg_type WHERE typname LIKE 'int%')"
+            ),
+            format!(
+                "SELECT 1 FROM {table} WHERE CASE WHEN name = 'Secret Of B' \
+                 THEN current_setting('no.such') = '' ELSE false END"
+            ),
             // (LIKE with a dangling escape: see the next test.)
         ] {
             let out = a

@@ -22,17 +22,16 @@
 //! derived table with `OFFSET 0` (Postgres neither flattens such a subquery
 //! nor pushes qualifiers into it) and guards the client's WHERE of an UPDATE
 //! or DELETE target with a CASE on the predicate. Comparisons, boolean logic,
-//! `IS [NOT] NULL`, `IN`, `BETWEEN`, `LIKE` with a literal pattern or a
-//! parameter (checked at Bind, see [`super::like_pattern`]), and
-//! concatenation keep their place, so the index scans of ordinary
+//! `IS [NOT] NULL`, `IN`, `BETWEEN`, and `LIKE` with a literal pattern or a
+//! parameter (checked at Bind, see [`super::like_pattern`]) keep their place, so the index scans of ordinary
 //! statements are untouched.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
-    UnaryOperator, Value, ValueWithSpan, Visit, Visitor,
+    BinaryOperator, Expr, FunctionArguments, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
+    TableFactor, UnaryOperator, Value, ValueWithSpan, Visit, Visitor,
 };
 
 use super::{fold, like_pattern};
@@ -121,6 +120,9 @@ impl LeakCheck {
             depth: 0,
             min_depth,
             in_aggregate: 0,
+            lists: Vec::new(),
+            announced: 0,
+            nested: Vec::new(),
         };
         node.visit(&mut finder).is_break()
     }
@@ -144,11 +146,17 @@ impl LeakCheck {
             | Expr::IsUnknown(_)
             | Expr::IsNotUnknown(_)
             | Expr::Exists { .. }
-            | Expr::Subquery(_)
             | Expr::Collate { .. }
             | Expr::Tuple(_)
             | Expr::Wildcard(_)
             | Expr::QualifiedWildcard(..) => false,
+            // An aggregate call itself does not fail (its arguments are
+            // checked as nodes of their own where they are not exempt).
+            e if is_aggregate(e) => false,
+            // A scalar subquery fails when it returns more than one row
+            // (21000), which can hang on whether the qualifiers before it
+            // let another tenant's row through.
+            Expr::Subquery(q) => !at_most_one_row(q),
             // A simple CASE compares its operand with each WHEN value.
             Expr::Case {
                 operand,
@@ -166,7 +174,10 @@ impl LeakCheck {
                 expr, low, high, ..
             } => rows(&[expr, low, high]),
             Expr::BinaryOp { op, left, right } => match op {
-                BinaryOperator::And | BinaryOperator::Or | BinaryOperator::StringConcat => false,
+                BinaryOperator::And | BinaryOperator::Or => false,
+                // `||` of arrays fails on mismatched dimensions ("cannot
+                // concatenate incompatible arrays"); the rewriter cannot tell
+                // arrays from text, so `||` counts as arithmetic.
                 op if comparison(op) => rows(&[left, right]),
                 op if like_pattern::is_like_operator(op) => {
                     (runtime_value(left) || runtime_value(right))
@@ -221,7 +232,11 @@ impl LeakCheck {
             Expr::SimilarTo { expr, pattern, .. } | Expr::RLike { expr, pattern, .. } => {
                 runtime_value(expr) || runtime_value(pattern)
             }
-            // Function calls, casts, EXTRACT, SUBSTRING, subscripts, …
+            // A call can fail whatever its arguments (`current_setting('x')`,
+            // `currval('s')`, `to_date('…', '…')` run when evaluated), except
+            // the few that read the clock or the session's identity.
+            Expr::Function(f) => runtime_input(e) || !cannot_fail(f),
+            // Casts, EXTRACT, SUBSTRING, subscripts, …
             other => runtime_input(other),
         }
     }
@@ -244,6 +259,93 @@ impl LeakCheck {
             _ => false,
         }
     }
+}
+
+/// Calls without arguments that cannot fail: the clock, the session's
+/// identity and the like (compared by folded name, in `pg_catalog` or
+/// unqualified).
+const CANNOT_FAIL: &[&str] = &[
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtime",
+    "localtimestamp",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "clock_timestamp",
+    "current_user",
+    "session_user",
+    "current_role",
+    "user",
+    "current_schema",
+    "current_database",
+    "current_catalog",
+    "random",
+    "gen_random_uuid",
+    "pi",
+];
+
+fn cannot_fail(f: &sqlparser::ast::Function) -> bool {
+    let no_args = match &f.args {
+        sqlparser::ast::FunctionArguments::None => true,
+        sqlparser::ast::FunctionArguments::List(l) => l.args.is_empty(),
+        sqlparser::ast::FunctionArguments::Subquery(_) => false,
+    };
+    let name = match f.name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => Some(i),
+        [ObjectNamePart::Identifier(s), ObjectNamePart::Identifier(i)]
+            if fold(s) == "pg_catalog" =>
+        {
+            Some(i)
+        }
+        _ => None,
+    };
+    no_args && name.is_some_and(|i| CANNOT_FAIL.contains(&fold(i).as_str()))
+}
+
+/// Whether `q` returns one row at most: `LIMIT 0` or `LIMIT 1`, or a
+/// SELECT of aggregates alone without GROUP BY (one row exactly).
+fn at_most_one_row(q: &Query) -> bool {
+    let limited = matches!(
+        &q.limit_clause,
+        Some(sqlparser::ast::LimitClause::LimitOffset {
+            limit: Some(Expr::Value(ValueWithSpan {
+                value: Value::Number(n, _),
+                ..
+            })),
+            ..
+        }) if n == "0" || n == "1"
+    );
+    if limited {
+        return true;
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return false;
+    };
+    let ungrouped = matches!(&sel.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        && sel.having.is_none();
+    // `(SELECT $1::int)`: no FROM, no WHERE, and no call that could return
+    // a set.
+    let calls = || {
+        sqlparser::ast::visit_expressions(&sel.projection, |x| match x {
+            Expr::Function(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    };
+    if ungrouped && sel.from.is_empty() && sel.selection.is_none() && !calls() {
+        return true;
+    }
+    ungrouped
+        && !sel.projection.is_empty()
+        && sel.projection.iter().all(|item| match item {
+            sqlparser::ast::SelectItem::UnnamedExpr(e)
+            | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                is_aggregate(e) && !matches!(e, Expr::Function(f) if f.over.is_some())
+            }
+            _ => false,
+        })
 }
 
 /// Comparison operators: they cannot fail on scalar values of the built-in
@@ -313,9 +415,20 @@ struct LeakFinder<'a> {
     check: &'a LeakCheck,
     depth: usize,
     min_depth: usize,
-    /// Inside the arguments of an aggregate or window function: computed
-    /// from rows the scans below have filtered already.
+    /// Inside the arguments of an aggregate or window function of the
+    /// statement's own level: computed from rows its scans have filtered
+    /// already. (One in a query nested in a qualifier is not: whether that
+    /// query runs at all, and with which outer values, can depend on a
+    /// qualifier that saw another tenant's row.)
     in_aggregate: usize,
+    /// Subqueries that are the list of `x = ANY (…)`/`ALL (…)`: a set, not
+    /// a scalar that fails on a second row.
+    lists: Vec<*const Query>,
+    /// Expression subqueries announced by their expression, not yet entered.
+    announced: usize,
+    /// For each query entered: whether it is an expression subquery (a
+    /// qualifier decides whether, and with which outer values, it runs).
+    nested: Vec<bool>,
 }
 
 impl Visitor for LeakFinder<'_> {
@@ -323,19 +436,39 @@ impl Visitor for LeakFinder<'_> {
 
     fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
         self.depth += 1;
+        let expression = self.announced > 0;
+        self.announced = self.announced.saturating_sub(1);
+        self.nested.push(expression);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
         self.depth -= 1;
+        self.nested.pop();
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if is_aggregate(e) {
+        let subqueries = match e {
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => 1,
+            Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)) => 1,
+            _ => 0,
+        };
+        self.announced += subqueries;
+        if self.counts_aggregate(e) {
             self.in_aggregate += 1;
         }
-        if self.in_aggregate == 0 && self.depth >= self.min_depth && self.check.node_leaks(e) {
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = e
+            && let Expr::Subquery(q) = right.as_ref()
+        {
+            self.lists.push(&**q as *const Query);
+        }
+        let set = matches!(e, Expr::Subquery(q) if self.lists.contains(&(&**q as *const Query)));
+        if self.in_aggregate == 0
+            && self.depth >= self.min_depth
+            && !set
+            && self.check.node_leaks(e)
+        {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -343,10 +476,19 @@ impl Visitor for LeakFinder<'_> {
     }
 
     fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if is_aggregate(e) {
+        if self.counts_aggregate(e) {
             self.in_aggregate -= 1;
         }
         ControlFlow::Continue(())
+    }
+}
+
+impl LeakFinder<'_> {
+    /// An aggregate whose arguments are exempt: any but one in an
+    /// expression subquery of a qualifier (or inside such an exempt one).
+    fn counts_aggregate(&self, e: &Expr) -> bool {
+        let gated = self.min_depth == 0 && self.nested.iter().any(|n| *n);
+        is_aggregate(e) && (!gated || self.in_aggregate > 0)
     }
 }
 
@@ -549,6 +691,19 @@ mod tests {
             "SELECT * FROM t WHERE created_at > now() - interval '300000 years'",
             "UPDATE t SET v = 1 WHERE CASE WHEN v = 2 THEN (SELECT 1 / count(*) = 1 FROM p WHERE false) END",
             "SELECT 1 FROM t JOIN u ON u.a = t.a AND (SELECT 1 / count(*) FROM p) > 0",
+            // More than one row: 21000, only where the qualifier runs.
+            "SELECT 1 FROM t WHERE body <> 'x' OR (SELECT true FROM p)",
+            "DELETE FROM t WHERE body <> 'x' OR (SELECT true FROM p)",
+            "SELECT 1 FROM t WHERE id = (SELECT id FROM u WHERE u.k = t.k)",
+            "SELECT 1 FROM t WHERE (a || ARRAY[9]) IS NOT NULL",
+            "SELECT * FROM t WHERE first || ' ' || last = $1",
+            // An aggregate in a subquery that a qualifier gates: it runs with
+            // another tenant's `t.c` when the qualifier sees that row.
+            "SELECT * FROM t WHERE total > (SELECT avg(1 / (t2.v - t.c)) FROM t t2)",
+            "SELECT * FROM t WHERE total > (SELECT avg(total / 2) FROM t t2 WHERE t2.c = t.c)",
+            // A call that reads no column can fail when it runs.
+            "SELECT 1 FROM t WHERE CASE WHEN body = 'x' THEN current_setting('no.such') = '' END",
+            "SELECT 1 FROM t WHERE body = 'x' AND currval('t_id_seq') > 0",
         ] {
             assert!(leaks(sql), "{sql}");
         }
@@ -561,7 +716,8 @@ mod tests {
             "SELECT * FROM t WHERE id = 42 AND name LIKE 'a%' AND b BETWEEN 1 AND 9",
             "SELECT * FROM t WHERE a IN (1, 2) OR b IS NULL OR NOT c",
             "SELECT * FROM t WHERE created_at > now() AND id = $1::int",
-            "SELECT * FROM t WHERE first || ' ' || last = $1 AND x = ANY($2)",
+            "SELECT * FROM t WHERE created_at < CURRENT_TIMESTAMP AND d <= current_date",
+            "SELECT * FROM t WHERE first = $1 AND x = ANY($2)",
             "SELECT lower(name), a / 2 FROM t WHERE id = 1 ORDER BY upper(name)",
             "SELECT date_trunc('day', created_at), count(*) FROM t GROUP BY 1",
             "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = $1",
@@ -574,8 +730,11 @@ mod tests {
             "SELECT * FROM t WHERE name LIKE ANY (ARRAY['a%', 'b%']) AND b ~~ ALL (ARRAY['%x'])",
             "SELECT * FROM t WHERE CASE status WHEN 1 THEN true ELSE false END",
             "SELECT (SELECT max(total) FROM orders)",
+            // Subqueries that return one row at most.
+            "SELECT * FROM t WHERE total > (SELECT max(total) FROM u WHERE u.c = t.c)",
+            "SELECT * FROM t WHERE id = (SELECT id FROM u ORDER BY id LIMIT 1)",
+            "SELECT * FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.a = t.a)",
             "SELECT * FROM unnest((SELECT array_agg(id) FROM orders)) u",
-            "SELECT * FROM t WHERE total > (SELECT avg(total / 2) FROM t t2 WHERE t2.c = t.c)",
             "SELECT * FROM (SELECT c, count(*) FILTER (WHERE a / 2 > 1) AS n FROM t GROUP BY c) s WHERE n > 1",
             "SELECT * FROM (SELECT a, row_number() OVER (ORDER BY lower(b)) AS r FROM t) s WHERE r < 3",
         ] {
