@@ -29,6 +29,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use tenantgate::catalog::{Catalog, RelationKind};
+use tenantgate::rewrite::template::TenantType;
 use tenantgate::rewrite::{RewriteCache, RewriteRules, Rewritten, TenantCheck, cache_key, rewrite};
 
 const GOLDEN: &str = include_str!("golden/rewrite.txt");
@@ -254,7 +255,7 @@ impl Rules {
             Ok(Rewritten::Unchanged) => Actual::Same,
             Ok(Rewritten::Template(t)) => Actual::Out {
                 literal: t.render_literal(TENANT),
-                checks: format_checks(&t.checks),
+                checks: format_checks(&t.checks, t.check_type),
                 template: t,
             },
             Err(e) => Actual::Err {
@@ -265,8 +266,11 @@ impl Rules {
     }
 }
 
-fn format_checks(checks: &[TenantCheck]) -> String {
-    checks
+/// The checks as the file writes them; when parameters are checked as
+/// another type than text (how a value sent in binary is read), the list
+/// ends with `as <type>`.
+fn format_checks(checks: &[TenantCheck], ty: TenantType) -> String {
+    let list = checks
         .iter()
         .map(|c| match c {
             TenantCheck::Literal(v) => format!("'{v}'"),
@@ -276,7 +280,13 @@ fn format_checks(checks: &[TenantCheck]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    let params = checks.iter().any(|c| matches!(c, TenantCheck::Param(_)));
+    if params && ty != TenantType::Text {
+        format!("{list} as {ty:?}")
+    } else {
+        list
+    }
 }
 
 /// Every difference between what the case expects and what happened.

@@ -541,6 +541,58 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A value written into the text tenant column must be stored as the text
+/// checked: a parameter declared with another type is converted by the
+/// server (int4 `042` is stored `42`, bytea `a` as `\x61`), and a number
+/// literal is stored as its canonical text, so both are refused; declared
+/// as text the session's own tenant passes and another is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_values_are_checked_as_the_server_stores_them() {
+    use tokio_postgres::types::Type;
+    let (cluster, proxy) = tables_behind_proxy(
+        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'theirs');
+         GRANT SELECT, INSERT, UPDATE ON bare TO appuser;",
+    )
+    .await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    let sql = "UPDATE bare SET tenant_id = $1, name = name WHERE id = $2";
+    for ty in [Type::INT4, Type::BYTEA, Type::JSON] {
+        let e = a
+            .prepare_typed(sql, &[ty.clone(), Type::INT4])
+            .await
+            .expect_err("a tenant value of another type");
+        assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{ty}: {e:?}");
+    }
+    let text = a
+        .prepare_typed(sql, &[Type::TEXT, Type::INT4])
+        .await
+        .expect("declared text");
+    assert_eq!(
+        a.execute(&text, &[&"a", &1i32]).await.expect("own tenant"),
+        1
+    );
+    let e = a
+        .execute(&text, &[&"b", &1i32])
+        .await
+        .expect_err("another tenant");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
+    for sql in [
+        "UPDATE bare SET tenant_id = 0, name = name WHERE id = 1",
+        "INSERT INTO bare (tenant_id, id, name) VALUES (0, 3, 'x')",
+    ] {
+        assert!(a.simple_query(sql).await.is_err(), "{sql}");
+    }
+    let rows = connect_direct(&cluster, "app")
+        .await
+        .query("SELECT tenant_id FROM bare ORDER BY id", &[])
+        .await
+        .expect("direct");
+    let tenants: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(tenants, ["a", "b"]);
+    proxy.shutdown().await.unwrap();
+}
+
 /// `x LIKE p` errs ("must not end with escape character") only for values
 /// that start with what comes before `p`'s dangling escape, and the planner
 /// tries a constant pattern on the column's statistics (all tenants'

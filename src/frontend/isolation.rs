@@ -20,6 +20,11 @@ use crate::tenant::{TenantContext, TenantSet, parse_tenant_set, validate_tenant_
 
 /// Text OID: the tenant parameter is always sent as text.
 const TEXT_OID: u32 = 25;
+/// Declared parameter types whose text a text column stores as it is: none
+/// declared (the server gives it the column's type), `text`, `varchar`,
+/// `bpchar` (the value checked has no trailing spaces to lose), `unknown`.
+const TEXT_LIKE_OIDS: &[u32] = &[0, 25, 1043, 1042, 705];
+
 /// `"char"` (one byte) and `name` (63 bytes): types that cut a value short.
 const CHAR_OID: u32 = 18;
 const NAME_OID: u32 = 19;
@@ -627,6 +632,15 @@ impl Isolation {
                 let mut at = 2 + 4 * (n - 1);
                 let oid = read_i32(param_types, &mut at).ok().map(|o| o as u32);
                 if matches!(oid, Some(CHAR_OID | NAME_OID)) {
+                    return Err(refusal());
+                }
+                // Into a text tenant column, a value of another declared type
+                // is stored as that type's text (`042` as int4 is `42`,
+                // bytea `acme` is `\x61636d65`): not the text checked.
+                let converted = matches!(check, TenantCheck::Param(_))
+                    && t.check_type == TenantType::Text
+                    && oid.is_some_and(|o| !TEXT_LIKE_OIDS.contains(&o));
+                if converted {
                     return Err(refusal());
                 }
             }

@@ -143,7 +143,7 @@ impl Rewriter<'_> {
                     let e = row.get(i).ok_or_else(|| {
                         ProxyError::unparsable("VALUES row shorter than the column list")
                     })?;
-                    let check = self.tenant_check_for(e)?;
+                    let check = self.tenant_check_for(e, &cast)?;
                     self.checks.push(check);
                     self.check_casts.push(cast.clone());
                 }
@@ -192,7 +192,7 @@ impl Rewriter<'_> {
             match on {
                 OnInsert::OnConflict(oc) => {
                     if let OnConflictAction::DoUpdate(du) = &mut oc.action {
-                        self.check_assignments(&du.assignments)?;
+                        self.check_assignments(&du.assignments, &cast, true)?;
                         for a in &mut du.assignments {
                             self.expr(&mut a.value)?;
                         }
@@ -215,8 +215,8 @@ impl Rewriter<'_> {
         }
         let (parts, qualifier) = target_of(&u.table.relation)?;
         let target = self.write_target(&parts)?;
-        if let Target::Tenant(_) = target {
-            self.check_assignments(&u.assignments)?;
+        if let Target::Tenant(cast) = &target {
+            self.check_assignments(&u.assignments, cast, false)?;
         }
         for a in &mut u.assignments {
             self.expr(&mut a.value)?;
@@ -278,7 +278,15 @@ impl Rewriter<'_> {
     /// checked against the session's tenant, as an INSERT's value is (ORMs
     /// write every column back, `SET tenant_id = 'acme', name = …`; on the
     /// tenant's own rows that changes nothing); any other is refused.
-    fn check_assignments(&mut self, assignments: &[sqlparser::ast::Assignment]) -> R {
+    /// `cast`: the tenant column's, for reading the values checked; `upsert`:
+    /// the assignments of `ON CONFLICT … DO UPDATE`, where `EXCLUDED.tenant_id`
+    /// is the row proposed for insertion, whose tenant is the session's.
+    fn check_assignments(
+        &mut self,
+        assignments: &[sqlparser::ast::Assignment],
+        cast: &Option<String>,
+        upsert: bool,
+    ) -> R {
         for a in assignments {
             let names: Vec<&ObjectName> = match &a.target {
                 AssignmentTarget::ColumnName(n) => vec![n],
@@ -286,16 +294,27 @@ impl Rewriter<'_> {
             };
             let single = names.len() == 1;
             for n in names {
-                if name_parts(n)?.last().is_some_and(|c| *c == self.column) {
-                    let check = single
-                        .then(|| self.tenant_check_for(&a.value).ok())
-                        .flatten()
-                        .ok_or_else(ProxyError::tenant_column_change)?;
-                    self.checks.push(check);
+                if !name_parts(n)?.last().is_some_and(|c| *c == self.column) {
+                    continue;
                 }
+                if single && upsert && self.is_excluded_tenant(&a.value) {
+                    continue;
+                }
+                let check = single
+                    .then(|| self.tenant_check_for(&a.value, cast).ok())
+                    .flatten()
+                    .ok_or_else(ProxyError::tenant_column_change)?;
+                self.checks.push(check);
+                self.check_casts.push(cast.clone());
             }
         }
         Ok(())
+    }
+
+    /// `EXCLUDED.<tenant column>`.
+    fn is_excluded_tenant(&self, e: &Expr) -> bool {
+        matches!(e, Expr::CompoundIdentifier(parts)
+            if matches!(parts.as_slice(), [t, c] if fold(t) == "excluded" && fold(c) == self.column))
     }
 
     /// `qualifier.tenant_col = <tenant>`.
@@ -354,12 +373,15 @@ impl Rewriter<'_> {
         }
     }
 
-    /// What must hold for a value the client put in the tenant column.
-    fn tenant_check_for(&self, e: &Expr) -> R<TenantCheck> {
+    /// What must hold for a value the client put in the tenant column (of
+    /// type `cast`, `None` for text).
+    fn tenant_check_for(&self, e: &Expr, cast: &Option<String>) -> R<TenantCheck> {
         match e {
             Expr::Value(v) => match &v.value {
                 Value::SingleQuotedString(s) => Ok(TenantCheck::Literal(s.clone())),
-                Value::Number(n, _) => Ok(TenantCheck::Literal(n.to_string())),
+                // A number stored in a text column is its canonical text
+                // (`042` is stored `42`): checked only for a number column.
+                Value::Number(n, _) if cast.is_some() => Ok(TenantCheck::Literal(n.to_string())),
                 Value::Placeholder(p) => p
                     .strip_prefix('$')
                     .and_then(|n| n.parse().ok())
@@ -375,8 +397,8 @@ impl Rewriter<'_> {
                 expr,
                 data_type,
                 ..
-            } if keeps_value(data_type) => self.tenant_check_for(expr),
-            Expr::Nested(inner) => self.tenant_check_for(inner),
+            } if keeps_value(data_type) => self.tenant_check_for(expr, cast),
+            Expr::Nested(inner) => self.tenant_check_for(inner, cast),
             _ => Err(ProxyError::tenant_value_not_checkable()),
         }
     }
