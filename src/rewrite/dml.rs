@@ -294,7 +294,7 @@ impl Rewriter<'_> {
             };
             let single = names.len() == 1;
             for n in names {
-                if !name_parts(n)?.last().is_some_and(|c| *c == self.column) {
+                if name_parts(n)?.last().is_none_or(|c| *c != self.column) {
                     continue;
                 }
                 if single && upsert && self.is_excluded_tenant(&a.value) {
