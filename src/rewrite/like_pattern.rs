@@ -59,12 +59,20 @@ pub(super) fn is_like_operator(op: &BinaryOperator) -> bool {
         | BinaryOperator::PGILikeMatch
         | BinaryOperator::PGNotLikeMatch
         | BinaryOperator::PGNotILikeMatch => true,
-        BinaryOperator::PGCustomBinaryOperator(parts) => matches!(
-            parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-            [op] | ["pg_catalog", op] if matches!(*op, "~~" | "~~*" | "!~~" | "!~~*")
-        ),
+        // The schema as written: any case, possibly quoted.
+        BinaryOperator::PGCustomBinaryOperator(parts) => match parts.as_slice() {
+            [op] => is_like_symbol(op),
+            [schema, op] => {
+                schema.trim_matches('"').eq_ignore_ascii_case("pg_catalog") && is_like_symbol(op)
+            }
+            _ => false,
+        },
         _ => false,
     }
+}
+
+fn is_like_symbol(op: &str) -> bool {
+    matches!(op, "~~" | "~~*" | "!~~" | "!~~*")
 }
 
 /// Classifies `pattern` of a LIKE/ILIKE with `escape` (none: backslash).
@@ -348,6 +356,8 @@ mod tests {
             // Other spellings of the same operators and lists.
             r"SELECT 1 FROM t WHERE name OPERATOR(~~*) 'homer\'",
             r"SELECT 1 FROM t WHERE name OPERATOR(pg_catalog.!~~) '%Homer\'",
+            r"SELECT 1 FROM t WHERE name OPERATOR(PG_CATALOG.~~) 'Homer\'",
+            r#"SELECT 1 FROM t WHERE name OPERATOR("pg_catalog".~~*) 'Homer\'"#,
             r"SELECT 1 FROM t WHERE name LIKE ALL (ARRAY['%Homer\'])",
             r"SELECT 1 FROM t WHERE name ILIKE SOME (ARRAY['a', 'Homer\'])",
             r"SELECT 1 FROM t WHERE name NOT LIKE all ('{x\\}')",

@@ -95,6 +95,27 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_stop_backup",
     "pg_wal_replay_*",
     "pg_log_backend_memory_contexts",
+    // LIKE as functions: the planner estimates them as the operators, by
+    // running the pattern against the column's statistics (all tenants'
+    // values), and the pattern checks read the operators only.
+    "like",
+    "notlike",
+    "ilike",
+    "notilike",
+    "textlike",
+    "textnlike",
+    "texticlike",
+    "texticnlike",
+    "bpcharlike",
+    "bpcharnlike",
+    "bpchariclike",
+    "bpcharicnlike",
+    "namelike",
+    "namenlike",
+    "nameiclike",
+    "nameicnlike",
+    "bytealike",
+    "byteanlike",
     // Sequences are shared by every tenant of a shard: setting one moves
     // every tenant's next id (a collision for their inserts).
     "setval",
@@ -198,6 +219,8 @@ mod tests {
         assert!(function_denied("pg_current_xact_id"));
         assert!(function_denied("pg_current_wal_lsn"));
         assert!(function_denied("pg_control_checkpoint"));
+        assert!(function_denied("textlike"));
+        assert!(!function_denied("like_escape"));
         assert!(!function_denied("lower"));
         assert!(!function_denied("now"));
     }
