@@ -175,7 +175,10 @@ impl Proxy {
                 "shutdown timeout: closing remaining sessions"
             );
             state.force_close.cancel();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+            // Longer than a session takes to deliver a server cancel
+            // (`send_cancel` is bounded at 10 s): a statement cut off must
+            // not run on after the process has exited.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(11), tracker.wait()).await;
         }
         for pool in state.pools().values() {
             pool.close_idle();

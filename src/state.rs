@@ -195,9 +195,14 @@ impl ProxyState {
         }
         if self.pool(shard).is_none()
             && let Some(retired) = self.retired_isolation.get(shard)
-            && retired.0.strong_count() > 0
         {
-            return Ok(retired.1.clone());
+            if retired.0.strong_count() > 0 {
+                return Ok(retired.1.clone());
+            }
+            // Its last connection is gone: so is the need for its catalog.
+            drop(retired);
+            self.retired_isolation
+                .remove_if(shard, |_, (pool, _)| pool.strong_count() == 0);
         }
         self.refresh_catalog(shard).await
     }
@@ -224,7 +229,11 @@ impl ProxyState {
             catalog: Arc::new(catalog),
             cache: RewriteCache::new(rules.cache_bytes),
         });
-        self.isolation.insert(shard.to_string(), iso.clone());
+        // Not for a pool a reload replaced or removed while the catalog was
+        // read: that shard's entry is the reload's to keep or retire.
+        if self.pool(shard).is_some_and(|p| Arc::ptr_eq(&p, &pool)) {
+            self.isolation.insert(shard.to_string(), iso.clone());
+        }
         Ok(iso)
     }
 
@@ -275,11 +284,14 @@ impl ProxyState {
             if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
                 pool.retire();
             }
+            // Kept for the sessions still on it before it leaves the live
+            // map, so that a lookup in between finds one or the other.
             if !pools.contains_key(name)
-                && let Some((_, iso)) = self.isolation.remove(name)
+                && let Some(iso) = self.isolation.get(name).map(|i| i.clone())
             {
                 self.retired_isolation
                     .insert(name.clone(), (Arc::downgrade(pool), iso));
+                self.isolation.remove(name);
             }
         }
         Ok(generation)

@@ -137,7 +137,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             quit.cancel();
         })
     };
-    println!("tenantgate demo: starting three throwaway Postgres clusters...");
+    say("tenantgate demo: starting three throwaway Postgres clusters...");
     let started = Demo::start(&opts).await;
     let mut demo = match started {
         Ok(d) => d,
@@ -149,21 +149,31 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let outcome = if quit.is_cancelled() {
         Ok(())
     } else {
-        println!("{}", demo.instructions());
+        say(&demo.instructions());
         tokio::select! {
             _ = quit.cancelled() => Ok(()),
             r = demo.proxy_exit() => r.and(Err(DemoError::Proxy("stopped unexpectedly".into()))),
         }
     };
     watcher.abort();
-    println!("\ntenantgate demo: shutting down...");
+    say("\ntenantgate demo: shutting down...");
     let kept = demo.keep.then(|| demo.dir.clone());
     let shutdown = demo.shutdown().await;
     match kept {
-        Some(dir) => println!("tenantgate demo: stopped; files kept in {}", dir.display()),
-        None => println!("tenantgate demo: stopped and cleaned up"),
+        Some(dir) => say(&format!(
+            "tenantgate demo: stopped; files kept in {}",
+            dir.display()
+        )),
+        None => say("tenantgate demo: stopped and cleaned up"),
     }
     outcome.and(shutdown)
+}
+
+/// A line on stdout that cannot fail the clean-up: after the terminal is
+/// gone (the demo keeps running through its SIGHUP), `println!` would panic.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 impl Demo {

@@ -57,8 +57,10 @@ pub async fn serve_when_full(
     peer: std::net::SocketAddr,
 ) {
     let mut buf = BytesMut::with_capacity(512);
+    // Short: a cancel is sent at once, and a connection that sends nothing
+    // must not keep one of the few places for long.
     let opened = tokio::time::timeout(
-        handshake::AUTH_TIMEOUT,
+        WHEN_FULL_TIMEOUT,
         handshake::open_when_full(&mut client, &mut buf),
     )
     .await;
@@ -75,6 +77,10 @@ pub async fn serve_when_full(
         }
     }
 }
+
+/// How long a connection accepted while the proxy is full may take to send
+/// its first packet.
+const WHEN_FULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Cancels the query of the session `(pid, secret)` names, if it exists.
 async fn carry_out_cancel(state: &ProxyState, pid: i32, secret: i32) {

@@ -363,6 +363,11 @@ impl Pool {
         drop(connecting);
         match r {
             Ok(c) => {
+                // The server answers: no more waiting on an earlier failure.
+                *self
+                    .failing_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 self.stats.open.fetch_add(1, Ordering::Relaxed);
                 self.stats.connects.fetch_add(1, Ordering::Relaxed);
                 Ok(Box::new(c))

@@ -104,7 +104,19 @@ impl Rewriter<'_> {
                 self.data_statement(stmt)
             }
             SetExpr::Merge(_) => Err(ProxyError::construct_unsupported("MERGE")),
-            SetExpr::Table(_) => Err(ProxyError::construct_unsupported("TABLE inside a query")),
+            // `TABLE t` is `SELECT * FROM t` (as a subquery, a set
+            // operation's branch or the query of `CREATE TABLE … AS`).
+            SetExpr::Table(t) => {
+                let Some(name) = &t.table_name else {
+                    return Err(ProxyError::construct_unsupported("TABLE without a name"));
+                };
+                let qualified = match &t.schema_name {
+                    Some(schema) => format!("{schema}.{name}"),
+                    None => name.clone(),
+                };
+                *s = *super::parse_query(&format!("SELECT * FROM {qualified}"))?.body;
+                self.set_expr(s)
+            }
         }
     }
 
