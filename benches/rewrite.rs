@@ -105,6 +105,7 @@ impl Setup {
             tenant_schemas: &self.none,
             own_schema: None,
             strict: true,
+            fence: false,
         }
     }
 }

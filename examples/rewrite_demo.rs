@@ -48,6 +48,7 @@ fn main() {
         tenant_schemas: &empty,
         own_schema: None,
         strict: true,
+        fence: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let inputs: Vec<String> = if args.is_empty() {

@@ -74,6 +74,7 @@ impl IsolationRules {
             tenant_schemas: &self.tenant_schemas,
             own_schema,
             strict,
+            fence: false,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! ## a section heading (printed with failures)
 //! MODE: trusted                 optional: trusted session (strict = false)
 //! MODE: schema=globex_schema    optional: the session's own tenant schema
+//! MODE: fence                   optional: every tenant relation fenced (a
+//!                               Parse declared a type for a cast parameter)
 //! KNOWN-BUG: what is wrong      optional: reported, never fails the run
 //! SQL: SELECT …                 the input (one line)
 //! ...  more input               optional continuation, joined with "\n"
@@ -51,6 +53,7 @@ struct Case {
     line: usize,
     section: String,
     trusted: bool,
+    fence: bool,
     schema: Option<String>,
     known_bug: Option<String>,
     sql: String,
@@ -93,6 +96,8 @@ fn parse_file(text: &str) -> Vec<Case> {
             for word in m.split_whitespace() {
                 if word == "trusted" {
                     pending.trusted = true;
+                } else if word == "fence" {
+                    pending.fence = true;
                 } else if let Some(s) = word.strip_prefix("schema=") {
                     pending.schema = Some(s.to_string());
                 } else {
@@ -247,6 +252,7 @@ impl Rules {
             tenant_schemas: &self.schemas,
             own_schema: case.schema.as_deref(),
             strict: !case.trusted,
+            fence: case.fence,
         }
     }
 
@@ -380,10 +386,13 @@ fn describe_actual(a: &Actual) -> String {
 /// The case as the file would spell what actually happened.
 fn print_actual(case: &Case, actual: &Actual) -> String {
     let mut s = String::new();
-    if case.trusted || case.schema.is_some() {
+    if case.trusted || case.schema.is_some() || case.fence {
         let mut words = Vec::new();
         if case.trusted {
             words.push("trusted".to_string());
+        }
+        if case.fence {
+            words.push("fence".to_string());
         }
         if let Some(sc) = &case.schema {
             words.push(format!("schema={sc}"));
@@ -590,6 +599,31 @@ fn runner_reports_mismatches() {
     assert_eq!(differences(&ok[0], &actual), Vec::<String>::new());
 }
 
+/// A parameter under a cast is left unfenced (untyped, it takes the cast's
+/// type at Bind) and reported, so that a Parse declaring a type for it asks
+/// for the fenced rewrite (the cast then runs where it is evaluated).
+#[test]
+fn cast_parameters_are_reported_for_the_fenced_rewrite() {
+    let rules = Rules::new();
+    let case = |fence: bool| Case {
+        sql: "SELECT id FROM orders WHERE CASE WHEN note = 'x' THEN $1::int = 1 END".into(),
+        fence,
+        ..Case::default()
+    };
+    let Ok(Rewritten::Template(plain)) = rewrite(&case(false).sql, &rules.rules(&case(false)))
+    else {
+        panic!("rewritten");
+    };
+    assert_eq!(plain.cast_params, [1]);
+    assert!(!plain.render_literal(TENANT).contains("OFFSET 0"));
+    let Ok(Rewritten::Template(fenced)) = rewrite(&case(true).sql, &rules.rules(&case(true)))
+    else {
+        panic!("rewritten");
+    };
+    assert!(fenced.cast_params.is_empty());
+    assert!(fenced.render_literal(TENANT).contains("OFFSET 0"));
+}
+
 /// Statements that Postgres splits or reads otherwise than a naive scan
 /// would (a `--` comment ended by a carriage return, `$` inside a name, a
 /// dollar quote with a non-ASCII tag, a comment between SET and its name):
@@ -602,6 +636,7 @@ fn statements_read_as_postgres_splits_them() {
         line: 0,
         section: "differentials".into(),
         trusted: false,
+        fence: false,
         schema: None,
         known_bug: None,
         sql: sql.to_string(),

@@ -481,6 +481,7 @@ fn rewrite_on_stack(sql: String, stack: usize) -> (Outcome, Duration) {
                 tenant_schemas: &none,
                 own_schema: None,
                 strict: true,
+                fence: false,
             };
             let started = Instant::now();
             let result = rewrite(&sql, &rules);

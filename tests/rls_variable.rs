@@ -593,6 +593,51 @@ async fn tenant_values_are_checked_as_the_server_stores_them() {
     proxy.shutdown().await.unwrap();
 }
 
+/// `$1::int` with `$1` untyped takes the cast's type at Bind: nothing runs
+/// where the qualifier is evaluated, and the statement keeps its plan. With
+/// `$1` declared text in the Parse, the cast runs (and can fail) per row,
+/// so the statement is prepared fenced (`OFFSET 0`): seen in the text the
+/// server ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_parameter_under_a_cast_fences_the_statement() {
+    use tokio_postgres::types::Type;
+    let (cluster, proxy) = tables_behind_proxy(
+        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON bare TO appuser;",
+    )
+    .await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    let direct = connect_direct(&cluster, "app").await;
+    for (marker, types, fenced) in [
+        ("untyped", vec![], false),
+        ("declared", vec![Type::TEXT], true),
+    ] {
+        let sql = format!(
+            "SELECT id FROM bare WHERE CASE WHEN name = 'x' THEN $1::int = 1 ELSE true END \
+             AND name <> '{marker}'"
+        );
+        let st = a.prepare_typed(&sql, &types).await.expect("prepare");
+        let rows = a.query(&st, &[&"1"]).await;
+        let rows = match rows {
+            Ok(r) => r,
+            // Untyped, tokio-postgres binds the cast's type (int4).
+            Err(_) => a.query(&st, &[&1i32]).await.expect("query"),
+        };
+        assert_eq!(rows.len(), 1, "{marker}");
+        let text: String = direct
+            .query_one(
+                "SELECT query FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&format!("%'{marker}'%")],
+            )
+            .await
+            .expect("the statement as the server ran it")
+            .get(0);
+        assert_eq!(text.contains("OFFSET 0"), fenced, "{marker}: {text}");
+    }
+    proxy.shutdown().await.unwrap();
+}
+
 /// `x LIKE p` errs ("must not end with escape character") only for values
 /// that start with what comes before `p`'s dangling escape, and the planner
 /// tries a constant pattern on the column's statistics (all tenants'

@@ -120,6 +120,23 @@ impl TenantBinding {
     }
 }
 
+/// The type OID a Parse's raw type section declares for parameter `n`
+/// (1-based); 0 when it declares none.
+fn declared_type(param_types: &[u8], n: usize) -> u32 {
+    let Some(at) = n.checked_sub(1).map(|i| 2 + 4 * i) else {
+        return 0;
+    };
+    let declared = param_types
+        .get(..2)
+        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]) as usize);
+    if n > declared {
+        return 0;
+    }
+    param_types
+        .get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Most parameters a statement can have: the protocol counts them in an
 /// unsigned 16-bit field.
 const MAX_PARAMS: usize = u16::MAX as usize;
@@ -459,6 +476,12 @@ impl Isolation {
     }
 
     async fn rewritten(&mut self, sql: &str) -> Result<Rewritten, ProxyError> {
+        self.rewritten_with(sql, false).await
+    }
+
+    /// The rewrite of `sql`; `fence`: with every tenant relation fenced
+    /// (see [`rewrite::RewriteRules::fence`]).
+    async fn rewritten_with(&mut self, sql: &str, fence: bool) -> Result<Rewritten, ProxyError> {
         self.check_home_held(sql)?;
         let route = self.route()?;
         self.planned = Some(route.key());
@@ -468,11 +491,17 @@ impl Isolation {
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
         let strict = self.tenant.current().is_some();
-        let key = rewrite::cache_key(strict, route.schema.clone(), sql);
+        let mut key = rewrite::cache_key(strict, route.schema.clone(), sql);
+        if fence {
+            key = key.fenced();
+        }
         if sql.len() <= rewrite::SMALL_STATEMENT_BYTES {
-            let rules = self
-                .rules
-                .for_rewrite(&iso.catalog, route.schema.as_deref(), strict);
+            let rules = rewrite::RewriteRules {
+                fence,
+                ..self
+                    .rules
+                    .for_rewrite(&iso.catalog, route.schema.as_deref(), strict)
+            };
             return iso.cache.rewrite(key, &rules);
         }
         if let Some(hit) = iso.cache.cached(&key) {
@@ -488,7 +517,10 @@ impl Isolation {
         let rules = Arc::clone(&self.rules);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let rules = rules.for_rewrite(&iso.catalog, route.schema.as_deref(), strict);
+            let rules = rewrite::RewriteRules {
+                fence,
+                ..rules.for_rewrite(&iso.catalog, route.schema.as_deref(), strict)
+            };
             iso.cache.rewrite(key, &rules)
         })
         .await
@@ -601,10 +633,22 @@ impl Isolation {
         }
         self.parsed_set = self.apply_tenant_sets(sql, in_transaction, None).await?;
         self.check_savepoint_rollback(sql)?;
-        let t = match self.rewritten(sql).await? {
+        let mut t = match self.rewritten(sql).await? {
             Rewritten::Unchanged => return Ok(None),
             Rewritten::Template(t) => t,
         };
+        // A parameter the statement casts, declared with a type: the cast
+        // runs where the qualifier is evaluated, so it must not see other
+        // tenants' rows.
+        if t.cast_params
+            .iter()
+            .any(|&n| declared_type(param_types, n) != 0)
+        {
+            t = match self.rewritten_with(sql, true).await? {
+                Rewritten::Unchanged => return Ok(None),
+                Rewritten::Template(t) => t,
+            };
+        }
         if !t.has_holes() && t.checks.is_empty() {
             return Ok(Some(ParsePlan {
                 sql: t.render_param(0),

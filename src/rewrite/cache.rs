@@ -40,6 +40,19 @@ pub struct Key {
     pub schema: Option<Arc<str>>,
     /// The statement text as the client sent it.
     pub text: Box<str>,
+    /// Rewritten with every tenant relation fenced (see
+    /// [`super::RewriteRules::fence`]).
+    pub fence: bool,
+}
+
+impl Key {
+    /// The key of the fenced rewrite of the same statement.
+    pub fn fenced(self) -> Key {
+        Key {
+            fence: true,
+            ..self
+        }
+    }
 }
 
 /// Bytes an entry is counted for.
@@ -214,6 +227,7 @@ impl RewriteCache {
             strict: key.strict,
             schema: key.schema.clone(),
             text: shape::key_text(&key.text, &literals),
+            fence: key.fence,
         };
         match self.shapes.get(&shape_key) {
             Some(ShapeEntry::Ready(shape)) => {
@@ -268,6 +282,7 @@ mod tests {
             strict: true,
             schema: None,
             text: t.into(),
+            fence: false,
         }
     }
 

@@ -626,6 +626,26 @@ fn runtime_leaf(e: &Expr) -> bool {
     )
 }
 
+/// The parameters `statement` casts directly (`$1::int`, `CAST($2 AS
+/// date)`), which the leak check counts as typed at Bind (see
+/// [`runtime_input`]).
+pub(super) fn cast_params(statement: &Statement) -> Vec<usize> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(statement, |e| {
+        if let Expr::Cast { expr, .. } = e
+            && let Expr::Value(ValueWithSpan {
+                value: Value::Placeholder(p),
+                ..
+            }) = expr.as_ref()
+            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse().ok())
+        {
+            out.push(n);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
 /// Whether `e` reads a column (also through a nested query).
 fn has_column(e: &Expr) -> bool {
     sqlparser::ast::visit_expressions(e, |x| match x {

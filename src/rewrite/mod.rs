@@ -38,6 +38,7 @@ pub fn cache_key(strict: bool, schema: Option<Arc<str>>, sql: &str) -> cache::Ke
         strict,
         schema,
         text: sql.into(),
+        fence: false,
     }
 }
 
@@ -68,6 +69,11 @@ pub struct RewriteRules<'a> {
     /// trusted session that has not chosen a tenant (only tenant data is off
     /// limits).
     pub strict: bool,
+    /// Fence every statement's tenant relations: the Parse declared a type
+    /// for a parameter the statement casts (`$1::int` with `$1` declared
+    /// text), so the cast runs, and can fail, where the qualifier is
+    /// evaluated (see [`leak`]).
+    pub fence: bool,
 }
 
 /// The result of rewriting one query string.
@@ -110,6 +116,10 @@ pub(crate) struct Rewriter<'a> {
     barrier: bool,
     /// The statement at hand's relation names, for the leak check.
     leak: leak::LeakCheck,
+    /// From the rules: fence every statement.
+    fence_all: bool,
+    /// Parameters under a cast in statements left unfenced.
+    cast_params: Vec<usize>,
 }
 
 /// Rewrites a query string (one or more statements).
@@ -152,9 +162,13 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
     }
     let joined = pieces.join("; ");
     let check_type = TenantType::of_casts(&rw.check_casts);
+    let mut cast_params = std::mem::take(&mut rw.cast_params);
+    cast_params.sort_unstable();
+    cast_params.dedup();
     Ok(Rewritten::Template(Arc::new(
         Template::from_printed(&joined, rw.casts, rw.max_param, rw.checks)?
-            .with_check_type(check_type),
+            .with_check_type(check_type)
+            .with_cast_params(cast_params),
     )))
 }
 
@@ -511,6 +525,8 @@ impl<'a> Rewriter<'a> {
             transaction_control: false,
             barrier: false,
             leak: leak::LeakCheck::default(),
+            fence_all: rules.fence,
+            cast_params: Vec::new(),
         }
     }
 
@@ -677,7 +693,10 @@ impl<'a> Rewriter<'a> {
             Vec::new()
         };
         self.leak = leak::LeakCheck::of(&statement);
-        self.barrier = self.leak.statement(&statement);
+        self.barrier = self.fence_all || self.leak.statement(&statement);
+        if !self.barrier {
+            self.cast_params.extend(leak::cast_params(&statement));
+        }
         self.note_all_placeholders(&mut statement);
         self.max_param = self
             .max_param

@@ -104,6 +104,10 @@ pub struct Template {
     /// The type of the tenant column the client parameters in `checks` go
     /// into.
     pub check_type: TenantType,
+    /// Parameters the statement casts (`$1::int`) where it was not fenced:
+    /// a Parse that declares a type for one of them needs the fenced
+    /// rewrite (the cast then runs, and can fail, where it is evaluated).
+    pub cast_params: Vec<usize>,
     /// The text [`Template::render_param`] made first, with its parameter
     /// number: every Parse of the statement asks for the same one.
     param_text: ParamText,
@@ -161,6 +165,7 @@ impl Template {
             max_param,
             checks,
             check_type: TenantType::default(),
+            cast_params: Vec::new(),
             param_text: ParamText::default(),
         })
     }
@@ -169,6 +174,12 @@ impl Template {
     /// of type `check_type`.
     pub fn with_check_type(mut self, check_type: TenantType) -> Template {
         self.check_type = check_type;
+        self
+    }
+
+    /// The template with its unfenced cast parameters.
+    pub fn with_cast_params(mut self, cast_params: Vec<usize>) -> Template {
+        self.cast_params = cast_params;
         self
     }
 
@@ -187,6 +198,7 @@ impl Template {
             max_param: self.max_param,
             checks: self.checks.clone(),
             check_type: self.check_type,
+            cast_params: self.cast_params.clone(),
             param_text: ParamText::default(),
         }
     }
@@ -200,6 +212,7 @@ impl Template {
             && self.max_param == other.max_param
             && self.checks == other.checks
             && self.check_type == other.check_type
+            && self.cast_params == other.cast_params
     }
 
     /// Whether the statement touches tenant data at all.
