@@ -549,13 +549,7 @@ async fn qualifiers_cannot_quote_other_tenants_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_values_are_checked_as_the_server_stores_them() {
     use tokio_postgres::types::Type;
-    let (cluster, proxy) = tables_behind_proxy(
-        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'theirs');
-         GRANT SELECT, INSERT, UPDATE ON bare TO appuser;",
-    )
-    .await;
-    let (a, _) = tenants_a_and_b(proxy.port).await;
+    let (cluster, proxy, a) = bare_rows_of_a_and_b("theirs", "SELECT, INSERT, UPDATE").await;
     let sql = "UPDATE bare SET tenant_id = $1, name = name WHERE id = $2";
     for ty in [Type::INT4, Type::BYTEA, Type::JSON] {
         let e = a
@@ -601,13 +595,7 @@ async fn tenant_values_are_checked_as_the_server_stores_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_parameter_under_a_cast_fences_the_statement() {
     use tokio_postgres::types::Type;
-    let (cluster, proxy) = tables_behind_proxy(
-        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON bare TO appuser;",
-    )
-    .await;
-    let (a, _) = tenants_a_and_b(proxy.port).await;
+    let (cluster, proxy, a) = bare_rows_of_a_and_b("Secret Of B", "SELECT").await;
     let direct = connect_direct(&cluster, "app").await;
     for (marker, types, fenced) in [
         ("untyped", vec![], false),
@@ -1116,6 +1104,26 @@ async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
     let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
     assert_eq!(rows, ["mine"]);
     proxy.shutdown().await.unwrap();
+}
+
+/// Table `bare` (no policy) with a row of `a` (`mine`) and one of `b`
+/// named `b_name`, `grant` given to the proxy's role, and a session of `a`.
+async fn bare_rows_of_a_and_b(
+    b_name: &str,
+    grant: &str,
+) -> (
+    tenantgate::localpg::Cluster,
+    support::ProxyHandle,
+    tokio_postgres::Client,
+) {
+    let (cluster, proxy) = tables_behind_proxy(&format!(
+        "CREATE TABLE bare (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO bare VALUES ('a', 1, 'mine'), ('b', 2, '{b_name}');
+         GRANT {grant} ON bare TO appuser;"
+    ))
+    .await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    (cluster, proxy, a)
 }
 
 /// A cluster set up by `sql` (after `CREATE ROLE appuser`, the role the
