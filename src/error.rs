@@ -661,7 +661,7 @@ impl ProxyError {
             Severity::Error,
             format!("relation \"{name}\" is not known to tenantgate"),
         )
-        .with_hint("a table created after tenantgate started is picked up on RELOAD or SIGHUP")
+        .with_hint("tenantgate reads a shard's catalog again when a statement names a relation it does not know (at most every 2 seconds), and on RELOAD or SIGHUP")
     }
 
     /// A function that reveals other tenants' data or escapes the rewriter.

@@ -86,7 +86,13 @@ pub struct ShardIsolation {
     pub catalog: Arc<Catalog>,
     /// Rewritten statements for this catalog.
     pub cache: RewriteCache,
+    /// When the catalog was read.
+    read_at: std::time::Instant,
 }
+
+/// How old a shard's catalog must be before a statement naming a relation
+/// it does not know has it read again.
+pub const CATALOG_REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Everything sessions share.
 #[derive(Debug)]
@@ -123,6 +129,8 @@ pub struct ProxyState {
     pub cold_rewrites: Arc<tokio::sync::Semaphore>,
     /// Held for the whole of a reload, so reloads never overlap.
     pub reload_lock: std::sync::Mutex<()>,
+    /// One catalog read at a time for unknown relations.
+    catalog_reread: tokio::sync::Mutex<()>,
 }
 
 /// Why a config could not be turned into running state.
@@ -167,6 +175,7 @@ impl ProxyState {
             pauses: crate::admin::Pauses::default(),
             config_path: std::sync::OnceLock::new(),
             reload_lock: std::sync::Mutex::new(()),
+            catalog_reread: tokio::sync::Mutex::new(()),
             cold_rewrites: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -229,6 +238,7 @@ impl ProxyState {
         let iso = Arc::new(ShardIsolation {
             catalog: Arc::new(catalog),
             cache: RewriteCache::new(rules.cache_bytes),
+            read_at: std::time::Instant::now(),
         });
         // Not for a pool a reload replaced or removed while the catalog was
         // read: that shard's entry is the reload's to keep or retire.
@@ -236,6 +246,32 @@ impl ProxyState {
             self.isolation.insert(shard.to_string(), iso.clone());
         }
         Ok(iso)
+    }
+
+    /// `shard`'s catalog read again after a statement named a relation
+    /// `seen` (the catalog it was rewritten with) does not know, unless
+    /// `seen` is younger than [`CATALOG_REREAD_AFTER`] or was replaced
+    /// meanwhile (then the current one). One read at a time, proxy-wide: a
+    /// burst of such statements costs one read.
+    pub async fn reread_catalog(
+        &self,
+        shard: &str,
+        seen: &Arc<ShardIsolation>,
+    ) -> Result<Arc<ShardIsolation>, ProxyError> {
+        let _one = self.catalog_reread.lock().await;
+        if let Some(current) = self.isolation.get(shard).map(|c| c.clone())
+            && !Arc::ptr_eq(&current, seen)
+        {
+            return Ok(current);
+        }
+        if seen.read_at.elapsed() < CATALOG_REREAD_AFTER || self.pool(shard).is_none() {
+            return Ok(Arc::clone(seen));
+        }
+        tracing::info!(
+            shard,
+            "a statement names a relation the catalog does not know: reading it again"
+        );
+        self.refresh_catalog(shard).await
     }
 
     /// Re-reads every loaded shard's catalog (after a reload).

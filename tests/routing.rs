@@ -1015,6 +1015,26 @@ async fn a_no_key_update_lock_keeps_its_strength() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A table created after the catalog was read (a migration) is picked up
+/// when a tenant session first names it (the catalog is read again, at most
+/// every 2 s), and scoped like the others; it was 42P01 until a RELOAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_created_later_is_picked_up_when_named() {
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let acme = as_tenant(r.port, "acme").await;
+    assert_eq!(rows_of(&acme, "SELECT v FROM items").await, ["mine"]);
+    exec(
+        &f.s0,
+        "app",
+        "CREATE TABLE late (tenant_id text NOT NULL, v text); \
+         INSERT INTO late VALUES ('acme', 'late mine'), ('globex', 'late theirs');",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(rows_of(&acme, "SELECT v FROM late").await, ["late mine"]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session that has chosen no tenant may run DDL, but not DDL
 /// that reads tenant rows as it runs (`CREATE TABLE … AS`, a materialized
 /// view): like the query alone, it is refused until a tenant is chosen (it

@@ -491,7 +491,35 @@ impl Isolation {
         }
         let iso = self.state.shard_isolation(&route.shard).await?;
         let strict = self.tenant.current().is_some();
-        let mut key = rewrite::cache_key(strict, route.schema.clone(), sql);
+        let schema = route.schema.clone();
+        match self
+            .rewritten_on(&iso, schema.clone(), strict, sql, fence)
+            .await
+        {
+            // A relation the catalog does not know may have been created
+            // since it was read (a migration): read it again (at most every
+            // few seconds per shard) and try once more.
+            Err(e) if e.code == crate::protocol::sqlstate::SqlState::UNDEFINED_TABLE => {
+                let fresh = match self.state.reread_catalog(&route.shard, &iso).await {
+                    Ok(fresh) if !Arc::ptr_eq(&fresh, &iso) => fresh,
+                    _ => return Err(e),
+                };
+                self.rewritten_on(&fresh, schema, strict, sql, fence).await
+            }
+            r => r,
+        }
+    }
+
+    /// The rewrite of `sql` with `iso`'s catalog and cache.
+    async fn rewritten_on(
+        &self,
+        iso: &Arc<crate::state::ShardIsolation>,
+        schema: Option<Arc<str>>,
+        strict: bool,
+        sql: &str,
+        fence: bool,
+    ) -> Result<Rewritten, ProxyError> {
+        let mut key = rewrite::cache_key(strict, schema.clone(), sql);
         if fence {
             key = key.fenced();
         }
@@ -500,7 +528,7 @@ impl Isolation {
                 fence,
                 ..self
                     .rules
-                    .for_rewrite(&iso.catalog, route.schema.as_deref(), strict)
+                    .for_rewrite(&iso.catalog, schema.as_deref(), strict)
             };
             return iso.cache.rewrite(key, &rules);
         }
@@ -515,11 +543,12 @@ impl Isolation {
             .await
             .map_err(|_| ProxyError::internal())?;
         let rules = Arc::clone(&self.rules);
+        let iso = Arc::clone(iso);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let rules = rewrite::RewriteRules {
                 fence,
-                ..rules.for_rewrite(&iso.catalog, route.schema.as_deref(), strict)
+                ..rules.for_rewrite(&iso.catalog, schema.as_deref(), strict)
             };
             iso.cache.rewrite(key, &rules)
         })
