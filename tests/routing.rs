@@ -1012,6 +1012,16 @@ async fn a_no_key_update_lock_keeps_its_strength() {
         .expect_err("SHARE conflicts with NO KEY UPDATE");
     assert_eq!(e.code().map(|c| c.code()), Some("55P03"), "{e:?}");
     acme.batch_execute("COMMIT").await.unwrap();
+    // Several relations after OF (Django's select_for_update(of=…)).
+    let rows = acme
+        .query(
+            "SELECT a.v FROM items a JOIN items b ON b.id = a.id \
+             WHERE a.id = $1 FOR NO KEY UPDATE OF a, b NOWAIT",
+            &[&1i32],
+        )
+        .await
+        .expect("an OF list");
+    assert_eq!(rows.len(), 1);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 

@@ -3,11 +3,14 @@
 //! `FOR NO KEY UPDATE` for a pessimistic write lock on Postgres, and Django
 //! with `select_for_update(no_key=True)`.
 //!
-//! The statement is parsed with those clauses read as their stronger
-//! relatives ([`weaken`] takes the words `NO KEY` and `KEY` out of its
-//! tokens), and the rewritten text gets the words back in the same lock
-//! clauses ([`restore`]): a rewrite never changes which lock a statement
-//! takes.
+//! sqlparser also reads one relation after `OF` (`FOR UPDATE OF a, b`,
+//! as Django's `select_for_update(of=…)` writes, is a syntax error to it).
+//!
+//! The statement is parsed with those clauses as sqlparser reads them
+//! ([`weaken`] takes the words `NO KEY` and `KEY`, and the relations after
+//! the first of an `OF` list, out of its tokens), and the rewritten text
+//! gets them back in the same lock clauses ([`restore`]): a rewrite never
+//! changes which lock a statement takes, nor on which relations.
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -26,14 +29,24 @@ pub(super) enum Strength {
     KeyShare,
 }
 
-/// The tokens of `sql` with the weaker lock clauses spelled as sqlparser
-/// reads them, and every lock clause's strength; `None` when `sql` has no
-/// such clause (or does not tokenize: the parser then reports it).
-pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Strength>)> {
+/// One lock clause as written: its strength, and the relations its `OF`
+/// names after the first (sqlparser reads one), as written from their comma.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Clause {
+    /// The lock's strength.
+    pub(super) strength: Strength,
+    /// `, b, c` of `OF a, b, c`; empty for one relation or none.
+    pub(super) more_of: String,
+}
+
+/// The tokens of `sql` with its lock clauses spelled as sqlparser reads
+/// them, and every lock clause as written; `None` when every clause reads
+/// as written (or `sql` does not tokenize: the parser then reports it).
+pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
         .ok()?;
-    let mut strengths = Vec::new();
+    let mut clauses = Vec::new();
     let mut drop = vec![false; tokens.len()];
     for (i, t) in tokens.iter().enumerate() {
         if !is_keyword(&t.token, Keyword::FOR) {
@@ -45,18 +58,44 @@ pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Strength>)> {
                 .get(n)
                 .is_some_and(|&j| is_keyword(&tokens[j].token, k))
         };
-        if kw(0, Keyword::NO) && kw(1, Keyword::KEY) && kw(2, Keyword::UPDATE) {
-            strengths.push(Strength::NoKeyUpdate);
-            // `NO`, `KEY` and the whitespace after each.
-            mark(&mut drop, words[0]..words[2]);
-        } else if kw(0, Keyword::KEY) && kw(1, Keyword::SHARE) {
-            strengths.push(Strength::KeyShare);
-            mark(&mut drop, words[0]..words[1]);
-        } else if kw(0, Keyword::UPDATE) || kw(0, Keyword::SHARE) {
-            strengths.push(Strength::AsRead);
+        let (strength, last) =
+            if kw(0, Keyword::NO) && kw(1, Keyword::KEY) && kw(2, Keyword::UPDATE) {
+                // `NO`, `KEY` and the whitespace after each.
+                mark(&mut drop, words[0]..words[2]);
+                (Strength::NoKeyUpdate, words[2])
+            } else if kw(0, Keyword::KEY) && kw(1, Keyword::SHARE) {
+                mark(&mut drop, words[0]..words[1]);
+                (Strength::KeyShare, words[1])
+            } else if kw(0, Keyword::UPDATE) || kw(0, Keyword::SHARE) {
+                (Strength::AsRead, words[0])
+            } else {
+                continue;
+            };
+        let mut more_of = String::new();
+        if let Some(first) = of_list(&tokens, last) {
+            let mut end = name_end(&tokens, first);
+            let mut from = None;
+            while let Some(&comma) = next_words(&tokens, end, 1).first()
+                && matches!(tokens[comma].token, Token::Comma)
+                && let Some(&name) = next_words(&tokens, comma, 1).first()
+                && matches!(tokens[name].token, Token::Word(_))
+            {
+                from.get_or_insert(end + 1);
+                end = name_end(&tokens, name);
+            }
+            if let Some(from) = from {
+                mark(&mut drop, from..end + 1);
+                let start = byte_offset(sql, tokens[from].span.start)?;
+                let stop = byte_offset(sql, tokens[end].span.end).unwrap_or(sql.len());
+                more_of = sql.get(start..stop)?.to_string();
+            }
         }
+        clauses.push(Clause { strength, more_of });
     }
-    if strengths.iter().all(|s| *s == Strength::AsRead) {
+    if clauses
+        .iter()
+        .all(|c| c.strength == Strength::AsRead && c.more_of.is_empty())
+    {
         return None;
     }
     let kept = tokens
@@ -64,18 +103,18 @@ pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Strength>)> {
         .zip(drop)
         .filter_map(|(t, d)| (!d).then_some(t))
         .collect();
-    Some((kept, strengths))
+    Some((kept, clauses))
 }
 
 /// `out` (the rewritten statement as sqlparser prints it) with each lock
-/// clause given back its strength. Refused if the clauses printed are not
-/// the ones read (the lock taken must be the one written).
-pub(super) fn restore(out: &str, strengths: &[Strength]) -> Result<String, ProxyError> {
+/// clause given back its strength and its `OF` list. Refused if the clauses
+/// printed are not the ones read (the lock taken must be the one written).
+pub(super) fn restore(out: &str, clauses: &[Clause]) -> Result<String, ProxyError> {
     let unsure = || ProxyError::construct_unsupported("this row lock clause");
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, out)
         .tokenize_with_location()
         .map_err(|_| unsure())?;
-    let mut inserts = Vec::new();
+    let mut inserts: Vec<(usize, &str)> = Vec::new();
     let mut clause = 0;
     for (i, t) in tokens.iter().enumerate() {
         if !is_keyword(&t.token, Keyword::FOR) {
@@ -91,29 +130,61 @@ pub(super) fn restore(out: &str, strengths: &[Strength]) -> Result<String, Proxy
         } else {
             continue;
         };
-        let written = *strengths.get(clause).ok_or_else(unsure)?;
-        if written == weaker.0 {
+        let written = clauses.get(clause).ok_or_else(unsure)?;
+        if written.strength == weaker.0 {
             inserts.push((
                 byte_offset(out, tokens[j].span.start).ok_or_else(unsure)?,
                 weaker.1,
             ));
-        } else if written != Strength::AsRead {
+        } else if written.strength != Strength::AsRead {
             return Err(unsure());
+        }
+        if !written.more_of.is_empty() {
+            let first = of_list(&tokens, j).ok_or_else(unsure)?;
+            let end = name_end(&tokens, first);
+            let at = byte_offset(out, tokens[end].span.end).unwrap_or(out.len());
+            inserts.push((at, &written.more_of));
         }
         clause += 1;
     }
-    if clause != strengths.len() {
+    if clause != clauses.len() {
         return Err(unsure());
     }
-    let mut text = String::with_capacity(out.len() + 8 * inserts.len());
+    let mut text = String::with_capacity(out.len() + 16 * inserts.len());
     let mut from = 0;
     for (at, words) in inserts {
-        text.push_str(&out[from..at]);
+        text.push_str(out.get(from..at).ok_or_else(unsure)?);
         text.push_str(words);
         from = at;
     }
-    text.push_str(&out[from..]);
+    text.push_str(out.get(from..).ok_or_else(unsure)?);
     Ok(text)
+}
+
+/// The first token of the relation named after `OF`, when the lock word at
+/// `strength` is followed by one.
+fn of_list(tokens: &[TokenWithSpan], strength: usize) -> Option<usize> {
+    let words = next_words(tokens, strength, 2);
+    match words.as_slice() {
+        [of, name]
+            if is_keyword(&tokens[*of].token, Keyword::OF)
+                && matches!(tokens[*name].token, Token::Word(_)) =>
+        {
+            Some(*name)
+        }
+        _ => None,
+    }
+}
+
+/// The last token of a name starting at `first` (`a`, `s.a`, `"S"."a"`).
+fn name_end(tokens: &[TokenWithSpan], first: usize) -> usize {
+    let mut end = first;
+    while matches!(tokens.get(end + 1).map(|t| &t.token), Some(Token::Period))
+        && matches!(tokens.get(end + 2).map(|t| &t.token), Some(Token::Word(_)))
+    {
+        end += 2;
+    }
+    end
 }
 
 /// The byte offset of a token's location (lines and columns count from 1,
@@ -159,7 +230,7 @@ mod tests {
 
     /// What the parser reads, printed back as it is written, then restored.
     fn round_trip(sql: &str) -> String {
-        let (tokens, strengths) = weaken(sql).expect("a weaker lock clause");
+        let (tokens, clauses) = weaken(sql).expect("a clause to give back");
         let weakened: String = tokens
             .iter()
             .map(|t| match &t.token {
@@ -167,34 +238,57 @@ mod tests {
                 other => other.to_string(),
             })
             .collect();
-        restore(&weakened, &strengths).expect("restored")
+        restore(&weakened, &clauses).expect("restored")
     }
 
     #[test]
-    fn weaker_lock_clauses_are_read_and_given_back() {
-        assert_eq!(
-            round_trip("SELECT * FROM t FOR NO KEY UPDATE"),
-            "SELECT * FROM t FOR NO KEY UPDATE"
-        );
-        assert_eq!(
-            round_trip("select 1 from t for update of t for key share of u nowait"),
-            "select 1 from t for update of t for KEY share of u nowait"
-        );
-        assert_eq!(
-            round_trip(
-                "SELECT 'it''s for no key update' FROM t FOR  no /* x */ key UPDATE SKIP LOCKED"
+    fn lock_clauses_are_read_and_given_back() {
+        for (sql, back) in [
+            (
+                "SELECT * FROM t FOR NO KEY UPDATE",
+                "SELECT * FROM t FOR NO KEY UPDATE",
             ),
-            "SELECT 'it''s for no key update' FROM t FOR  NO KEY UPDATE SKIP LOCKED"
-        );
+            (
+                "select 1 from t for update of t for key share of u nowait",
+                "select 1 from t for update of t for KEY share of u nowait",
+            ),
+            (
+                "SELECT 'it''s for no key update' FROM t FOR  no /* x */ key UPDATE SKIP LOCKED",
+                "SELECT 'it''s for no key update' FROM t FOR  NO KEY UPDATE SKIP LOCKED",
+            ),
+            (
+                "SELECT 'é\n' FROM t\nFOR NO KEY UPDATE",
+                "SELECT 'é\n' FROM t\nFOR NO KEY UPDATE",
+            ),
+            (
+                "SELECT * FROM a, b, c FOR UPDATE OF a, s.b,\"C\" NOWAIT",
+                "SELECT * FROM a, b, c FOR UPDATE OF a, s.b,\"C\" NOWAIT",
+            ),
+            (
+                "SELECT * FROM a, b FOR NO KEY UPDATE OF a, b FOR SHARE OF c",
+                "SELECT * FROM a, b FOR NO KEY UPDATE OF a, b FOR SHARE OF c",
+            ),
+        ] {
+            assert_eq!(round_trip(sql), back);
+        }
         assert!(weaken("SELECT * FROM t FOR UPDATE").is_none());
+        assert!(weaken("SELECT * FROM t FOR UPDATE OF t").is_none());
         assert!(weaken("SELECT 'for key share' FROM t").is_none());
     }
 
     #[test]
     fn clauses_printed_otherwise_are_refused() {
-        let strengths = [Strength::NoKeyUpdate];
-        assert!(restore("SELECT * FROM t", &strengths).is_err());
-        assert!(restore("SELECT * FROM t FOR SHARE", &strengths).is_err());
-        assert!(restore("SELECT * FROM t FOR UPDATE FOR UPDATE", &strengths).is_err());
+        let clauses = [Clause {
+            strength: Strength::NoKeyUpdate,
+            more_of: String::new(),
+        }];
+        assert!(restore("SELECT * FROM t", &clauses).is_err());
+        assert!(restore("SELECT * FROM t FOR SHARE", &clauses).is_err());
+        assert!(restore("SELECT * FROM t FOR UPDATE FOR UPDATE", &clauses).is_err());
+        let listed = [Clause {
+            strength: Strength::AsRead,
+            more_of: ", b".into(),
+        }];
+        assert!(restore("SELECT * FROM t FOR UPDATE", &listed).is_err());
     }
 }

@@ -654,14 +654,14 @@ impl<'a> Rewriter<'a> {
             }
             _ => {}
         }
-        // `FOR NO KEY UPDATE` / `FOR KEY SHARE`: parsed as the stronger
-        // locks, given back their words in the rewritten text.
-        let (parsed, weaker_locks) =
-            match crate::frontend::classify::mentions(stmt.as_bytes(), "key")
-                .then(|| lock_strength::weaken(stmt))
-                .flatten()
-            {
-                Some((tokens, strengths)) => (parse_tokens(tokens), Some(strengths)),
+        // `FOR NO KEY UPDATE` / `FOR KEY SHARE` and `OF a, b`: parsed as
+        // sqlparser reads lock clauses, given back in the rewritten text.
+        let mentions = |w: &str| crate::frontend::classify::mentions(stmt.as_bytes(), w);
+        let lock_clauses =
+            mentions("key") || mentions("of") && (mentions("update") || mentions("share"));
+        let (parsed, lock_clauses) =
+            match lock_clauses.then(|| lock_strength::weaken(stmt)).flatten() {
+                Some((tokens, clauses)) => (parse_tokens(tokens), Some(clauses)),
                 None => (parse(stmt), None),
             };
         let mut parsed = match parsed {
@@ -718,8 +718,8 @@ impl<'a> Rewriter<'a> {
                     .map(|(param, escape)| TenantCheck::Pattern { param, escape }),
             );
         }
-        match weaker_locks {
-            Some(strengths) => lock_strength::restore(&statement.to_string(), &strengths).map(Some),
+        match lock_clauses {
+            Some(clauses) => lock_strength::restore(&statement.to_string(), &clauses).map(Some),
             None => Ok(Some(statement.to_string())),
         }
     }
