@@ -363,6 +363,11 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         return None;
     }
     if kw(first, "create") {
+        // `CREATE TABLE pg_temp.t`, `CREATE VIEW pg_temp.v`, … are
+        // temporary objects too.
+        if mentions(stmt.as_bytes(), "pg_temp") {
+            return Some(Effect::Pins("temporary objects"));
+        }
         for word in w.take(4) {
             if kw(word, "temp") || kw(word, "temporary") {
                 return Some(Effect::Pins("temporary objects"));
@@ -413,7 +418,12 @@ fn classify_one(stmt: &str) -> Option<Effect> {
                 return Some(Effect::Pins("UPDATE pg_settings"));
             }
         }
-        if prev_into && (kw(word, "temp") || kw(word, "temporary")) {
+        let pg_temp = word
+            .trim_start_matches('"')
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"pg_temp"));
+        if prev_into && (kw(word, "temp") || kw(word, "temporary") || pg_temp) {
             return Some(Effect::Pins("temporary objects"));
         }
         prev_into = kw(word, "into");
@@ -1152,6 +1162,18 @@ mod tests {
             vec![Effect::Pins("temporary objects")]
         );
         assert!(classify("CREATE TABLE temp (a int)").is_empty());
+        for sql in [
+            "CREATE TABLE pg_temp.customers (LIKE public.customers)",
+            "create view PG_TEMP.v as select 1",
+            "CREATE TABLE \"pg_temp\".t AS SELECT 1",
+            "SELECT 1 AS a INTO pg_temp.t",
+        ] {
+            assert_eq!(
+                classify(sql),
+                vec![Effect::Pins("temporary objects")],
+                "{sql}"
+            );
+        }
         assert_eq!(
             classify("SELECT 1 INTO TEMP t"),
             vec![Effect::Pins("temporary objects")]
