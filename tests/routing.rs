@@ -1045,6 +1045,73 @@ async fn a_table_created_later_is_picked_up_when_named() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// Settings a trusted session made before it chose a shared tenant (or
+/// while on a dedicated database), which would change how the rewritten
+/// text resolves or parses (`search_path`, `standard_conforming_strings`),
+/// are not replayed where rows are scoped. (Replayed after the schema
+/// tenant's pinned path, `search_path = public` made the schema tenant's
+/// unqualified names reach the shard's shared tables unscoped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_from_before_a_tenant_do_not_follow_it_to_a_shared_shard() {
+    let (f, r) = fleet_with_rows_of_three_homes().await;
+    exec(
+        &f.s1,
+        "app",
+        "INSERT INTO items VALUES ('initech', 1, 'initech row'); \
+         INSERT INTO umbrella.items VALUES (1, 'umbrella row');",
+    )
+    .await;
+    let app = connect(r.port, "app", "app-secret", "app").await;
+    let big = as_tenant(r.port, "bigcorp").await;
+    for (c, setup, tenant, want) in [
+        (
+            &app,
+            "SELECT set_config('search_path', 'public', false)",
+            "umbrella",
+            "umbrella row",
+        ),
+        (
+            &app,
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "acme",
+            "mine",
+        ),
+        (&big, "SET search_path = umbrella, public", "acme", "mine"),
+        (&big, "SET search_path = public", "umbrella", "umbrella row"),
+    ] {
+        c.batch_execute(setup).await.expect(setup);
+        c.batch_execute(&format!("SET app.current_tenant = '{tenant}'"))
+            .await
+            .expect("choose the tenant");
+        assert_eq!(
+            rows_of(c, "SELECT v FROM items").await,
+            [want],
+            "{setup}, then {tenant}"
+        );
+        c.batch_execute("RESET ALL").await.expect("reset");
+    }
+    // Back on the dedicated database, its own setting applies again.
+    big.batch_execute("SET search_path = public").await.unwrap();
+    big.batch_execute("SET app.current_tenant = 'acme'")
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&big, "SELECT v FROM items").await, ["mine"]);
+    big.batch_execute("SET app.current_tenant = 'bigcorp'")
+        .await
+        .unwrap();
+    let path = big
+        .simple_query("SHOW search_path")
+        .await
+        .expect("show")
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+    assert_eq!(path.as_deref(), Some("public"));
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A trusted session that has chosen no tenant may run DDL, but not DDL
 /// that reads tenant rows as it runs (`CREATE TABLE … AS`, a materialized
 /// view): like the query alone, it is refused until a tenant is chosen (it

@@ -792,6 +792,21 @@ impl Session {
         Ok(())
     }
 
+    /// Settings the session made while it was not a tenant's on a shared
+    /// shard (see `settings::guarded`) are not replayed where its tenant's
+    /// rows are scoped: a `search_path` would make unqualified names reach
+    /// another schema's tables unscoped, `standard_conforming_strings = off`
+    /// would have the server read the text otherwise than the rewriter did.
+    fn guard_settings(&mut self) {
+        if !self.settings.has_guarded() {
+            return;
+        }
+        let scoped = self.iso.as_ref().is_some_and(|iso| {
+            iso.tenant.current().is_some() && iso.route().is_ok_and(|r| !r.dedicated)
+        });
+        self.settings.set_guarded(scoped);
+    }
+
     /// Checks out a server connection and brings its settings in line.
     ///
     /// A paused transaction waits before it is routed for good: once the
@@ -803,6 +818,7 @@ impl Session {
         let now = Instant::now();
         let checkout = loop {
             self.route_transaction()?;
+            self.guard_settings();
             let tenant = self.iso.as_ref().map(|i| i.tenant.current());
             self.obs.begin(tenant, self.pool.shard(), now);
             if self.state.pauses.is_active() {

@@ -34,6 +34,24 @@ pub struct Settings {
     /// What the SETs settled since the last ReadyForQuery did.
     settled: Committed,
     fingerprint: u64,
+    /// Replays leave out the settings [`guarded`] names.
+    guarded: bool,
+}
+
+/// A session setting that must not reach a server connection where a
+/// tenant's rows are scoped: one that changes how names resolve
+/// (`search_path`), how the text the rewriter read is parsed
+/// (`standard_conforming_strings`, a client encoding whose characters can
+/// hold quote bytes) or whose privileges apply (`role`,
+/// `session_authorization`). Tenant sessions may not set them; a session
+/// sets them while it is not such a tenant's (trusted without a tenant, or
+/// on a dedicated database), and they do not follow it to a shared shard.
+fn guarded(name: &str, statement: &str) -> bool {
+    match name.to_ascii_lowercase().as_str() {
+        "search_path" | "standard_conforming_strings" | "role" | "session_authorization" => true,
+        "client_encoding" | "names" => crate::tenant::check_client_encoding_set(statement).is_err(),
+        _ => false,
+    }
 }
 
 /// Settings whose values only the server connection knows.
@@ -97,7 +115,9 @@ impl Settings {
         } else {
             let mut h = DefaultHasher::new();
             self.startup.hash(&mut h);
-            self.session.hash(&mut h);
+            for entry in self.session_to_replay() {
+                entry.hash(&mut h);
+            }
             self.pinned_search_path.hash(&mut h);
             h.finish().max(1)
         };
@@ -111,6 +131,31 @@ impl Settings {
             self.pinned_search_path = path;
             self.refresh();
         }
+    }
+
+    /// Whether the session holds a setting that must not reach a server
+    /// connection where a tenant's rows are scoped (see [`guarded`]).
+    pub fn has_guarded(&self) -> bool {
+        self.session.iter().any(|(n, s)| guarded(n, s))
+    }
+
+    /// Whether the server connections this session uses now serve its
+    /// tenant's rows on a shared shard or schema: then the settings
+    /// [`guarded`] names are not replayed (they were made while it was not
+    /// such a tenant's session), and the fingerprint counts without them.
+    pub fn set_guarded(&mut self, on: bool) {
+        if self.guarded != on {
+            self.guarded = on;
+            self.refresh();
+        }
+    }
+
+    /// The committed session SETs to replay, without the guarded ones
+    /// while [`Settings::set_guarded`] is on.
+    fn session_to_replay(&self) -> impl Iterator<Item = &(String, String)> {
+        self.session
+            .iter()
+            .filter(move |(n, s)| !(self.guarded && guarded(n, s)))
     }
 
     /// Statements that bring a server connection from `server_fingerprint`
@@ -133,7 +178,7 @@ impl Settings {
                 escaped_literal(path)
             ));
         }
-        for (_, stmt) in &self.session {
+        for (_, stmt) in self.session_to_replay() {
             out.push(stmt.clone());
         }
         out
