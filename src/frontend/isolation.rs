@@ -106,22 +106,16 @@ impl TenantBinding {
     /// raw type section), or else as the tenant column's `column` type (the
     /// type the server gives it).
     pub fn typed(mut self, column: TenantType, param_types: &[u8]) -> TenantBinding {
-        // `$0` (which no Bind carries, so its check fails) declares nothing.
-        let declared = |n: usize| {
-            let at = 2 + 4 * n.checked_sub(1)?;
-            param_types
-                .get(at..at + 4)
-                .and_then(|b| TenantType::of_oid(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-        };
         for (n, ty) in &mut self.params {
-            *ty = declared(*n).unwrap_or(column);
+            *ty = TenantType::of_oid(declared_type(param_types, *n)).unwrap_or(column);
         }
         self
     }
 }
 
 /// The type OID a Parse's raw type section declares for parameter `n`
-/// (1-based); 0 when it declares none.
+/// (1-based); 0 when it declares none (`$0`, which no Bind carries, and a
+/// parameter past the declared count).
 fn declared_type(param_types: &[u8], n: usize) -> u32 {
     let Some(at) = n.checked_sub(1).map(|i| 2 + 4 * i) else {
         return 0;
@@ -701,21 +695,15 @@ impl Isolation {
                 }),
                 TenantCheck::Literal(_) => continue,
             };
-            if (1..=declared).contains(&n) {
-                let mut at = 2 + 4 * (n - 1);
-                let oid = read_i32(param_types, &mut at).ok().map(|o| o as u32);
-                if matches!(oid, Some(CHAR_OID | NAME_OID)) {
-                    return Err(refusal());
-                }
-                // Into a text tenant column, a value of another declared type
-                // is stored as that type's text (`042` as int4 is `42`,
-                // bytea `acme` is `\x61636d65`): not the text checked.
-                let converted = matches!(check, TenantCheck::Param(_))
-                    && t.check_type == TenantType::Text
-                    && oid.is_some_and(|o| !TEXT_LIKE_OIDS.contains(&o));
-                if converted {
-                    return Err(refusal());
-                }
+            let oid = declared_type(param_types, n);
+            // Into a text tenant column, a value of another declared type is
+            // stored as that type's text (`042` as int4 is `42`, bytea
+            // `acme` is `\x61636d65`): not the text checked.
+            let converted = matches!(check, TenantCheck::Param(_))
+                && t.check_type == TenantType::Text
+                && !TEXT_LIKE_OIDS.contains(&oid);
+            if matches!(oid, CHAR_OID | NAME_OID) || converted {
+                return Err(refusal());
             }
         }
         let used = declared.max(t.max_param);

@@ -47,11 +47,18 @@ pub struct Settings {
 /// sets them while it is not such a tenant's (trusted without a tenant, or
 /// on a dedicated database), and they do not follow it to a shared shard.
 fn guarded(name: &str, statement: &str) -> bool {
-    match name.to_ascii_lowercase().as_str() {
-        "search_path" | "standard_conforming_strings" | "role" | "session_authorization" => true,
-        "client_encoding" | "names" => crate::tenant::check_client_encoding_set(statement).is_err(),
-        _ => false,
+    // Looked at for every transaction of a session with settings: no
+    // allocation.
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    if is("search_path")
+        || is("standard_conforming_strings")
+        || is("role")
+        || is("session_authorization")
+    {
+        return true;
     }
+    (is("client_encoding") || is("names"))
+        && crate::tenant::check_client_encoding_set(statement).is_err()
 }
 
 /// Settings whose values only the server connection knows.

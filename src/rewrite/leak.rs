@@ -23,8 +23,8 @@
 //! nor pushes qualifiers into it) and guards the client's WHERE of an UPDATE
 //! or DELETE target with a CASE on the predicate. Comparisons, boolean logic,
 //! `IS [NOT] NULL`, `IN`, `BETWEEN`, and `LIKE` with a literal pattern or a
-//! parameter (checked at Bind, see [`super::like_pattern`]) keep their place, so the index scans of ordinary
-//! statements are untouched.
+//! parameter (checked at Bind, see [`super::like_pattern`]) keep their
+//! place, so the index scans of ordinary statements are untouched.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -587,15 +587,7 @@ fn runtime_value(e: &Expr) -> bool {
 /// bare parameter under a cast (`$1::int`) is not one: Postgres gives an
 /// untyped parameter the cast's type and converts it at Bind.
 fn runtime_input(e: &Expr) -> bool {
-    if let Expr::Cast { expr, .. } = e
-        && matches!(
-            expr.as_ref(),
-            Expr::Value(ValueWithSpan {
-                value: Value::Placeholder(_),
-                ..
-            })
-        )
-    {
+    if cast_param(e).is_some() {
         return false;
     }
     let mut node_itself = true;
@@ -632,18 +624,28 @@ fn runtime_leaf(e: &Expr) -> bool {
 pub(super) fn cast_params(statement: &Statement) -> Vec<usize> {
     let mut out = Vec::new();
     let _ = sqlparser::ast::visit_expressions(statement, |e| {
-        if let Expr::Cast { expr, .. } = e
-            && let Expr::Value(ValueWithSpan {
-                value: Value::Placeholder(p),
-                ..
-            }) = expr.as_ref()
-            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse().ok())
-        {
+        if let Some(n) = cast_param(e) {
             out.push(n);
         }
         ControlFlow::<()>::Continue(())
     });
     out
+}
+
+/// The number of the parameter `e` casts, when `e` is a cast of a bare
+/// parameter (`$1::int`).
+fn cast_param(e: &Expr) -> Option<usize> {
+    let Expr::Cast { expr, .. } = e else {
+        return None;
+    };
+    let Expr::Value(ValueWithSpan {
+        value: Value::Placeholder(p),
+        ..
+    }) = expr.as_ref()
+    else {
+        return None;
+    };
+    p.strip_prefix('$').and_then(|n| n.parse().ok())
 }
 
 /// Whether `e` reads a column (also through a nested query).
