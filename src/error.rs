@@ -48,15 +48,18 @@ pub struct ProxyError {
     /// Primary message (no internal detail such as hostnames or paths).
     pub message: String,
     /// Optional DETAIL field.
-    pub detail: Option<String>,
+    pub detail: Option<Box<str>>,
     /// Optional HINT field.
-    pub hint: Option<String>,
+    pub hint: Option<Box<str>>,
     /// ERROR or FATAL.
     pub severity: Severity,
     /// Origin of the problem.
     pub origin: Source,
     /// A SQLSTATE reported by a server, sent instead of `code` when set.
-    pub server_code: Option<String>,
+    pub server_code: Option<Box<str>>,
+    /// The ROUTINE field, where a Postgres routine's name tells drivers
+    /// what to do (see [`ProxyError::statement_planned_elsewhere`]).
+    pub routine: Option<&'static str>,
 }
 
 /// Result alias used across the data path.
@@ -72,18 +75,25 @@ impl ProxyError {
             severity,
             origin: source,
             server_code: None,
+            routine: None,
         }
     }
 
     /// Adds a HINT.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(hint.into().into_boxed_str());
         self
     }
 
     /// Adds a DETAIL.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.detail = Some(detail.into().into_boxed_str());
+        self
+    }
+
+    /// Adds a ROUTINE.
+    pub fn with_routine(mut self, routine: &'static str) -> Self {
+        self.routine = Some(routine);
         self
     }
 
@@ -440,7 +450,7 @@ impl ProxyError {
             Severity::Fatal,
             message.to_string(),
         );
-        e.server_code = Some(code.to_string());
+        e.server_code = Some(code.into());
         e
     }
 
@@ -650,6 +660,16 @@ impl ProxyError {
             Source::Client,
             Severity::Error,
             format!("access to relation \"{name}\" is refused: {why}"),
+        )
+    }
+
+    /// A relation in another tenant's schema (a schema-per-tenant tenant's).
+    pub fn schema_refused(schema: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("access to schema \"{schema}\" is refused: it is another tenant's schema"),
         )
     }
 
@@ -890,6 +910,11 @@ impl ProxyError {
             ),
         )
         .with_hint("prepare the statement again")
+        // What Postgres names when a cached plan no longer fits
+        // ("cached plan must not change result type"): asyncpg and pgjdbc
+        // then drop their statement caches and, outside a transaction,
+        // prepare the statement again and retry it.
+        .with_routine("RevalidateCachedQuery")
     }
 
     /// Inside a transaction block, a change to a tenant whose home is

@@ -114,6 +114,9 @@ pub struct ProxyState {
     /// such a shard finish there, and their statements are rewritten with
     /// its catalog.
     retired_isolation: DashMap<String, (std::sync::Weak<Pool>, Arc<ShardIsolation>)>,
+    /// Pools a reload retired, while sessions still hold their connections
+    /// (`SHOW SERVERS` lists those).
+    retired_pools: std::sync::Mutex<Vec<std::sync::Weak<Pool>>>,
     next_session: AtomicU64,
     /// Prometheus metrics and per-tenant counters.
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -169,6 +172,7 @@ impl ProxyState {
             force_close: CancellationToken::new(),
             isolation: DashMap::new(),
             retired_isolation: DashMap::new(),
+            retired_pools: std::sync::Mutex::new(Vec::new()),
             next_session: AtomicU64::new(1),
             metrics: Arc::new(metrics),
             clients: crate::admin::ClientRegistry::default(),
@@ -195,6 +199,16 @@ impl ProxyState {
     /// Every pool, by shard name.
     pub fn pools(&self) -> Arc<HashMap<String, Arc<Pool>>> {
         self.pools.load_full()
+    }
+
+    /// Pools a reload retired whose connections sessions still hold.
+    pub fn retired_pools(&self) -> Vec<Arc<Pool>> {
+        self.retired_pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect()
     }
 
     /// The catalog and rewrite cache of `shard`, reading the catalog now if
@@ -320,6 +334,12 @@ impl ProxyState {
         for (name, pool) in old.iter() {
             if pools.get(name).is_none_or(|p| !Arc::ptr_eq(p, pool)) {
                 pool.retire();
+                let mut retired = self
+                    .retired_pools
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                retired.retain(|p| p.strong_count() > 0);
+                retired.push(Arc::downgrade(pool));
             }
             // Kept for the sessions still on it before it leaves the live
             // map, so that a lookup in between finds one or the other.

@@ -388,6 +388,7 @@ async fn asyncpg() {
             "copy_records_refused",
             "cancel",
             "schema_pool_reset",
+            "cached_statement_across_homes",
         ],
     )
     .await;

@@ -1138,6 +1138,48 @@ async fn ddl_that_reads_tenant_rows_needs_a_tenant() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// Server connections start with standard strings whatever defaults the
+/// server, database or role were given (`ALTER ROLE … IN DATABASE … SET`,
+/// which a dedicated tenant sharing the cluster and role could run): with
+/// `standard_conforming_strings = off` the server would read backslashes
+/// in strings otherwise than the rewriter did. (Before, such a default
+/// reached every pooled connection opened after it, and a shard whose
+/// default was off could not have its catalog read at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_connections_read_strings_as_the_rewriter_does() {
+    let f = fleet().await;
+    exec(
+        &f.s0,
+        "app",
+        "ALTER DATABASE app SET standard_conforming_strings = off; \
+         INSERT INTO items VALUES ('acme', 1, 'mine\\'), ('globex', 1, 'theirs');",
+    )
+    .await;
+    assert_eq!(
+        rows_on(&f.s0, "SHOW standard_conforming_strings").await,
+        ["off"],
+        "the database default a direct connection gets"
+    );
+    let r = start(&f, "s0").await;
+    let acme = as_tenant(r.port, "acme").await;
+    assert_eq!(
+        rows_of(&acme, "SHOW standard_conforming_strings").await,
+        ["on"]
+    );
+    assert_eq!(rows_of(&acme, "SELECT length('\\')::text").await, ["1"]);
+    assert_eq!(
+        rows_of(&acme, "SELECT v FROM items WHERE v LIKE '%\\' ESCAPE '!'").await,
+        ["mine\\"]
+    );
+    // What RESET and DISCARD ALL return to on a pooled connection.
+    acme.batch_execute("RESET ALL").await.expect("RESET ALL");
+    assert_eq!(
+        rows_of(&acme, "SHOW standard_conforming_strings").await,
+        ["on"]
+    );
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A reload that removes a shard: a transaction open on it, and a session
 /// pinned to it, go on there with its catalog until they end (they got
 /// 08001 "the catalog of shard is not available" for every statement,
@@ -1187,6 +1229,15 @@ async fn sessions_on_a_removed_shard_finish_there() {
         "reload accepted"
     );
     assert_eq!(rows_of(&in_tx, "SELECT v FROM items").await, ["old home"]);
+    // SHOW SERVERS still lists the two connections held on s1 (column 9:
+    // shard; it left them out once s1 was gone from the table).
+    let servers = tenantgate::admin::show::servers(&r.state);
+    let on_s1 = servers
+        .rows
+        .iter()
+        .filter(|row| row[9].as_deref() == Some("s1") && row[3].as_deref() == Some("active"))
+        .count();
+    assert_eq!(on_s1, 2, "{:?}", servers.rows);
     in_tx
         .batch_execute("UPDATE items SET v = 'touched'")
         .await

@@ -184,11 +184,16 @@ fn wall(at: Instant) -> SystemTime {
 pub fn servers(state: &ProxyState) -> Table {
     let mut t = Table::new(SERVERS);
     let pools = state.pools();
+    // A session can still hold a connection of a shard a reload removed.
+    let retired = state.retired_pools();
     let mut rows: Vec<(String, u64, Vec<Option<String>>)> = Vec::new();
     for c in state.clients.list() {
         let Some(link) = c.server() else { continue };
         let shard = c.placement().shard;
-        let Some(pool) = pools.get(&shard) else {
+        let Some(pool) = pools
+            .get(&shard)
+            .or_else(|| retired.iter().find(|p| p.shard() == shard))
+        else {
             continue;
         };
         let target = pool.target();

@@ -148,6 +148,12 @@ impl ServerConn {
             [
                 ("user", target.user.as_str()),
                 ("database", target.dbname.as_str()),
+                // The rewriter reads strings as standard strings. Sent at
+                // startup, this outranks any default the server, database
+                // or role has (`ALTER ROLE … IN DATABASE … SET`, which a
+                // dedicated tenant on the same cluster and role could
+                // run), and is what `RESET` and `DISCARD ALL` return to.
+                ("standard_conforming_strings", "on"),
             ],
             &mut out,
         )

@@ -18,10 +18,6 @@ pub enum CatalogError {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
-    /// The server reads backslashes in strings as escapes, so the rewriter
-    /// (which lexes standard strings) could misread statements.
-    #[error("{0}: standard_conforming_strings is off; tenant isolation needs it on")]
-    NonStandardStrings(String),
     /// It took too long.
     #[error("reading the catalog of {0} timed out")]
     Timeout(String),
@@ -55,41 +51,31 @@ pub async fn discover(
 ) -> Result<Catalog, CatalogError> {
     let addr = format!("{}:{}", target.host, target.port);
     match tokio::time::timeout(timeout, read(target, tenant_column)).await {
-        Ok(Ok(None)) => Err(CatalogError::NonStandardStrings(addr)),
-        Ok(Ok(Some(c))) => Ok(c),
+        Ok(Ok(c)) => Ok(c),
         Ok(Err(source)) => Err(CatalogError::Postgres { addr, source }),
         Err(_) => Err(CatalogError::Timeout(addr)),
     }
 }
 
-/// The catalog, or `None` when the server does not use standard strings.
+/// The catalog, read on a connection that starts as the pool's do
+/// (standard strings, whatever the server's defaults).
 async fn read(
     target: &BackendTarget,
     tenant_column: &str,
-) -> Result<Option<Catalog>, tokio_postgres::Error> {
+) -> Result<Catalog, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&target.host)
         .port(target.port)
         .user(&target.user)
         .dbname(&target.dbname)
-        .application_name("tenantgate catalog");
+        .application_name("tenantgate catalog")
+        .options("-c standard_conforming_strings=on");
     if let Some(p) = &target.password {
         config.password(p);
     }
     let (client, connection) = config.connect(NoTls).await?;
     let conn_task = tokio::spawn(connection);
-    let scs: String = client
-        .query_one(
-            "SELECT pg_catalog.current_setting('standard_conforming_strings')",
-            &[],
-        )
-        .await?
-        .get(0);
-    if scs != "on" {
-        conn_task.abort();
-        return Ok(None);
-    }
     let relations = client.query(RELATIONS, &[&tenant_column]).await?;
     let system = client.query(SYSTEM_RELATIONS, &[]).await?;
     let functions = client.query(USER_FUNCTIONS, &[]).await?;
@@ -105,10 +91,10 @@ async fn read(
         };
         (r.get::<_, String>(0), r.get::<_, String>(1), kind)
     });
-    Ok(Some(Catalog::new(
+    Ok(Catalog::new(
         relations,
         system.into_iter().map(|r| r.get::<_, String>(0)),
         path.get::<_, Vec<String>>(0),
         functions.into_iter().map(|r| r.get::<_, String>(0)),
-    )))
+    ))
 }

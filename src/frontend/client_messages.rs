@@ -462,7 +462,7 @@ impl Session {
             return;
         }
         let sql = raise_statement(&e);
-        self.t.raised_q.push_back(self.t.sent);
+        self.t.raised_q.push_back((self.t.sent, e.routine));
         if ends_batch {
             messages::query(&mut self.to_server, &sql);
             self.expect_ready();

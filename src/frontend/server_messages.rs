@@ -177,7 +177,7 @@ impl Session {
                             self.statements.remove(name);
                         }
                     }
-                    let raised = t.raised_q.contains(&batch);
+                    let raised = t.raised_q.iter().find(|r| r.0 == batch).map(|r| r.1);
                     t.retain_replies(|b| b != batch);
                     self.settings.on_error();
                     if let Some(iso) = self.iso.as_mut() {
@@ -187,8 +187,9 @@ impl Session {
                     // A refusal the proxy raised: the client gets it as the
                     // proxy's, without the server's account of the DO block
                     // that raised it (context, source file, line, routine).
-                    let own = (raised && is_raised_refusal(msg))
-                        .then(|| messages::without_error_fields(msg, b"WFLR"));
+                    let own = raised
+                        .filter(|_| is_raised_refusal(msg))
+                        .map(|routine| messages::without_error_fields(msg, b"WFLR", routine));
                     let msg: &[u8] = own.as_deref().unwrap_or(msg);
                     // Server-side statement names are the proxy's: the
                     // client gets its own.

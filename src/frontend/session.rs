@@ -151,8 +151,9 @@ pub(super) struct Tracker {
     /// Statements sent that end a transaction or roll back to a savepoint,
     /// in order: a `ROLLBACK` tag alone does not tell which one it answers.
     pub(super) tx_control_q: VecDeque<(u64, TxControl)>,
-    /// Batches in which the proxy raised a refusal through the server.
-    pub(super) raised_q: VecDeque<u64>,
+    /// Batches in which the proxy raised a refusal through the server, with
+    /// the ROUTINE its ErrorResponse is to name (see `ProxyError::routine`).
+    pub(super) raised_q: VecDeque<(u64, Option<&'static str>)>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
@@ -197,7 +198,7 @@ impl Tracker {
             self.tx_control_q.retain(|(b, _)| keep(*b));
         }
         if !self.raised_q.is_empty() {
-            self.raised_q.retain(|b| keep(*b));
+            self.raised_q.retain(|b| keep(b.0));
         }
     }
 }

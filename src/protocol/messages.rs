@@ -238,6 +238,10 @@ fn notice_or_error(buf: &mut BytesMut, t: u8, severity: &str, err: &ProxyError) 
         buf.put_u8(b'H');
         put_cstr(buf, sanitize(h).as_bytes());
     }
+    if let Some(r) = err.routine {
+        buf.put_u8(b'R');
+        put_cstr(buf, r.as_bytes());
+    }
     buf.put_u8(0);
     finish(buf, at);
 }
@@ -488,10 +492,18 @@ pub fn map_error_text(msg: &[u8], map: impl Fn(&str) -> String) -> BytesMut {
 }
 
 /// A copy of ErrorResponse/NoticeResponse `msg` without the fields `drop`
-/// names.
-pub fn without_error_fields(msg: &[u8], drop: &[u8]) -> BytesMut {
+/// names, and with `routine` as its ROUTINE field when given (in place of
+/// any `R` the message had, which `drop` should then name).
+pub fn without_error_fields(msg: &[u8], drop: &[u8], routine: Option<&str>) -> BytesMut {
     let mut out = BytesMut::with_capacity(msg.len());
+    let mut routine = routine;
     map_error_fields(msg, &mut out, |field, value, out| {
+        if field == b'M'
+            && let Some(r) = routine.take()
+        {
+            put_field(out, field, value);
+            return put_field(out, b'R', r.as_bytes());
+        }
         if !drop.contains(&field) {
             put_field(out, field, value);
         }
@@ -542,6 +554,46 @@ mod tests {
 
     fn owned(fields: &[(u8, &str)]) -> Vec<(u8, String)> {
         fields.iter().map(|(f, v)| (*f, v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_raised_refusal_names_the_proxys_routine_in_place_of_the_servers() {
+        let raised = error_with(&[
+            (b'S', "ERROR"),
+            (b'C', "0A000"),
+            (b'M', "no"),
+            (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
+            (b'F', "pl_exec.c"),
+            (b'L', "3911"),
+            (b'R', "exec_stmt_raise"),
+        ]);
+        assert_eq!(
+            fields_of(&without_error_fields(&raised, b"WFLR", None)),
+            owned(&[(b'S', "ERROR"), (b'C', "0A000"), (b'M', "no")])
+        );
+        assert_eq!(
+            fields_of(&without_error_fields(
+                &raised,
+                b"WFLR",
+                Some("RevalidateCachedQuery")
+            )),
+            owned(&[
+                (b'S', "ERROR"),
+                (b'C', "0A000"),
+                (b'M', "no"),
+                (b'R', "RevalidateCachedQuery")
+            ])
+        );
+        let mut own = BytesMut::new();
+        error_response(
+            &mut own,
+            &crate::error::ProxyError::statement_planned_elsewhere("s1"),
+        );
+        assert!(
+            fields_of(&own).contains(&(b'R', "RevalidateCachedQuery".to_string())),
+            "{:?}",
+            fields_of(&own)
+        );
     }
 
     #[test]

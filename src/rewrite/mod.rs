@@ -607,8 +607,10 @@ impl<'a> Rewriter<'a> {
                     // The whole value, as Postgres reads an encoding name
                     // (letters and digits only, `'s j i s'` is SJIS): an
                     // encoding whose characters can hide a quote is refused.
+                    // Cut from the statement as written (lower-casing
+                    // ASCII keeps byte offsets), for the message.
                     let lower = stmt.to_ascii_lowercase();
-                    let rest = lower.split_once(name).map_or(lower.as_str(), |(_, r)| r);
+                    let rest = lower.find(name).map_or(stmt, |i| &stmt[i + name.len()..]);
                     crate::tenant::check_client_encoding_set(rest)?;
                 }
                 if self.strict && w(0) == "set" && name == "seed" {
@@ -871,10 +873,7 @@ impl<'a> Rewriter<'a> {
     /// Refuses relations in another tenant's schema.
     pub(crate) fn check_schema(&self, schema: &str) -> Result<(), ProxyError> {
         if self.tenant_schemas.contains(schema) && self.own_schema != Some(schema) {
-            return Err(ProxyError::relation_refused(
-                schema,
-                "it is another tenant's schema",
-            ));
+            return Err(ProxyError::schema_refused(schema));
         }
         Ok(())
     }

@@ -52,9 +52,34 @@ pub fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
 pub fn check_client_encoding_set(rest: &str) -> Result<(), ProxyError> {
     let clean = cleaned(rest);
     if UNSAFE.iter().any(|name| clean.contains(name)) {
-        return Err(ProxyError::client_encoding_refused(rest.trim()));
+        return Err(ProxyError::client_encoding_refused(set_value(rest)));
     }
     Ok(())
+}
+
+/// The value of a `SET client_encoding` as the client wrote it, for the
+/// message: without the `=` or `TO` before it and the quotes around it.
+fn set_value(rest: &str) -> &str {
+    let v = rest.trim_start();
+    let v = match v.strip_prefix('=') {
+        Some(after) => after,
+        None if v.len() > 2
+            && v[..2].eq_ignore_ascii_case("to")
+            && v[2..].starts_with(|c: char| c.is_ascii_whitespace() || c == '\'' || c == '"') =>
+        {
+            &v[2..]
+        }
+        None => v,
+    };
+    let v = v.trim().trim_end_matches(';').trim_end();
+    for q in ['\'', '"'] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|x| x.strip_suffix(q))
+            && !inner.is_empty()
+        {
+            return inner;
+        }
+    }
+    v
 }
 
 /// `s` as Postgres cleans an encoding name: letters and digits, lower case.
@@ -99,6 +124,25 @@ mod tests {
             "default",
         ] {
             check_client_encoding(good).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn the_message_names_the_value_as_written() {
+        for (rest, shown) in [
+            (" = 'SJIS'", "SJIS"),
+            (" TO 'Shift_JIS'", "Shift_JIS"),
+            (" to\tbig5", "big5"),
+            (" 'GBK'", "GBK"),
+            (" = \"WIN932\" ;", "WIN932"),
+            (" = /* x */ 's j i s'", "/* x */ 's j i s'"),
+        ] {
+            let e = check_client_encoding_set(rest).unwrap_err();
+            assert!(
+                e.message.contains(&format!("\"{shown}\"")),
+                "{rest}: {}",
+                e.message
+            );
         }
     }
 

@@ -33,6 +33,7 @@ from tg_check import (
     ITEMS,
     PORT,
     TENANTS,
+    TRUSTED,
     TXNS,
     exit_code,
     expect,
@@ -266,6 +267,43 @@ async def check_schema_pool_reset():
         await pool.close()
 
 
+async def check_cached_statement_across_homes():
+    # A trusted session switching between a shared-table tenant and a
+    # schema tenant: the statement asyncpg cached for one home is refused
+    # for the other the way Postgres refuses a plan that no longer fits
+    # (routine RevalidateCachedQuery), so asyncpg prepares it again and
+    # retries, outside a transaction, without the application noticing.
+    user, pw = TRUSTED
+    schema_tenant = os.environ["TG_USER_S"]
+    shared = TENANTS["a"][2]
+    c = await asyncpg.connect(host=HOST, port=PORT, database=DB, user=user,
+                              password=pw, timeout=10, ssl=False)
+    try:
+        query = "SELECT note FROM items WHERE id <= $1 ORDER BY id"
+        for round_ in range(2):
+            for tenant, want in ((shared, [f"{shared}-1", f"{shared}-2"]),
+                                 (schema_tenant, [f"{schema_tenant}-1"])):
+                await c.execute(f"SET app.current_tenant = '{tenant}'")
+                notes = [r["note"] for r in await c.fetch(query, 2)]
+                expect(notes == want, f"round {round_}, {tenant}: {notes}, wanted {want}")
+        # Inside a transaction the driver cannot retry: the refusal reaches
+        # the application, as Postgres's own would.
+        await c.execute(f"SET app.current_tenant = '{shared}'")
+        await c.fetch(query, 2)
+        await c.execute(f"SET app.current_tenant = '{schema_tenant}'")
+        try:
+            async with c.transaction():
+                await c.fetch(query, 2)
+        except asyncpg.exceptions.InvalidCachedStatementError as e:
+            expect(e.sqlstate == "0A000", f"SQLSTATE {e.sqlstate}: {e}")
+        else:
+            raise AssertionError("a statement planned for another home ran in a transaction")
+        notes = [r["note"] for r in await c.fetch(query, 2)]
+        expect(notes == [f"{schema_tenant}-1"], f"after the transaction: {notes}")
+    finally:
+        await c.close()
+
+
 CHECKS = [
     ("login", check_login),
     ("bad_password", check_bad_password),
@@ -279,6 +317,7 @@ CHECKS = [
     ("error_first_use", check_error_first_use),
     ("cancel", check_cancel),
     ("schema_pool_reset", check_schema_pool_reset),
+    ("cached_statement_across_homes", check_cached_statement_across_homes),
 ]
 
 
