@@ -664,7 +664,9 @@ pub fn max_placeholder(sql: &str) -> usize {
     max
 }
 
-/// Splits a query string into statements at top-level semicolons.
+/// Splits a query string into statements at top-level semicolons. Pieces
+/// with nothing but whitespace and comments are left out: Postgres runs
+/// nothing for them (`RESET ALL; -- done` ends with the `RESET ALL`).
 pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
     let bytes = sql.as_bytes();
     let mut start = 0;
@@ -686,10 +688,26 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
             }
         }
         done = true;
-        let s = &sql[start..];
-        (!s.trim().is_empty()).then_some(s)
+        Some(&sql[start..])
     })
-    .filter(|s| !s.trim().is_empty())
+    .filter(|s| holds_sql(s))
+}
+
+/// Whether `s` holds anything but whitespace and comments. Any other byte
+/// counts, so nothing Postgres could run is taken for blank (an unclosed
+/// `/*` is blank here and an error there).
+fn holds_sql(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => i = skip_token(b, i),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_token(b, i),
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// A table of `$value` (an expression of the byte `$b`) for each of the
@@ -1470,5 +1488,11 @@ mod tests {
     fn splitting() {
         let v: Vec<_> = split_statements("a; b ;; 'c;d'; $$e;f$$").collect();
         assert_eq!(v, vec!["a", " b ", " 'c;d'", " $$e;f$$"]);
+        let v: Vec<_> =
+            split_statements("a; -- done\n; /* x /* y */ ; */\t; b -- c\n; /* open").collect();
+        assert_eq!(v, vec!["a", " b -- c\n"]);
+        // Not blank: anything but whitespace and comments.
+        let v: Vec<_> = split_statements("a; -- x\n\u{a0}; - -1; /* */ (").collect();
+        assert_eq!(v, vec!["a", " -- x\n\u{a0}", " - -1", " /* */ ("]);
     }
 }
