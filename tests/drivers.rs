@@ -368,6 +368,7 @@ async fn psycopg3() {
             "executemany",
             "cancel",
             "trusted_choice_in_transaction",
+            "trusted_choice_elsewhere_in_transaction",
             "orm_full_row_update",
         ],
     )

@@ -1138,6 +1138,69 @@ async fn ddl_that_reads_tenant_rows_needs_a_tenant() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// A trusted session's first choice of a tenant with another home, sent
+/// right after the `BEGIN` that opened its transaction (what drivers in
+/// their default mode do, psycopg with autocommit off): nothing ran there
+/// yet, so the transaction moves to the tenant's home, and commits there.
+/// (It was refused, 25001: such a session could only choose tenants of
+/// the default shard.) A rollback undoes the choice; after any other
+/// statement in the transaction the choice stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_choice_right_after_begin_moves_the_transaction() {
+    let f = fleet().await;
+    let r = start(&f, "s1").await;
+    exec(
+        &f.dedicated,
+        "app",
+        "INSERT INTO items VALUES ('bigcorp', 1, 'big')",
+    )
+    .await;
+    let mover_row = "SELECT v FROM items WHERE tenant_id = 'mover'";
+    let app = connect(r.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN").await.expect("BEGIN");
+    app.batch_execute("SET app.current_tenant = 'mover'")
+        .await
+        .expect("a first choice right after BEGIN");
+    app.batch_execute("INSERT INTO items (tenant_id, id, v) VALUES ('mover', 1, 'moved')")
+        .await
+        .expect("insert in the moved transaction");
+    app.batch_execute("COMMIT").await.expect("COMMIT");
+    assert_eq!(
+        rows_on(&f.s1, mover_row).await,
+        ["moved"],
+        "on the new home"
+    );
+    assert!(rows_on(&f.s0, mover_row).await.is_empty(), "nothing on s0");
+    assert_eq!(rows_of(&app, "SELECT v FROM items").await, ["moved"]);
+    assert_eq!(rows_of(&app, "SHOW app.current_tenant").await, ["mover"]);
+
+    let app = connect(r.port, "app", "app-secret", "app").await;
+    app.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .expect("BEGIN");
+    app.batch_execute("SET app.current_tenant = 'bigcorp'")
+        .await
+        .expect("a first choice of the dedicated tenant");
+    assert_eq!(rows_of(&app, "SELECT v FROM items").await, ["big"]);
+    assert_eq!(
+        rows_of(&app, "SHOW transaction_isolation").await,
+        ["serializable"],
+        "begun again as the client began it"
+    );
+    app.batch_execute("ROLLBACK").await.expect("ROLLBACK");
+    assert_eq!(rows_of(&app, "SHOW app.current_tenant").await, [""]);
+
+    app.batch_execute("BEGIN").await.expect("BEGIN");
+    assert_eq!(rows_of(&app, "SELECT '1'").await, ["1"]);
+    let e = app
+        .batch_execute("SET app.current_tenant = 'mover'")
+        .await
+        .expect_err("a choice after a statement ran");
+    assert_eq!(e.code().map(|c| c.code()), Some("25001"), "{e:?}");
+    app.batch_execute("ROLLBACK").await.expect("ROLLBACK");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// Server connections start with standard strings whatever defaults the
 /// server, database or role were given (`ALTER ROLE … IN DATABASE … SET`,
 /// which a dedicated tenant sharing the cluster and role could run): with

@@ -228,6 +228,31 @@ pub fn touches_rows(sql: &str) -> bool {
     })
 }
 
+/// Whether `sql` is one statement that opens a transaction block and does
+/// nothing else (`BEGIN …`, `START TRANSACTION …`). Looked at for every
+/// simple Query an isolated session sends while idle, so the common case
+/// is settled by its first bytes.
+pub fn lone_begin(sql: &str) -> bool {
+    let head = sql.trim_start().as_bytes();
+    let starts =
+        |w: &str| head.len() >= w.len() && head[..w.len()].eq_ignore_ascii_case(w.as_bytes());
+    if !starts("begin") && !starts("start") {
+        return false;
+    }
+    let mut statements = split_statements(sql);
+    let (Some(only), None) = (statements.next(), statements.next()) else {
+        return false;
+    };
+    let mut words = Words::new(only);
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("begin") => true,
+        Some(w) if w.eq_ignore_ascii_case("start") => words
+            .next()
+            .is_some_and(|t| t.eq_ignore_ascii_case("transaction")),
+        _ => false,
+    }
+}
+
 /// Whether `sql` is a single statement that Postgres runs only inside a
 /// transaction block: `DECLARE … CURSOR` without `WITH HOLD`, and `LOCK`.
 /// Sent alone outside one, Postgres refuses it (25P01); with a statement of
@@ -1482,6 +1507,30 @@ mod tests {
             2
         );
         assert_eq!(max_placeholder("SELECT 1"), 0);
+    }
+
+    #[test]
+    fn lone_begins() {
+        for yes in [
+            "BEGIN",
+            "begin;",
+            "  BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "START TRANSACTION READ ONLY; -- x",
+            "begin work",
+        ] {
+            assert!(lone_begin(yes), "{yes}");
+        }
+        for no in [
+            "BEGIN; SELECT 1",
+            "SELECT 1",
+            "/* x */ BEGIN",
+            "beginx",
+            "START",
+            "start_thing()",
+            "BEGIN; COMMIT",
+        ] {
+            assert!(!lone_begin(no), "{no}");
+        }
     }
 
     #[test]

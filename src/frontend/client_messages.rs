@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{
-    Effect, bare_transaction_end, classify, effects_of, mentions, names_with_prefix,
+    Effect, bare_transaction_end, classify, effects_of, lone_begin, mentions, names_with_prefix,
     plainly_without_effect,
 };
 use super::isolation::{
@@ -88,6 +88,10 @@ impl Session {
                 return Ok(None);
             }
             let msg = self.client_in.split_to(h.total_len).freeze();
+            // Only the message right after it can move the transaction a
+            // `BEGIN` opened (see `move_transaction`).
+            let fresh = self.fresh_begin.take();
+            let idle_before = self.t.tx_status == b'I' && self.t.pending == 0 && !self.t.unsynced;
             if self.skip_until_sync {
                 if tag == ftag::SYNC {
                     self.skip_until_sync = false;
@@ -117,7 +121,7 @@ impl Session {
             // go as sent (pipelines carry several of them per statement).
             let carries_sql = matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL);
             let mut plan = if carries_sql {
-                match self.plan(tag, &msg).await {
+                match self.plan(tag, &msg, fresh.is_some()).await {
                     Ok(p) => p,
                     Err(e) if e.is_fatal() => return Err(e),
                     Err(e) => {
@@ -131,6 +135,11 @@ impl Session {
                 }
                 Plan::AsSent
             };
+            if let Some(begin) = fresh.as_deref()
+                && self.iso.as_mut().is_some_and(Isolation::take_move)
+            {
+                self.move_transaction(begin).await?;
+            }
             if self.server.is_none() {
                 match tag {
                     // Nothing to flush, nothing to sync: answer locally.
@@ -159,7 +168,7 @@ impl Session {
                 // A reload moved the tenant while this message waited (for a
                 // connection, or under PAUSE): plan it again for its new home.
                 if carries_sql && self.iso.as_ref().is_some_and(Isolation::planned_elsewhere) {
-                    plan = match self.plan(tag, &msg).await {
+                    plan = match self.plan(tag, &msg, false).await {
                         Ok(p) => p,
                         Err(e) if e.is_fatal() => return Err(e),
                         Err(e) => {
@@ -200,7 +209,16 @@ impl Session {
                 self.pin_lease = None;
             }
             match handled {
-                Ok(()) => {}
+                Ok(()) => {
+                    if tag == ftag::QUERY
+                        && idle_before
+                        && self.iso.is_some()
+                        && let Ok(sql) = std::str::from_utf8(text_body(&msg))
+                        && lone_begin(sql)
+                    {
+                        self.fresh_begin = Some(sql.to_string());
+                    }
+                }
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => self.refuse(tag, e),
             }
@@ -255,7 +273,10 @@ impl Session {
     }
 
     /// Isolation's decision for a Query or Parse (others are sent as they are).
-    async fn plan(&mut self, tag: u8, msg: &[u8]) -> Result<Plan, ProxyError> {
+    ///
+    /// `fresh`: the message came right after a `BEGIN` that opened the
+    /// transaction (see [`Session::move_transaction`]).
+    async fn plan(&mut self, tag: u8, msg: &[u8], fresh: bool) -> Result<Plan, ProxyError> {
         if let Some(iso) = self.iso.as_mut() {
             iso.clear_planned();
         }
@@ -267,6 +288,12 @@ impl Session {
             pinned: self.pin.is_some(),
             busy: self.server.is_some() && (self.t.pending > 0 || self.t.unsynced),
             kept: self.mode == PoolMode::Session,
+            fresh: fresh
+                && self.server.is_some()
+                && self.t.tx_status == b'T'
+                && self.t.pending == 0
+                && !self.t.unsynced
+                && self.to_server.is_empty(),
         };
         if let Some(raw) = sql_of(tag, msg)
             && mentions(raw, SERVER_NAME_PREFIX)
@@ -342,7 +369,7 @@ impl Session {
         // Planned as a Parse of the client's text (planning reads no name).
         let mut parse = bytes::BytesMut::new();
         messages::parse(&mut parse, "", &src.query, &src.param_types);
-        let plan = self.plan(ftag::PARSE, &parse).await?;
+        let plan = self.plan(ftag::PARSE, &parse, false).await?;
         let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
         let reads_rows = stmt.query != old.query
             || std::str::from_utf8(&src.query).map_or(true, |sql| !touches_nothing(sql));
@@ -1162,6 +1189,7 @@ impl Session {
             // pipeline do not count.
             busy: self.server.is_some() && (self.t.pending > 0 || self.t.batch_executes > 0),
             kept: self.mode == PoolMode::Session,
+            fresh: false,
         };
         let in_transaction = self.t.tx_status != b'I';
         if iso.apply_prepared_set(&set, in_transaction, hold)? && self.server.is_some() {

@@ -40,6 +40,10 @@ pub struct ServerHold {
     pub busy: bool,
     /// Session pooling: the client keeps it for the whole session.
     pub kept: bool,
+    /// The transaction open on it has run nothing but the `BEGIN` that
+    /// opened it (a simple Query of its own, answered): it can still move
+    /// to another home (see [`Isolation::take_move`]).
+    pub fresh: bool,
 }
 
 /// What a rewritten extended-protocol statement needs at Bind time.
@@ -164,6 +168,8 @@ pub struct Isolation {
     held_for: Option<String>,
     /// The route the last statement planned was rewritten for.
     planned: Option<RouteKey>,
+    /// See [`Isolation::take_move`].
+    move_transaction: bool,
 }
 
 impl Isolation {
@@ -181,6 +187,7 @@ impl Isolation {
             held: None,
             held_for: None,
             planned: None,
+            move_transaction: false,
         }
     }
 
@@ -322,7 +329,7 @@ impl Isolation {
     /// Whether `set` changes the tenant; refuses a change the session's
     /// server connection cannot take (see [`Isolation::apply_tenant_sets`]).
     fn check_change(
-        &self,
+        &mut self,
         set: &TenantSet,
         hold: ServerHold,
         in_transaction: bool,
@@ -340,6 +347,18 @@ impl Isolation {
             if (&next.shard, &next.schema, next.dedicated)
                 != (&now.shard, &now.schema, now.dedicated)
             {
+                // A first choice right after the BEGIN (drivers in their
+                // default mode send one before the application's first
+                // statement): nothing ran there yet, the transaction moves.
+                if in_transaction
+                    && hold.fresh
+                    && !hold.pinned
+                    && !hold.kept
+                    && self.tenant.is_first_choice(set)
+                {
+                    self.move_transaction = true;
+                    return Ok(changes);
+                }
                 // The transaction's server connection is the old home's.
                 return Err(if in_transaction {
                     ProxyError::tenant_change_elsewhere_in_transaction()
@@ -420,6 +439,14 @@ impl Isolation {
     /// Forgets which route the last statement was planned for.
     pub fn clear_planned(&mut self) {
         self.planned = None;
+        self.move_transaction = false;
+    }
+
+    /// Whether the statement just planned is a first choice of a tenant
+    /// served elsewhere that may move its transaction there (it has run
+    /// nothing but its BEGIN); asked once.
+    pub fn take_move(&mut self) -> bool {
+        std::mem::take(&mut self.move_transaction)
     }
 
     /// Whether the last statement planned was rewritten for another route

@@ -276,6 +276,11 @@ pub struct Session {
     /// everything sent before it (`rls`, and a tenant change: see
     /// `must_wait_for_replies`).
     pub(super) held: bool,
+    /// The text of a `BEGIN` (a simple Query of its own, sent while the
+    /// session was idle) when it was the last message handled: a first
+    /// choice of a tenant served elsewhere right after it moves the
+    /// transaction (see [`Session::move_transaction`]).
+    pub(super) fresh_begin: Option<String>,
     /// Which statements of the batches in flight were sent rewritten (for
     /// the positions of their errors).
     pub(super) sent_statements: BatchStatements,
@@ -385,6 +390,7 @@ impl Session {
             obs: p.obs,
             rls,
             held: false,
+            fresh_begin: None,
             stops,
             sent_statements: BatchStatements::default(),
             told: p.told,
@@ -885,6 +891,51 @@ impl Session {
             .await;
         self.server = Some(checkout);
         self.rls.armed = true;
+        Ok(())
+    }
+
+    /// Moves a transaction that has run nothing but its `BEGIN` to the
+    /// home of the tenant the session has just chosen for the first time
+    /// (drivers in their default mode, such as psycopg with autocommit off,
+    /// send `BEGIN` before the application's first statement, which may be
+    /// the choice of tenant): it is rolled back on the connection held,
+    /// which goes back to its pool, and begun again, with the client's own
+    /// `BEGIN` text, on a connection of the new home. The client sees
+    /// nothing of it. Should any step fail, the client's transaction is
+    /// gone: the session ends with the error, as PgBouncer ends a client
+    /// whose wait for a server timed out.
+    pub(super) async fn move_transaction(&mut self, begin: &str) -> Result<(), ProxyError> {
+        let shard = self.pool.shard().to_string();
+        let rolled_back = match self.server.as_mut() {
+            Some(s) => {
+                tokio::time::timeout(self.wait_timeout, s.conn.run_simple(&["ROLLBACK"])).await
+            }
+            None => return Err(ProxyError::internal().fatal()),
+        };
+        let clean = matches!(rolled_back, Ok(Ok(None)));
+        self.t.tx_status = b'I';
+        self.let_go(clean).await;
+        if !clean {
+            return Err(ProxyError::server_connection_lost(&shard).fatal());
+        }
+        self.acquire().await.map_err(ProxyError::fatal)?;
+        let begun = match self.server.as_mut() {
+            Some(s) => tokio::time::timeout(self.wait_timeout, s.conn.run_simple(&[begin])).await,
+            None => return Err(ProxyError::internal().fatal()),
+        };
+        if !matches!(begun, Ok(Ok(None))) {
+            let shard = self.pool.shard().to_string();
+            self.let_go(false).await;
+            return Err(ProxyError::server_connection_lost(&shard).fatal());
+        }
+        self.t.tx_status = b'T';
+        tracing::debug!(
+            parent: self.obs.span(),
+            session = self.id,
+            from = %shard,
+            to = self.pool.shard(),
+            "transaction moved to the home of the tenant chosen after its BEGIN"
+        );
         Ok(())
     }
 

@@ -155,6 +155,22 @@ impl TenantContext {
         Ok(())
     }
 
+    /// Whether `set` (resolved) would be the session's first choice of a
+    /// tenant: none in force, none kept, none chosen or reset in this
+    /// transaction, and `set` names one.
+    pub fn is_first_choice(&self, set: &TenantSet) -> bool {
+        let kept = match &self.tentative {
+            Some(t) => t.as_deref(),
+            None => self.session.as_deref(),
+        };
+        self.bound.is_none()
+            && self.current().is_none()
+            && kept.is_none()
+            && set.value.is_some()
+            && !self.reset_to_startup
+            && !self.chosen_here
+    }
+
     /// Whether a `SET LOCAL` of the tenant variable is in force (it ends
     /// with the transaction).
     pub fn has_local(&self) -> bool {

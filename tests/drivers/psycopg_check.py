@@ -15,6 +15,7 @@ Connection settings come from TG_* environment variables. Prints one
 `ok <check>` or `FAIL <check> <detail>` line per check; exits 1 if any failed.
 """
 
+import os
 import sys
 import threading
 import time
@@ -255,6 +256,44 @@ def check_trusted_choice_in_transaction():
         c.rollback()
 
 
+def check_trusted_choice_elsewhere_in_transaction():
+    """The same default mode, choosing a tenant with another home than the
+    session's default (the schema tenant): the transaction psycopg opened
+    has run nothing but its BEGIN, so it moves to that home; committed, the
+    choice stays for the session. A second choice inside a transaction is
+    still refused."""
+    user, password = TRUSTED
+    schema_tenant = os.environ["TG_USER_S"]
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user=user, password=password,
+                         connect_timeout=10) as c:
+        # psycopg then opens its transactions with
+        # BEGIN ISOLATION LEVEL REPEATABLE READ: the moved one keeps it.
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.execute(f"SET app.current_tenant = '{schema_tenant}'")
+        notes = [r[0] for r in c.execute("SELECT note FROM items ORDER BY id").fetchall()]
+        expect(notes == [f"{schema_tenant}-1"], f"in the moved transaction: {notes}")
+        (level,) = c.execute("SHOW transaction_isolation").fetchone()
+        expect(level == "repeatable read", f"isolation level {level!r}")
+        c.commit()
+        notes = [r[0] for r in c.execute("SELECT note FROM items ORDER BY id").fetchall()]
+        expect(notes == [f"{schema_tenant}-1"], f"next transaction: {notes}")
+        c.rollback()
+        try:
+            c.execute(f"SET app.current_tenant = '{TENANTS['a'][2]}'")
+        except errors.ActiveSqlTransaction:
+            c.rollback()
+        else:
+            raise AssertionError("a second choice inside a transaction was accepted")
+    # Rolled back, the choice is undone: the next transaction has no tenant.
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user=user, password=password,
+                         connect_timeout=10) as c:
+        c.execute(f"SET app.current_tenant = '{schema_tenant}'")
+        c.rollback()
+        (t,) = c.execute("SHOW app.current_tenant").fetchone()
+        expect(t == "", f"after the rollback the tenant is {t!r}")
+        c.rollback()
+
+
 def check_orm_full_row_update():
     """ORMs (Django's save(), Hibernate) write every column back, the tenant
     column included: the session's own tenant passes, another is refused
@@ -290,6 +329,7 @@ CHECKS = [
     ("error_first_use", check_error_first_use),
     ("cancel", check_cancel),
     ("trusted_choice_in_transaction", check_trusted_choice_in_transaction),
+    ("trusted_choice_elsewhere_in_transaction", check_trusted_choice_elsewhere_in_transaction),
     ("orm_full_row_update", check_orm_full_row_update),
 ]
 
