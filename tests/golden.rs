@@ -644,6 +644,35 @@ fn statements_read_as_postgres_splits_them() {
         param: None,
         checks: None,
     };
+    // Every statement comes out as its own statement (as the proxy's
+    // splitter, which follows Postgres on comments, reads the output), and
+    // every one that reads customers is scoped.
+    let scoped = |sql: &str, out: &str| {
+        let ins = tenantgate::frontend::classify::split_statements(sql).count();
+        let outs: Vec<&str> = tenantgate::frontend::classify::split_statements(out).collect();
+        assert_eq!(outs.len(), ins, "{sql:?} came out as {out:?}");
+        for piece in outs {
+            assert!(
+                !piece.contains("FROM customers") || piece.contains("'acme'"),
+                "{sql:?}: {piece:?} went out unscoped"
+            );
+        }
+    };
+    for sql in [
+        "SELECT 1 -- c\n; SELECT * FROM customers",
+        "SELECT 1 -- c\r; SELECT count(*) FROM customers",
+        "BEGIN -- c\n; UPDATE customers SET name = name; COMMIT",
+        // A trailing comment, then a string holding a line break: with the
+        // break lost, the comment ended inside the string and the rest of
+        // it ran unscoped (and reset the tenant variable).
+        "SELECT 1 -- c\n; SELECT '\n; SELECT set_config($q$app.current_$q$ || $q$tenant$q$, \
+         $q$globex$q$, true); SELECT tenant_id, name FROM customers --' FROM customers",
+    ] {
+        match rules.run(&case(sql)) {
+            Actual::Out { literal, .. } => scoped(sql, &literal),
+            other => panic!("{sql:?}: {other:?}"),
+        }
+    }
     for sql in [
         "-- x\rSELECT * FROM customers",
         "BEGIN -- x\r; SELECT * FROM customers",

@@ -154,7 +154,17 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                 changed = true;
                 pieces.push(printed);
             }
-            None => pieces.push(stmt.trim().to_string()),
+            None => {
+                let mut piece = stmt.trim().to_string();
+                // Trimmed, a `--` comment at its end would lose the line
+                // break that ends it, and run over the statements joined
+                // after it (hiding them, or ending inside a string of one
+                // of them, so that the rest of that string runs as SQL).
+                if stmt.contains("--") {
+                    piece.push('\n');
+                }
+                pieces.push(piece);
+            }
         }
     }
     if !changed {
