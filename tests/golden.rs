@@ -673,6 +673,30 @@ fn statements_read_as_postgres_splits_them() {
             other => panic!("{sql:?}: {other:?}"),
         }
     }
+    // `TABLE t` goes out as `SELECT * FROM t` cut from the client's text
+    // (the trailing comment kept its line break only where the client's
+    // text was sent whole).
+    for sql in [
+        "TABLE plans --\n; SELECT * FROM customers",
+        "TABLE plans -- c\n; SELECT 'x\n; SELECT * FROM customers; --' FROM customers",
+    ] {
+        match rules.run(&case(sql)) {
+            Actual::Out { literal, .. } => scoped(sql, &literal),
+            other => panic!("{sql:?}: {other:?}"),
+        }
+    }
+    // Dollar-quote tags that Postgres reads and sqlparser does not (it
+    // takes `$€$` for a parameter and a name): the string sqlparser saw
+    // held live SQL for Postgres, forwarded unscoped. Refused.
+    for sql in [
+        "SELECT $€$, 1 AS h, '$€$ AS a, (SELECT string_agg(email, ',') FROM customers) AS b --'",
+        "SELECT $\u{a0}$, '$\u{a0}$, (SELECT count(*) FROM customers) --'",
+    ] {
+        match rules.run(&case(sql)) {
+            Actual::Err { code, .. } => assert_eq!(code, "0A000", "{sql:?}"),
+            other => panic!("{sql:?} was not refused: {other:?}"),
+        }
+    }
     for sql in [
         "-- x\rSELECT * FROM customers",
         "BEGIN -- x\r; SELECT * FROM customers",

@@ -894,6 +894,41 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
     }
 }
 
+/// The first dollar-quote tag in `sql` that sqlparser would not read as
+/// one: Postgres takes any byte above 0x7F into a tag (`$€$`, a tag of a
+/// no-break space), sqlparser only letters, digits and `_`, and reads the
+/// rest as a parameter and a name. Where they disagree on where a quote
+/// starts, the text Postgres runs is not the text the rewriter read.
+pub fn unreadable_dollar_tag(sql: &str) -> Option<&str> {
+    let b = sql.as_bytes();
+    if !b.contains(&b'$') {
+        return None;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'$' if !in_identifier(b, i) => {
+                let tag_end = b[i + 1..]
+                    .iter()
+                    .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
+                    .map(|p| i + 1 + p);
+                if let Some(e) = tag_end
+                    && b[e] == b'$'
+                    && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit)
+                    && let Some(tag) = sql.get(i + 1..e)
+                    && !tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+                {
+                    return Some(tag);
+                }
+                i = skip_token(b, i);
+            }
+            b'\'' | b'"' | b'-' | b'/' | b'$' => i = skip_token(b, i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Whether the `$` at `i` continues an identifier: the run of identifier
 /// characters (letters, digits, `_`, `$`, bytes above 0x7F) before it
 /// starts with a letter, `_` or a byte above 0x7F, as Postgres reads `x$$`
@@ -1507,6 +1542,27 @@ mod tests {
             2
         );
         assert_eq!(max_placeholder("SELECT 1"), 0);
+    }
+
+    #[test]
+    fn dollar_tags_sqlparser_cannot_read_are_found() {
+        assert_eq!(unreadable_dollar_tag("SELECT $€$ x $€$"), Some("€"));
+        assert_eq!(
+            unreadable_dollar_tag("SELECT $\u{a0}$ x $\u{a0}$"),
+            Some("\u{a0}")
+        );
+        assert_eq!(unreadable_dollar_tag("SELECT $a€b$, '$€$'"), Some("a€b"));
+        for fine in [
+            "SELECT $é$ x $é$",
+            "SELECT $$ $€$ $$",
+            "SELECT '$€$'",
+            "SELECT 1 -- $€$",
+            "SELECT x$€$ FROM t",
+            "SELECT $1, $tag_1$ a $tag_1$",
+            "SELECT \"$€$\"",
+        ] {
+            assert_eq!(unreadable_dollar_tag(fine), None, "{fine}");
+        }
     }
 
     #[test]

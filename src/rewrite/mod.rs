@@ -154,17 +154,18 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                 changed = true;
                 pieces.push(printed);
             }
-            None => {
-                let mut piece = stmt.trim().to_string();
-                // Trimmed, a `--` comment at its end would lose the line
-                // break that ends it, and run over the statements joined
-                // after it (hiding them, or ending inside a string of one
-                // of them, so that the rest of that string runs as SQL).
-                if stmt.contains("--") {
-                    piece.push('\n');
-                }
-                pieces.push(piece);
-            }
+            None => pieces.push(stmt.trim().to_string()),
+        }
+        // A piece ending in a `--` comment (as sent, or cut from the client's
+        // text, such as `TABLE t -- c`) would, trimmed, lose the line break
+        // that ends it and run over the statements joined after it (hiding
+        // them, or ending inside a string of one of them, so that the rest
+        // of that string runs as SQL). Between statements a line break
+        // changes nothing.
+        if let Some(last) = pieces.last_mut()
+            && last.contains("--")
+        {
+            last.push('\n');
         }
     }
     if !changed {
@@ -196,6 +197,11 @@ fn precheck(sql: &str) -> Result<Measure, ProxyError> {
         return Err(ProxyError::construct_unsupported(
             "the control character U+0001",
         ));
+    }
+    if let Some(tag) = crate::frontend::classify::unreadable_dollar_tag(sql) {
+        return Err(ProxyError::construct_unsupported(&format!(
+            "the dollar-quote tag ${tag}$ (use letters, digits and _)"
+        )));
     }
     let measure = Measure::of(sql);
     // Every construct that makes the parser recurse is bounded here, so it
