@@ -689,6 +689,15 @@ fn statements_read_as_postgres_splits_them() {
     // takes `$€$` for a parameter and a name): the string sqlparser saw
     // held live SQL for Postgres, forwarded unscoped. Refused.
     for sql in [
+        // An operator against a comment: Postgres reads `|` and a comment,
+        // sqlparser the operator `|/*` and then a string to the last quote.
+        "SELECT 2 |/* ' */ 3, (SELECT string_agg(tenant_id || name, ',') FROM customers) AS b --'",
+        "SELECT 2 |-- '\n 3, (SELECT count(*) FROM customers) AS b --'",
+        // X'', N'' and B'' strings are printed back without their quotes
+        // doubled (and sqlparser takes a backslash in X'' for an escape).
+        "SELECT X''', (SELECT string_agg(name, ',') FROM customers) AS b, X''' AS z FROM customers",
+        "SELECT N''', (SELECT count(*) FROM customers) AS b, N''' AS z FROM customers",
+        "SELECT X'\\', (SELECT count(*) FROM customers) AS b, X\\'' AS z FROM customers",
         "SELECT $€$, 1 AS h, '$€$ AS a, (SELECT string_agg(email, ',') FROM customers) AS b --'",
         "SELECT $\u{a0}$, '$\u{a0}$, (SELECT count(*) FROM customers) --'",
     ] {

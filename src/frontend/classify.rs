@@ -929,6 +929,61 @@ pub fn unreadable_dollar_tag(sql: &str) -> Option<&str> {
     None
 }
 
+/// Where sqlparser's tokenizer would read `sql` otherwise than Postgres
+/// in a way that moves the end of a string or comment, a description of
+/// the spot (for the refusal), else `None`:
+///
+/// * an operator run with `--` or `/*` after its first character
+///   (`|/*`, `<--`): Postgres ends the operator where the comment starts,
+///   sqlparser reads one operator and then, after it, what Postgres
+///   skips as a comment, such as the quote that opens a string for it;
+/// * an `X''`, `B''` or `N''` string holding a quote or a backslash:
+///   sqlparser takes a backslash in `X''` for an escape (Postgres does
+///   not), and prints these strings back without doubling their quotes.
+pub fn lexer_disagreement(sql: &str) -> Option<&'static str> {
+    const OPERATOR: &[u8] = b"~!@#^&|`?+-*/%<>=";
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let comment = (c == b'-' && b.get(i + 1) == Some(&b'-'))
+            || (c == b'/' && b.get(i + 1) == Some(&b'*'));
+        if OPERATOR.contains(&c) && !comment {
+            let end = b[i..]
+                .iter()
+                .position(|c| !OPERATOR.contains(c))
+                .map_or(b.len(), |p| i + p);
+            let run = &b[i..end];
+            if run.windows(2).skip(1).any(|w| w == b"--" || w == b"/*") {
+                return Some(
+                    "an operator written against a comment (put a space before the comment)",
+                );
+            }
+            i = end;
+            continue;
+        }
+        if c == b'\''
+            && i > 0
+            && matches!(b[i - 1], b'x' | b'X' | b'b' | b'B' | b'n' | b'N')
+            && (i < 2 || !identifier_part(b[i - 2]))
+        {
+            let end = skip_token(b, i);
+            let body = &b[i + 1..end.saturating_sub(1).max(i + 1)];
+            if body.iter().any(|&c| c == b'\'' || c == b'\\') {
+                return Some("a quote or a backslash in an X'', B'' or N'' string");
+            }
+            i = end;
+            continue;
+        }
+        if matches!(c, b'\'' | b'"' | b'-' | b'/' | b'$') {
+            i = skip_token(b, i);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
 /// Whether the `$` at `i` continues an identifier: the run of identifier
 /// characters (letters, digits, `_`, `$`, bytes above 0x7F) before it
 /// starts with a letter, `_` or a byte above 0x7F, as Postgres reads `x$$`
@@ -1562,6 +1617,33 @@ mod tests {
             "SELECT \"$€$\"",
         ] {
             assert_eq!(unreadable_dollar_tag(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn spots_where_sqlparser_reads_otherwise_are_found() {
+        for bad in [
+            "SELECT 2 |/* ' */ 3, x --'",
+            "SELECT 2 |-- '\n 3 --'",
+            "SELECT 1 <--1",
+            "SELECT X''', y, X'''",
+            "SELECT x'\\', y, X\\''",
+            "SELECT N'it''s'",
+            "SELECT b'0''1'",
+        ] {
+            assert!(lexer_disagreement(bad).is_some(), "{bad:?}");
+        }
+        for fine in [
+            "SELECT 1 -- comment |/* '",
+            "SELECT 1 /* |/* */ */ + 2",
+            "SELECT a - -1, b --> c",
+            "SELECT '|/*', $$ <-- $$, \"a|--b\"",
+            "SELECT X'1F', B'101', N'abc', max'x', tax'1'",
+            "SELECT 'it''s', E'\\'' , 'a\\'",
+            "SELECT 1 */ 2",
+            "SELECT a /* c */ - b",
+        ] {
+            assert_eq!(lexer_disagreement(fine), None, "{fine:?}");
         }
     }
 

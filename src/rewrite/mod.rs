@@ -198,6 +198,9 @@ fn precheck(sql: &str) -> Result<Measure, ProxyError> {
             "the control character U+0001",
         ));
     }
+    if let Some(what) = crate::frontend::classify::lexer_disagreement(sql) {
+        return Err(ProxyError::construct_unsupported(what));
+    }
     if let Some(tag) = crate::frontend::classify::unreadable_dollar_tag(sql) {
         return Err(ProxyError::construct_unsupported(&format!(
             "the dollar-quote tag ${tag}$ (use letters, digits and _)"
