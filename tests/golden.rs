@@ -689,6 +689,13 @@ fn statements_read_as_postgres_splits_them() {
     // takes `$€$` for a parameter and a name): the string sqlparser saw
     // held live SQL for Postgres, forwarded unscoped. Refused.
     for sql in [
+        // Two unary minus signs print as `--`, a comment for Postgres that
+        // took the rest of the line (the tenant filter) and, after a line
+        // break in a string, let the string's remainder run as SQL.
+        "SELECT - - 1 AS a, '\n1 AS a; SELECT * FROM customers; --' AS b FROM customers",
+        "UPDATE customers SET name = name WHERE id = - - 1 AND name <> '\n0); \
+         UPDATE customers SET email = $$x$$ WHERE id = 1; --'",
+        "select - -1 as a, id from customers where id = 1",
         // An operator against a comment: Postgres reads `|` and a comment,
         // sqlparser the operator `|/*` and then a string to the last quote.
         "SELECT 2 |/* ' */ 3, (SELECT string_agg(tenant_id || name, ',') FROM customers) AS b --'",

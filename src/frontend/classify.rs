@@ -929,6 +929,27 @@ pub fn unreadable_dollar_tag(sql: &str) -> Option<&str> {
     None
 }
 
+/// Whether `sql` holds a comment (`--` or `/*` outside strings, quoted
+/// names and dollar quotes), as Postgres reads it.
+pub fn has_comment(sql: &str) -> bool {
+    comment_start(sql).is_some()
+}
+
+/// Where the first comment in `sql` starts (see [`has_comment`]).
+pub fn comment_start(sql: &str) -> Option<usize> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => return Some(i),
+            b'/' if b.get(i + 1) == Some(&b'*') => return Some(i),
+            b'\'' | b'"' | b'$' => i = skip_token(b, i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Where sqlparser's tokenizer would read `sql` otherwise than Postgres
 /// in a way that moves the end of a string or comment, a description of
 /// the spot (for the refusal), else `None`:
@@ -1644,6 +1665,19 @@ mod tests {
             "SELECT a /* c */ - b",
         ] {
             assert_eq!(lexer_disagreement(fine), None, "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn comments_are_found_outside_quotes() {
+        assert!(has_comment("SELECT --1 AS a"));
+        assert!(has_comment("SELECT 1 /* x */"));
+        assert!(has_comment("SELECT '--' -- x"));
+        for none in [
+            "SELECT '--', \"a--b\", $$ /* $$, E'\\' --'",
+            "SELECT 1 - -1, 2 / *x",
+        ] {
+            assert!(!has_comment(none), "{none:?}");
         }
     }
 

@@ -151,6 +151,16 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
         rw.path_reset_ok = statements.peek().is_none() && !rw.transaction_control;
         match rw.statement_text(stmt)? {
             Some(printed) => {
+                // sqlparser prints no comments; one in its output is text
+                // that reads otherwise than what was parsed (`- -1` is
+                // printed `--1`, which Postgres takes for a comment that
+                // hides the rest of the line, the tenant filter included).
+                if crate::frontend::classify::has_comment(&printed) {
+                    return Err(ProxyError::construct_unsupported(
+                        "this statement (its rewritten text would not read as it was written; \
+                         write `- -x` as `-(-x)`)",
+                    ));
+                }
                 changed = true;
                 pieces.push(printed);
             }
@@ -657,6 +667,10 @@ impl<'a> Rewriter<'a> {
             "table" => {
                 // `TABLE t` is `SELECT * FROM t`; sqlparser does not read it.
                 let rest = strip_comments(stmt).trim_start()[5..].trim();
+                // Only a name can follow; a comment after it goes (the text
+                // goes out as written here, where a comment has no place).
+                let rest = crate::frontend::classify::comment_start(rest)
+                    .map_or(rest, |at| rest[..at].trim_end());
                 return self
                     .statement_text(&format!("SELECT * FROM {rest}"))
                     .map(|r| r.or_else(|| Some(format!("SELECT * FROM {rest}"))));
