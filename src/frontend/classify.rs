@@ -228,29 +228,31 @@ pub fn touches_rows(sql: &str) -> bool {
     })
 }
 
-/// Whether `sql` is one statement that opens a transaction block and does
-/// nothing else (`BEGIN …`, `START TRANSACTION …`). Looked at for every
-/// simple Query an isolated session sends while idle, so the common case
-/// is settled by its first bytes.
-pub fn lone_begin(sql: &str) -> bool {
-    let head = sql.trim_start().as_bytes();
-    let starts =
-        |w: &str| head.len() >= w.len() && head[..w.len()].eq_ignore_ascii_case(w.as_bytes());
-    if !starts("begin") && !starts("start") {
-        return false;
+/// The text of `raw` when it is one statement that opens a transaction
+/// block and does nothing else (`BEGIN …`, `START TRANSACTION …`). Looked
+/// at for every simple Query an isolated session sends while idle, so the
+/// common case is settled by its first bytes, before the text is read as
+/// UTF-8.
+pub fn lone_begin(raw: &[u8]) -> Option<&str> {
+    let head = raw.trim_ascii_start();
+    let starts = |w: &[u8]| head.len() >= w.len() && head[..w.len()].eq_ignore_ascii_case(w);
+    if !starts(b"begin") && !starts(b"start") {
+        return None;
     }
+    let sql = std::str::from_utf8(raw).ok()?;
     let mut statements = split_statements(sql);
     let (Some(only), None) = (statements.next(), statements.next()) else {
-        return false;
+        return None;
     };
     let mut words = Words::new(only);
-    match words.next() {
+    let opens = match words.next() {
         Some(w) if w.eq_ignore_ascii_case("begin") => true,
         Some(w) if w.eq_ignore_ascii_case("start") => words
             .next()
             .is_some_and(|t| t.eq_ignore_ascii_case("transaction")),
         _ => false,
-    }
+    };
+    opens.then_some(sql)
 }
 
 /// Whether `sql` is a single statement that Postgres runs only inside a
@@ -871,71 +873,23 @@ pub(crate) fn skip_token(b: &[u8], i: usize) -> usize {
                     .take_while(|&&c| identifier_part(c))
                     .count()
         }
-        b'$' => {
-            // $tag$ … $tag$ (a bare $1 parameter is not a quote). Tags are
-            // made of identifier characters, bytes above 0x7F included.
-            let tag_end = b[i + 1..]
-                .iter()
-                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
-                .map(|p| i + 1 + p);
-            match tag_end {
-                Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
-                    let tag = &b[i..=e];
-                    let body = e + 1;
-                    match b[body..].windows(tag.len()).position(|w| w == tag) {
-                        Some(p) => body + p + tag.len(),
-                        None => b.len(),
-                    }
+        b'$' => match dollar_tag_end(b, i) {
+            Some(e) => {
+                let tag = &b[i..=e];
+                let body = e + 1;
+                match b[body..].windows(tag.len()).position(|w| w == tag) {
+                    Some(p) => body + p + tag.len(),
+                    None => b.len(),
                 }
-                _ => i + 1,
             }
-        }
+            None => i + 1,
+        },
         _ => i + 1,
     }
 }
 
-/// The first dollar-quote tag in `sql` that sqlparser would not read as
-/// one: Postgres takes any byte above 0x7F into a tag (`$€$`, a tag of a
-/// no-break space), sqlparser only letters, digits and `_`, and reads the
-/// rest as a parameter and a name. Where they disagree on where a quote
-/// starts, the text Postgres runs is not the text the rewriter read.
-pub fn unreadable_dollar_tag(sql: &str) -> Option<&str> {
-    let b = sql.as_bytes();
-    if !b.contains(&b'$') {
-        return None;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'$' if !in_identifier(b, i) => {
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
-                    .map(|p| i + 1 + p);
-                if let Some(e) = tag_end
-                    && b[e] == b'$'
-                    && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit)
-                    && let Some(tag) = sql.get(i + 1..e)
-                    && !tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-                {
-                    return Some(tag);
-                }
-                i = skip_token(b, i);
-            }
-            b'\'' | b'"' | b'-' | b'/' | b'$' => i = skip_token(b, i),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// Whether `sql` holds a comment (`--` or `/*` outside strings, quoted
-/// names and dollar quotes), as Postgres reads it.
-pub fn has_comment(sql: &str) -> bool {
-    comment_start(sql).is_some()
-}
-
-/// Where the first comment in `sql` starts (see [`has_comment`]).
+/// Where the first comment (`--` or `/*` outside strings, quoted names
+/// and dollar quotes, as Postgres reads them) in `sql` starts.
 pub fn comment_start(sql: &str) -> Option<usize> {
     let b = sql.as_bytes();
     let mut i = 0;
@@ -960,7 +914,10 @@ pub fn comment_start(sql: &str) -> Option<usize> {
 ///   skips as a comment, such as the quote that opens a string for it;
 /// * an `X''`, `B''` or `N''` string holding a quote or a backslash:
 ///   sqlparser takes a backslash in `X''` for an escape (Postgres does
-///   not), and prints these strings back without doubling their quotes.
+///   not), and prints these strings back without doubling their quotes;
+/// * a dollar-quote tag with a character other than a letter, a digit or
+///   `_` (`$€$`, a no-break space): Postgres takes any byte above 0x7F
+///   into a tag, sqlparser reads a parameter and a name.
 pub fn lexer_disagreement(sql: &str) -> Option<&'static str> {
     const OPERATOR: &[u8] = b"~!@#^&|`?+-*/%<>=";
     let b = sql.as_bytes();
@@ -996,6 +953,14 @@ pub fn lexer_disagreement(sql: &str) -> Option<&'static str> {
             i = end;
             continue;
         }
+        if c == b'$'
+            && !in_identifier(b, i)
+            && let Some(e) = dollar_tag_end(b, i)
+            && let Some(tag) = sql.get(i + 1..e)
+            && !tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+        {
+            return Some("a dollar-quote tag with a character other than a letter, a digit or _");
+        }
         if matches!(c, b'\'' | b'"' | b'-' | b'/' | b'$') {
             i = skip_token(b, i);
         } else {
@@ -1003,6 +968,18 @@ pub fn lexer_disagreement(sql: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// Where the tag of a dollar quote opened by the `$` at `i` ends (the
+/// index of its closing `$`), if one opens there: `$tag$` (a bare `$1`
+/// parameter is not a quote). Tags are made of identifier characters,
+/// bytes above 0x7F included, and do not start with a digit.
+fn dollar_tag_end(b: &[u8], i: usize) -> Option<usize> {
+    let e = b[i + 1..]
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
+        .map(|p| i + 1 + p)?;
+    (b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit)).then_some(e)
 }
 
 /// Whether the `$` at `i` continues an identifier: the run of identifier
@@ -1622,12 +1599,13 @@ mod tests {
 
     #[test]
     fn dollar_tags_sqlparser_cannot_read_are_found() {
-        assert_eq!(unreadable_dollar_tag("SELECT $€$ x $€$"), Some("€"));
-        assert_eq!(
-            unreadable_dollar_tag("SELECT $\u{a0}$ x $\u{a0}$"),
-            Some("\u{a0}")
-        );
-        assert_eq!(unreadable_dollar_tag("SELECT $a€b$, '$€$'"), Some("a€b"));
+        for bad in [
+            "SELECT $€$ x $€$",
+            "SELECT $\u{a0}$ x $\u{a0}$",
+            "SELECT $a€b$, '$€$'",
+        ] {
+            assert!(lexer_disagreement(bad).is_some(), "{bad:?}");
+        }
         for fine in [
             "SELECT $é$ x $é$",
             "SELECT $$ $€$ $$",
@@ -1637,7 +1615,7 @@ mod tests {
             "SELECT $1, $tag_1$ a $tag_1$",
             "SELECT \"$€$\"",
         ] {
-            assert_eq!(unreadable_dollar_tag(fine), None, "{fine}");
+            assert_eq!(lexer_disagreement(fine), None, "{fine}");
         }
     }
 
@@ -1670,14 +1648,14 @@ mod tests {
 
     #[test]
     fn comments_are_found_outside_quotes() {
-        assert!(has_comment("SELECT --1 AS a"));
-        assert!(has_comment("SELECT 1 /* x */"));
-        assert!(has_comment("SELECT '--' -- x"));
+        assert_eq!(comment_start("SELECT --1 AS a"), Some(7));
+        assert_eq!(comment_start("SELECT 1 /* x */"), Some(9));
+        assert_eq!(comment_start("SELECT '--' -- x"), Some(12));
         for none in [
             "SELECT '--', \"a--b\", $$ /* $$, E'\\' --'",
             "SELECT 1 - -1, 2 / *x",
         ] {
-            assert!(!has_comment(none), "{none:?}");
+            assert_eq!(comment_start(none), None, "{none:?}");
         }
     }
 
@@ -1690,7 +1668,7 @@ mod tests {
             "START TRANSACTION READ ONLY; -- x",
             "begin work",
         ] {
-            assert!(lone_begin(yes), "{yes}");
+            assert_eq!(lone_begin(yes.as_bytes()), Some(yes), "{yes}");
         }
         for no in [
             "BEGIN; SELECT 1",
@@ -1701,7 +1679,7 @@ mod tests {
             "start_thing()",
             "BEGIN; COMMIT",
         ] {
-            assert!(!lone_begin(no), "{no}");
+            assert_eq!(lone_begin(no.as_bytes()), None, "{no}");
         }
     }
 

@@ -213,8 +213,7 @@ impl Session {
                     if tag == ftag::QUERY
                         && idle_before
                         && self.iso.is_some()
-                        && let Ok(sql) = std::str::from_utf8(text_body(&msg))
-                        && lone_begin(sql)
+                        && let Some(sql) = lone_begin(text_body(&msg))
                     {
                         self.fresh_begin = Some(sql.to_string());
                     }

@@ -155,7 +155,7 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                 // that reads otherwise than what was parsed (`- -1` is
                 // printed `--1`, which Postgres takes for a comment that
                 // hides the rest of the line, the tenant filter included).
-                if crate::frontend::classify::has_comment(&printed) {
+                if crate::frontend::classify::comment_start(&printed).is_some() {
                     return Err(ProxyError::construct_unsupported(
                         "this statement (its rewritten text would not read as it was written; \
                          write `- -x` as `-(-x)`)",
@@ -210,11 +210,6 @@ fn precheck(sql: &str) -> Result<Measure, ProxyError> {
     }
     if let Some(what) = crate::frontend::classify::lexer_disagreement(sql) {
         return Err(ProxyError::construct_unsupported(what));
-    }
-    if let Some(tag) = crate::frontend::classify::unreadable_dollar_tag(sql) {
-        return Err(ProxyError::construct_unsupported(&format!(
-            "the dollar-quote tag ${tag}$ (use letters, digits and _)"
-        )));
     }
     let measure = Measure::of(sql);
     // Every construct that makes the parser recurse is bounded here, so it
