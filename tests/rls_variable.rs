@@ -755,6 +755,62 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
     proxy.shutdown().await.unwrap();
 }
 
+/// Text whose strings Postgres reads otherwise than a naive reader: a
+/// string continued on the next line keeps its escapes (`E'a'⏎'\' '` is
+/// one string that ends after the space), and sqlparser prints the value
+/// `\'` as `'\'`, a string that ends early. Either way, SQL the proxy took
+/// for the inside of a string ran unscoped: `set_config` of the tenant
+/// variable (past the policies), then the other tenant's rows. Each is
+/// now split as Postgres splits it, or refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_are_read_as_postgres_reads_them() {
+    let (_cluster, proxy) = tables_behind_proxy(
+        "CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+         INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+         GRANT SELECT ON guarded TO appuser;
+         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON guarded
+             USING (tenant_id = current_setting('app.current_tenant', true));",
+    )
+    .await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    let hidden = "SELECT set_config($q$app.current_$q$ || $q$tenant$q$, $q$b$q$, true); \
+                  SELECT name FROM guarded";
+    for sql in [
+        format!("SET application_name = E'x'\n'\\' '; {hidden}; --'"),
+        format!("SET application_name = E'x' -- c\n'\\' '; {hidden}; --'"),
+        format!("SELECT '\\''; {hidden}; SELECT $$' FROM guarded WHERE 1 = x$$"),
+        format!("SELECT \"\\\"\"\"; {hidden}; SELECT $$\" FROM guarded WHERE 1 = x$$"),
+        format!("SELECT 1 FROM guarded WHERE name = 'x'\n\u{b}'\\' '; {hidden}; --'"),
+    ] {
+        match a.simple_query(&sql).await {
+            Err(e) => {
+                let code = e.code().map(|c| c.code().to_string());
+                assert!(
+                    matches!(code.as_deref(), Some("0A000" | "42501")),
+                    "{sql:?}: {e:?}"
+                );
+            }
+            Ok(rows) => panic!("{sql:?}: ran: {rows:?}"),
+        }
+    }
+    assert_eq!(server_tenant(&a).await, "a");
+    // COPY's one-character options are printed between quotes as they are.
+    let e = a
+        .simple_query("COPY guarded TO STDOUT WITH (FORMAT csv, QUOTE '''')")
+        .await
+        .expect_err("QUOTE ''''");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
+    // A string continued on the next line (sqlparser reads two strings)
+    // is refused, not run as sqlparser reads it.
+    let e = a
+        .simple_query("SELECT name FROM guarded WHERE name = 'mi'\n'ne'")
+        .await
+        .expect_err("continued string");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
+    proxy.shutdown().await.unwrap();
+}
+
 /// A trusted session's tenant follows Postgres's savepoint rules or the
 /// statement is refused: a SET LOCAL undone by ROLLBACK TO SAVEPOINT must
 /// not leave the transaction running as the undone tenant (a rollback to a

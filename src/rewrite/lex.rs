@@ -194,6 +194,16 @@ fn scan(sql: &str, mut emit: impl FnMut(Lexeme, Range<usize>)) -> Option<()> {
                 (Lexeme::Placeholder, end - i)
             }
             b'\'' => {
+                // After another string and a line break, Postgres goes on
+                // with that string (`'a'⏎'b'` is `'ab'`).
+                let gap = b[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|&&c| matches!(c, b' ' | b'\t' | b'\n'))
+                    .count();
+                if b[..i - gap].ends_with(b"'") && b[i - gap..i].contains(&b'\n') {
+                    return None;
+                }
                 let len = b[i + 1..].iter().position(|&c| c == b'\'')?;
                 let body = &b[i + 1..i + 1 + len];
                 let end = i + len + 2;

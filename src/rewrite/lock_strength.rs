@@ -39,20 +39,20 @@ pub(super) struct Clause {
     pub(super) more_of: String,
 }
 
-/// The tokens of `sql` with its lock clauses spelled as sqlparser reads
-/// them, and every lock clause as written; `None` when every clause reads
-/// as written (or `sql` does not tokenize: the parser then reports it).
-pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?;
+/// The tokens of `sql` (`tokens`, as read) with its lock clauses spelled as
+/// sqlparser reads them, and every lock clause as written; `None` when
+/// every clause reads as written.
+pub(super) fn weaken(
+    sql: &str,
+    tokens: &[TokenWithSpan],
+) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
     let mut clauses = Vec::new();
     let mut drop = vec![false; tokens.len()];
     for (i, t) in tokens.iter().enumerate() {
         if !is_keyword(&t.token, Keyword::FOR) {
             continue;
         }
-        let words = next_words(&tokens, i, 3);
+        let words = next_words(tokens, i, 3);
         let kw = |n: usize, k: Keyword| {
             words
                 .get(n)
@@ -72,16 +72,16 @@ pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
                 continue;
             };
         let mut more_of = String::new();
-        if let Some(first) = of_list(&tokens, last) {
-            let mut end = name_end(&tokens, first);
+        if let Some(first) = of_list(tokens, last) {
+            let mut end = name_end(tokens, first);
             let mut from = None;
-            while let Some(&comma) = next_words(&tokens, end, 1).first()
+            while let Some(&comma) = next_words(tokens, end, 1).first()
                 && matches!(tokens[comma].token, Token::Comma)
-                && let Some(&name) = next_words(&tokens, comma, 1).first()
+                && let Some(&name) = next_words(tokens, comma, 1).first()
                 && matches!(tokens[name].token, Token::Word(_))
             {
                 from.get_or_insert(end + 1);
-                end = name_end(&tokens, name);
+                end = name_end(tokens, name);
             }
             if let Some(from) = from {
                 mark(&mut drop, from..end + 1);
@@ -99,9 +99,9 @@ pub(super) fn weaken(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
         return None;
     }
     let kept = tokens
-        .into_iter()
+        .iter()
         .zip(drop)
-        .filter_map(|(t, d)| (!d).then_some(t))
+        .filter_map(|(t, d)| (!d).then(|| t.clone()))
         .collect();
     Some((kept, clauses))
 }
@@ -228,9 +228,17 @@ fn is_keyword(t: &Token, k: Keyword) -> bool {
 mod tests {
     use super::*;
 
+    /// `weaken` of `sql` as sqlparser tokenizes it.
+    fn weaken_text(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<Clause>)> {
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize_with_location()
+            .unwrap();
+        weaken(sql, &tokens)
+    }
+
     /// What the parser reads, printed back as it is written, then restored.
     fn round_trip(sql: &str) -> String {
-        let (tokens, clauses) = weaken(sql).expect("a clause to give back");
+        let (tokens, clauses) = weaken_text(sql).expect("a clause to give back");
         let weakened: String = tokens
             .iter()
             .map(|t| match &t.token {
@@ -271,9 +279,9 @@ mod tests {
         ] {
             assert_eq!(round_trip(sql), back);
         }
-        assert!(weaken("SELECT * FROM t FOR UPDATE").is_none());
-        assert!(weaken("SELECT * FROM t FOR UPDATE OF t").is_none());
-        assert!(weaken("SELECT 'for key share' FROM t").is_none());
+        assert!(weaken_text("SELECT * FROM t FOR UPDATE").is_none());
+        assert!(weaken_text("SELECT * FROM t FOR UPDATE OF t").is_none());
+        assert!(weaken_text("SELECT 'for key share' FROM t").is_none());
     }
 
     #[test]

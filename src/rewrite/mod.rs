@@ -16,6 +16,7 @@ pub mod policy;
 mod scope;
 mod shape;
 pub mod template;
+mod token_agreement;
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
@@ -161,6 +162,10 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                          write `- -x` as `-(-x)`)",
                     ));
                 }
+                // Strings sqlparser prints otherwise than it read them.
+                if let Some(what) = crate::frontend::classify::misprinted_string(stmt) {
+                    return Err(ProxyError::construct_unsupported(what));
+                }
                 changed = true;
                 pieces.push(printed);
             }
@@ -208,8 +213,11 @@ fn precheck(sql: &str) -> Result<Measure, ProxyError> {
             "the control character U+0001",
         ));
     }
-    if let Some(what) = crate::frontend::classify::lexer_disagreement(sql) {
-        return Err(ProxyError::construct_unsupported(what));
+    if crate::frontend::classify::vertical_tab_between_tokens(sql) {
+        return Err(ProxyError::construct_unsupported(
+            "a vertical tab outside strings (Postgres 15 reads it as a character, later \
+             versions as a space)",
+        ));
     }
     let measure = Measure::of(sql);
     // Every construct that makes the parser recurse is bounded here, so it
@@ -386,13 +394,21 @@ impl FixedQuery {
 fn parse(sql: &str) -> Result<Vec<Statement>, ProxyError> {
     // Plain SQL is lexed by the fast lexer (the same tokens); the rest by
     // sqlparser's tokenizer.
+    parse_tokens(tokens(sql, false)?)
+}
+
+/// The tokens of `sql`: the fast lexer's for plain SQL, else sqlparser's,
+/// checked to read the text as Postgres does if `checked` (a tenant
+/// session's statements; a trusted session without a tenant is trusted
+/// not to write text that reads two ways).
+fn tokens(
+    sql: &str,
+    checked: bool,
+) -> Result<Vec<sqlparser::tokenizer::TokenWithSpan>, ProxyError> {
     match lex::tokenize(sql) {
-        Some(tokens) => parse_tokens(tokens),
-        None => Parser::new(&PostgreSqlDialect {})
-            .with_recursion_limit(PARSER_RECURSION_LIMIT)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statements())
-            .map_err(|e| ProxyError::unparsable(&e.to_string())),
+        Some(tokens) => Ok(tokens),
+        None if checked => token_agreement::tokenize(sql),
+        None => token_agreement::tokenize_unchecked(sql),
     }
 }
 
@@ -689,11 +705,16 @@ impl<'a> Rewriter<'a> {
         let mentions = |w: &str| crate::frontend::classify::mentions(stmt.as_bytes(), w);
         let lock_clauses =
             mentions("key") || mentions("of") && (mentions("update") || mentions("share"));
-        let (parsed, lock_clauses) =
-            match lock_clauses.then(|| lock_strength::weaken(stmt)).flatten() {
+        let (parsed, lock_clauses) = match tokens(stmt, self.strict) {
+            Err(e) => (Err(e), None),
+            Ok(tokens) => match lock_clauses
+                .then(|| lock_strength::weaken(stmt, &tokens))
+                .flatten()
+            {
                 Some((tokens, clauses)) => (parse_tokens(tokens), Some(clauses)),
-                None => (parse(stmt), None),
-            };
+                None => (parse_tokens(tokens), None),
+            },
+        };
         let mut parsed = match parsed {
             Ok(parsed) => parsed,
             // Maintenance and DDL the parser does not read return no rows
@@ -823,6 +844,7 @@ impl<'a> Rewriter<'a> {
     fn copy_text(&mut self, stmt: &str) -> Result<Option<String>, ProxyError> {
         // sqlparser wants the data of COPY … FROM STDIN inline: give it an
         // empty data section so it can read the statement itself.
+        let parse = |sql: &str| parse_tokens(tokens(sql, self.strict)?);
         let mut parsed = match parse(stmt) {
             Ok(p) => p,
             Err(e) => parse(&format!("{stmt};\n\\.\n")).map_err(|_| e)?,
@@ -894,6 +916,12 @@ impl<'a> Rewriter<'a> {
         }
         if unchanged(self) {
             return Ok(None);
+        }
+        if crate::frontend::classify::quote_in_string(stmt) {
+            return Err(ProxyError::construct_unsupported(
+                "a quote in a string of a COPY out of a tenant table (its options would be \
+                 printed otherwise than written)",
+            ));
         }
         Ok(parsed.pop().map(|s| s.to_string()))
     }
