@@ -761,7 +761,9 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
 /// `\'` as `'\'`, a string that ends early. Either way, SQL the proxy took
 /// for the inside of a string ran unscoped: `set_config` of the tenant
 /// variable (past the policies), then the other tenant's rows. Each is
-/// now split as Postgres splits it, or refused.
+/// now split as Postgres splits it, or refused. Setting names are read as
+/// Postgres reads them too (`SET app . current_tenant` is the tenant
+/// variable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strings_are_read_as_postgres_reads_them() {
     let (_cluster, proxy) = tables_behind_proxy(
@@ -793,6 +795,18 @@ async fn strings_are_read_as_postgres_reads_them() {
             }
             Ok(rows) => panic!("{sql:?}: ran: {rows:?}"),
         }
+    }
+    assert_eq!(server_tenant(&a).await, "a");
+    // Postgres reads a dotted setting name however it is spaced: these set
+    // the tenant variable (the policies' wall) as the plain spelling does.
+    for sql in [
+        "SET app . current_tenant = 'b'",
+        "SET app./**/current_tenant = 'b'",
+        "SET/**/app.current_tenant = 'b'",
+        "SET LOCAL \"app\" . \"current_tenant\" TO 'b'",
+    ] {
+        let e = a.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{sql}: {e:?}");
     }
     assert_eq!(server_tenant(&a).await, "a");
     // COPY's one-character options are printed between quotes as they are.

@@ -2,6 +2,7 @@
 //! <variable>` and `SET <variable> TO DEFAULT` for the tenant variable.
 
 use crate::error::ProxyError;
+use crate::frontend::classify::{identifier_part, skip_token};
 
 /// A SET or RESET of the tenant variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,55 +116,59 @@ fn unquote_ident(tokens: &[String], i: usize) -> Option<String> {
     Some(parts.join("."))
 }
 
-/// Splits into words, quoted strings and `=`, dropping comments and `;`.
+/// Splits into tokens as Postgres reads them for a SET: names (a dotted
+/// name is one token, however it is spaced or commented: `app . "x"`),
+/// quoted strings, numbers and `=`, dropping comments (also between the
+/// words and dots of a name) and `;`.
 fn tokens(s: &str) -> Vec<String> {
     let b = s.as_bytes();
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        let start = i;
         if c.is_ascii_whitespace() || c == b';' {
             i += 1;
-        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                i += 1;
-            }
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = s[i..].find("*/").map_or(b.len(), |p| i + p + 2);
-        } else if c == b'=' {
-            out.push("=".into());
-            i += 1;
-        } else if c == b'\'' {
-            let start = i;
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'\'' {
-                    if b.get(i + 1) == Some(&b'\'') {
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                i += 1;
-            }
-            out.push(s[start..i.min(b.len())].to_string());
-        } else {
-            let start = i;
-            let mut in_quote = false;
-            while i < b.len() {
-                let d = b[i];
-                if d == b'"' {
-                    in_quote = !in_quote;
-                } else if !in_quote
-                    && (d.is_ascii_whitespace() || d == b'=' || d == b';' || d == b'\'')
-                {
-                    break;
-                }
-                i += 1;
-            }
-            out.push(s[start..i].to_string());
+            continue;
         }
+        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'*'))
+        {
+            i = skip_token(b, i);
+            continue;
+        }
+        i = if matches!(c, b'\'' | b'"') {
+            skip_token(b, i)
+        } else if c.is_ascii_digit()
+            || (matches!(c, b'-' | b'+') && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
+            i + 1
+                + b[i + 1..]
+                    .iter()
+                    .take_while(|&&d| d.is_ascii_digit() || d == b'.')
+                    .count()
+        } else if identifier_part(c) {
+            i + b[i..].iter().take_while(|&&d| identifier_part(d)).count()
+        } else {
+            i + s[i..].chars().next().map_or(1, char::len_utf8)
+        };
+        let token = &s[start..i];
+        // `name . name` is one dotted name.
+        let joins = |t: &str| {
+            t.starts_with(|c: char| c == '"' || c == '_' || c.is_alphabetic() || !c.is_ascii())
+        };
+        if joins(token)
+            && let [.., name, dot] = out.as_slice()
+            && dot == "."
+            && joins(name)
+        {
+            out.pop();
+            if let Some(name) = out.last_mut() {
+                name.push('.');
+                name.push_str(token);
+            }
+            continue;
+        }
+        out.push(token.to_string());
     }
     out
 }
@@ -241,6 +246,34 @@ mod tests {
             );
         }
         assert_eq!(p("SET statement_timeout = 5"), None);
+        // Postgres reads a dotted name however it is spaced or commented:
+        // each of these sets the tenant variable.
+        for spaced in [
+            "SET app . current_tenant = 'acme'",
+            "SET app./**/current_tenant = 'acme'",
+            "SET/**/app.current_tenant = 'acme'",
+            "SET \"app\" . \"current_tenant\" TO 'acme'",
+            "SET LOCAL app -- c\n . current_tenant TO acme",
+            "SET app.current_tenant='acme';",
+        ] {
+            assert_eq!(
+                p(spaced).and_then(|t| t.value),
+                Some("acme".into()),
+                "{spaced}"
+            );
+        }
+        assert_eq!(
+            p("RESET app . /* c */ current_tenant"),
+            Some(TenantSet {
+                value: None,
+                local: false
+            })
+        );
+        assert_eq!(
+            p("SET app.current_tenant = -1.5").and_then(|t| t.value),
+            Some("-1.5".into())
+        );
+        assert_eq!(p("SET app . other = 'acme'"), None);
         assert_eq!(p("SELECT 1"), None);
         assert!(
             parse_tenant_set("SET app.current_tenant = 'a', 'b'", "app.current_tenant").is_err()
