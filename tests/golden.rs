@@ -218,6 +218,7 @@ fn sample_catalog() -> Catalog {
             "pg_prepared_xacts",
             "pg_statistic",
             "pg_settings",
+            "pg_sequences",
         ]
         .map(String::from),
         vec!["public".into()],

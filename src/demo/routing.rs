@@ -115,7 +115,9 @@ pub(crate) fn routing_toml(listen: &str, urls: &[String]) -> String {
          metrics_listen = {metrics}\n\
          database = \"app\"\n\
          pool_mode = \"transaction\"\n\
-         shutdown_timeout = \"5s\"\n\n\
+         shutdown_timeout = \"5s\"\n\
+         # One tenant's idle open transactions must not hold the pool.\n\
+         idle_transaction_timeout = \"60s\"\n\n\
          [tenancy]\n\
          column = \"tenant_id\"\n\
          session_variable = \"app.current_tenant\"\n\

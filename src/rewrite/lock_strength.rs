@@ -101,7 +101,8 @@ pub(super) fn weaken(
     let kept = tokens
         .iter()
         .zip(drop)
-        .filter_map(|(t, d)| (!d).then(|| t.clone()))
+        .filter(|(_, d)| !d)
+        .map(|(t, _)| t.clone())
         .collect();
     Some((kept, clauses))
 }

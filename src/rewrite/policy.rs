@@ -26,6 +26,9 @@ const DENIED_RELATIONS: &[&str] = &[
     "pg_db_role_setting",
     "pg_backend_memory_contexts",
     "pg_shmem_allocations",
+    // Every sequence's last value (shared sequences: other tenants' ids
+    // and volumes; a schema tenant's own: its newest id).
+    "pg_sequences",
 ];
 
 /// Relations the prefixes above would refuse that hold only definitions:

@@ -485,7 +485,49 @@ impl Rewriter<'_> {
         if harmless_set_config(f) {
             return Ok(());
         }
-        self.function_name(&f.name)
+        self.function_name(&f.name)?;
+        self.sequence_argument(f)
+    }
+
+    /// `nextval` and `currval` name their sequence in a string, where the
+    /// schema check of relation names does not look: the sequence must be
+    /// named by a literal, outside other tenants' schemas (a schema
+    /// tenant's sequences are its own: another could draw from them or
+    /// read its newest id).
+    fn sequence_argument(&mut self, f: &sqlparser::ast::Function) -> R {
+        if !self.strict {
+            return Ok(());
+        }
+        let parts = name_parts(&f.name)?;
+        let is_sequence_function = match parts.as_slice() {
+            [name] | [_, name] if parts.len() == 1 || parts[0] == "pg_catalog" => {
+                matches!(name.as_str(), "nextval" | "currval")
+            }
+            _ => false,
+        };
+        if !is_sequence_function {
+            return Ok(());
+        }
+        let literal = match &f.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => string_literal(e),
+                _ => None,
+            },
+            _ => None,
+        };
+        let name = literal.ok_or_else(|| {
+            ProxyError::construct_unsupported(&format!(
+                "{}() of a sequence not named by a string literal",
+                parts.join(".")
+            ))
+        })?;
+        let sequence = regclass_parts(name).ok_or_else(|| {
+            ProxyError::construct_unsupported(&format!("the sequence name {name:?}"))
+        })?;
+        if let [.., schema, _] = sequence.as_slice() {
+            self.check_schema(schema)?;
+        }
+        Ok(())
     }
 
     /// Checks a function name against the deny list and the catalog's
@@ -608,6 +650,54 @@ fn harmless_set_config(f: &sqlparser::ast::Function) -> bool {
                 ..
             })))) if super::policy::set_config_allowed(&name.to_ascii_lowercase())
         )
+}
+
+/// The text of a string literal, also under a cast (`'s'::regclass`).
+fn string_literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s),
+            ..
+        }) => Some(s),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => string_literal(expr),
+        _ => None,
+    }
+}
+
+/// The parts of a relation name written as text (`regclass` input), as
+/// Postgres reads them: split at dots outside double quotes, unquoted
+/// parts folded to lower case, spaces around parts ignored. `None` for
+/// text that is no name.
+fn regclass_parts(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next()? {
+                    '"' if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|&c| c != '.' && !c.is_whitespace()) {
+                part.push(c.to_ascii_lowercase());
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
 }
 
 /// The folded parts of a name (unquoted identifiers lower-cased).
