@@ -705,6 +705,20 @@ impl ProxyError {
         .with_hint("list it in tenancy.allowed_functions if it is safe")
     }
 
+    /// A row lock (`FOR UPDATE`, `FOR SHARE`, …) that reaches a global or
+    /// other read-only relation.
+    pub fn global_row_lock(name: &str) -> Self {
+        Self::new(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            Source::Client,
+            Severity::Error,
+            format!("tenant sessions may not lock rows of \"{name}\" (a table every tenant reads)"),
+        )
+        .with_hint(
+            "name the tenant tables to lock in the lock clause: FOR UPDATE OF <table or alias>",
+        )
+    }
+
     /// A write to a global or other non-tenant relation.
     pub fn write_refused(name: &str) -> Self {
         Self::new(

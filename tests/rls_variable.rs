@@ -709,6 +709,16 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A table of tenants `a` and `b` under a policy that reads the tenant
+/// variable: a row of `b` read by `a` means the variable was changed.
+const GUARDED: &str =
+    "CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
+     INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
+     GRANT SELECT ON guarded TO appuser;
+     ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY by_tenant ON guarded
+         USING (tenant_id = current_setting('app.current_tenant', true));";
+
 /// sqlparser reads `U&"set\005fconfig"(…)` as `U & "set\005fconfig"(…)`;
 /// Postgres decodes the name. Unrefused, a tenant could change the server's
 /// tenant variable past the policies and read every tenant's rows with
@@ -716,15 +726,7 @@ async fn like_patterns_cannot_test_other_tenants_prefixes() {
 /// pooled connection that the pooling analysis thought clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_in_unicode_escapes_are_refused_or_pin() {
-    let (_cluster, proxy) = tables_behind_proxy(
-        "CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON guarded TO appuser;
-         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
-         CREATE POLICY by_tenant ON guarded
-             USING (tenant_id = current_setting('app.current_tenant', true));",
-    )
-    .await;
+    let (_cluster, proxy) = tables_behind_proxy(GUARDED).await;
     let (a, _) = tenants_a_and_b(proxy.port).await;
     for sql in [
         r#"SELECT U&"set\005fconfig"('app.current_tenant', 'b', true), U&"query\005fto\005fxml"('SELECT name FROM guarded', true, false, '')"#,
@@ -766,15 +768,7 @@ async fn names_in_unicode_escapes_are_refused_or_pin() {
 /// variable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strings_are_read_as_postgres_reads_them() {
-    let (_cluster, proxy) = tables_behind_proxy(
-        "CREATE TABLE guarded (tenant_id text NOT NULL, id int NOT NULL, name text NOT NULL);
-         INSERT INTO guarded VALUES ('a', 1, 'mine'), ('b', 2, 'Secret Of B');
-         GRANT SELECT ON guarded TO appuser;
-         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
-         CREATE POLICY by_tenant ON guarded
-             USING (tenant_id = current_setting('app.current_tenant', true));",
-    )
-    .await;
+    let (_cluster, proxy) = tables_behind_proxy(GUARDED).await;
     let (a, _) = tenants_a_and_b(proxy.port).await;
     let hidden = "SELECT set_config($q$app.current_$q$ || $q$tenant$q$, $q$b$q$, true); \
                   SELECT name FROM guarded";

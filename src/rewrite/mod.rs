@@ -13,6 +13,7 @@ mod lex;
 mod like_pattern;
 mod lock_strength;
 pub mod policy;
+mod row_locks;
 mod scope;
 mod shape;
 pub mod template;
@@ -117,6 +118,14 @@ pub(crate) struct Rewriter<'a> {
     barrier: bool,
     /// The statement at hand's relation names, for the leak check.
     leak: leak::LeakCheck,
+    /// What the lock clauses of the query level at hand reach.
+    lock_scope: row_locks::LockScope,
+    /// A lock of the level being walked reaches the query about to be
+    /// entered whole (taken by [`Rewriter::query`] as it enters).
+    inherit_lock: bool,
+    /// The names of the statement's `OF` lists after the first of each
+    /// (which sqlparser does not keep); `None` if one could not be read.
+    more_of: Option<Vec<String>>,
     /// From the rules: fence every statement.
     fence_all: bool,
     /// Parameters under a cast in statements left unfenced.
@@ -567,6 +576,9 @@ impl<'a> Rewriter<'a> {
             leak: leak::LeakCheck::default(),
             fence_all: rules.fence,
             cast_params: Vec::new(),
+            lock_scope: row_locks::LockScope::default(),
+            inherit_lock: false,
+            more_of: Some(Vec::new()),
         }
     }
 
@@ -714,6 +726,14 @@ impl<'a> Rewriter<'a> {
                 Some((tokens, clauses)) => (parse_tokens(tokens), Some(clauses)),
                 None => (parse_tokens(tokens), None),
             },
+        };
+        self.more_of = match &lock_clauses {
+            Some(clauses) => clauses
+                .iter()
+                .map(|c| row_locks::of_names(&c.more_of))
+                .collect::<Option<Vec<_>>>()
+                .map(|names| names.concat()),
+            None => Some(Vec::new()),
         };
         let mut parsed = match parsed {
             Ok(parsed) => parsed,

@@ -38,6 +38,7 @@ impl Rewriter<'_> {
         {
             return Err(ProxyError::construct_unsupported("this query clause"));
         }
+        let inherited = std::mem::take(&mut self.inherit_lock);
         let pushed = if let Some(with) = &mut q.with {
             let names: Vec<String> = with
                 .cte_tables
@@ -62,7 +63,9 @@ impl Rewriter<'_> {
         } else {
             false
         };
+        let outer = self.enter_lock_scope(q, inherited);
         let r = self.query_rest(q);
+        self.leave_lock_scope(outer);
         if pushed {
             self.ctes.pop();
         }
@@ -87,7 +90,10 @@ impl Rewriter<'_> {
     pub(super) fn set_expr(&mut self, s: &mut SetExpr) -> R {
         match s {
             SetExpr::Select(sel) => self.select(sel),
-            SetExpr::Query(q) => self.query(q),
+            SetExpr::Query(q) => {
+                self.inherit_lock = self.lock_reaches_any();
+                self.query(q)
+            }
             SetExpr::SetOperation { left, right, .. } => {
                 self.set_expr(left)?;
                 self.set_expr(right)
@@ -204,7 +210,12 @@ impl Rewriter<'_> {
                 Ok(())
             }
             TableFactor::Table { .. } => self.relation(tf),
-            TableFactor::Derived { subquery, .. } => self.query(subquery),
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                self.inherit_lock = self.lock_reaches_subquery(alias.as_ref());
+                self.query(subquery)
+            }
             TableFactor::NestedJoin {
                 table_with_joins, ..
             } => self.table_with_joins(table_with_joins),
@@ -308,7 +319,14 @@ impl Rewriter<'_> {
         }
         let kind = match self.classify_relation(&parts)? {
             Access::Tenant(cast) => Some(cast),
-            Access::Free { .. } => None,
+            Access::Free { writable } => {
+                if !writable {
+                    let visible = alias.as_ref().map(|a| fold(&a.name));
+                    let visible = visible.as_deref().or(parts.last().map(String::as_str));
+                    self.check_global_row_lock(&parts.join("."), visible.unwrap_or_default())?;
+                }
+                None
+            }
         };
         let alias_ident = match name.0.last() {
             Some(ObjectNamePart::Identifier(i)) => i.clone(),
@@ -668,7 +686,7 @@ fn string_literal(e: &Expr) -> Option<&str> {
 /// Postgres reads them: split at dots outside double quotes, unquoted
 /// parts folded to lower case, spaces around parts ignored. `None` for
 /// text that is no name.
-fn regclass_parts(text: &str) -> Option<Vec<String>> {
+pub(super) fn regclass_parts(text: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut chars = text.trim().chars().peekable();
     loop {
