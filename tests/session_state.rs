@@ -1161,6 +1161,9 @@ async fn set_config_pins_and_does_not_leak() {
         "DO $$BEGIN PERFORM set_config('statement_timeout', '4321ms', false); END$$",
         "DO $$BEGIN EXECUTE 'SET statement_timeout = 4321'; END$$",
         "UPDATE pg_settings SET setting = '4321' WHERE name = 'statement_timeout'",
+        // A cursor's query runs at FETCH, after the DECLARE was read.
+        "BEGIN; DECLARE c CURSOR FOR SELECT set_config('statement_timeout', '4321ms', false); \
+         FETCH ALL c; COMMIT",
     ] {
         let a = connect(port).await;
         a.batch_execute(sql).await.unwrap();
@@ -1181,6 +1184,13 @@ async fn set_config_pins_and_does_not_leak() {
             blocker.batch_execute("COMMIT").await.unwrap();
         }
     }
+    // EXPLAIN ANALYZE runs what it explains: a temporary table made there
+    // (which would shadow a table of that name for the connection's next
+    // clients) pins like one made plainly.
+    let a = connect(port).await;
+    let sql = "EXPLAIN ANALYZE CREATE TEMP TABLE made_in_explain AS SELECT 1 AS x";
+    a.batch_execute(sql).await.unwrap();
+    assert_pinned(port, &a, sql).await;
     proxy.shutdown().await.unwrap();
 }
 

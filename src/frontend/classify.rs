@@ -387,7 +387,19 @@ fn classify_one(stmt: &str) -> Option<Effect> {
             }
             prev_with = kw(word, "with");
         }
-        return None;
+        // The cursor's query runs at FETCH and MOVE, after the statement:
+        // a setting it changes cannot be read back after this one.
+        return match calls(stmt, words, false) {
+            Some(Effect::ConfigCall(_)) => Some(Effect::Pins("set_config() in a cursor")),
+            other => other,
+        };
+    }
+    if kw(first, "explain") {
+        // `EXPLAIN ANALYZE CREATE TEMP TABLE …` runs what it explains.
+        return match explained(stmt, w) {
+            Some(inner) => classify_one(inner),
+            None => calls(stmt, words, false),
+        };
     }
     if kw(first, "create") {
         // `CREATE TABLE pg_temp.t`, `CREATE VIEW pg_temp.v`, … are
@@ -410,11 +422,31 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         // set_config or take advisory locks. (Refused in tenant sessions.)
         return Some(Effect::Pins("DO block"));
     }
-    let updates = kw(first, "update");
-    // Anything else (SELECT, INSERT, …) may still call a session-level function
-    // or create a temporary table with SELECT … INTO TEMP. Calls of
-    // set_config that name their settings plainly are read back, unless
-    // something further in pins.
+    calls(stmt, words, kw(first, "update"))
+}
+
+/// The statement `EXPLAIN` (whose words after `EXPLAIN` are `w`) explains:
+/// its text from the first word that starts a statement, past the options.
+fn explained<'a>(stmt: &'a str, w: Words<'a>) -> Option<&'a str> {
+    const STARTS: &[&str] = &[
+        "select", "insert", "update", "delete", "merge", "with", "values", "table", "execute",
+        "declare", "create",
+    ];
+    let word = w
+        .into_iter()
+        .find(|word| STARTS.iter().any(|s| word.eq_ignore_ascii_case(s)))?;
+    let at = (word.as_ptr() as usize).checked_sub(stmt.as_ptr() as usize)?;
+    stmt.get(at..)
+}
+
+/// What a statement other than the ones [`classify_one`] knows by their
+/// first word (SELECT, INSERT, …; `words` are its words, `updates` whether
+/// it is an UPDATE) does to the session: it may still call a
+/// session-level function or create a temporary table with `SELECT … INTO
+/// TEMP`. Calls of set_config that name their settings plainly are read
+/// back, unless something further in pins.
+fn calls(stmt: &str, words: Words<'_>, updates: bool) -> Option<Effect> {
+    let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
     let mut prev_into = false;
     let mut config_call = None;
     for word in words {
@@ -434,6 +466,14 @@ fn classify_one(stmt: &str) -> Option<Effect> {
             }
             if lower_starts("set_config") && config_call.is_none() {
                 match set_config_names(stmt) {
+                    // `RESET ALL` between clients leaves these as they are.
+                    Some(names)
+                        if names
+                            .iter()
+                            .any(|n| matches!(n.as_str(), "role" | "session_authorization")) =>
+                    {
+                        return Some(Effect::Pins("set_config() of the role"));
+                    }
                     Some(names) if !names.is_empty() => {
                         config_call = Some(Effect::ConfigCall(names));
                     }
@@ -1199,6 +1239,35 @@ mod tests {
         ] {
             assert_eq!(deallocated_name(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn cursors_explained_statements_and_role_changes_pin() {
+        for sql in [
+            // A cursor's query runs at FETCH/MOVE: its settings cannot be
+            // read back after the DECLARE, nor its locks seen.
+            "DECLARE c CURSOR FOR SELECT set_config('TimeZone', 'Asia/Tokyo', false)",
+            "declare c no scroll cursor without hold for select pg_advisory_lock(1)",
+            // EXPLAIN ANALYZE runs what it explains.
+            "EXPLAIN ANALYZE CREATE TEMP TABLE customers AS SELECT 1",
+            "EXPLAIN (ANALYZE true) CREATE TABLE pg_temp.t AS SELECT 1",
+            "explain analyze select pg_try_advisory_lock(1)",
+            // `RESET ALL` leaves the role as it is.
+            "SELECT set_config('role', 'other', false)",
+            "SELECT pg_catalog.set_config('SESSION_AUTHORIZATION', 'x', false)",
+        ] {
+            assert!(
+                matches!(classify(sql).as_slice(), [Effect::Pins(_)]),
+                "{sql}: {:?}",
+                classify(sql)
+            );
+        }
+        assert!(classify("DECLARE c CURSOR FOR SELECT * FROM t").is_empty());
+        assert!(classify("EXPLAIN SELECT 1").is_empty());
+        assert!(matches!(
+            classify("EXPLAIN ANALYZE SELECT set_config('jit', 'off', false)").as_slice(),
+            [Effect::ConfigCall(_)]
+        ));
     }
 
     #[test]
