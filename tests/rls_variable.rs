@@ -778,6 +778,14 @@ async fn strings_are_read_as_postgres_reads_them() {
         format!("SELECT '\\''; {hidden}; SELECT $$' FROM guarded WHERE 1 = x$$"),
         format!("SELECT \"\\\"\"\"; {hidden}; SELECT $$\" FROM guarded WHERE 1 = x$$"),
         format!("SELECT 1 FROM guarded WHERE name = 'x'\n\u{b}'\\' '; {hidden}; --'"),
+        // Printers that write a value as it is: a string type modifier
+        // without its quotes, a quoted name in OPERATOR() with its quote
+        // undoubled, COPY options written as E'' strings.
+        r#"SELECT (1::pg_catalog.numeric('10)), (SELECT set_config(''app.current_''||''tenant'',''b'',true)), (SELECT string_agg(name, '','') FROM guarded), ((1')) AS x, name FROM guarded LIMIT 1"#.to_string(),
+        r#"SELECT 1 OPERATOR("pg_catalog"".+) 2 AS a, (SELECT set_config('app.current_'||'tenant','b',true)) AS b, (SELECT string_agg(name, ',') FROM guarded) AS c, 1 OPERATOR(""pg_catalog".+) 2 AS d, name FROM guarded LIMIT 1"#.to_string(),
+        format!(r#"COPY guarded TO STDOUT (NULL E'\\\x27', NULL E') ; {hidden} ; SELECT (', DELIMITER E'\x27')"#),
+        // A TABLE branch's quoted name was read as SQL text.
+        format!("SELECT name FROM guarded UNION ALL (TABLE \"(SELECT '\\''' AS v) AS s\" x x); SELECT 1, ' AS v) AS s); {hidden}; SELECT ' AS z -- '\n"),
     ] {
         match a.simple_query(&sql).await {
             Err(e) => {

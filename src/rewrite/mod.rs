@@ -13,6 +13,7 @@ mod lex;
 mod like_pattern;
 mod lock_strength;
 pub mod policy;
+mod print_check;
 mod row_locks;
 mod scope;
 mod shape;
@@ -432,6 +433,14 @@ fn parse_tokens(
         .map_err(|e| ProxyError::unparsable(&e.to_string()))
 }
 
+/// The text of a rewritten statement, checked to read back as the
+/// statement (see [`print_check`]).
+fn checked_print(statement: &Statement) -> Result<String, ProxyError> {
+    let printed = statement.to_string();
+    print_check::check(statement, &printed)?;
+    Ok(printed)
+}
+
 /// Folds an identifier as Postgres does: unquoted names are lower-cased.
 pub(crate) fn fold(i: &Ident) -> String {
     if i.quote_style.is_some() {
@@ -662,7 +671,9 @@ impl<'a> Rewriter<'a> {
                     // Cut from the statement as written (lower-casing
                     // ASCII keeps byte offsets), for the message.
                     let lower = stmt.to_ascii_lowercase();
-                    let rest = lower.find(name).map_or(stmt, |i| &stmt[i + name.len()..]);
+                    let rest = lower
+                        .find(name)
+                        .map_or(stmt, |i| stmt[i + name.len()..].trim_start_matches('"'));
                     crate::tenant::check_client_encoding_set(rest)?;
                 }
                 if self.strict && w(0) == "set" && name == "seed" {
@@ -790,8 +801,10 @@ impl<'a> Rewriter<'a> {
             );
         }
         match lock_clauses {
-            Some(clauses) => lock_strength::restore(&statement.to_string(), &clauses).map(Some),
-            None => Ok(Some(statement.to_string())),
+            Some(clauses) => {
+                lock_strength::restore(&checked_print(&statement)?, &clauses).map(Some)
+            }
+            None => checked_print(&statement).map(Some),
         }
     }
 
@@ -943,7 +956,7 @@ impl<'a> Rewriter<'a> {
                  printed otherwise than written)",
             ));
         }
-        Ok(parsed.pop().map(|s| s.to_string()))
+        parsed.pop().map(|s| checked_print(&s)).transpose()
     }
 
     /// Refuses relations in another tenant's schema.

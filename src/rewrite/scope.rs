@@ -116,11 +116,39 @@ impl Rewriter<'_> {
                 let Some(name) = &t.table_name else {
                     return Err(ProxyError::construct_unsupported("TABLE without a name"));
                 };
-                let qualified = match &t.schema_name {
-                    Some(schema) => format!("{schema}.{name}"),
-                    None => name.clone(),
+                // sqlparser keeps a name's text without its quotes (and
+                // drops words after it): only a plain name reads the same
+                // either way, and it is never read as SQL text again.
+                let plain = |n: &str| {
+                    n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                        && n.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$'
+                        })
                 };
-                *s = *super::parse_query(&format!("SELECT * FROM {qualified}"))?.body;
+                let parts: Vec<&String> = t.schema_name.iter().chain([name]).collect();
+                if !parts.iter().all(|p| plain(p)) {
+                    return Err(ProxyError::construct_unsupported(
+                        "TABLE with a quoted or upper-case name inside a query (write SELECT * FROM)",
+                    ));
+                }
+                // `SELECT * FROM t`, with the name put in.
+                let mut q = SCOPED_RELATION.get()?;
+                if let SetExpr::Select(sel) = q.body.as_mut()
+                    && let Some(TableWithJoins {
+                        relation: TableFactor::Table { name: n, .. },
+                        ..
+                    }) = sel.from.first_mut()
+                {
+                    *n = ObjectName(
+                        parts
+                            .into_iter()
+                            .map(|p| {
+                                ObjectNamePart::Identifier(sqlparser::ast::Ident::new(p.as_str()))
+                            })
+                            .collect(),
+                    );
+                }
+                *s = *q.body;
                 self.set_expr(s)
             }
         }

@@ -14,7 +14,10 @@
 //! stand-in exactly once, carry the same holes and tenant checks as the
 //! statement's own rewrite (a number written into the tenant column becomes
 //! a check, so such a statement never gets a shape), and, filled with the
-//! statement's numbers, reproduce that rewrite byte for byte.
+//! statement's numbers, reproduce that rewrite byte for byte; filled with
+//! zeros, it must reproduce the rewrite of the statement with every number
+//! 0 too (decisions that depend on a number's size, such as whether
+//! `LIMIT n` lets a subquery return several rows, then agree at both ends).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -140,7 +143,20 @@ impl ShapeTemplate {
             }
             _ => return None,
         };
-        (shape.instance(sql, literals).as_ref() == Some(actual)).then_some(shape)
+        if shape.instance(sql, literals).as_ref() != Some(actual) {
+            return None;
+        }
+        // Some decisions depend on a number's size (a subquery with `LIMIT
+        // 1` returns one row at most and needs no fence; with `LIMIT 5` it
+        // does): the stand-ins are the largest numbers, so the shape must
+        // also give what the text path gives with every number 0, or it
+        // would answer a statement of other numbers otherwise than its text.
+        let zeros = fill(sql, literals, sql.len(), |_, out| out.push('0'));
+        let zero_literals = number_literals(&zeros)?;
+        let zero = super::rewrite(&zeros, rules).ok()?;
+        (zero_literals.len() == literals.len()
+            && shape.instance(&zeros, &zero_literals).as_ref() == Some(&zero))
+        .then_some(shape)
     }
 
     /// The rewrite of `sql`, a statement of this shape with its literals at
