@@ -21,10 +21,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{
-    Expr, ObjectNamePart, Statement, TableFactor, Value, VisitMut, VisitorMut,
-    visit_expressions_mut,
-};
+use sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
 
 use super::template::MARK;
 use crate::error::ProxyError;
@@ -35,61 +32,54 @@ const FIRST_HOLE_PARAM: usize = 1_000_000;
 
 /// Refuses `printed` unless it reads back as `statement`.
 pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyError> {
-    let mut expected = statement.clone();
-    let mut holes = 0;
-    let renamed = visit_expressions_mut(&mut expected, |e| {
-        if let Expr::Value(v) = e
-            && let Value::Placeholder(p) = &mut v.value
-            && p.starts_with(MARK)
-        {
-            holes += 1;
-            match holes_as_params(p) {
-                Some(param) => *p = param,
-                None => return ControlFlow::Break(()),
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    // A marker character anywhere but in the holes (a client's value that
-    // holds it) would be taken for a hole.
-    if renamed.is_break() || printed.matches(MARK).count() != 2 * holes {
-        return Err(ProxyError::construct_unsupported(
-            "the control character U+0001",
-        ));
-    }
-    let text = holes_as_params(printed).ok_or_else(misprinted)?;
+    let text = holes_as_params(printed).ok_or_else(control_character)?;
     let mut read = super::tokens(&text, true)
         .and_then(super::parse_tokens)
         .map_err(|_| misprinted())?;
     let Some(mut read) = read.pop().filter(|_| read.is_empty()) else {
         return Err(misprinted());
     };
-    let _ = read.visit(&mut OnlyAsWritten);
-    let _ = expected.visit(&mut OnlyAsWritten);
-    if read != expected {
-        return Err(misprinted());
+    // The holes, read as parameters, become hole markers again.
+    let _ = visit_expressions_mut(&mut read, |e| {
+        if let Expr::Value(v) = e
+            && let Value::Placeholder(p) = &mut v.value
+            && let Some(i) = p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.checked_sub(FIRST_HOLE_PARAM))
+        {
+            *p = super::template::hole_marker(i);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if read == *statement {
+        return Ok(());
     }
-    Ok(())
+    // A client's value that holds the marker's character (`E'\x01'`) was
+    // read as a hole.
+    if printed.matches(MARK).count() != 2 * holes(statement) {
+        return Err(control_character());
+    }
+    Err(misprinted())
 }
 
-/// Gives `ONLY t` one form: sqlparser reads the relation `ONLY` aliased
-/// `t`, the rewriter writes it as the name `ONLY t` where it scopes it.
-struct OnlyAsWritten;
-
-impl VisitorMut for OnlyAsWritten {
-    type Break = ();
-
-    fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table { name, alias, .. } = tf
-            && let [ObjectNamePart::Identifier(only)] = name.0.as_mut_slice()
-            && only.quote_style.is_none()
-            && only.value.eq_ignore_ascii_case("only")
-            && let Some(a) = alias.take_if(|a| a.columns.is_empty())
+/// How many tenant holes `statement` has.
+fn holes(statement: &Statement) -> usize {
+    let mut n = 0;
+    let _ = sqlparser::ast::visit_expressions(statement, |e| {
+        if let Expr::Value(v) = e
+            && matches!(&v.value, Value::Placeholder(p) if p.starts_with(MARK))
         {
-            only.value = format!("{} {}", only.value, a.name);
+            n += 1;
         }
-        ControlFlow::Continue(())
-    }
+        ControlFlow::<()>::Continue(())
+    });
+    n
+}
+
+/// The refusal of the hole marker's character in a client's text.
+fn control_character() -> ProxyError {
+    ProxyError::construct_unsupported("the control character U+0001")
 }
 
 /// The refusal of a statement whose printed text reads otherwise.

@@ -360,25 +360,24 @@ impl Rewriter<'_> {
             Some(ObjectNamePart::Identifier(i)) => i.clone(),
             _ => return Err(ProxyError::construct_unsupported("computed object names")),
         };
-        if only {
-            // Put ONLY back the way Postgres spells it.
-            if let Some(ObjectNamePart::Identifier(first)) = name.0.first_mut() {
-                first.value = format!("ONLY {first}");
-                first.quote_style = None;
-            }
-        }
-        let cast = match kind {
-            Some(cast) => cast,
-            None => {
-                if let TableFactor::Table {
-                    name: n, alias: a, ..
-                } = tf
-                {
-                    *n = name;
-                    *a = alias;
-                }
-                return Ok(());
-            }
+        // A relation used as is stays as written.
+        let Some(cast) = kind else {
+            return Ok(());
+        };
+        // `ONLY t` goes into the scoped relation as sqlparser reads it (the
+        // relation `ONLY` aliased `t`), which prints as written.
+        let (name, inner_alias) = if only {
+            let only = ObjectName(vec![ObjectNamePart::Identifier(
+                sqlparser::ast::Ident::new("ONLY"),
+            )]);
+            let table = TableAlias {
+                explicit: false,
+                name: alias_ident.clone(),
+                columns: vec![],
+            };
+            (only, Some(table))
+        } else {
+            (name, None)
         };
         // Move the relation (without its alias) into `SELECT * FROM rel WHERE col = hole`.
         let alias = alias.unwrap_or_else(|| TableAlias {
@@ -406,7 +405,7 @@ impl Rewriter<'_> {
         } = &mut inner_rel
         {
             *n = name;
-            *a = None;
+            *a = inner_alias;
         }
         let mut subquery = if self.barrier {
             FENCED_RELATION.get()?
