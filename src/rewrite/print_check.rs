@@ -26,9 +26,11 @@ use sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
 use super::template::MARK;
 use crate::error::ProxyError;
 
-/// Parameter number of hole 0 in the text read back (parameters of the
-/// protocol are numbered below 65536).
-const FIRST_HOLE_PARAM: usize = 1_000_000;
+/// Parameter number of hole 0 in the text read back: far past what the
+/// protocol carries (below 65536; larger numbers a client writes are
+/// refused later, with 54000), so no client's parameter is taken for a
+/// hole.
+const FIRST_HOLE_PARAM: u64 = 9_000_000_000_000_000_000;
 
 /// Refuses `printed` unless it reads back as `statement`.
 pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyError> {
@@ -40,15 +42,17 @@ pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyErr
         return Err(misprinted());
     };
     // The holes, read as parameters, become hole markers again.
+    let holes = holes(statement) as u64;
     let _ = visit_expressions_mut(&mut read, |e| {
         if let Expr::Value(v) = e
             && let Value::Placeholder(p) = &mut v.value
             && let Some(i) = p
                 .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.parse::<u64>().ok())
                 .and_then(|n| n.checked_sub(FIRST_HOLE_PARAM))
+                .filter(|&i| i < holes)
         {
-            *p = super::template::hole_marker(i);
+            *p = super::template::hole_marker(i as usize);
         }
         ControlFlow::<()>::Continue(())
     });
@@ -57,7 +61,7 @@ pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyErr
     }
     // A client's value that holds the marker's character (`E'\x01'`) was
     // read as a hole.
-    if printed.matches(MARK).count() != 2 * holes(statement) {
+    if printed.matches(MARK).count() as u64 != 2 * holes {
         return Err(control_character());
     }
     Err(misprinted())
@@ -97,9 +101,9 @@ fn holes_as_params(text: &str) -> Option<String> {
     let mut parts = text.split(MARK);
     out.push_str(parts.next()?);
     while let Some(index) = parts.next() {
-        let i: usize = index.parse().ok()?;
+        let i: u64 = index.parse().ok()?;
         out.push('$');
-        out.push_str(&(FIRST_HOLE_PARAM + i).to_string());
+        out.push_str(&FIRST_HOLE_PARAM.checked_add(i)?.to_string());
         out.push_str(parts.next()?);
     }
     Some(out)
