@@ -811,6 +811,12 @@ async fn strings_are_read_as_postgres_reads_them() {
         assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{sql}: {e:?}");
     }
     assert_eq!(server_tenant(&a).await, "a");
+    // A no-break space is a character of a name to Postgres, not a space:
+    // `\u{a0}SET` is no SET (the proxy once trimmed it off a piece it
+    // forwarded, and the SET ran unread).
+    let sql = "SELECT name FROM guarded;\u{a0}SET app.current_tenant = 'b'; SELECT 1";
+    a.simple_query(sql).await.expect_err(sql);
+    assert_eq!(server_tenant(&a).await, "a");
     // COPY's one-character options are printed between quotes as they are.
     let e = a
         .simple_query("COPY guarded TO STDOUT WITH (FORMAT csv, QUOTE '''')")

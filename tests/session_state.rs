@@ -1164,6 +1164,9 @@ async fn set_config_pins_and_does_not_leak() {
         // A cursor's query runs at FETCH, after the DECLARE was read.
         "BEGIN; DECLARE c CURSOR FOR SELECT set_config('statement_timeout', '4321ms', false); \
          FETCH ALL c; COMMIT",
+        // A CREATE runs the calls of its query.
+        "CREATE TABLE made_by_ctas AS \
+         SELECT set_config(lower('STATEMENT_TIMEOUT'), '4321ms', false) AS s",
     ] {
         let a = connect(port).await;
         a.batch_execute(sql).await.unwrap();
@@ -1189,6 +1192,22 @@ async fn set_config_pins_and_does_not_leak() {
     // clients) pins like one made plainly.
     let a = connect(port).await;
     let sql = "EXPLAIN ANALYZE CREATE TEMP TABLE made_in_explain AS SELECT 1 AS x";
+    a.batch_execute(sql).await.unwrap();
+    assert_pinned(port, &a, sql).await;
+    proxy.shutdown().await.unwrap();
+}
+
+/// A search path that names `pg_temp` (set by `set_config`, whose value
+/// is read back) makes the tables a session creates after it temporary:
+/// such a table would shadow a shared one of the same name for the
+/// connection's next clients, so the client keeps its connection.
+#[tokio::test]
+async fn search_path_with_pg_temp_pins() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let port = proxy.port;
+    let a = connect(port).await;
+    let sql = "SELECT set_config('search_path', 'pg_' || 'temp, public', false)";
     a.batch_execute(sql).await.unwrap();
     assert_pinned(port, &a, sql).await;
     proxy.shutdown().await.unwrap();

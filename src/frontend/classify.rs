@@ -319,7 +319,7 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         };
         return Some(Effect::Setting {
             name,
-            statement: stmt.trim().to_string(),
+            statement: pg_trim(stmt).to_string(),
         });
     }
     if kw(first, "reset") {
@@ -336,7 +336,7 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         };
         return Some(Effect::Setting {
             name,
-            statement: stmt.trim().to_string(),
+            statement: pg_trim(stmt).to_string(),
         });
     }
     if kw(first, "discard") {
@@ -415,7 +415,9 @@ fn classify_one(stmt: &str) -> Option<Effect> {
                 break;
             }
         }
-        return None;
+        // `CREATE TABLE … AS SELECT set_config(…)`, a partition bound, a
+        // default evaluated as it runs: calls like any statement's.
+        return calls(stmt, words, false);
     }
     if kw(first, "do") {
         // Its body is code the proxy does not read: it may SET, call
@@ -466,7 +468,7 @@ fn calls(stmt: &str, words: Words<'_>, updates: bool) -> Option<Effect> {
             }
             if lower_starts("set_config") && config_call.is_none() {
                 match set_config_names(stmt) {
-                    // `RESET ALL` between clients leaves these as they are.
+                    // `RESET ALL` between clients leaves the role as it is.
                     Some(names)
                         if names
                             .iter()
@@ -729,6 +731,18 @@ pub fn max_placeholder(sql: &str) -> usize {
         }
     }
     max
+}
+
+/// Whether `c` is whitespace to Postgres's lexer: space, tab, line feed,
+/// carriage return, form feed. Other Unicode spaces (a no-break space) are
+/// characters of names to it, so text is never trimmed of them.
+pub fn is_pg_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')
+}
+
+/// `s` without Postgres whitespace at either end.
+pub fn pg_trim(s: &str) -> &str {
+    s.trim_matches(is_pg_space)
 }
 
 /// Splits a query string into statements at top-level semicolons. Pieces
@@ -1254,6 +1268,9 @@ mod tests {
             "explain analyze select pg_try_advisory_lock(1)",
             // `RESET ALL` leaves the role as it is.
             "SELECT set_config('role', 'other', false)",
+            // Calls a CREATE runs.
+            "CREATE TABLE t AS SELECT pg_advisory_lock(4242)",
+            "create table t as select set_config(lower('X'), 'on', false)",
             "SELECT pg_catalog.set_config('SESSION_AUTHORIZATION', 'x', false)",
         ] {
             assert!(

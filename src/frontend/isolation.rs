@@ -601,7 +601,7 @@ impl Isolation {
         // Its first word is SHOW (empty statements before it aside): most
         // statements end here, unlexed.
         let starts_with_show = sql
-            .trim_start_matches(|c: char| c.is_whitespace() || c == ';')
+            .trim_start_matches(|c: char| crate::frontend::classify::is_pg_space(c) || c == ';')
             .as_bytes()
             .get(..4)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"show"));

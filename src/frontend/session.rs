@@ -545,6 +545,18 @@ impl Session {
         let sql = Settings::read_back_query(&names);
         let read = tokio::time::timeout(self.wait_timeout, server.conn.query_row(&sql)).await;
         match read {
+            // A search path that names `pg_temp` makes the tables created
+            // after it temporary (shadowing shared ones for the
+            // connection's next clients): the client keeps its connection.
+            Ok(Ok(Ok(values)))
+                if names.iter().zip(&values).any(|(n, v)| {
+                    n == "search_path"
+                        && v.as_deref()
+                            .is_some_and(|v| v.to_ascii_lowercase().contains("pg_temp"))
+                }) =>
+            {
+                self.pin_server("a search_path naming pg_temp")
+            }
             Ok(Ok(Ok(values))) if values.len() == names.len() => {
                 let pairs: Vec<(String, Option<String>)> = names.into_iter().zip(values).collect();
                 self.settings.read_back(&pairs);

@@ -33,7 +33,7 @@ pub use template::{Template, TenantCheck, TenantType};
 
 use crate::catalog::Catalog;
 use crate::error::ProxyError;
-use crate::frontend::classify::split_statements;
+use crate::frontend::classify::{is_pg_space, pg_trim, split_statements};
 
 /// The cache key for `sql` under the given session rules.
 pub fn cache_key(strict: bool, schema: Option<Arc<str>>, sql: &str) -> cache::Key {
@@ -179,7 +179,7 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                 changed = true;
                 pieces.push(printed);
             }
-            None => pieces.push(stmt.trim().to_string()),
+            None => pieces.push(pg_trim(stmt).to_string()),
         }
         // A piece ending in a `--` comment (as sent, or cut from the client's
         // text, such as `TABLE t -- c`) would, trimmed, lose the line break
@@ -498,14 +498,14 @@ pub(crate) fn first_words(stmt: &str, n: usize) -> Vec<String> {
 /// Skips leading whitespace and comments (`/* */` comments nest, as in
 /// Postgres).
 fn strip_comments(s: &str) -> &str {
-    let mut s = s.trim_start();
+    let mut s = s.trim_start_matches(is_pg_space);
     loop {
         if let Some(r) = s.strip_prefix("--") {
             // Postgres ends a `--` comment at a newline or a carriage return.
             s = r
                 .find(['\n', '\r'])
                 .map_or("", |i| &r[i + 1..])
-                .trim_start();
+                .trim_start_matches(is_pg_space);
         } else if s.starts_with("/*") {
             let b = s.as_bytes();
             let (mut depth, mut i) = (0usize, 0usize);
@@ -523,7 +523,11 @@ fn strip_comments(s: &str) -> &str {
                     i += 1;
                 }
             }
-            s = if depth == 0 { s[i..].trim_start() } else { "" };
+            s = if depth == 0 {
+                s[i..].trim_start_matches(is_pg_space)
+            } else {
+                ""
+            };
         } else {
             return s;
         }
@@ -607,7 +611,7 @@ impl<'a> Rewriter<'a> {
             // Only a statement that is nothing but comments and whitespace is
             // forwarded without parsing; anything else whose first word the
             // quick look cannot tell (`(SELECT …)`) goes to the parser.
-            "" if strip_comments(stmt).trim().is_empty() => return Ok(None),
+            "" if pg_trim(strip_comments(stmt)).is_empty() => return Ok(None),
             "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
             | "release" => {
                 self.transaction_control = true;
@@ -700,11 +704,11 @@ impl<'a> Rewriter<'a> {
             }
             "table" => {
                 // `TABLE t` is `SELECT * FROM t`; sqlparser does not read it.
-                let rest = strip_comments(stmt).trim_start()[5..].trim();
+                let rest = pg_trim(&strip_comments(stmt)[5..]);
                 // Only a name can follow; a comment after it goes (the text
                 // goes out as written here, where a comment has no place).
                 let rest = crate::frontend::classify::comment_start(rest)
-                    .map_or(rest, |at| rest[..at].trim_end());
+                    .map_or(rest, |at| rest[..at].trim_end_matches(is_pg_space));
                 return self
                     .statement_text(&format!("SELECT * FROM {rest}"))
                     .map(|r| r.or_else(|| Some(format!("SELECT * FROM {rest}"))));

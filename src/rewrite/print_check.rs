@@ -42,7 +42,7 @@ pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyErr
         return Err(misprinted());
     };
     // The holes, read as parameters, become hole markers again.
-    let holes = holes(statement) as u64;
+    let holes = holes(statement);
     let _ = visit_expressions_mut(&mut read, |e| {
         if let Expr::Value(v) = e
             && let Value::Placeholder(p) = &mut v.value
@@ -50,7 +50,7 @@ pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyErr
                 .strip_prefix('$')
                 .and_then(|n| n.parse::<u64>().ok())
                 .and_then(|n| n.checked_sub(FIRST_HOLE_PARAM))
-                .filter(|&i| i < holes)
+                .filter(|i| holes.contains(i))
         {
             *p = super::template::hole_marker(i as usize);
         }
@@ -61,24 +61,26 @@ pub(super) fn check(statement: &Statement, printed: &str) -> Result<(), ProxyErr
     }
     // A client's value that holds the marker's character (`E'\x01'`) was
     // read as a hole.
-    if printed.matches(MARK).count() as u64 != 2 * holes {
+    if printed.matches(MARK).count() != 2 * holes.len() {
         return Err(control_character());
     }
     Err(misprinted())
 }
 
-/// How many tenant holes `statement` has.
-fn holes(statement: &Statement) -> usize {
-    let mut n = 0;
+/// The numbers of the tenant holes in `statement` (holes are numbered
+/// across a query string's statements).
+fn holes(statement: &Statement) -> Vec<u64> {
+    let mut found = Vec::new();
     let _ = sqlparser::ast::visit_expressions(statement, |e| {
         if let Expr::Value(v) = e
-            && matches!(&v.value, Value::Placeholder(p) if p.starts_with(MARK))
+            && let Value::Placeholder(p) = &v.value
+            && let Some(i) = p.strip_prefix(MARK).and_then(|p| p.strip_suffix(MARK))
         {
-            n += 1;
+            found.push(i.parse().unwrap_or(u64::MAX));
         }
         ControlFlow::<()>::Continue(())
     });
-    n
+    found
 }
 
 /// The refusal of the hole marker's character in a client's text.
