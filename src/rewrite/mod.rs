@@ -483,9 +483,29 @@ pub(crate) fn first_words(stmt: &str, n: usize) -> Vec<String> {
     while out.len() < n {
         // Comments may stand between words too (`SET /**/ search_path`).
         rest = strip_comments(rest);
+        // A word: letters, digits, `_`, dots and quoted parts; a quote right
+        // after a bare word's character starts the next word (Postgres reads
+        // `SET"search_path"` as `SET "search_path"`).
+        let mut quoted = false;
+        let mut prev_bare = false;
         let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '"'))
-            .unwrap_or(rest.len());
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    if !quoted && prev_bare {
+                        return true;
+                    }
+                    quoted = !quoted;
+                    prev_bare = false;
+                    return false;
+                }
+                if quoted {
+                    return false;
+                }
+                prev_bare = c.is_alphanumeric() || c == '_';
+                !(prev_bare || c == '.')
+            })
+            .map_or(rest.len(), |(i, _)| i);
         if end == 0 {
             break;
         }

@@ -336,6 +336,10 @@ mod tests {
             "SELECT 2 |/* ' */ 3, x --'",
             "SELECT 2 |-- '\n 3 --'",
             "SELECT 1 <--1",
+            // Two quotes end a bit string (two strings to Postgres, one
+            // to sqlparser).
+            "SELECT X''', y, X''' FROM t",
+            "SELECT b'0''1'",
             // A dollar-quote tag Postgres reads whole, sqlparser not.
             "SELECT $€$ x $€$",
             "SELECT $\u{a0}$ x $\u{a0}$",
