@@ -85,8 +85,11 @@ pub(super) fn weaken(
             }
             if let Some(from) = from {
                 mark(&mut drop, from..end + 1);
-                let start = byte_offset(sql, tokens[from].span.start)?;
-                let stop = byte_offset(sql, tokens[end].span.end).unwrap_or(sql.len());
+                let start =
+                    super::token_agreement::Offsets::new(sql).byte_of(tokens[from].span.start)?;
+                let stop = super::token_agreement::Offsets::new(sql)
+                    .byte_of(tokens[end].span.end)
+                    .unwrap_or(sql.len());
                 more_of = sql.get(start..stop)?.to_string();
             }
         }
@@ -134,7 +137,9 @@ pub(super) fn restore(out: &str, clauses: &[Clause]) -> Result<String, ProxyErro
         let written = clauses.get(clause).ok_or_else(unsure)?;
         if written.strength == weaker.0 {
             inserts.push((
-                byte_offset(out, tokens[j].span.start).ok_or_else(unsure)?,
+                super::token_agreement::Offsets::new(out)
+                    .byte_of(tokens[j].span.start)
+                    .ok_or_else(unsure)?,
                 weaker.1,
             ));
         } else if written.strength != Strength::AsRead {
@@ -143,7 +148,9 @@ pub(super) fn restore(out: &str, clauses: &[Clause]) -> Result<String, ProxyErro
         if !written.more_of.is_empty() {
             let first = of_list(&tokens, j).ok_or_else(unsure)?;
             let end = name_end(&tokens, first);
-            let at = byte_offset(out, tokens[end].span.end).unwrap_or(out.len());
+            let at = super::token_agreement::Offsets::new(out)
+                .byte_of(tokens[end].span.end)
+                .unwrap_or(out.len());
             inserts.push((at, &written.more_of));
         }
         clause += 1;
@@ -186,23 +193,6 @@ fn name_end(tokens: &[TokenWithSpan], first: usize) -> usize {
         end += 2;
     }
     end
-}
-
-/// The byte offset of a token's location (lines and columns count from 1,
-/// columns in characters).
-fn byte_offset(text: &str, at: sqlparser::tokenizer::Location) -> Option<usize> {
-    let line_start = if at.line <= 1 {
-        0
-    } else {
-        text.match_indices('\n')
-            .nth(usize::try_from(at.line - 2).ok()?)
-            .map(|(i, _)| i + 1)?
-    };
-    let col = usize::try_from(at.column.checked_sub(1)?).ok()?;
-    text[line_start..]
-        .char_indices()
-        .nth(col)
-        .map(|(i, _)| line_start + i)
 }
 
 /// The indexes of the next `n` tokens after `i` that are not whitespace

@@ -172,10 +172,6 @@ fn rewrite_checked(sql: &str, rules: &RewriteRules<'_>) -> Result<Rewritten, Pro
                          write `- -x` as `-(-x)`)",
                     ));
                 }
-                // Strings sqlparser prints otherwise than it read them.
-                if let Some(what) = crate::frontend::classify::misprinted_string(stmt) {
-                    return Err(ProxyError::construct_unsupported(what));
-                }
                 changed = true;
                 pieces.push(printed);
             }
@@ -973,12 +969,6 @@ impl<'a> Rewriter<'a> {
         }
         if unchanged(self) {
             return Ok(None);
-        }
-        if crate::frontend::classify::quote_in_string(stmt) {
-            return Err(ProxyError::construct_unsupported(
-                "a quote in a string of a COPY out of a tenant table (its options would be \
-                 printed otherwise than written)",
-            ));
         }
         parsed.pop().map(|s| checked_print(&s)).transpose()
     }

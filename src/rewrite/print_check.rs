@@ -151,8 +151,15 @@ mod tests {
             "SELECT 1::pg_catalog.numeric('10)), (SELECT 2')",
             // A quoted name in OPERATOR() is printed with its quote undoubled.
             "SELECT 1 OPERATOR(\"pg_catalog\"\".+) 2, 3 OPERATOR(\"\"pg_catalog\".+) 4",
-            // The value `\'` is printed `'\'`.
+            // The value `\'` is printed `'\'`, two quotes in a row as one,
+            // in strings, national strings and quoted names alike.
             "SELECT '\\'''",
+            "SELECT 'a''''b'",
+            "SELECT N'it''s'",
+            "SELECT \"\\\"\"\"",
+            "SELECT \"a\"\"\"\"b\"",
+            // COPY's one-character options are printed between bare quotes.
+            "COPY t TO STDOUT (FORMAT csv, QUOTE '''')",
         ] {
             let s = statement(sql);
             assert!(check(&s, &s.to_string()).is_err(), "{sql}: {s}");

@@ -161,7 +161,7 @@ fn is_string(t: &Token) -> bool {
 
 /// Byte offsets of sqlparser's locations (lines counted by `\n`, columns
 /// in characters from 1), for locations in text order.
-struct Offsets<'a> {
+pub(super) struct Offsets<'a> {
     sql: &'a str,
     line: u64,
     column: u64,
@@ -169,7 +169,8 @@ struct Offsets<'a> {
 }
 
 impl<'a> Offsets<'a> {
-    fn new(sql: &'a str) -> Offsets<'a> {
+    /// Offsets into `sql`, from its start.
+    pub(super) fn new(sql: &'a str) -> Offsets<'a> {
         Offsets {
             sql,
             line: 1,
@@ -178,8 +179,9 @@ impl<'a> Offsets<'a> {
         }
     }
 
-    /// The byte offset of `at`, walking on from the last one asked for.
-    fn byte_of(&mut self, at: Location) -> Option<usize> {
+    /// The byte offset of `at`, walking on from the last one asked for
+    /// (the end of the text is an offset too).
+    pub(super) fn byte_of(&mut self, at: Location) -> Option<usize> {
         while (self.line, self.column) < (at.line, at.column) {
             let c = self.sql.get(self.byte..)?.chars().next()?;
             self.byte += c.len_utf8();

@@ -121,6 +121,10 @@ fn unquote_ident(tokens: &[String], i: usize) -> Option<String> {
 /// quoted strings, numbers and `=`, dropping comments (also between the
 /// words and dots of a name) and `;`.
 fn tokens(s: &str) -> Vec<String> {
+    // A token that can be a part of a dotted name.
+    let joins = |t: &str| {
+        t.starts_with(|c: char| c == '"' || c == '_' || c.is_alphabetic() || !c.is_ascii())
+    };
     let b = s.as_bytes();
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
@@ -153,9 +157,6 @@ fn tokens(s: &str) -> Vec<String> {
         };
         let token = &s[start..i];
         // `name . name` is one dotted name.
-        let joins = |t: &str| {
-            t.starts_with(|c: char| c == '"' || c == '_' || c.is_alphabetic() || !c.is_ascii())
-        };
         if joins(token)
             && let [.., name, dot] = out.as_slice()
             && dot == "."
