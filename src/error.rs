@@ -640,6 +640,21 @@ impl ProxyError {
         ))
     }
 
+    /// With `rls`, a query string that needs the tenant variable set again
+    /// part way (statements that read rows after a `COMMIT`, `ROLLBACK` or
+    /// `RESET ALL` in it) but holds a `CREATE`, whose body may hold
+    /// semicolons of its own: the proxy cannot tell where its statements
+    /// start.
+    pub fn variable_reset_refused() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "statements that read rows after COMMIT, ROLLBACK or RESET ALL in a query string that holds CREATE are not supported in tenant sessions",
+        )
+        .with_hint("send the CREATE as a query string of its own")
+    }
+
     /// A client encoding whose characters can hide quote or backslash bytes.
     pub fn client_encoding_refused(name: &str) -> Self {
         Self::new(

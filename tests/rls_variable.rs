@@ -97,6 +97,101 @@ async fn server_variable_follows_the_session_tenant() {
     proxy.shutdown().await.unwrap();
 }
 
+/// The first column of every row of a simple Query, in order.
+async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A transaction's end and `RESET ALL` clear the variable for what runs
+/// after them: in the same query string, in the same pipeline, or in the
+/// same transaction block, the next statement that reads rows gets it
+/// again (they ran with none: a policy saw no rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variable_is_set_again_after_a_commit_or_reset_all() {
+    let cluster = start_app_cluster().await;
+    exec(
+        &cluster,
+        "app",
+        "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL);",
+    )
+    .await;
+    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let (a, _) = tenants_a_and_b(proxy.port).await;
+    const SHOWN: &str = "SELECT current_setting('app.current_tenant', true)";
+    // One pipeline: the variable is bound again after COMMIT and RESET ALL.
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let mut batch = Vec::new();
+    for sql in ["BEGIN", SHOWN, "COMMIT", SHOWN, "RESET ALL", SHOWN] {
+        batch.extend(parse("", sql));
+        batch.extend(bind("", "", &[]));
+        batch.extend(execute(""));
+    }
+    batch.extend(sync());
+    raw.send(&batch).await;
+    let replies = raw.until_ready().await;
+    assert!(!replies.iter().any(|m| m.is_error()), "{replies:?}");
+    let rows: Vec<_> = replies.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(rows, vec![vec![Some("a".to_string())]; 3], "{replies:?}");
+    let tags: Vec<_> = replies.iter().filter_map(|m| m.command_tag()).collect();
+    assert_eq!(
+        tags,
+        [
+            "BEGIN", "SELECT 1", "COMMIT", "SELECT 1", "RESET", "SELECT 1"
+        ],
+        "only the client's own results"
+    );
+    // (A SET or RESET in a batch of several transactions pins the session:
+    // with one server connection, the next client waits for its end.)
+    drop(raw);
+    // One query string.
+    for (sql, want) in [
+        (
+            format!("BEGIN; SELECT 'x'; COMMIT; {SHOWN}"),
+            vec!["x", "a"],
+        ),
+        (format!("{SHOWN}; RESET ALL; {SHOWN}"), vec!["a", "a"]),
+        (
+            format!(
+                "SELECT 'x'; COMMIT; SHOW transaction_isolation; {SHOWN}; ROLLBACK; RESET ALL; {SHOWN}"
+            ),
+            vec!["x", "read committed", "a", "a"],
+        ),
+        (format!("SET TimeZone = 'UTC'; COMMIT; {SHOWN}"), vec!["a"]),
+    ] {
+        assert_eq!(column(&a, &sql).await, want, "{sql}");
+    }
+    // Error positions point into the client's text past the insertions.
+    let sql = format!("{SHOWN}; COMMIT; SELECT nope");
+    let err = a.simple_query(&sql).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42703");
+    assert_eq!(
+        db.position(),
+        Some(&tokio_postgres::error::ErrorPosition::Original(
+            sql.find("nope").unwrap() as u32 + 1
+        )),
+        "{sql}"
+    );
+    // A transaction block, one message at a time, in either protocol.
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(server_tenant(&a).await, "a");
+    a.batch_execute("RESET ALL").await.unwrap();
+    assert_eq!(server_tenant(&a).await, "a");
+    a.execute("RESET ALL", &[]).await.unwrap();
+    let shown: String = a.query_one(SHOWN, &[]).await.unwrap().get(0);
+    assert_eq!(shown, "a");
+    a.batch_execute("COMMIT").await.unwrap();
+    proxy.shutdown().await.unwrap();
+}
+
 /// The `body` column of every row `sql` returns (simple protocol).
 async fn bodies(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     let mut out: Vec<String> = c

@@ -78,8 +78,8 @@ impl Session {
                     t.answered += 1;
                     // Replies still expected for this batch were skipped.
                     t.retain_replies(|b| b > batch);
-                    if self.rls.prefix.is_some_and(|(b, _)| b <= batch) {
-                        self.rls.prefix = None;
+                    if self.rls.inserted.as_ref().is_some_and(|(b, _)| *b <= batch) {
+                        self.rls.inserted = None;
                     }
                     if t.pending == 0 {
                         // Known now: whether the next statement starts a
@@ -197,7 +197,7 @@ impl Session {
                         messages::map_error_text(msg, |m| self.statements.client_names(m))
                     });
                     let msg: &[u8] = renamed.as_deref().unwrap_or(msg);
-                    match (self.sent_statements.fix_for(batch), self.rls.prefix) {
+                    match (self.sent_statements.fix_for(batch), &self.rls.inserted) {
                         // The position is in text the proxy wrote.
                         (PositionFix::Internal(sent_as), _) => {
                             messages::internal_error_position(msg, sent_as, &mut self.to_client)
@@ -205,9 +205,9 @@ impl Session {
                         (PositionFix::Drop, _) => {
                             messages::drop_error_position(msg, &mut self.to_client)
                         }
-                        // The query string began with the proxy's SET LOCAL.
-                        (PositionFix::Keep, Some((b, chars))) if b == batch => {
-                            messages::shift_error_position(msg, chars, &mut self.to_client)
+                        // The query string holds the proxy's SET LOCAL.
+                        (PositionFix::Keep, Some((b, inserted))) if *b == batch => {
+                            messages::shift_error_position(msg, inserted, &mut self.to_client)
                         }
                         (PositionFix::Keep, _) => self.to_client.extend_from_slice(msg),
                     }

@@ -440,10 +440,11 @@ fn put_field(out: &mut BytesMut, field: u8, value: &[u8]) {
 }
 
 /// Writes an ErrorResponse/NoticeResponse with its position field (`P`, a
-/// 1-based character index into the query string) moved back by `by`
-/// characters: the query string the server saw began with `by` characters
-/// the client did not send. A position inside that prefix is dropped.
-pub fn shift_error_position(msg: &[u8], by: usize, out: &mut BytesMut) {
+/// 1-based character index into the query string) moved back over text the
+/// client did not send: `inserted` holds, in order, each such piece as
+/// `(0-based character offset in the text sent, characters)`. A position
+/// inside such a piece is dropped.
+pub fn shift_error_position(msg: &[u8], inserted: &[(usize, usize)], out: &mut BytesMut) {
     map_error_fields(msg, out, |field, value, out| {
         if field != b'P' {
             return put_field(out, field, value);
@@ -451,7 +452,17 @@ pub fn shift_error_position(msg: &[u8], by: usize, out: &mut BytesMut) {
         let shifted = std::str::from_utf8(value)
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .and_then(|p| p.checked_sub(by))
+            .and_then(|p| {
+                let mut by = 0;
+                for &(at, chars) in inserted {
+                    if p > at + chars {
+                        by += chars;
+                    } else if p > at {
+                        return None;
+                    }
+                }
+                p.checked_sub(by)
+            })
             .filter(|&p| p > 0);
         if let Some(p) = shifted {
             put_field(out, b'P', p.to_string().as_bytes());
@@ -600,18 +611,27 @@ mod tests {
     fn error_position_shifts_back() {
         let msg = error_with(&[(b'C', "42601"), (b'P', "30"), (b'M', "syntax error")]);
         let mut out = BytesMut::new();
-        shift_error_position(&msg, 10, &mut out);
+        shift_error_position(&msg, &[(0, 10)], &mut out);
         assert_eq!(
             fields_of(&out),
             owned(&[(b'C', "42601"), (b'P', "20"), (b'M', "syntax error")])
         );
+        // Two pieces before the position, one after it.
         let mut out = BytesMut::new();
-        shift_error_position(&msg, 30, &mut out);
+        shift_error_position(&msg, &[(0, 5), (12, 7), (40, 9)], &mut out);
         assert_eq!(
-            fields_of(&out).len(),
-            2,
-            "a position inside the prefix is dropped"
+            fields_of(&out),
+            owned(&[(b'C', "42601"), (b'P', "18"), (b'M', "syntax error")])
         );
+        for inside in [&[(0, 30)][..], &[(0, 5), (25, 7)]] {
+            let mut out = BytesMut::new();
+            shift_error_position(&msg, inside, &mut out);
+            assert_eq!(
+                fields_of(&out).len(),
+                2,
+                "a position inside an inserted piece is dropped: {inside:?}"
+            );
+        }
     }
 
     #[test]
