@@ -347,6 +347,57 @@ async fn deallocate_all_and_discard_all_then_reprepare_match_postgres() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A `DEALLOCATE ALL` or `DISCARD ALL` pipelined in front of Parses in one
+/// batch drops only the statements prepared before it, also where the
+/// server already holds the same text for the proxy; one that fails (in an
+/// aborted transaction) drops nothing.
+#[tokio::test]
+async fn drops_in_a_pipeline_match_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let run = |name: &str, portal: &str| cat(&[raw::bind(portal, name, &[]), raw::execute(portal)]);
+    let mut steps = Vec::new();
+    for drop in ["DEALLOCATE ALL", "DISCARD ALL"] {
+        steps.extend([
+            cat(&[raw::parse("mine", "SELECT 777"), raw::sync()]),
+            // The same text prepared again under another name, after the drop.
+            cat(&[
+                raw::pbe(drop),
+                raw::parse("other", "SELECT 777"),
+                run("other", ""),
+                raw::sync(),
+            ]),
+            cat(&[run("other", ""), raw::sync()]),
+            cat(&[run("mine", ""), raw::sync()]),
+            raw::query("DEALLOCATE ALL"),
+        ]);
+    }
+    // A drop that fails: everything stays.
+    steps.extend([
+        cat(&[raw::parse("kept", "SELECT 778"), raw::sync()]),
+        raw::query("BEGIN"),
+        raw::query("SELECT 1/0"),
+        cat(&[
+            raw::pbe("DEALLOCATE ALL"),
+            raw::parse("late", "SELECT 778"),
+            raw::sync(),
+        ]),
+        raw::query("ROLLBACK"),
+        cat(&[run("kept", ""), raw::sync()]),
+        cat(&[run("late", ""), raw::sync()]),
+    ]);
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    let has = |step: &[String], what: &str| step.iter().any(|m| m.contains(what));
+    for at in [1, 6] {
+        assert!(has(&answer[at], "777"), "{:?}", answer[at]);
+        assert!(has(&answer[at + 1], "777"), "{:?}", answer[at + 1]);
+        assert!(has(&answer[at + 2], "26000"), "{:?}", answer[at + 2]);
+    }
+    assert!(has(&answer[15], "778"), "{:?}", answer[15]);
+    assert!(has(&answer[16], "26000"), "{:?}", answer[16]);
+    proxy.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn closed_statement_can_be_prepared_again() {
     let cluster = support::start_app_cluster().await;

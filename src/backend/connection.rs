@@ -84,6 +84,11 @@ pub struct ServerConn {
     /// (ids are the proxy's own counter, so a plain multiplicative hash
     /// does; one lookup per Bind).
     pub prepared: FxHashSet<u64>,
+    /// Statement ids that may or may not exist on this server: prepared
+    /// before a `DEALLOCATE ALL` / `DISCARD ALL` whose outcome is not known
+    /// yet, or whose Parse failed. Prepared again after a Close of the name
+    /// (closing a name that does not exist is no error).
+    pub doubtful: FxHashSet<u64>,
     /// Fingerprint of the session settings applied on this connection
     /// (0: as the server started it).
     pub settings_fingerprint: u64,
@@ -137,6 +142,7 @@ impl ServerConn {
             backend_key: (0, 0),
             addr,
             prepared: FxHashSet::default(),
+            doubtful: FxHashSet::default(),
             settings_fingerprint: 0,
             unnamed_owner: None,
             created: Instant::now(),

@@ -790,7 +790,12 @@ impl Session {
                     // stale after this and is reset before the next client.
                     self.server_dirty = true;
                 }
-                Effect::DiscardAll | Effect::DeallocateAll => self.t.batch_drops_statements = true,
+                Effect::DiscardAll | Effect::DeallocateAll => {
+                    self.t.batch_drops_statements = true;
+                    if run {
+                        self.dropping_statements();
+                    }
+                }
                 _ if !run => {}
                 Effect::Setting { .. } | Effect::ResetAll => {
                     self.settings.note(effect, self.t.sent)
@@ -941,7 +946,8 @@ impl Session {
                 .close_q
                 .push_back((sent, CloseAction::AsParseComplete(name)));
         } else {
-            server.conn.prepared.insert(stmt.id);
+            self.close_doubtful(&stmt)?;
+            self.server_mut()?.conn.prepared.insert(stmt.id);
             messages::parse(
                 &mut self.to_server,
                 &stmt.server_name,
@@ -1022,9 +1028,9 @@ impl Session {
     /// ParseComplete is swallowed).
     pub(super) fn ensure_prepared(&mut self, stmt: &Arc<Statement>) -> Result<(), ProxyError> {
         let sent = self.t.sent;
-        let server = self.server_mut()?;
-        if !server.conn.prepared.contains(&stmt.id) {
-            server.conn.prepared.insert(stmt.id);
+        if !self.server_mut()?.conn.prepared.contains(&stmt.id) {
+            self.close_doubtful(stmt)?;
+            self.server_mut()?.conn.prepared.insert(stmt.id);
             messages::parse(
                 &mut self.to_server,
                 &stmt.server_name,
@@ -1036,6 +1042,32 @@ impl Session {
                 .push_back((sent, ParseAction::Swallow(Some(stmt.clone()))));
         }
         Ok(())
+    }
+
+    /// Before `stmt` is prepared on the server: if it may exist there
+    /// already (see `ServerConn::doubtful`), its name is closed first.
+    fn close_doubtful(&mut self, stmt: &Statement) -> Result<(), ProxyError> {
+        if self.server_mut()?.conn.doubtful.remove(&stmt.id) {
+            messages::close(&mut self.to_server, b'S', &stmt.server_name);
+            self.t
+                .close_q
+                .push_back((self.t.sent, CloseAction::Swallow));
+        }
+        Ok(())
+    }
+
+    /// A `DEALLOCATE ALL` or `DISCARD ALL` is sent to run: whatever was
+    /// prepared on the server before it may be gone (it is, unless it
+    /// fails), so it is prepared again when used after it, behind a Close
+    /// of its name; the client's names defined so far go when it completes.
+    fn dropping_statements(&mut self) {
+        if let Some(server) = self.server.as_mut() {
+            let conn = &mut server.conn;
+            conn.doubtful.extend(conn.prepared.drain());
+        }
+        self.t
+            .drops_q
+            .push_back((self.t.sent, self.statements.generation()));
     }
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {

@@ -155,12 +155,18 @@ impl Session {
                             continue;
                         }
                         match action {
+                            // Skipped, or failed: whether the server still
+                            // has it from before (a DEALLOCATE ALL pipelined
+                            // in front of it may have been skipped too) is
+                            // not known.
                             ParseAction::Forward(Some((stmt, name))) => {
                                 server.conn.prepared.remove(&stmt.id);
+                                server.conn.doubtful.insert(stmt.id);
                                 self.statements.remove_if(name, stmt);
                             }
                             ParseAction::Swallow(Some(stmt)) => {
                                 server.conn.prepared.remove(&stmt.id);
+                                server.conn.doubtful.insert(stmt.id);
                             }
                             ParseAction::Forward(None) => {
                                 // A failed unnamed Parse leaves no unnamed statement.
@@ -267,16 +273,14 @@ impl Session {
                             }
                         }
                         b"DISCARD ALL" => {
-                            server.conn.prepared.clear();
+                            forget_dropped(t, &mut server.conn, &mut self.statements);
                             server.conn.settings_fingerprint = 0;
-                            self.statements.clear();
                             self.settings.on_discard_all();
                             self.pin = None;
                             self.pin_lease = None;
                         }
                         b"DEALLOCATE ALL" => {
-                            server.conn.prepared.clear();
-                            self.statements.clear();
+                            forget_dropped(t, &mut server.conn, &mut self.statements);
                         }
                         _ => {}
                     }
@@ -323,6 +327,27 @@ fn hide_last_param(msg: &[u8], out: &mut BytesMut) {
 fn is_raised_refusal(msg: &[u8]) -> bool {
     messages::error_field(msg, b'W')
         .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
+}
+
+/// A `DEALLOCATE ALL` or `DISCARD ALL` completed: the statements prepared
+/// before it was sent are gone (those the proxy prepared on the server were
+/// set aside as doubtful when it was sent, see `Session::dropping_statements`),
+/// and so are the client's names defined before it; names and statements
+/// pipelined behind it stay.
+fn forget_dropped(
+    t: &mut super::session::Tracker,
+    conn: &mut crate::backend::ServerConn,
+    statements: &mut super::prepared::ClientStatements,
+) {
+    conn.doubtful.clear();
+    match t.drops_q.pop_front() {
+        Some((_, generation)) => statements.forget_older(generation),
+        None => {
+            // Not seen going out (run where the proxy does not look).
+            conn.prepared.clear();
+            statements.clear();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,10 @@ pub(super) struct Tracker {
     /// Batches in which the proxy raised a refusal through the server, with
     /// the ROUTINE its ErrorResponse is to name (see `ProxyError::routine`).
     pub(super) raised_q: VecDeque<(u64, Option<&'static str>)>,
+    /// `DEALLOCATE ALL` / `DISCARD ALL` sent to run, in order, each with the
+    /// client's statement generation when it was sent: the names defined
+    /// before it are forgotten once it completes.
+    pub(super) drops_q: VecDeque<(u64, u64)>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
@@ -199,6 +203,9 @@ impl Tracker {
         }
         if !self.raised_q.is_empty() {
             self.raised_q.retain(|b| keep(b.0));
+        }
+        if !self.drops_q.is_empty() {
+            self.drops_q.retain(|(b, _)| keep(*b));
         }
     }
 }
@@ -1042,6 +1049,7 @@ impl Session {
                 Ok(Ok(None)) => {
                     if discard {
                         s.conn.prepared.clear();
+                        s.conn.doubtful.clear();
                         s.conn.settings_fingerprint = 0;
                     }
                     s.release();
@@ -1101,6 +1109,7 @@ async fn bring_in_line(checkout: &mut Checkout, settings: &Settings) -> Result<(
             .map_err(|_| broken())?
             .map_err(|_| broken())?;
         conn.prepared.clear();
+        conn.doubtful.clear();
     }
     if conn.settings_fingerprint != settings.fingerprint() {
         let statements = settings.replay(conn.settings_fingerprint);
