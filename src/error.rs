@@ -889,6 +889,22 @@ impl ProxyError {
         )
     }
 
+    /// `RESET ALL` or `DISCARD ALL` (`what`) with statements after it in one
+    /// query string (other than a transaction's end) while a tenant chosen with SET is in force: it gives the
+    /// session its startup tenant back (or none), and the string is planned
+    /// for one tenant.
+    pub fn tenant_reset_not_alone(what: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "{what} followed by other statements in one query string is not supported while a tenant chosen with SET is in force: it changes the session's tenant"
+            ),
+        )
+        .with_hint(format!("send {what} as the last statement of a query string"))
+    }
+
     /// A tenant change while the session holds server-side state.
     pub fn tenant_change_while_pinned() -> Self {
         Self::new(

@@ -1276,6 +1276,26 @@ async fn reset_all_and_discard_all_forget_a_chosen_tenant() {
     b.batch_execute("BEGIN; RESET ALL; ROLLBACK").await.unwrap();
     let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
     assert_eq!(rows, ["mine"]);
+    // Statements after a reset in the same string would be planned for the
+    // tenant it ends: refused; before it, they are the chosen tenant's.
+    for sql in [
+        "RESET ALL; SELECT name FROM bare",
+        "DISCARD ALL; SELECT name FROM bare",
+        "SELECT 1; reset all; INSERT INTO bare (id, name) VALUES (9, 'y')",
+    ] {
+        let e = b.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{sql}: {e:?}");
+        let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+        assert_eq!(rows, ["mine"], "{sql}: nothing of it ran");
+    }
+    let rows = first_column(
+        b.simple_query("SELECT name FROM bare; RESET ALL")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows, ["mine"]);
+    let rows = first_column(b.simple_query("SELECT name FROM bare").await.unwrap());
+    assert_eq!(rows, ["Secret Of B"], "back to the startup tenant");
     proxy.shutdown().await.unwrap();
 }
 

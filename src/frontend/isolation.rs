@@ -251,6 +251,15 @@ impl Isolation {
             // session's tenant never changes.
             self.tenant.note_savepoint();
         }
+        if self.tenant.reset_would_change()
+            && !crate::frontend::classify::plainly_without_effect(sql.as_bytes())
+            && let Some((what, rest)) = crate::rewrite::path_reset_then(sql)
+            && split_statements(rest).any(|s| !crate::frontend::classify::ends_transaction(s))
+        {
+            // The statements after it would be planned for the tenant it
+            // ends (a transaction's end runs no statement of a tenant).
+            return Err(ProxyError::tenant_reset_not_alone(what));
+        }
         // The name's last part: `"app".current_tenant` spells the variable
         // without its dotted whole.
         let last = self.rules.variable.rsplit('.').next().unwrap_or_default();

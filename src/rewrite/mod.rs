@@ -472,6 +472,16 @@ pub fn path_reset_in(sql: &str) -> Option<&'static str> {
     split_statements(sql).find_map(|stmt| path_reset_of(&first_words(stmt, 3)))
 }
 
+/// The first statement of `sql` that resets every setting (`RESET ALL`,
+/// `DISCARD ALL`), with the text after it.
+pub fn path_reset_then(sql: &str) -> Option<(&'static str, &str)> {
+    split_statements(sql).find_map(|stmt| {
+        let what = path_reset_of(&first_words(stmt, 3))?;
+        let end = stmt.as_ptr() as usize - sql.as_ptr() as usize + stmt.len();
+        Some((what, &sql[end..]))
+    })
+}
+
 /// The first `n` words of `stmt`, lower case, comments skipped.
 pub(crate) fn first_words(stmt: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
@@ -1042,7 +1052,7 @@ fn statement_kind(s: &Statement) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::path_reset_in;
+    use super::{path_reset_in, path_reset_then};
 
     #[test]
     fn path_resets_are_found_as_the_rewriter_reads_them() {
@@ -1057,6 +1067,23 @@ mod tests {
             ("-- reset all\nSELECT 1", None),
         ] {
             assert_eq!(path_reset_in(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn resets_are_found_with_what_follows() {
+        for (sql, want) in [
+            ("RESET ALL", Some(("RESET ALL", ""))),
+            (
+                "SELECT 1; RESET ALL; -- done",
+                Some(("RESET ALL", "; -- done")),
+            ),
+            ("reset all;(SELECT 1)", Some(("RESET ALL", ";(SELECT 1)"))),
+            ("DISCARD ALL; SELECT 1", Some(("DISCARD ALL", "; SELECT 1"))),
+            ("RESET search_path; SELECT 1", None),
+            ("SELECT 'reset all;'; SELECT 1", None),
+        ] {
+            assert_eq!(path_reset_then(sql), want, "{sql}");
         }
     }
 }
