@@ -148,9 +148,8 @@ async fn the_variable_is_set_again_after_a_commit_or_reset_all() {
         ],
         "only the client's own results"
     );
-    // (A SET or RESET in a batch of several transactions pins the session:
-    // with one server connection, the next client waits for its end.)
-    drop(raw);
+    // (The RESET ALL is followed, not pinned: with one server connection,
+    // the next client would wait for this one's end.)
     // One query string.
     for (sql, want) in [
         (

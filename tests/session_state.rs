@@ -562,6 +562,20 @@ async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
             "SET statement_timeout = '23s'; COMMIT; SET work_mem = '9MB'",
             ("23s", "9MB"),
         ),
+        // RESET ALL in a batch of several transactions (a pool's reset
+        // after its transaction): followed, not pinned.
+        (
+            "SET statement_timeout = '24s'; COMMIT; RESET ALL",
+            ("0", wm.as_str()),
+        ),
+        (
+            "SET work_mem = '9MB'; COMMIT; RESET ALL; SET statement_timeout = '25s'",
+            ("25s", wm.as_str()),
+        ),
+        (
+            "BEGIN; SET statement_timeout = '26s'; COMMIT; BEGIN; RESET ALL; ROLLBACK",
+            ("26s", wm.as_str()),
+        ),
     ] {
         for (c, how) in [
             (support::connect_direct(&cluster, DB).await, "direct"),

@@ -762,6 +762,8 @@ impl Session {
                 Effect::Commit => TxControl::Commit,
                 _ => TxControl::Rollback,
             };
+            self.settings
+                .note_end(control == TxControl::Commit, self.t.sent);
             self.t.tx_control_q.push_back((self.t.sent, control));
             return;
         }
@@ -806,14 +808,18 @@ impl Session {
                         .tx_control_q
                         .push_back((self.t.sent, TxControl::RollbackTo));
                 }
-                Effect::Commit => self
-                    .t
-                    .tx_control_q
-                    .push_back((self.t.sent, TxControl::Commit)),
-                Effect::Rollback => self
-                    .t
-                    .tx_control_q
-                    .push_back((self.t.sent, TxControl::Rollback)),
+                Effect::Commit => {
+                    self.settings.note_end(true, self.t.sent);
+                    self.t
+                        .tx_control_q
+                        .push_back((self.t.sent, TxControl::Commit));
+                }
+                Effect::Rollback => {
+                    self.settings.note_end(false, self.t.sent);
+                    self.t
+                        .tx_control_q
+                        .push_back((self.t.sent, TxControl::Rollback));
+                }
                 Effect::ConfigCall(names) => self.settings.read_back_later(names),
             }
             if run

@@ -20,8 +20,13 @@ pub struct Settings {
     /// `SET`/`RESET` sent and not yet known to be committed or rolled back,
     /// each with the number of the batch (a Query, or messages up to a
     /// Sync) it was sent in. Pipelined batches are noted before earlier ones
-    /// are answered.
+    /// are answered. A `COMMIT` or `ROLLBACK` sent after one of them in the
+    /// same batch is noted among them ([`Effect::Commit`],
+    /// [`Effect::Rollback`]): which SETs it ends.
     tentative: Vec<(u64, Effect)>,
+    /// `(batch, n)`: the client's last batch with a `COMMIT` or `ROLLBACK`
+    /// sent, and how many it holds.
+    ends_sent: (u64, u32),
     /// What the replies to the batch being answered have shown so far.
     answering: Answering,
     /// A ROLLBACK TO SAVEPOINT ran in the current transaction.
@@ -198,6 +203,26 @@ impl Settings {
         }
     }
 
+    /// Records a `COMMIT` (`committed`) or `ROLLBACK` the client sent in
+    /// batch `batch`, so that a batch of several transactions can be
+    /// followed (see [`Settings::on_ready`]).
+    #[inline]
+    pub fn note_end(&mut self, committed: bool, batch: u64) {
+        if self.ends_sent.0 == batch {
+            self.ends_sent.1 += 1;
+        } else {
+            self.ends_sent = (batch, 1);
+        }
+        if self.tentative.last().is_some_and(|(b, _)| *b == batch) {
+            let end = if committed {
+                Effect::Commit
+            } else {
+                Effect::Rollback
+            };
+            self.tentative.push((batch, end));
+        }
+    }
+
     /// The batch being answered had an error.
     pub fn on_error(&mut self) {
         self.answering.error = true;
@@ -337,7 +362,14 @@ impl Settings {
         if !commit || settled.is_empty() {
             return;
         }
-        let effects: Vec<Effect> = settled.into_iter().map(|(_, e)| e).collect();
+        self.apply_committed(settled.into_iter().map(|(_, e)| e).collect());
+    }
+
+    /// Applies SETs (and `RESET ALL`s) whose transaction committed.
+    fn apply_committed(&mut self, effects: Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
         let now = if self.commit_effects(effects) {
             Committed::Unknown
         } else {
@@ -416,6 +448,8 @@ impl Settings {
                     // Nothing ran after the one COMMIT or ROLLBACK: every
                     // SET of the batch came before it.
                     self.settle_last_transaction(own, a.end_committed);
+                } else if !a.error && self.settle_in_order(batch, status, a) {
+                    // Everything ran: each SET went with the end after it.
                 } else {
                     // Some of its SETs may have been committed, others
                     // rolled back or never run: only the server knows.
@@ -427,6 +461,57 @@ impl Settings {
             self.savepoint_rollback = false;
         }
         std::mem::replace(&mut self.settled, Committed::Nothing)
+    }
+
+    /// A batch of several transactions ran without an error: its SETs are
+    /// settled by the end that follows each (a `COMMIT` applies them, a
+    /// `ROLLBACK` drops them); those after the last end belong to the
+    /// transaction the batch leaves: committed when the server is idle
+    /// (its implicit transaction is over), still tentative in a block.
+    /// (Earlier batches' SETs were settled by the first end.) Only when the
+    /// ends the proxy saw go out are the ones that came back, the last of
+    /// them answered as sent, and no savepoint was rolled back to; returns
+    /// whether it settled them.
+    fn settle_in_order(&mut self, batch: u64, status: u8, a: Answering) -> bool {
+        let noted: Vec<bool> = self
+            .tentative
+            .iter()
+            .filter_map(|(b, e)| match e {
+                Effect::Commit if *b == batch => Some(true),
+                Effect::Rollback if *b == batch => Some(false),
+                _ => None,
+            })
+            .collect();
+        let sent = if self.ends_sent.0 == batch {
+            self.ends_sent.1
+        } else {
+            0
+        };
+        if self.savepoint_rollback
+            || sent != a.ends
+            || noted.last().is_some_and(|c| *c != a.end_committed)
+        {
+            return false;
+        }
+        let (mine, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tentative)
+            .into_iter()
+            .partition(|(b, _)| *b == batch);
+        self.tentative = later;
+        let mut open = Vec::new();
+        for (_, e) in mine {
+            match e {
+                Effect::Commit => self.apply_committed(std::mem::take(&mut open)),
+                Effect::Rollback => open.clear(),
+                e => open.push(e),
+            }
+        }
+        if status == b'I' {
+            self.apply_committed(open);
+        } else {
+            let open = open.into_iter().map(|e| (batch, e));
+            self.tentative.splice(0..0, open);
+        }
+        true
     }
 
     /// Settles the SETs of the transaction that just ended, unless a
@@ -690,6 +775,54 @@ mod tests {
         s.on_transaction_end(true, 0);
         s.on_ready(b'I', 0);
         assert_eq!(s.take_untrackable(), None);
+    }
+
+    #[test]
+    fn sets_of_a_batch_of_several_transactions_go_with_the_end_after_them() {
+        // SET a.b = 1; COMMIT; SET a.c = 2; ROLLBACK; SET a.d = 3; COMMIT; RESET ALL
+        let mut s = Settings::new(vec![]);
+        s.note(&set("a.b", "SET a.b = 1"), 0);
+        s.note_end(true, 0);
+        s.note(&set("a.c", "SET a.c = 2"), 0);
+        s.note_end(false, 0);
+        s.note(&set("a.d", "SET a.d = 3"), 0);
+        s.note_end(true, 0);
+        for committed in [true, false, true] {
+            s.on_result();
+            s.on_transaction_end(committed, 0);
+        }
+        assert_eq!(s.on_ready(b'I', 0), Committed::InSync);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1", "SET a.d = 3"]);
+        assert_eq!(s.take_untrackable(), None);
+        // COMMIT; RESET ALL (a pool's reset after its transaction).
+        s.note_end(true, 1);
+        s.note(&Effect::ResetAll, 1);
+        s.on_transaction_end(true, 1);
+        s.on_result();
+        assert_eq!(s.on_ready(b'I', 1), Committed::Unknown);
+        assert!(s.replay(0).is_empty());
+        assert_eq!(s.take_untrackable(), None);
+        // BEGIN; SET a.b = 1; COMMIT; BEGIN; SET a.c = 2 (a block left open).
+        s.note(&set("a.b", "SET a.b = 1"), 2);
+        s.note_end(true, 2);
+        s.note(&set("a.c", "SET a.c = 2"), 2);
+        s.on_result();
+        s.on_result();
+        s.on_transaction_end(true, 2);
+        s.on_result();
+        s.on_result();
+        assert_eq!(s.on_ready(b'T', 2), Committed::InSync);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1"]);
+        s.on_transaction_end(true, 3);
+        s.on_ready(b'I', 3);
+        assert_eq!(s.replay(0), vec!["SET a.b = 1", "SET a.c = 2"]);
+        // The ends that came back are not those that went out: lost.
+        s.note(&set("a.e", "SET a.e = 1"), 4);
+        s.note_end(true, 4);
+        s.on_transaction_end(false, 4);
+        s.on_result();
+        s.on_ready(b'I', 4);
+        assert!(s.take_untrackable().is_some());
     }
 
     #[test]
