@@ -615,6 +615,22 @@ async fn sets_in_a_query_of_several_transactions_stay_with_their_client() {
             }
         }
     }
+    // Failed part way: the SET before the COMMIT stays, the RESET ALL after
+    // it went with the failed transaction; followed, not pinned.
+    let sql = "SET statement_timeout = '27s'; COMMIT; RESET ALL; SELECT 1/0";
+    for (c, how) in [
+        (support::connect_direct(&cluster, DB).await, "direct"),
+        (connect(port).await, "through the proxy"),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(code(&e), "22012", "{how}");
+        if how == "through the proxy" {
+            assert_not_pinned(port, sql).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(show(&c, "statement_timeout").await, "27s", "{how}: {sql}");
+        }
+    }
     proxy.shutdown().await.unwrap();
 }
 

@@ -448,8 +448,8 @@ impl Settings {
                     // Nothing ran after the one COMMIT or ROLLBACK: every
                     // SET of the batch came before it.
                     self.settle_last_transaction(own, a.end_committed);
-                } else if !a.error && self.settle_in_order(batch, status, a) {
-                    // Everything ran: each SET went with the end after it.
+                } else if self.settle_in_order(batch, status, a) {
+                    // Each SET went with the end after it.
                 } else {
                     // Some of its SETs may have been committed, others
                     // rolled back or never run: only the server knows.
@@ -463,15 +463,17 @@ impl Settings {
         std::mem::replace(&mut self.settled, Committed::Nothing)
     }
 
-    /// A batch of several transactions ran without an error: its SETs are
-    /// settled by the end that follows each (a `COMMIT` applies them, a
-    /// `ROLLBACK` drops them); those after the last end belong to the
-    /// transaction the batch leaves: committed when the server is idle
-    /// (its implicit transaction is over), still tentative in a block.
-    /// (Earlier batches' SETs were settled by the first end.) Only when the
-    /// ends the proxy saw go out are the ones that came back, the last of
-    /// them answered as sent, and no savepoint was rolled back to; returns
-    /// whether it settled them.
+    /// A batch of several transactions was answered: its SETs are settled
+    /// by the end that follows each (a `COMMIT` applies them, a `ROLLBACK`
+    /// drops them). Those after the last end that completed belong to the
+    /// transaction the batch leaves: after an error, that one failed (or
+    /// they never ran), so they are dropped; else they are committed when
+    /// the server is idle (its implicit transaction is over), and stay
+    /// tentative in a block. (Earlier batches' SETs were settled by the
+    /// first end.) Only when the ends that came back are, in number, those
+    /// the proxy saw go out (all of them, or the first ones up to an error),
+    /// the last of them answered as sent, and no savepoint was rolled back
+    /// to; returns whether it settled them.
     fn settle_in_order(&mut self, batch: u64, status: u8, a: Answering) -> bool {
         let noted: Vec<bool> = self
             .tentative
@@ -487,9 +489,17 @@ impl Settings {
         } else {
             0
         };
+        // Ends sent before the batch's first SET are not noted among them.
+        let unnoted = sent.saturating_sub(noted.len() as u32);
+        let completed = a.ends.saturating_sub(unnoted) as usize;
+        let consistent = if a.error {
+            a.ends <= sent
+        } else {
+            a.ends == sent
+        };
         if self.savepoint_rollback
-            || sent != a.ends
-            || noted.last().is_some_and(|c| *c != a.end_committed)
+            || !consistent
+            || (completed > 0 && noted[completed - 1] != a.end_committed)
         {
             return false;
         }
@@ -498,14 +508,27 @@ impl Settings {
             .partition(|(b, _)| *b == batch);
         self.tentative = later;
         let mut open = Vec::new();
+        let mut ends = 0;
         for (_, e) in mine {
+            if ends == completed && matches!(e, Effect::Commit | Effect::Rollback) {
+                // Not reached: an error came first.
+                break;
+            }
             match e {
-                Effect::Commit => self.apply_committed(std::mem::take(&mut open)),
-                Effect::Rollback => open.clear(),
+                Effect::Commit => {
+                    ends += 1;
+                    self.apply_committed(std::mem::take(&mut open));
+                }
+                Effect::Rollback => {
+                    ends += 1;
+                    open.clear();
+                }
                 e => open.push(e),
             }
         }
-        if status == b'I' {
+        if a.error {
+            // In the transaction the error failed, or never run.
+        } else if status == b'I' {
             self.apply_committed(open);
         } else {
             let open = open.into_iter().map(|e| (batch, e));
@@ -816,12 +839,36 @@ mod tests {
         s.on_transaction_end(true, 3);
         s.on_ready(b'I', 3);
         assert_eq!(s.replay(0), vec!["SET a.b = 1", "SET a.c = 2"]);
-        // The ends that came back are not those that went out: lost.
-        s.note(&set("a.e", "SET a.e = 1"), 4);
-        s.note_end(true, 4);
-        s.on_transaction_end(false, 4);
+        // An error after the first end: the SET before it committed, the
+        // RESET ALL after it failed with the error's transaction.
+        s.note(&set("a.f", "SET a.f = 1"), 5);
+        s.note_end(true, 5);
+        s.note(&Effect::ResetAll, 5);
         s.on_result();
-        s.on_ready(b'I', 4);
+        s.on_transaction_end(true, 5);
+        s.on_result();
+        s.on_error();
+        s.on_ready(b'I', 5);
+        assert_eq!(s.take_untrackable(), None);
+        assert_eq!(
+            s.replay(0),
+            vec!["SET a.b = 1", "SET a.c = 2", "SET a.f = 1"]
+        );
+        // COMMIT; RESET ALL; SELECT 1/0: the RESET ALL failed.
+        s.note_end(true, 6);
+        s.note(&Effect::ResetAll, 6);
+        s.on_transaction_end(true, 6);
+        s.on_result();
+        s.on_error();
+        s.on_ready(b'I', 6);
+        assert_eq!(s.take_untrackable(), None);
+        assert_eq!(s.replay(0).len(), 3);
+        // The ends that came back are not those that went out: lost.
+        s.note(&set("a.e", "SET a.e = 1"), 7);
+        s.note_end(true, 7);
+        s.on_transaction_end(false, 7);
+        s.on_result();
+        s.on_ready(b'I', 7);
         assert!(s.take_untrackable().is_some());
     }
 
