@@ -97,6 +97,41 @@ async fn server_variable_follows_the_session_tenant() {
     proxy.shutdown().await.unwrap();
 }
 
+/// The proxy's own `set_config` statement, sent while the server skips the
+/// rest of a batch after an error (the error already answered): it was not
+/// prepared there, and must not be taken for prepared by the next client of
+/// that server connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_variable_statement_is_prepared_again() {
+    let cluster = start_app_cluster().await;
+    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let mut prep = parse("s", "SELECT 1");
+    prep.extend(sync());
+    raw.send(&prep).await;
+    raw.until_ready().await;
+    let mut unknown = bind("", "nope", &[]);
+    unknown.extend(execute(""));
+    raw.send(&unknown).await;
+    assert_eq!(raw.expect_error_code().await, "26000");
+    let mut rest = bind("", "s", &[]);
+    rest.extend(execute(""));
+    rest.extend(sync());
+    raw.send(&rest).await;
+    raw.until_ready().await;
+    // Another client on the (single) server connection.
+    let other = connect(proxy.port, "a", "a-secret", "app").await;
+    for _ in 0..2 {
+        let shown: String = other
+            .query_one("SELECT current_setting('app.current_tenant', true)", &[])
+            .await
+            .expect("the proxy's statement is prepared again")
+            .get(0);
+        assert_eq!(shown, "a");
+    }
+    proxy.shutdown().await.unwrap();
+}
+
 /// The first column of every row of a simple Query, in order.
 async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     c.simple_query(sql)

@@ -76,6 +76,16 @@ impl Session {
                     t.tx_status = msg.get(5).copied().unwrap_or(b'I');
                     let batch = t.answered;
                     t.answered += 1;
+                    // Parses sent after an error in this batch were skipped.
+                    if t.parse_q.front().is_some_and(|(b, _)| *b == batch) {
+                        forget_unprepared(
+                            t,
+                            batch,
+                            &mut server.conn,
+                            &mut self.statements,
+                            &mut self.unnamed,
+                        );
+                    }
                     // Replies still expected for this batch were skipped.
                     t.retain_replies(|b| b > batch);
                     if self.rls.inserted.as_ref().is_some_and(|(b, _)| *b <= batch) {
@@ -150,32 +160,13 @@ impl Session {
                     // was asked to prepare in it do not exist, and names the
                     // client gave them are not defined (as in Postgres).
                     let batch = t.answered;
-                    for (b, action) in &t.parse_q {
-                        if *b != batch {
-                            continue;
-                        }
-                        match action {
-                            // Skipped, or failed: whether the server still
-                            // has it from before (a DEALLOCATE ALL pipelined
-                            // in front of it may have been skipped too) is
-                            // not known.
-                            ParseAction::Forward(Some((stmt, name))) => {
-                                server.conn.prepared.remove(&stmt.id);
-                                server.conn.doubtful.insert(stmt.id);
-                                self.statements.remove_if(name, stmt);
-                            }
-                            ParseAction::Swallow(Some(stmt)) => {
-                                server.conn.prepared.remove(&stmt.id);
-                                server.conn.doubtful.insert(stmt.id);
-                            }
-                            ParseAction::Forward(None) => {
-                                // A failed unnamed Parse leaves no unnamed statement.
-                                self.unnamed = None;
-                                server.conn.unnamed_owner = None;
-                            }
-                            ParseAction::Swallow(None) => server.conn.unnamed_owner = None,
-                        }
-                    }
+                    forget_unprepared(
+                        t,
+                        batch,
+                        &mut server.conn,
+                        &mut self.statements,
+                        &mut self.unnamed,
+                    );
                     for (b, action) in &t.close_q {
                         if *b == batch
                             && let CloseAction::AsParseComplete(name) = action
@@ -327,6 +318,43 @@ fn hide_last_param(msg: &[u8], out: &mut BytesMut) {
 fn is_raised_refusal(msg: &[u8]) -> bool {
     messages::error_field(msg, b'W')
         .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
+}
+
+/// The Parses of batch `batch` still awaiting their ParseComplete, which
+/// an error made the server skip (or fail): the statements do not exist on
+/// the server, and names the client gave them are not defined (as in
+/// Postgres). Whether the server still has a statement from before (a
+/// `DEALLOCATE ALL` pipelined in front of it may have been skipped too) is
+/// not known: it is doubtful.
+fn forget_unprepared(
+    t: &super::session::Tracker,
+    batch: u64,
+    conn: &mut crate::backend::ServerConn,
+    statements: &mut super::prepared::ClientStatements,
+    unnamed: &mut Option<Arc<super::session::UnnamedStatement>>,
+) {
+    for (b, action) in &t.parse_q {
+        if *b != batch {
+            continue;
+        }
+        match action {
+            ParseAction::Forward(Some((stmt, name))) => {
+                conn.prepared.remove(&stmt.id);
+                conn.doubtful.insert(stmt.id);
+                statements.remove_if(name, stmt);
+            }
+            ParseAction::Swallow(Some(stmt)) => {
+                conn.prepared.remove(&stmt.id);
+                conn.doubtful.insert(stmt.id);
+            }
+            ParseAction::Forward(None) => {
+                // A failed unnamed Parse leaves no unnamed statement.
+                *unnamed = None;
+                conn.unnamed_owner = None;
+            }
+            ParseAction::Swallow(None) => conn.unnamed_owner = None,
+        }
+    }
 }
 
 /// A `DEALLOCATE ALL` or `DISCARD ALL` completed: the statements prepared
