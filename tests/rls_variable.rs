@@ -132,6 +132,50 @@ async fn a_skipped_variable_statement_is_prepared_again() {
     proxy.shutdown().await.unwrap();
 }
 
+/// The proxy's `set_config` goes into a batch after client results that
+/// already came back (a Flush sent them): its reply is still its own, and
+/// the client gets exactly its results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variable_after_a_flush_keeps_its_reply_to_itself() {
+    let cluster = start_app_cluster().await;
+    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let pbe = |sql: &str| {
+        let mut m = parse("", sql);
+        m.extend(bind("", "", &[]));
+        m.extend(execute(""));
+        m
+    };
+    let flush = raw_client::message(b'H', &[]);
+    let mut first = pbe("BEGIN");
+    first.extend(pbe("COMMIT"));
+    first.extend(&flush);
+    raw.send(&first).await;
+    let mut tags = Vec::new();
+    while tags.len() < 2 {
+        if let Some(t) = raw.expect_msg().await.command_tag() {
+            tags.push(t);
+        }
+    }
+    assert_eq!(tags, ["BEGIN", "COMMIT"]);
+    let mut second = pbe("SELECT current_setting('app.current_tenant', true)");
+    second.extend(&flush);
+    raw.send(&second).await;
+    let mut last = pbe("SELECT 'three'");
+    last.extend(sync());
+    raw.send(&last).await;
+    let replies = raw.until_ready().await;
+    let rows: Vec<_> = replies.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(
+        rows,
+        [vec![Some("a".to_string())], vec![Some("three".to_string())]],
+        "{replies:?}"
+    );
+    let tags: Vec<_> = replies.iter().filter_map(|m| m.command_tag()).collect();
+    assert_eq!(tags, ["SELECT 1", "SELECT 1"], "{replies:?}");
+    proxy.shutdown().await.unwrap();
+}
+
 /// The first column of every row of a simple Query, in order.
 async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     c.simple_query(sql)

@@ -57,9 +57,6 @@ pub(super) struct RlsState {
     /// The session's current home is a dedicated database (no rewriting,
     /// no variable: the tenant is alone there).
     pub(super) dedicated: bool,
-    /// `(batch, executes)`: the proxy's last `set_config` went into that
-    /// extended-protocol batch after that many of the client's Executes.
-    pub(super) placed: Option<(u64, u32)>,
     /// The proxy's `set_config` statement, once interned.
     pub(super) statement: Option<Arc<Statement>>,
 }
@@ -201,16 +198,8 @@ impl Session {
         messages::bind_text(&mut self.to_server, PORTAL, name, &[tenant.as_bytes()]);
         self.t.bind_q.push_back((sent, BindAction::Swallow));
         messages::execute(&mut self.to_server, PORTAL);
-        // Counted from the proxy's last statement in the same batch, if any
-        // (see `ours` in server_messages.rs).
-        let before = match self.rls.placed {
-            Some((batch, executes)) if batch == sent => {
-                self.t.batch_executes.saturating_sub(executes)
-            }
-            _ => self.t.batch_executes,
-        };
-        self.rls.placed = Some((sent, self.t.batch_executes));
-        self.t.results_q.push_back((sent, before));
+        // After every result of the client's Executes so far in the batch.
+        self.t.results_q.push_back((sent, self.t.batch_executes));
         messages::close(&mut self.to_server, b'P', PORTAL);
         self.t.close_q.push_back((sent, CloseAction::Swallow));
         self.t.unsynced = true;
@@ -233,8 +222,8 @@ struct VariablePlaces {
 struct Place {
     /// Byte offset in the query string.
     at: usize,
-    /// The client's statements between the last insertion (or the start)
-    /// and this one: their results come before the `SET LOCAL`'s.
+    /// The client's statements before this place in the string: their
+    /// results come before the `SET LOCAL`'s.
     results_before: u32,
 }
 
@@ -260,8 +249,6 @@ fn variable_places(sql: &str, unset: bool, idle: bool) -> Result<VariablePlaces,
     // Where the variable would go for the statements at hand: the byte
     // offset, and how many statements come before it.
     let mut start = unset.then_some((0, 0));
-    // Statements before the last place.
-    let mut placed = 0u32;
     let mut created = false;
     for (n, stmt) in (0u32..).zip(split_statements(sql)) {
         let at = stmt.as_ptr() as usize - sql.as_ptr() as usize;
@@ -273,9 +260,8 @@ fn variable_places(sql: &str, unset: bool, idle: bool) -> Result<VariablePlaces,
                 }
                 out.places.push(Place {
                     at: place,
-                    results_before: before - placed,
+                    results_before: before,
                 });
-                placed = before;
                 out.unset_after = false;
                 start = None;
             }
@@ -337,7 +323,7 @@ mod tests {
                 "SELECT 1; RESET ALL; SHOW x; SELECT 2; ROLLBACK; VALUES (1)",
                 true
             ),
-            [(0, 0), (20, 2), (48, 3)]
+            [(0, 0), (20, 2), (48, 5)]
         );
         assert_eq!(places("reset all; -- c\nSELECT 2", false), [(10, 1)]);
         // Nothing that touches rows after the reset: the next message gets it.

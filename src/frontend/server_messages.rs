@@ -76,6 +76,7 @@ impl Session {
                     t.tx_status = msg.get(5).copied().unwrap_or(b'I');
                     let batch = t.answered;
                     t.answered += 1;
+                    t.batch_results = 0;
                     // Parses sent after an error in this batch were skipped.
                     if t.parse_q.front().is_some_and(|(b, _)| *b == batch) {
                         forget_unprepared(
@@ -209,16 +210,12 @@ impl Session {
                         (PositionFix::Keep, _) => self.to_client.extend_from_slice(msg),
                     }
                 }
-                tag::DATA_ROW if ours(&t.results_q, t.answered) == Some(true) => {
+                tag::DATA_ROW if ours(t) => {
                     // A row of the proxy's own statement.
                 }
-                tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
-                    if ours(&t.results_q, t.answered) == Some(false) =>
-                {
-                    // A result of the client's that comes before the proxy's.
-                    if let Some((_, before)) = t.results_q.front_mut() {
-                        *before -= 1;
-                    }
+                tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
+                    // A result of the client's.
+                    t.batch_results += 1;
                     self.to_client.extend_from_slice(msg);
                 }
                 tag::PARAMETER_STATUS => {
@@ -227,17 +224,13 @@ impl Session {
                     self.told_stale = true;
                     self.to_client.extend_from_slice(msg);
                 }
-                tag::COMMAND_COMPLETE if ours(&t.results_q, t.answered) == Some(true) => {
+                tag::COMMAND_COMPLETE if ours(t) => {
                     // The proxy's own statement is done.
                     t.results_q.pop_front();
                 }
                 tag::COMMAND_COMPLETE => {
-                    if ours(&t.results_q, t.answered) == Some(false)
-                        && let Some((_, before)) = t.results_q.front_mut()
-                    {
-                        // A result of the client's that comes before the proxy's.
-                        *before -= 1;
-                    }
+                    // A result of the client's.
+                    t.batch_results += 1;
                     let text = text_body(msg);
                     // The statement this tag answers, when it may end a
                     // transaction (older entries were skipped by an error).
@@ -284,14 +277,14 @@ impl Session {
     }
 }
 
-/// Whether the next result of batch `answered` belongs to the proxy's own
-/// statement (`Some(true)`), to one of the client's that precede it
-/// (`Some(false)`), or there is no proxy statement in this batch (`None`).
-fn ours(results_q: &std::collections::VecDeque<(u64, u32)>, answered: u64) -> Option<bool> {
-    match results_q.front() {
-        Some((b, before)) if *b == answered => Some(*before == 0),
-        _ => None,
-    }
+/// Whether the next result of the batch being answered belongs to the
+/// proxy's own statement: the first one the proxy put in this batch comes
+/// after as many of the client's results as have come in.
+fn ours(t: &super::session::Tracker) -> bool {
+    matches!(
+        t.results_q.front(),
+        Some((b, before)) if *b == t.answered && *before == t.batch_results
+    )
 }
 
 /// ParameterDescription without its last parameter (the proxy's tenant).

@@ -145,9 +145,12 @@ pub(super) struct Tracker {
     pub(super) close_q: VecDeque<(u64, CloseAction)>,
     pub(super) bind_q: VecDeque<(u64, BindAction)>,
     pub(super) describe_q: VecDeque<(u64, DescribeAction)>,
-    /// Results of statements tenantgate ran in front of the client's: the
-    /// batch, and how many of the client's results in that batch come first.
+    /// Results of statements tenantgate ran among the client's: the batch,
+    /// and how many of the client's results in that batch come first.
     pub(super) results_q: VecDeque<(u64, u32)>,
+    /// The client's results received so far in the batch being answered
+    /// (counted whatever the timing of Flush and writes, see `results_q`).
+    pub(super) batch_results: u32,
     /// Statements sent that end a transaction or roll back to a savepoint,
     /// in order: a `ROLLBACK` tag alone does not tell which one it answers.
     pub(super) tx_control_q: VecDeque<(u64, TxControl)>,
