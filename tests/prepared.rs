@@ -372,6 +372,20 @@ async fn drops_in_a_pipeline_match_postgres() {
             raw::query("DEALLOCATE ALL"),
         ]);
     }
+    // A name defined again behind the drop, and one used behind it.
+    steps.extend([
+        cat(&[
+            raw::parse("s1", "SELECT 'one'"),
+            raw::pbe("DEALLOCATE ALL"),
+            raw::parse("s1", "SELECT 'two'"),
+            run("s1", ""),
+            raw::sync(),
+        ]),
+        cat(&[run("s1", ""), raw::sync()]),
+        cat(&[raw::parse("s2", "SELECT 'x'"), raw::sync()]),
+        cat(&[raw::pbe("DEALLOCATE ALL"), run("s2", ""), raw::sync()]),
+        raw::query("DEALLOCATE ALL"),
+    ]);
     // A drop that fails: everything stays.
     steps.extend([
         cat(&[raw::parse("kept", "SELECT 778"), raw::sync()]),
@@ -393,8 +407,11 @@ async fn drops_in_a_pipeline_match_postgres() {
         assert!(has(&answer[at + 1], "777"), "{:?}", answer[at + 1]);
         assert!(has(&answer[at + 2], "26000"), "{:?}", answer[at + 2]);
     }
-    assert!(has(&answer[15], "778"), "{:?}", answer[15]);
-    assert!(has(&answer[16], "26000"), "{:?}", answer[16]);
+    assert!(has(&answer[10], "two"), "{:?}", answer[10]);
+    assert!(has(&answer[11], "two"), "{:?}", answer[11]);
+    assert!(has(&answer[13], "26000"), "{:?}", answer[13]);
+    assert!(has(&answer[20], "778"), "{:?}", answer[20]);
+    assert!(has(&answer[21], "26000"), "{:?}", answer[21]);
     proxy.shutdown().await.unwrap();
 }
 

@@ -1065,15 +1065,16 @@ impl Session {
     /// A `DEALLOCATE ALL` or `DISCARD ALL` is sent to run: whatever was
     /// prepared on the server before it may be gone (it is, unless it
     /// fails), so it is prepared again when used after it, behind a Close
-    /// of its name; the client's names defined so far go when it completes.
+    /// of its name. The client's names defined so far are gone for what it
+    /// sends after it (which runs after it, or not at all if it fails: then
+    /// they are given back).
     fn dropping_statements(&mut self) {
         if let Some(server) = self.server.as_mut() {
             let conn = &mut server.conn;
             conn.doubtful.extend(conn.prepared.drain());
         }
-        self.t
-            .drops_q
-            .push_back((self.t.sent, self.statements.generation()));
+        let taken = self.statements.take_all();
+        self.t.drops_q.push_back((self.t.sent, taken));
     }
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {

@@ -188,11 +188,7 @@ impl StatementRegistry {
 /// hasher).
 #[derive(Debug, Default)]
 pub struct ClientStatements {
-    /// Each name's statement, and when it was defined (see
-    /// [`ClientStatements::generation`]).
-    names: HashMap<Box<[u8]>, (Arc<Statement>, u64)>,
-    /// The next definition's number.
-    defined: u64,
+    names: HashMap<Box<[u8]>, Arc<Statement>>,
     /// The text and parameter types as the client sent them, for the
     /// statements isolation rewrote (the others' are the statement's own):
     /// planned again when the session's tenant moves to another kind of home.
@@ -222,8 +218,7 @@ impl ClientStatements {
     /// Defines (or redefines) `name`; `source` is what the client sent when
     /// `stmt` is a rewrite of it.
     pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>, source: Option<Source>) {
-        self.names.insert(name.into(), (stmt, self.defined));
-        self.defined += 1;
+        self.names.insert(name.into(), stmt);
         match source {
             Some(src) => {
                 self.sources.insert(name.into(), src);
@@ -239,7 +234,7 @@ impl ClientStatements {
     /// Puts `stmt`, planned again for the session's current home, in
     /// place of what `name` meant (its source stays).
     pub fn replan(&mut self, name: &[u8], stmt: Arc<Statement>) {
-        let Some((slot, _)) = self.names.get_mut(name) else {
+        let Some(slot) = self.names.get_mut(name) else {
             return;
         };
         if !self.sources.contains_key(name) {
@@ -256,12 +251,12 @@ impl ClientStatements {
         if let Some(src) = self.sources.get(name) {
             return Some(src.clone());
         }
-        self.names.get(name).map(|(s, _)| Source::of(s))
+        self.names.get(name).map(|s| Source::of(s))
     }
 
     /// The statement behind `name`.
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
-        self.names.get(name).map(|(s, _)| s)
+        self.names.get(name)
     }
 
     /// Whether `name` is defined.
@@ -279,11 +274,7 @@ impl ClientStatements {
 
     /// Forgets `name` if it still means `stmt`.
     pub fn remove_if(&mut self, name: &[u8], stmt: &Arc<Statement>) {
-        if self
-            .names
-            .get(name)
-            .is_some_and(|(s, _)| Arc::ptr_eq(s, stmt))
-        {
+        if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
             self.remove(name);
         }
     }
@@ -306,7 +297,7 @@ impl ClientStatements {
                 .and_then(|id| {
                     self.names
                         .iter()
-                        .filter(|(_, (s, _))| s.id == id)
+                        .filter(|(_, s)| s.id == id)
                         .map(|(n, _)| n)
                         .min()
                 });
@@ -333,23 +324,23 @@ impl ClientStatements {
         self.sources.clear();
     }
 
-    /// A mark for the names defined so far: [`ClientStatements::forget_older`]
-    /// with it forgets them and keeps those defined later.
-    pub fn generation(&self) -> u64 {
-        self.defined
+    /// Forgets every name, as a `DEALLOCATE ALL` sent to run will (messages
+    /// behind it in its batch run after it, or not at all), returning them
+    /// for [`ClientStatements::restore`] should it fail.
+    pub fn take_all(&mut self) -> ClientStatements {
+        std::mem::take(self)
     }
 
-    /// Forgets the names defined before `generation`: a `DEALLOCATE ALL`
-    /// sent after them ran, and names a client pipelined behind it stay.
-    pub fn forget_older(&mut self, generation: u64) {
-        let sources = &mut self.sources;
-        self.names.retain(|name, (_, at)| {
-            let keep = *at >= generation;
-            if !keep && !sources.is_empty() {
-                sources.remove(name);
+    /// Defines again the names of `dropped` not defined since: the drop
+    /// that took them failed.
+    pub fn restore(&mut self, dropped: ClientStatements) {
+        let ClientStatements { names, mut sources } = dropped;
+        for (name, stmt) in names {
+            if !self.names.contains_key(&name) {
+                let source = sources.remove(&name);
+                self.insert(&name, stmt, source);
             }
-            keep
-        });
+        }
     }
 
     /// Number of names defined.

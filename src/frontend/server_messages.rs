@@ -175,6 +175,13 @@ impl Session {
                             self.statements.remove(name);
                         }
                     }
+                    // A drop in this batch that did not complete: the names
+                    // it took are the client's again.
+                    while t.drops_q.front().is_some_and(|(b, _)| *b == batch) {
+                        if let Some((_, taken)) = t.drops_q.pop_front() {
+                            self.statements.restore(taken);
+                        }
+                    }
                     let raised = t.raised_q.iter().find(|r| r.0 == batch).map(|r| r.1);
                     t.retain_replies(|b| b != batch);
                     self.settings.on_error();
@@ -353,21 +360,18 @@ fn forget_unprepared(
 /// A `DEALLOCATE ALL` or `DISCARD ALL` completed: the statements prepared
 /// before it was sent are gone (those the proxy prepared on the server were
 /// set aside as doubtful when it was sent, see `Session::dropping_statements`),
-/// and so are the client's names defined before it; names and statements
-/// pipelined behind it stay.
+/// and so are the client's names defined before it (forgotten as it was
+/// sent); names and statements pipelined behind it stay.
 fn forget_dropped(
     t: &mut super::session::Tracker,
     conn: &mut crate::backend::ServerConn,
     statements: &mut super::prepared::ClientStatements,
 ) {
     conn.doubtful.clear();
-    match t.drops_q.pop_front() {
-        Some((_, generation)) => statements.forget_older(generation),
-        None => {
-            // Not seen going out (run where the proxy does not look).
-            conn.prepared.clear();
-            statements.clear();
-        }
+    if t.drops_q.pop_front().is_none() {
+        // Not seen going out (run where the proxy does not look).
+        conn.prepared.clear();
+        statements.clear();
     }
 }
 

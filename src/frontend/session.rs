@@ -158,9 +158,8 @@ pub(super) struct Tracker {
     /// the ROUTINE its ErrorResponse is to name (see `ProxyError::routine`).
     pub(super) raised_q: VecDeque<(u64, Option<&'static str>)>,
     /// `DEALLOCATE ALL` / `DISCARD ALL` sent to run, in order, each with the
-    /// client's statement generation when it was sent: the names defined
-    /// before it are forgotten once it completes.
-    pub(super) drops_q: VecDeque<(u64, u64)>,
+    /// client's names it took (given back if it fails).
+    pub(super) drops_q: VecDeque<(u64, ClientStatements)>,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
