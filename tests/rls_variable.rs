@@ -38,20 +38,26 @@ async fn tenants_a_and_b(port: u16) -> (tokio_postgres::Client, tokio_postgres::
 }
 
 async fn server_tenant(c: &tokio_postgres::Client) -> String {
-    let rows = c
-        .simple_query("SELECT current_setting('app.current_tenant', true)")
+    column(c, "SELECT current_setting('app.current_tenant', true)")
         .await
-        .expect("current_setting");
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
+        .into_iter()
+        .next()
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_variable_follows_the_session_tenant() {
+/// Parse/Bind/Execute of each of `sqls` (unnamed statement and portal).
+fn pbe_each(sqls: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for sql in sqls {
+        out.extend(parse("", sql));
+        out.extend(bind("", "", &[]));
+        out.extend(execute(""));
+    }
+    out
+}
+
+/// A cluster with table `items`, behind a proxy with [`rls_config`].
+async fn items_behind_proxy() -> (tenantgate::localpg::Cluster, support::ProxyHandle) {
     let cluster = start_app_cluster().await;
     exec(
         &cluster,
@@ -60,6 +66,12 @@ async fn server_variable_follows_the_session_tenant() {
     )
     .await;
     let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    (cluster, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_variable_follows_the_session_tenant() {
+    let (_cluster, proxy) = items_behind_proxy().await;
     // pool_size 1: every client's transactions share one server connection.
     let (bound, by_option) = tenants_a_and_b(proxy.port).await;
     let by_set = connect(proxy.port, "app", "app-secret", "app").await;
@@ -103,8 +115,7 @@ async fn server_variable_follows_the_session_tenant() {
 /// that server connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skipped_variable_statement_is_prepared_again() {
-    let cluster = start_app_cluster().await;
-    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let (_cluster, proxy) = items_behind_proxy().await;
     let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
     let mut prep = parse("s", "SELECT 1");
     prep.extend(sync());
@@ -137,18 +148,10 @@ async fn a_skipped_variable_statement_is_prepared_again() {
 /// the client gets exactly its results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_variable_after_a_flush_keeps_its_reply_to_itself() {
-    let cluster = start_app_cluster().await;
-    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let (_cluster, proxy) = items_behind_proxy().await;
     let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
-    let pbe = |sql: &str| {
-        let mut m = parse("", sql);
-        m.extend(bind("", "", &[]));
-        m.extend(execute(""));
-        m
-    };
     let flush = raw_client::message(b'H', &[]);
-    let mut first = pbe("BEGIN");
-    first.extend(pbe("COMMIT"));
+    let mut first = pbe_each(&["BEGIN", "COMMIT"]);
     first.extend(&flush);
     raw.send(&first).await;
     let mut tags = Vec::new();
@@ -158,10 +161,10 @@ async fn the_variable_after_a_flush_keeps_its_reply_to_itself() {
         }
     }
     assert_eq!(tags, ["BEGIN", "COMMIT"]);
-    let mut second = pbe("SELECT current_setting('app.current_tenant', true)");
+    let mut second = pbe_each(&["SELECT current_setting('app.current_tenant', true)"]);
     second.extend(&flush);
     raw.send(&second).await;
-    let mut last = pbe("SELECT 'three'");
+    let mut last = pbe_each(&["SELECT 'three'"]);
     last.extend(sync());
     raw.send(&last).await;
     let replies = raw.until_ready().await;
@@ -176,12 +179,14 @@ async fn the_variable_after_a_flush_keeps_its_reply_to_itself() {
     proxy.shutdown().await.unwrap();
 }
 
-/// The first column of every row of a simple Query, in order.
+/// The first column of every row of a simple Query, in order (NULL as
+/// the empty string).
 async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    c.simple_query(sql)
+    let rows = c
+        .simple_query(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .iter()
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
             _ => None,
@@ -195,24 +200,12 @@ async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 /// again (they ran with none: a policy saw no rows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_variable_is_set_again_after_a_commit_or_reset_all() {
-    let cluster = start_app_cluster().await;
-    exec(
-        &cluster,
-        "app",
-        "CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL);",
-    )
-    .await;
-    let proxy = start_proxy(rls_config(&cluster.url("app"), "")).await;
+    let (_cluster, proxy) = items_behind_proxy().await;
     let (a, _) = tenants_a_and_b(proxy.port).await;
     const SHOWN: &str = "SELECT current_setting('app.current_tenant', true)";
     // One pipeline: the variable is bound again after COMMIT and RESET ALL.
     let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
-    let mut batch = Vec::new();
-    for sql in ["BEGIN", SHOWN, "COMMIT", SHOWN, "RESET ALL", SHOWN] {
-        batch.extend(parse("", sql));
-        batch.extend(bind("", "", &[]));
-        batch.extend(execute(""));
-    }
+    let mut batch = pbe_each(&["BEGIN", SHOWN, "COMMIT", SHOWN, "RESET ALL", SHOWN]);
     batch.extend(sync());
     raw.send(&batch).await;
     let replies = raw.until_ready().await;
@@ -515,15 +508,10 @@ async fn policies_see_the_tenant_in_every_transaction() {
     // One batch whose first statement does not touch rows: the variable is
     // set in front of the second, and the client sees exactly its replies.
     let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
-    let mut batch = Vec::new();
-    for sql in [
+    let mut batch = pbe_each(&[
         "SET statement_timeout = 0",
         "SELECT body FROM notes ORDER BY body",
-    ] {
-        batch.extend(parse("", sql));
-        batch.extend(bind("", "", &[]));
-        batch.extend(execute(""));
-    }
+    ]);
     batch.extend(sync());
     raw.send(&batch).await;
     let replies = raw.until_ready().await;
