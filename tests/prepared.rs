@@ -415,6 +415,70 @@ async fn drops_in_a_pipeline_match_postgres() {
     proxy.shutdown().await.unwrap();
 }
 
+/// After an error in extended-protocol messages, Postgres skips everything
+/// up to the next Sync, simple Queries included (no reply for them): sent
+/// with the failing messages or after their error came back.
+#[tokio::test]
+async fn queries_skipped_after_an_extended_error_match_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    let mut answers = Vec::new();
+    for port in [cluster.port(), proxy.port] {
+        let (user, password) = if port == proxy.port {
+            (USER, PASSWORD)
+        } else {
+            ("postgres", "")
+        };
+        let mut r = raw::Raw::connect(port, user, password, DB).await;
+        let mut out = Vec::new();
+        // All in one write.
+        r.send(&cat(&[
+            raw::parse("", "SELEC 1"),
+            raw::query("SELECT 'skipped'"),
+            raw::query("SELECT 'skipped too'"),
+            raw::sync(),
+        ]))
+        .await;
+        out.extend(r.until_ready().await);
+        // The error is in before the Query is written.
+        r.send(&cat(&[raw::bind("", "nope", &[]), raw::execute("")]))
+            .await;
+        let (tag, _) = r.recv().await;
+        out.push(format!("{}", tag as char));
+        r.send(&raw::query("SELECT 'skipped'")).await;
+        r.send(&raw::sync()).await;
+        out.extend(r.until_ready().await);
+        r.send(&raw::query("SELECT 'after'")).await;
+        out.extend(r.until_ready().await);
+        // Nothing is owed any more: the (single) server connection went
+        // back to the pool, and another client gets it.
+        let mut other = raw::Raw::connect(port, user, password, DB).await;
+        other.send(&raw::query("SELECT 'other'")).await;
+        let got = tokio::time::timeout(Duration::from_secs(10), other.until_ready())
+            .await
+            .expect("the server connection was given back");
+        out.extend(got);
+        other.terminate().await;
+        r.terminate().await;
+        answers.push(out);
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "through the proxy (left) vs Postgres (right)"
+    );
+    assert!(
+        answers[0].iter().any(|m| m.contains("after")),
+        "{:?}",
+        answers[0]
+    );
+    assert!(
+        !answers[0].iter().any(|m| m.contains("skipped")),
+        "{:?}",
+        answers[0]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn closed_statement_can_be_prepared_again() {
     let cluster = support::start_app_cluster().await;

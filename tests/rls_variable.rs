@@ -143,6 +143,32 @@ async fn a_skipped_variable_statement_is_prepared_again() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A simple Query sent after an error in an unsynced extended-protocol
+/// batch is skipped by the server (Postgres answers only the Sync): the
+/// session, which makes batches wait for earlier answers with `rls`, goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_skipped_after_an_error_does_not_stop_the_session() {
+    let (_cluster, proxy) = items_behind_proxy().await;
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let mut unknown = bind("", "nope", &[]);
+    unknown.extend(execute(""));
+    raw.send(&unknown).await;
+    assert_eq!(raw.expect_error_code().await, "26000");
+    raw.send(&query_msg("SELECT 'skipped'")).await;
+    raw.send(&sync()).await;
+    let replies = raw.until_ready().await;
+    assert!(
+        replies.iter().all(|m| m.data_row().is_none()),
+        "{replies:?}"
+    );
+    assert_eq!(
+        raw.query_values("SELECT current_setting('app.current_tenant', true)")
+            .await,
+        [Some("a".to_string())]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
 /// The proxy's `set_config` goes into a batch after client results that
 /// already came back (a Flush sent them): its reply is still its own, and
 /// the client gets exactly its results.

@@ -99,6 +99,12 @@ impl Session {
                 }
                 continue;
             }
+            if self.t.skipping && matches!(tag, ftag::QUERY | ftag::FUNCTION_CALL) {
+                // The server skips to the next Sync after an error in an
+                // extended-protocol batch, ignoring this as Postgres does:
+                // no reply comes for it.
+                continue;
+            }
             if tag == ftag::QUERY
                 && let Err(e) = query_text(&msg)
             {
@@ -204,6 +210,17 @@ impl Session {
                 continue;
             }
             let handled = self.handle_client_message(tag, &msg, plan, rewritten);
+            if matches!(
+                tag,
+                ftag::PARSE
+                    | ftag::BIND
+                    | ftag::DESCRIBE
+                    | ftag::EXECUTE
+                    | ftag::CLOSE
+                    | ftag::FLUSH
+            ) {
+                self.t.extended_since_sync = true;
+            }
             if self.pin.is_none() {
                 // Taken for a pin that did not happen (the message was refused).
                 self.pin_lease = None;
@@ -640,6 +657,8 @@ impl Session {
                 self.to_server.extend_from_slice(msg);
                 self.expect_ready();
                 self.t.unsynced = false;
+                self.t.extended_since_sync = false;
+                self.t.skipping = false;
             }
             ftag::EXECUTE => {
                 if !self.effect_portals.is_empty() {
@@ -741,6 +760,13 @@ impl Session {
     /// A message that ends the client's batch (Sync, Query, FunctionCall:
     /// each is answered with ReadyForQuery) was sent.
     pub(super) fn expect_ready(&mut self) {
+        if self.t.extended_since_sync {
+            // A Query or FunctionCall behind extended-protocol messages with
+            // no Sync between: an error among them makes the server skip it.
+            self.t
+                .queries_after_extended
+                .push_back((self.t.sent, self.t.batch_executes));
+        }
         self.t.unsynced = false;
         self.t.pending += 1;
         self.t.sent += 1;

@@ -74,14 +74,24 @@ impl Session {
                 tag::READY_FOR_QUERY => {
                     t.pending = t.pending.saturating_sub(1);
                     t.tx_status = msg.get(5).copied().unwrap_or(b'I');
-                    let batch = t.answered;
-                    t.answered += 1;
+                    // It also answers the batches whose Queries the server
+                    // skipped after an error.
+                    let first = t.answered;
+                    let batch = first + std::mem::take(&mut t.skipped);
+                    t.answered = batch + 1;
                     t.batch_results = 0;
+                    while t
+                        .queries_after_extended
+                        .front()
+                        .is_some_and(|(b, _)| *b <= batch)
+                    {
+                        t.queries_after_extended.pop_front();
+                    }
                     // Parses sent after an error in this batch were skipped.
-                    if t.parse_q.front().is_some_and(|(b, _)| *b == batch) {
+                    if t.parse_q.front().is_some_and(|(b, _)| *b <= batch) {
                         forget_unprepared(
                             t,
-                            batch,
+                            first..=batch,
                             &mut server.conn,
                             &mut self.statements,
                             &mut self.unnamed,
@@ -161,9 +171,39 @@ impl Session {
                     // was asked to prepare in it do not exist, and names the
                     // client gave them are not defined (as in Postgres).
                     let batch = t.answered;
+                    if batch == t.sent {
+                        // In the extended-protocol batch still being sent:
+                        // the server skips the rest up to the next Sync.
+                        t.skipping = true;
+                    } else if let Some(&(b, executes)) = t.queries_after_extended.front()
+                        && b == batch
+                        && (t.batch_results < executes
+                            || t.parse_q.iter().any(|(b, _)| *b == batch)
+                            || t.bind_q.iter().any(|(b, _)| *b == batch)
+                            || t.close_q.iter().any(|(b, _)| *b == batch))
+                    {
+                        // The extended-protocol messages in front of the
+                        // Query that ends this batch failed: the server skips
+                        // that Query, and those after it, up to the next Sync.
+                        let mut skipped = 0;
+                        while t
+                            .queries_after_extended
+                            .front()
+                            .is_some_and(|(b, _)| *b == batch + skipped)
+                        {
+                            t.queries_after_extended.pop_front();
+                            skipped += 1;
+                        }
+                        // The first is this batch's own end, answered by the
+                        // Sync's ReadyForQuery with the others.
+                        t.skipped += skipped;
+                        t.pending = t.pending.saturating_sub(skipped as u32);
+                        // No Sync sent since: what comes next is skipped too.
+                        t.skipping = t.sent == batch + skipped;
+                    }
                     forget_unprepared(
                         t,
-                        batch,
+                        batch..=batch,
                         &mut server.conn,
                         &mut self.statements,
                         &mut self.unnamed,
@@ -320,7 +360,7 @@ fn is_raised_refusal(msg: &[u8]) -> bool {
         .is_some_and(|w| w == b"PL/pgSQL function inline_code_block line 1 at RAISE")
 }
 
-/// The Parses of batch `batch` still awaiting their ParseComplete, which
+/// The Parses of `batches` still awaiting their ParseComplete, which
 /// an error made the server skip (or fail): the statements do not exist on
 /// the server, and names the client gave them are not defined (as in
 /// Postgres). Whether the server still has a statement from before (a
@@ -328,13 +368,13 @@ fn is_raised_refusal(msg: &[u8]) -> bool {
 /// not known: it is doubtful.
 fn forget_unprepared(
     t: &super::session::Tracker,
-    batch: u64,
+    batches: std::ops::RangeInclusive<u64>,
     conn: &mut crate::backend::ServerConn,
     statements: &mut super::prepared::ClientStatements,
     unnamed: &mut Option<Arc<super::session::UnnamedStatement>>,
 ) {
     for (b, action) in &t.parse_q {
-        if *b != batch {
+        if !batches.contains(b) {
             continue;
         }
         match action {

@@ -160,6 +160,19 @@ pub(super) struct Tracker {
     /// `DEALLOCATE ALL` / `DISCARD ALL` sent to run, in order, each with the
     /// client's names it took (given back if it fails).
     pub(super) drops_q: VecDeque<(u64, ClientStatements)>,
+    /// Extended-protocol messages were sent since the last Sync.
+    pub(super) extended_since_sync: bool,
+    /// The batches ended by a Query or FunctionCall sent while
+    /// `extended_since_sync`, each with the Executes sent before it in its
+    /// batch: if those extended messages fail, the server skips the Query
+    /// (and any after it) up to the next Sync, and never answers them.
+    pub(super) queries_after_extended: VecDeque<(u64, u32)>,
+    /// Batches the server will not answer (skipped Queries): the next
+    /// ReadyForQuery answers them too.
+    pub(super) skipped: u64,
+    /// An error came back for the extended-protocol batch still being sent:
+    /// the server skips everything up to the next Sync.
+    pub(super) skipping: bool,
     /// Executes the client sent since its last Sync.
     pub(super) batch_executes: u32,
     /// A statement sent since the last Sync drops every prepared statement.
