@@ -92,6 +92,12 @@ impl Session {
             // `BEGIN` opened (see `move_transaction`).
             let fresh = self.fresh_begin.take();
             let idle_before = self.t.tx_status == b'I' && self.t.pending == 0 && !self.t.unsynced;
+            if tag == ftag::SYNC {
+                // However it is answered, it ends what the server skips
+                // after an error, and the extended-protocol batch.
+                self.t.extended_since_sync = false;
+                self.t.skipping = false;
+            }
             if self.skip_until_sync {
                 if tag == ftag::SYNC {
                     self.skip_until_sync = false;
@@ -657,8 +663,6 @@ impl Session {
                 self.to_server.extend_from_slice(msg);
                 self.expect_ready();
                 self.t.unsynced = false;
-                self.t.extended_since_sync = false;
-                self.t.skipping = false;
             }
             ftag::EXECUTE => {
                 if !self.effect_portals.is_empty() {
