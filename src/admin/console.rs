@@ -237,13 +237,7 @@ pub async fn serve(
                 // be sending data for a COPY that failed).
                 ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {}
                 _ if skip_until_sync => {}
-                ftag::PARSE
-                | ftag::BIND
-                | ftag::DESCRIBE
-                | ftag::EXECUTE
-                | ftag::CLOSE
-                | ftag::FLUSH
-                | ftag::FUNCTION_CALL => {
+                t if ftag::is_extended(t) || t == ftag::FUNCTION_CALL => {
                     messages::error_response(&mut out, &ProxyError::admin_extended_protocol());
                     if h.tag == ftag::FUNCTION_CALL {
                         messages::ready_for_query(&mut out, b'I');

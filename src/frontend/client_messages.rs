@@ -216,15 +216,7 @@ impl Session {
                 continue;
             }
             let handled = self.handle_client_message(tag, &msg, plan, rewritten);
-            if matches!(
-                tag,
-                ftag::PARSE
-                    | ftag::BIND
-                    | ftag::DESCRIBE
-                    | ftag::EXECUTE
-                    | ftag::CLOSE
-                    | ftag::FLUSH
-            ) {
+            if ftag::is_extended(tag) {
                 self.t.extended_since_sync = true;
             }
             if self.pin.is_none() {

@@ -75,6 +75,12 @@ pub mod ftag {
     pub const FUNCTION_CALL: u8 = b'F';
     /// Password / SASL response.
     pub const PASSWORD: u8 = b'p';
+
+    /// Whether `tag` is an extended-protocol message a Sync ends (Parse,
+    /// Bind, Describe, Execute, Close, Flush).
+    pub fn is_extended(tag: u8) -> bool {
+        matches!(tag, PARSE | BIND | DESCRIBE | EXECUTE | CLOSE | FLUSH)
+    }
 }
 
 /// Starts a message with `tag`, returning the offset of its length word.
