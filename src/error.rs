@@ -890,9 +890,9 @@ impl ProxyError {
     }
 
     /// `RESET ALL` or `DISCARD ALL` (`what`) with statements after it in one
-    /// query string (other than a transaction's end) while a tenant chosen with SET is in force: it gives the
-    /// session its startup tenant back (or none), and the string is planned
-    /// for one tenant.
+    /// query string (other than a transaction's end) while a tenant chosen
+    /// with SET is in force: it gives the session its startup tenant back
+    /// (or none), and the string is planned for one tenant.
     pub fn tenant_reset_not_alone(what: &str) -> Self {
         Self::new(
             SqlState::FEATURE_NOT_SUPPORTED,

@@ -354,11 +354,7 @@ async fn error_in_the_middle_of_a_pipeline_matches_postgres() {
     batch.extend(raw::query("SELECT 4"));
     let mut seen = Vec::new();
     for port in [cluster.port(), proxy.port] {
-        let (user, password) = if port == proxy.port {
-            (USER, PASSWORD)
-        } else {
-            ("postgres", "")
-        };
+        let (user, password) = login_for(port, proxy.port);
         let mut r = raw::Raw::connect(port, user, password, DB).await;
         r.send(&batch).await;
         let mut got = r.until_ready().await;

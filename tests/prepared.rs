@@ -424,11 +424,7 @@ async fn queries_skipped_after_an_extended_error_match_postgres() {
     let proxy = start(&cluster, 1).await;
     let mut answers = Vec::new();
     for port in [cluster.port(), proxy.port] {
-        let (user, password) = if port == proxy.port {
-            (USER, PASSWORD)
-        } else {
-            ("postgres", "")
-        };
+        let (user, password) = login_for(port, proxy.port);
         let mut r = raw::Raw::connect(port, user, password, DB).await;
         let mut out = Vec::new();
         // All in one write.

@@ -140,18 +140,17 @@ impl Session {
             }
             ftag::BIND => {
                 let (name, _) = bind_names(msg)?;
-                let text = self
-                    .client_statement(name)
-                    .ok()
-                    .and_then(|t| t.text().map(str::to_string));
-                let Some(text) = text else {
+                let Ok(target) = self.client_statement(name) else {
                     return Ok(None);
                 };
-                if self.rls.armed && touches_rows(&text) {
+                let Some(text) = target.text() else {
+                    return Ok(None);
+                };
+                if self.rls.armed && touches_rows(text) {
                     self.rls.armed = false;
                     self.send_set_config(&tenant)?;
                 }
-                if unsets_variable(&text) {
+                if unsets_variable(text) {
                     // Statements bound after it in this batch run without
                     // the variable.
                     self.rls.armed = true;
@@ -233,8 +232,8 @@ struct Place {
 /// setting (`COMMIT`, `ROLLBACK`, `RESET ALL`, …), in front of the next
 /// statement, when one after it touches rows. A `CREATE` can hold
 /// semicolons of its own (rule actions, `BEGIN ATOMIC` bodies), which would
-/// throw the count of results off: a string that needs the variable again
-/// after one is refused.
+/// throw the count of results off and may put a place inside it: a string
+/// that needs the variable again after one is refused.
 fn variable_places(sql: &str, unset: bool, idle: bool) -> Result<VariablePlaces, ProxyError> {
     let mut out = VariablePlaces {
         places: Vec::new(),
@@ -249,13 +248,12 @@ fn variable_places(sql: &str, unset: bool, idle: bool) -> Result<VariablePlaces,
     // Where the variable would go for the statements at hand: the byte
     // offset, and how many statements come before it.
     let mut start = unset.then_some((0, 0));
-    let mut created = false;
     for (n, stmt) in (0u32..).zip(split_statements(sql)) {
         let at = stmt.as_ptr() as usize - sql.as_ptr() as usize;
         if out.unset_after {
             let (place, before) = *start.get_or_insert((at, n));
             if touches_rows(stmt) {
-                if created && place > 0 {
+                if place > 0 && split_statements(&sql[..place]).any(is_create) {
                     return Err(ProxyError::variable_reset_refused());
                 }
                 out.places.push(Place {
@@ -266,7 +264,6 @@ fn variable_places(sql: &str, unset: bool, idle: bool) -> Result<VariablePlaces,
                 start = None;
             }
         }
-        created |= first_word_is(stmt, "create");
         if unsets_variable(stmt) {
             out.unset_after = true;
             start = None;
@@ -283,11 +280,12 @@ fn unsets_variable(stmt: &str) -> bool {
         || (!plainly_without_effect(stmt.as_bytes()) && path_reset_in(stmt).is_some())
 }
 
-/// Whether the first word of `stmt` is `word` (any case).
-fn first_word_is(stmt: &str, word: &str) -> bool {
+/// Whether statement `stmt` is a `CREATE` (looked at only where a count
+/// of statements matters).
+fn is_create(stmt: &str) -> bool {
     crate::rewrite::first_words(stmt, 1)
         .first()
-        .is_some_and(|w| w == word)
+        .is_some_and(|w| w == "create")
 }
 
 #[cfg(test)]
@@ -355,15 +353,22 @@ mod tests {
     #[test]
     fn a_create_before_a_place_is_refused() {
         for sql in [
-            // The proxy would take `SELECT 2)` for a statement of its own.
-            "COMMIT; CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)",
+            // The proxy would put it inside the rule's actions.
+            "COMMIT; CREATE RULE r AS ON INSERT TO t DO ALSO (NOTIFY x; COMMIT; SELECT 1)",
             // And `COMMIT)` for a transaction's end.
             "CREATE RULE r AS ON INSERT TO t DO ALSO (NOTIFY x; COMMIT); SELECT 2",
         ] {
             let e = variable_places(sql, false, false).unwrap_err();
             assert_eq!(e.code.code(), "0A000", "{sql}");
         }
-        // In front of the whole string, the count does not matter.
+        // In front of the whole string, or of the CREATE, the count holds.
         assert_eq!(places("CREATE TABLE t (a int); SELECT 1", true), [(0, 0)]);
+        assert_eq!(
+            places(
+                "COMMIT; CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)",
+                false
+            ),
+            [(7, 1)]
+        );
     }
 }

@@ -171,7 +171,7 @@ impl Session {
                     // was asked to prepare in it do not exist, and names the
                     // client gave them are not defined (as in Postgres).
                     let batch = t.answered;
-                    if batch == t.sent {
+                    if batch == t.sent && t.unsynced {
                         // In the extended-protocol batch still being sent:
                         // the server skips the rest up to the next Sync.
                         t.skipping = true;

@@ -499,7 +499,7 @@ impl Settings {
         };
         if self.savepoint_rollback
             || !consistent
-            || (completed > 0 && noted[completed - 1] != a.end_committed)
+            || (completed > 0 && noted.get(completed - 1) != Some(&a.end_committed))
         {
             return false;
         }

@@ -469,7 +469,7 @@ fn path_reset_of(words: &[String]) -> Option<&'static str> {
 /// string through only where nothing can run after the reset on the same
 /// server connection (see [`ProxyError::search_path_reset_refused`]).
 pub fn path_reset_in(sql: &str) -> Option<&'static str> {
-    split_statements(sql).find_map(|stmt| path_reset_of(&first_words(stmt, 3)))
+    path_reset_then(sql).map(|(what, _)| what)
 }
 
 /// The first statement of `sql` that resets every setting (`RESET ALL`,

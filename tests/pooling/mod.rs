@@ -15,6 +15,16 @@ pub const PASSWORD: &str = "app-secret";
 /// The database the tests use.
 pub const DB: &str = "app";
 
+/// Who a test logs in as on `port`: the standard user through the proxy
+/// (`proxy_port`), the cluster's superuser (trust) on Postgres directly.
+pub fn login_for(port: u16, proxy_port: u16) -> (&'static str, &'static str) {
+    if port == proxy_port {
+        (USER, PASSWORD)
+    } else {
+        ("postgres", "")
+    }
+}
+
 /// A client as the standard user.
 pub async fn connect(port: u16) -> Client {
     support::connect(port, USER, PASSWORD, DB).await
