@@ -400,6 +400,34 @@ impl ProxyError {
         )
     }
 
+    /// A `DEALLOCATE name` of a prepared statement in a query string after
+    /// a `CREATE`, whose own semicolons (rule actions, `BEGIN ATOMIC`
+    /// bodies) keep the proxy from telling which reply is the DEALLOCATE's.
+    pub fn deallocate_after_create() -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            "DEALLOCATE of a prepared statement after a CREATE in the same query string is not supported",
+        )
+        .with_hint("send the DEALLOCATE as a query string of its own")
+    }
+
+    /// An extended-protocol `DEALLOCATE name` run in a session whose server
+    /// connection may hold an SQL-level statement of that name (pinned, or
+    /// session pooling): only a simple Query reaches it.
+    pub fn deallocate_sql_level_extended(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "DEALLOCATE of \"{name}\", which is not a protocol-level prepared statement of this session, is not supported through the extended query protocol"
+            ),
+        )
+        .with_hint("send DEALLOCATE of a statement made with SQL PREPARE as a simple query")
+    }
+
     /// Bind or Describe of the unnamed statement when the client has none.
     pub fn unknown_unnamed_statement() -> Self {
         Self::new(

@@ -5,7 +5,10 @@
 //! rewritten text). A statement sent as the client wrote it keeps its
 //! position, also behind the `rls` prefix (shifted back by it).
 
+mod raw_client;
 mod support;
+
+use raw_client::{RawClient, parse, query_msg, sync};
 
 use support::{connect, exec, load_config, start_app_cluster, start_proxy, toml_str};
 use tokio_postgres::error::ErrorPosition;
@@ -91,6 +94,30 @@ async fn rewritten_statements_report_internal_positions() {
         // A trusted session without a tenant is never rewritten.
         let app = connect(proxy.port, "app", "app-secret", "app").await;
         assert_original_at(&app, "SELECT 1, nosuchcol", 11).await;
+
+        // Behind a DEALLOCATE of a prepared statement, which the server
+        // runs as the proxy's stand-in, padded to as many characters.
+        let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+        for dealloc in [
+            "DEALLOCATE p1",
+            "deallocate /* é */ \"p1\"  ",
+            "DEALLOCATE PREPARE p1",
+        ] {
+            let mut prepare = parse("p1", "SELECT 1");
+            prepare.extend(sync());
+            raw.send(&prepare).await;
+            // The name is free again after each round's DEALLOCATE.
+            let replies = raw.until_ready().await;
+            assert!(replies.iter().all(|m| !m.is_error()), "{replies:?}");
+            raw.send(&query_msg(&format!("{dealloc}; SELECT nosuchcol")))
+                .await;
+            let e = raw.expect_error().await;
+            assert_eq!(e.code().as_deref(), Some("42703"), "{}", e.message());
+            let at = dealloc.chars().count() + "; SELECT ".len() + 1;
+            assert_eq!(e.field(b'P'), Some(at.to_string()), "{dealloc}");
+            raw.until_ready().await;
+        }
+        raw.terminate().await;
 
         // The session goes on.
         a.simple_query("SELECT count(*) FROM items").await.unwrap();

@@ -898,6 +898,139 @@ async fn sql_deallocate_releases_a_protocol_statement() {
     proxy.shutdown().await.unwrap();
 }
 
+/// `DEALLOCATE name` of a statement prepared with Parse anywhere else than
+/// as a whole Query with nothing in flight (among other statements, in one
+/// string with a transaction block, through the extended protocol as
+/// psycopg's pipeline mode sends it, behind unsynced extended messages):
+/// the name is released where Postgres releases it, and kept where the
+/// DEALLOCATE fails or is skipped.
+#[tokio::test]
+async fn sql_deallocate_anywhere_matches_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let prep = |name: &str| cat(&[raw::parse(name, "SELECT 41 + 1"), raw::sync()]);
+    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
+    let steps = [
+        // 0-2: among other statements.
+        prep("b1"),
+        raw::query("SELECT 1; DEALLOCATE b1; SELECT 2"),
+        pbe("b1"),
+        // 3-5: in a transaction block that rolls back (DEALLOCATE is not
+        // transactional).
+        prep("b2"),
+        raw::query("BEGIN; DEALLOCATE b2; ROLLBACK"),
+        pbe("b2"),
+        // 6-7: twice in one string: the second does not find it.
+        prep("b3"),
+        raw::query("DEALLOCATE b3; DEALLOCATE b3; SELECT 'not run'"),
+        // 8-11: extended protocol (unnamed statement, Describe of the
+        // portal), then the name is free for another text.
+        prep("b4"),
+        cat(&[
+            raw::parse("", "DEALLOCATE b4"),
+            raw::bind("", "", &[]),
+            raw::describe_portal(""),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        pbe("b4"),
+        cat(&[raw::parse("b4", "SELECT 'again'"), raw::sync()]),
+        // 12-14: behind an error in its pipeline: skipped, the name stays.
+        prep("b5"),
+        cat(&[
+            raw::pbe("SELECT 1/0"),
+            raw::pbe("DEALLOCATE b5"),
+            raw::sync(),
+        ]),
+        pbe("b5"),
+        // 15-18: a named statement of DEALLOCATE, run twice.
+        prep("b6"),
+        cat(&[
+            raw::parse("d6", "DEALLOCATE PREPARE b6"),
+            raw::describe_stmt("d6"),
+            raw::sync(),
+        ]),
+        pbe("d6"),
+        pbe("d6"),
+        // 19-20: a Query behind unsynced extended messages.
+        prep("b7"),
+        cat(&[raw::pbe("SELECT 7"), raw::query("DEALLOCATE b7")]),
+        raw::sync(),
+        pbe("b7"),
+        // 23-27: in a failed transaction: refused, the name stays.
+        prep("b8"),
+        raw::query("BEGIN; SELECT 1/0"),
+        raw::query("DEALLOCATE b8; SELECT 1"),
+        raw::query("ROLLBACK"),
+        pbe("b8"),
+        // 28-29: after DEALLOCATE ALL in the same string.
+        prep("b9"),
+        raw::query("DEALLOCATE ALL; DEALLOCATE b9"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    let ran = ["BindComplete", "Row 42", "Complete SELECT 1", "Ready I"];
+    let gone = ["Error 26000", "Ready I"];
+    assert_eq!(
+        answer[1],
+        [
+            "RowDescription",
+            "Row 1",
+            "Complete SELECT 1",
+            "Complete DEALLOCATE",
+            "RowDescription",
+            "Row 2",
+            "Complete SELECT 1",
+            "Ready I"
+        ]
+    );
+    assert_eq!(
+        answer[4],
+        [
+            "Complete BEGIN",
+            "Complete DEALLOCATE",
+            "Complete ROLLBACK",
+            "Ready I"
+        ]
+    );
+    assert_eq!(answer[7], ["Complete DEALLOCATE", "Error 26000", "Ready I"]);
+    assert_eq!(
+        answer[9],
+        [
+            "ParseComplete",
+            "BindComplete",
+            "NoData",
+            "Complete DEALLOCATE",
+            "Ready I"
+        ]
+    );
+    assert_eq!(answer[11], ["ParseComplete", "Ready I"]);
+    assert_eq!(answer[14], ran);
+    assert_eq!(
+        answer[16],
+        ["ParseComplete", "ParameterDescription", "NoData", "Ready I"]
+    );
+    assert_eq!(
+        answer[17],
+        ["BindComplete", "Complete DEALLOCATE", "Ready I"]
+    );
+    assert_eq!(answer[18], ["BindComplete", "Error 26000", "Ready I"]);
+    assert!(
+        answer[20].contains(&"Complete DEALLOCATE".to_string()),
+        "{:?}",
+        answer[20]
+    );
+    for at in [2, 5, 10, 22] {
+        assert_eq!(answer[at], gone, "step {at}");
+    }
+    assert_eq!(answer[25], ["Error 25P02", "Ready E"]);
+    assert_eq!(answer[27], ran);
+    assert_eq!(
+        answer[29],
+        ["Complete DEALLOCATE ALL", "Error 26000", "Ready I"]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
 /// Error messages name statements as the client named them, as Postgres
 /// does: not by the proxy's server-side names (`_tg_<id>`, shared by every
 /// client that prepared the same text, so they would tell one client what

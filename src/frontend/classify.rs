@@ -22,6 +22,9 @@ pub enum Effect {
     DiscardAll,
     /// `DEALLOCATE [PREPARE] ALL`: every prepared statement is gone.
     DeallocateAll,
+    /// `DEALLOCATE [PREPARE] name`: the statement of that name (folded as
+    /// Postgres folds it) is gone.
+    Deallocate(String),
     /// The statement leaves state only its server connection holds.
     Pins(&'static str),
     /// `ROLLBACK TO [SAVEPOINT]`: settings changed since the savepoint revert.
@@ -350,7 +353,10 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         if kw(second, "prepare") {
             second = w.next()?;
         }
-        return kw(second, "all").then_some(Effect::DeallocateAll);
+        if kw(second, "all") {
+            return Some(Effect::DeallocateAll);
+        }
+        return deallocate_target(stmt).map(Effect::Deallocate);
     }
     if kw(first, "rollback") || kw(first, "abort") {
         return match after_work(w) {
@@ -663,6 +669,12 @@ pub fn deallocated_name(sql: &str) -> Option<String> {
     if statements.next().is_some() {
         return None;
     }
+    deallocate_target(stmt)
+}
+
+/// The name statement `stmt`, a `DEALLOCATE [PREPARE] name` (not `ALL`),
+/// releases, folded as Postgres folds it (unquoted: lower case).
+pub fn deallocate_target(stmt: &str) -> Option<String> {
     let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
     let mut w = Words::new(stmt);
     if !kw(w.next()?, "deallocate") {
@@ -1473,7 +1485,14 @@ mod tests {
             vec![Effect::DeallocateAll]
         );
         assert_eq!(classify("deallocate all"), vec![Effect::DeallocateAll]);
-        assert!(classify("deallocate p1").is_empty());
+        assert_eq!(
+            classify("deallocate p1; DEALLOCATE PREPARE \"P 2\""),
+            vec![
+                Effect::Deallocate("p1".into()),
+                Effect::Deallocate("P 2".into())
+            ]
+        );
+        assert!(classify("deallocate p1 p2").is_empty());
     }
 
     #[test]

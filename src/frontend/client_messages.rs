@@ -10,6 +10,7 @@ use super::classify::{
     Effect, bare_transaction_end, classify, effects_of, lone_begin, mentions, names_with_prefix,
     plainly_without_effect,
 };
+use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement, touches_nothing,
 };
@@ -129,6 +130,19 @@ impl Session {
                 messages::ready_for_query(&mut self.to_client, self.t.tx_status);
                 continue;
             }
+            // Other DEALLOCATEs of the client's statements run as a stand-in.
+            let msg = if tag == ftag::QUERY {
+                match self.stand_in_deallocations(&msg) {
+                    Ok(Some(replaced)) => replaced,
+                    Ok(None) => msg,
+                    Err(e) => {
+                        self.refuse(tag, e);
+                        continue;
+                    }
+                }
+            } else {
+                msg
+            };
             // Only statements are planned: Bind, Execute, Sync and the rest
             // go as sent (pipelines carry several of them per statement).
             let carries_sql = matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL);
@@ -620,6 +634,9 @@ impl Session {
         match tag {
             ftag::QUERY => {
                 self.obs.note_sql(|| msg.slice_ref(text_body(msg)));
+                if !self.stood_in.is_empty() {
+                    self.deallocating_in_query();
+                }
                 self.on_query_text(text_body(msg));
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
@@ -814,6 +831,8 @@ impl Session {
                     // stale after this and is reset before the next client.
                     self.server_dirty = true;
                 }
+                // Taken where it runs (see `super::deallocate`).
+                Effect::Deallocate(_) => {}
                 Effect::DiscardAll | Effect::DeallocateAll => {
                     self.t.batch_drops_statements = true;
                     if run {
@@ -884,6 +903,9 @@ impl Session {
             .find(|(p, _)| p == portal)
             .map(|(_, e)| e.clone());
         if let Some(effects) = effects {
+            if let [Effect::Deallocate(name)] = &effects[..] {
+                self.deallocating_at_execute(name)?;
+            }
             self.apply_effects(&effects, true);
         }
         Ok(())
@@ -911,6 +933,8 @@ impl Session {
             Plan::Parse(p) => (p.sql.as_bytes(), &p.param_types, p.binding.clone()),
             _ => (query, types, None),
         };
+        let stand_in = name.is_empty() && runs_as_stand_in(effects.as_deref(), sql);
+        let sql = if stand_in { STAND_IN.as_bytes() } else { sql };
         let sent = self.t.sent;
         if name.is_empty() {
             let tenant_set = self.iso.as_mut().and_then(Isolation::take_parsed_set);
@@ -945,9 +969,10 @@ impl Session {
             }
             let id = self.id;
             self.server_mut()?.conn.unnamed_owner = Some((id, seq));
-            match &plan {
-                Plan::Parse(_) => messages::parse(&mut self.to_server, "", sql, types),
-                _ => self.to_server.extend_from_slice(msg),
+            if stand_in || matches!(plan, Plan::Parse(_)) {
+                messages::parse(&mut self.to_server, "", sql, types);
+            } else {
+                self.to_server.extend_from_slice(msg);
             }
             self.t.parse_q.push_back((sent, ParseAction::Forward(None)));
             return Ok(plan.into_rewritten());
@@ -979,7 +1004,7 @@ impl Session {
             messages::parse(
                 &mut self.to_server,
                 &stmt.server_name,
-                &stmt.query,
+                stmt.server_query(),
                 &stmt.param_types,
             );
             self.t
@@ -1062,7 +1087,7 @@ impl Session {
             messages::parse(
                 &mut self.to_server,
                 &stmt.server_name,
-                &stmt.query,
+                stmt.server_query(),
                 &stmt.param_types,
             );
             self.t

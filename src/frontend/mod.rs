@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod classify;
 mod client_messages;
 pub mod connection;
+mod deallocate;
 mod error_position;
 pub mod handshake;
 pub mod isolation;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::classify::{Effect, effects_of};
+use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::TenantBinding;
 use crate::rewrite::TenantCheck;
 use crate::router::RouteKey;
@@ -66,6 +67,16 @@ impl Statement {
         self.effects
             .get_or_init(|| effects_of(&self.query))
             .as_ref()
+    }
+
+    /// The text servers prepare: its own, except that a `DEALLOCATE name`
+    /// runs as the proxy's stand-in (see [`super::deallocate`]).
+    pub fn server_query(&self) -> &[u8] {
+        if runs_as_stand_in(self.effects().map(|e| &e[..]), &self.query) {
+            STAND_IN.as_bytes()
+        } else {
+            &self.query
+        }
     }
 
     /// Records that a server accepted it.
@@ -329,6 +340,19 @@ impl ClientStatements {
     /// for [`ClientStatements::restore`] should it fail.
     pub fn take_all(&mut self) -> ClientStatements {
         std::mem::take(self)
+    }
+
+    /// Forgets `name`, as a `DEALLOCATE name` sent to run will, returning
+    /// it for [`ClientStatements::restore`] should that fail; `None` when
+    /// `name` is not defined.
+    pub fn take(&mut self, name: &[u8]) -> Option<ClientStatements> {
+        let (name, stmt) = self.names.remove_entry(name)?;
+        let mut taken = ClientStatements::default();
+        if let Some(src) = self.sources.remove(&name) {
+            taken.sources.insert(name.clone(), src);
+        }
+        taken.names.insert(name, stmt);
+        Some(taken)
     }
 
     /// Defines again the names of `dropped` not defined since: the drop

@@ -282,7 +282,7 @@ fn unsets_variable(stmt: &str) -> bool {
 
 /// Whether statement `stmt` is a `CREATE` (looked at only where a count
 /// of statements matters).
-fn is_create(stmt: &str) -> bool {
+pub(super) fn is_create(stmt: &str) -> bool {
     crate::rewrite::first_words(stmt, 1)
         .first()
         .is_some_and(|w| w == "create")

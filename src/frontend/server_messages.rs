@@ -99,6 +99,7 @@ impl Session {
                     }
                     // Replies still expected for this batch were skipped.
                     t.retain_replies(|b| b > batch);
+                    restore_deallocated(t, batch, &mut self.statements);
                     if self.rls.inserted.as_ref().is_some_and(|(b, _)| *b <= batch) {
                         self.rls.inserted = None;
                     }
@@ -222,6 +223,7 @@ impl Session {
                             self.statements.restore(taken);
                         }
                     }
+                    restore_deallocated(t, batch, &mut self.statements);
                     let raised = t.raised_q.iter().find(|r| r.0 == batch).map(|r| r.1);
                     t.retain_replies(|b| b != batch);
                     self.settings.on_error();
@@ -277,6 +279,17 @@ impl Session {
                 }
                 tag::COMMAND_COMPLETE => {
                     // A result of the client's.
+                    if t.deallocs_q.front().is_some_and(|d| {
+                        d.batch == t.answered && d.results_before == t.batch_results
+                    }) {
+                        // The stand-in of a `DEALLOCATE name` completed.
+                        t.deallocs_q.pop_front();
+                        t.batch_results += 1;
+                        self.settings.on_result();
+                        messages::command_complete(&mut self.to_client, "DEALLOCATE");
+                        buf.advance(h.total_len);
+                        continue;
+                    }
                     t.batch_results += 1;
                     let text = text_body(msg);
                     // The statement this tag answers, when it may end a
@@ -332,6 +345,20 @@ fn ours(t: &super::session::Tracker) -> bool {
         t.results_q.front(),
         Some((b, before)) if *b == t.answered && *before == t.batch_results
     )
+}
+
+/// The `DEALLOCATE name`s of batches up to `batch` that did not complete
+/// (an error, or skipped after one): their names are the client's again.
+fn restore_deallocated(
+    t: &mut super::session::Tracker,
+    batch: u64,
+    statements: &mut super::prepared::ClientStatements,
+) {
+    while t.deallocs_q.front().is_some_and(|d| d.batch <= batch) {
+        if let Some(d) = t.deallocs_q.pop_front() {
+            statements.restore(d.taken);
+        }
+    }
 }
 
 /// ParameterDescription without its last parameter (the proxy's tenant).

@@ -160,6 +160,9 @@ pub(super) struct Tracker {
     /// `DEALLOCATE ALL` / `DISCARD ALL` sent to run, in order, each with the
     /// client's names it took (given back if it fails).
     pub(super) drops_q: VecDeque<(u64, ClientStatements)>,
+    /// `DEALLOCATE name`s of the client's statements sent to run (as the
+    /// stand-in), in order.
+    pub(super) deallocs_q: VecDeque<super::deallocate::Deallocation>,
     /// Extended-protocol messages were sent since the last Sync.
     pub(super) extended_since_sync: bool,
     /// The batches ended by a Query or FunctionCall sent while
@@ -284,6 +287,10 @@ pub struct Session {
     /// executing them does (a prepared `SET` counts each time it runs).
     /// Emptied when no transaction can hold a portal any more.
     pub(super) effect_portals: Vec<(Vec<u8>, Arc<[Effect]>)>,
+    /// The `DEALLOCATE`s of the Query at hand replaced by the stand-in:
+    /// how many of its statements come first, and the name (see
+    /// [`super::deallocate`]).
+    pub(super) stood_in: Vec<(u32, Box<[u8]>)>,
     /// Settings to read back from the server connection before it is given
     /// back, and whether it held the client's other settings.
     read_back: Option<(Vec<String>, bool)>,
@@ -407,6 +414,7 @@ impl Session {
             unnamed: None,
             unnamed_seq: 0,
             effect_portals: Vec::new(),
+            stood_in: Vec::new(),
             read_back: None,
             routed_tenant: p.routed_tenant,
             obs: p.obs,

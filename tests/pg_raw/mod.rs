@@ -28,6 +28,12 @@ pub fn describe_stmt(name: &str) -> Vec<u8> {
     msg(b'D', &b)
 }
 
+pub fn describe_portal(name: &str) -> Vec<u8> {
+    let mut b = vec![b'P'];
+    cstr(&mut b, name);
+    msg(b'D', &b)
+}
+
 pub fn close_stmt(name: &str) -> Vec<u8> {
     let mut b = vec![b'S'];
     cstr(&mut b, name);
