@@ -205,6 +205,36 @@ async fn the_variable_after_a_flush_keeps_its_reply_to_itself() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A simple Query sent behind extended-protocol messages with no Sync
+/// between is of their batch: the `SET LOCAL` the proxy puts in front of
+/// it answers after their results, and the client gets exactly its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variable_for_a_query_behind_unsynced_messages_keeps_its_reply_to_itself() {
+    let (_cluster, proxy) = items_behind_proxy().await;
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    // Not a statement that needs the variable: the Query's string does.
+    let mut first = pbe_each(&["SHOW client_encoding"]);
+    first.extend(query_msg(
+        "SELECT current_setting('app.current_tenant', true), (SELECT count(*) FROM items)",
+    ));
+    raw.send(&first).await;
+    let mut replies = raw.until_ready().await;
+    raw.send(&sync()).await;
+    replies.extend(raw.until_ready().await);
+    let rows: Vec<_> = replies.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(
+        rows,
+        [
+            vec![Some("UTF8".to_string())],
+            vec![Some("a".to_string()), Some("0".to_string())]
+        ],
+        "{replies:?}"
+    );
+    let tags: Vec<_> = replies.iter().filter_map(|m| m.command_tag()).collect();
+    assert_eq!(tags, ["SHOW", "SELECT 1"], "{replies:?}");
+    proxy.shutdown().await.unwrap();
+}
+
 /// The first column of every row of a simple Query, in order (NULL as
 /// the empty string).
 async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {

@@ -130,9 +130,11 @@ impl Session {
                     out.push_str(&set);
                     chars += set_chars;
                     from = place.at;
+                    // After the results of Executes sent in front of the
+                    // Query with no Sync between (the same batch).
                     self.t
                         .results_q
-                        .push_back((self.t.sent, place.results_before));
+                        .push_back((self.t.sent, self.t.batch_executes + place.results_before));
                 }
                 out.push_str(&sql[from..]);
                 self.rls.inserted = Some((self.t.sent, inserted));
