@@ -232,6 +232,23 @@ async fn the_variable_for_a_query_behind_unsynced_messages_keeps_its_reply_to_it
     );
     let tags: Vec<_> = replies.iter().filter_map(|m| m.command_tag()).collect();
     assert_eq!(tags, ["SHOW", "SELECT 1"], "{replies:?}");
+    // An extended-protocol BEGIN in front: its tag stays its own.
+    let mut begin = pbe_each(&["BEGIN"]);
+    begin.extend(query_msg(
+        "SELECT current_setting('app.current_tenant', true), (SELECT count(*) FROM items)",
+    ));
+    raw.send(&begin).await;
+    let mut replies = raw.until_ready().await;
+    raw.send(&query_msg("COMMIT")).await;
+    replies.extend(raw.until_ready().await);
+    let tags: Vec<_> = replies.iter().filter_map(|m| m.command_tag()).collect();
+    assert_eq!(tags, ["BEGIN", "SELECT 1", "COMMIT"], "{replies:?}");
+    let rows: Vec<_> = replies.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(
+        rows,
+        [vec![Some("a".to_string()), Some("0".to_string())]],
+        "{replies:?}"
+    );
     proxy.shutdown().await.unwrap();
 }
 
