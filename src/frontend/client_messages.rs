@@ -131,7 +131,7 @@ impl Session {
                 continue;
             }
             // Other DEALLOCATEs of the client's statements run as a stand-in.
-            let msg = if tag == ftag::QUERY {
+            let msg = if tag == ftag::QUERY && !self.statements.is_empty() {
                 match self.stand_in_deallocations(&msg) {
                     Ok(Some(replaced)) => replaced,
                     Ok(None) => msg,
@@ -499,6 +499,8 @@ impl Session {
     /// it), so it stays in order with earlier pipelined replies and aborts a
     /// transaction just as a failing statement does.
     pub(super) fn refuse(&mut self, tag: u8, e: ProxyError) {
+        // What a refused Query would have deallocated stays the client's.
+        self.stood_in.clear();
         if e.origin == crate::error::Source::Client {
             tracing::info!(parent: self.obs.span(), session = self.id, code = %e.code, reason = %e.message, "statement refused");
         } else {

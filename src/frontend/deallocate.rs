@@ -61,9 +61,8 @@ impl Session {
         &mut self,
         msg: &Bytes,
     ) -> Result<Option<Bytes>, ProxyError> {
-        self.stood_in.clear();
         let text = text_body(msg);
-        if self.statements.is_empty() || !mentions(text, "deallocate") {
+        if !mentions(text, "deallocate") {
             return Ok(None);
         }
         let Ok(sql) = std::str::from_utf8(text) else {
