@@ -446,6 +446,17 @@ async fn queries_skipped_after_an_extended_error_match_postgres() {
         out.extend(r.until_ready().await);
         r.send(&raw::query("SELECT 'after'")).await;
         out.extend(r.until_ready().await);
+        // A refusal of the proxy's own in front of the Query (an Execute of
+        // DEALLOCATE of a name the client never prepared).
+        r.send(&cat(&[
+            raw::pbe("DEALLOCATE nope"),
+            raw::query("SELECT 'skipped'"),
+            raw::sync(),
+        ]))
+        .await;
+        out.extend(r.until_ready().await);
+        r.send(&raw::query("SELECT 'after again'")).await;
+        out.extend(r.until_ready().await);
         // Nothing is owed any more: the (single) server connection went
         // back to the pool, and another client gets it.
         let mut other = raw::Raw::connect(port, user, password, DB).await;
@@ -463,7 +474,7 @@ async fn queries_skipped_after_an_extended_error_match_postgres() {
         "through the proxy (left) vs Postgres (right)"
     );
     assert!(
-        answers[0].iter().any(|m| m.contains("after")),
+        answers[0].iter().any(|m| m.contains("after again")),
         "{:?}",
         answers[0]
     );

@@ -166,6 +166,24 @@ async fn a_query_skipped_after_an_error_does_not_stop_the_session() {
             .await,
         [Some("a".to_string())]
     );
+    // All in one write: the Query is behind the failing messages.
+    for failing in ["SELECT 1/0", "DEALLOCATE nope"] {
+        let mut all = pbe_each(&[failing]);
+        all.extend(query_msg("SELECT 'skipped'"));
+        all.extend(sync());
+        raw.send(&all).await;
+        let replies = raw.until_ready().await;
+        assert!(replies.iter().any(|m| m.is_error()), "{replies:?}");
+        assert!(
+            replies.iter().all(|m| m.data_row().is_none()),
+            "{replies:?}"
+        );
+        assert_eq!(
+            raw.query_values("SELECT current_setting('app.current_tenant', true)")
+                .await,
+            [Some("a".to_string())]
+        );
+    }
     proxy.shutdown().await.unwrap();
 }
 

@@ -531,6 +531,9 @@ impl Session {
             messages::bind_unnamed(&mut self.to_server);
             self.t.bind_q.push_back((sent, BindAction::Swallow));
             messages::execute_unnamed(&mut self.to_server);
+            // An Execute of the batch whose result never comes (it raises):
+            // a Query behind it is then known to be skipped.
+            self.t.batch_executes += 1;
             self.t.unsynced = true;
         }
         if let Some(s) = self.server.as_mut() {
@@ -551,6 +554,12 @@ impl Session {
     /// come at the Sync behind it) and is refused as before.
     fn must_wait_for_replies(&self, tag: u8, msg: &[u8]) -> bool {
         if self.t.pending == 0 || self.server.is_none() {
+            return false;
+        }
+        if tag == ftag::SYNC && self.t.extended_since_sync {
+            // It ends extended-protocol messages already sent: the server
+            // may answer what is in flight only once it has it (a Query
+            // behind them that an error made it skip).
             return false;
         }
         if self.rls_must_wait(tag) || self.t.path_reset {
