@@ -1042,6 +1042,148 @@ async fn sql_deallocate_anywhere_matches_postgres() {
     proxy.shutdown().await.unwrap();
 }
 
+/// Batches pipelined behind one that may change the client's prepared
+/// statements (a DEALLOCATE or DEALLOCATE ALL that fails, a Parse that an
+/// error makes the server skip) see them as Postgres does: as that batch
+/// left them, not as it would have if it had succeeded.
+#[tokio::test]
+async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let prep = |name: &str| cat(&[raw::parse(name, "SELECT 41 + 1"), raw::sync()]);
+    let run = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
+    let fail_then_deallocate = raw::query("SELECT 1/0; DEALLOCATE a");
+    // (what to send in one write, how many ReadyForQuery it gets)
+    let rounds: Vec<(Vec<u8>, usize)> = vec![
+        (prep("a"), 1),
+        (
+            cat(&[
+                fail_then_deallocate.clone(),
+                raw::parse("a", "SELECT 2"),
+                raw::sync(),
+            ]),
+            2,
+        ),
+        (run("a"), 1),
+        (cat(&[fail_then_deallocate.clone(), run("a")]), 2),
+        (
+            cat(&[
+                fail_then_deallocate.clone(),
+                raw::describe_stmt("a"),
+                raw::sync(),
+            ]),
+            2,
+        ),
+        (
+            cat(&[fail_then_deallocate.clone(), raw::query("DEALLOCATE a")]),
+            2,
+        ),
+        (run("a"), 1),
+        (prep("a"), 1),
+        (
+            cat(&[fail_then_deallocate.clone(), raw::query("DEALLOCATE ALL")]),
+            2,
+        ),
+        (run("a"), 1),
+        (prep("a"), 1),
+        (
+            cat(&[
+                raw::pbe("SELECT 1/0"),
+                raw::pbe("DEALLOCATE a"),
+                raw::sync(),
+                raw::query("DEALLOCATE ALL"),
+            ]),
+            2,
+        ),
+        (run("a"), 1),
+        // A Parse skipped after an error, its name used in the next batch.
+        (
+            cat(&[
+                raw::pbe("SELECT 1/0"),
+                raw::parse("d", "SELECT 5"),
+                raw::sync(),
+                raw::describe_stmt("d"),
+                raw::sync(),
+                raw::parse("d", "SELECT 6"),
+                raw::sync(),
+            ]),
+            3,
+        ),
+        (run("d"), 1),
+        // A DEALLOCATE ALL that fails (in a failed transaction), with a
+        // statement used after the ROLLBACK pipelined behind it.
+        (prep("k"), 1),
+        (
+            cat(&[
+                raw::query("BEGIN"),
+                raw::query("SELECT 1/0"),
+                raw::query("DEALLOCATE ALL"),
+                raw::query("ROLLBACK"),
+                run("k"),
+            ]),
+            5,
+        ),
+    ];
+    let mut answers = Vec::new();
+    for port in [cluster.port(), proxy.port] {
+        let (user, password) = login_for(port, proxy.port);
+        let mut r = raw::Raw::connect(port, user, password, DB).await;
+        let mut out = Vec::new();
+        for (send, readies) in &rounds {
+            r.send(send).await;
+            let mut got = Vec::new();
+            for _ in 0..*readies {
+                loop {
+                    let (tag, body) = r.recv().await;
+                    match tag {
+                        b'S' | b'N' => continue,
+                        // The words too: they must name the client's statement.
+                        b'E' => got.push(format!(
+                            "{} {}",
+                            raw::describe(tag, &body),
+                            raw::error_message(&body)
+                        )),
+                        _ => got.push(raw::describe(tag, &body)),
+                    }
+                    if tag == b'Z' {
+                        break;
+                    }
+                }
+            }
+            out.push(got);
+        }
+        r.terminate().await;
+        answers.push(out);
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "through the proxy (left) vs Postgres (right)"
+    );
+    let a = &answers[0];
+    let ran = ["BindComplete", "Row 42", "Complete SELECT 1", "Ready I"];
+    let has = |at: usize, what: &str| a[at].iter().any(|m| m.contains(what));
+    assert!(has(1, "42P05"), "{:?}", a[1]);
+    assert_eq!(a[2], ran);
+    assert!(has(3, "Row 42"), "{:?}", a[3]);
+    assert!(has(4, "ParameterDescription"), "{:?}", a[4]);
+    assert!(has(5, "Complete DEALLOCATE"), "{:?}", a[5]);
+    assert!(has(6, "26000"), "{:?}", a[6]);
+    assert!(
+        has(9, "26000") && has(12, "26000"),
+        "{:?} {:?}",
+        a[9],
+        a[12]
+    );
+    assert!(
+        has(13, "prepared statement \"d\" does not exist"),
+        "{:?}",
+        a[13]
+    );
+    assert!(has(14, "Row 6"), "{:?}", a[14]);
+    assert!(has(16, "Row 42"), "{:?}", a[16]);
+    proxy.shutdown().await.unwrap();
+}
+
 /// Error messages name statements as the client named them, as Postgres
 /// does: not by the proxy's server-side names (`_tg_<id>`, shared by every
 /// client that prepared the same text, so they would tell one client what

@@ -562,7 +562,7 @@ impl Session {
             // behind them that an error made it skip).
             return false;
         }
-        if self.rls_must_wait(tag) || self.t.path_reset {
+        if self.rls_must_wait(tag) || self.t.path_reset || self.statements_in_doubt(tag, msg) {
             return true;
         }
         if self.t.tenant_unsettled && !self.t.unsynced {
@@ -607,6 +607,50 @@ impl Session {
             }),
             _ => false,
         }
+    }
+
+    /// Whether `msg`, sent after the end of an earlier batch that is still
+    /// unanswered, depends on which prepared statements the client has
+    /// while that batch may change them: a drop in it (`DEALLOCATE`,
+    /// `DISCARD ALL`) may fail, a Parse in it of the name `msg` uses may
+    /// fail or be skipped. Postgres goes by their outcome; the proxy too,
+    /// once it is in. (Messages of the drop's or the Parse's own batch do
+    /// not wait: an error there makes the server skip them as well.)
+    fn statements_in_doubt(&self, tag: u8, msg: &[u8]) -> bool {
+        let t = &self.t;
+        if t.drops_q.iter().any(|(b, _)| *b < t.sent)
+            || t.deallocs_q.iter().any(|d| d.batch < t.sent)
+        {
+            return match tag {
+                ftag::PARSE | ftag::BIND | ftag::DESCRIBE | ftag::CLOSE => true,
+                ftag::QUERY => {
+                    let sql = text_body(msg);
+                    mentions(sql, "deallocate") || mentions(sql, "discard")
+                }
+                _ => false,
+            };
+        }
+        if t.parse_q.is_empty() && t.close_q.is_empty() {
+            return false;
+        }
+        let name = match tag {
+            ftag::PARSE => read_cstr(msg, &mut 5),
+            ftag::BIND => bind_names(msg).map(|(name, _)| name),
+            ftag::DESCRIBE | ftag::CLOSE => match kind_and_name(msg) {
+                Ok((b'S', name)) => Ok(name),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        let Ok(name) = name else {
+            return false;
+        };
+        !name.is_empty()
+            && (t.parse_q.iter().any(|(b, action)| {
+                *b < t.sent && matches!(action, ParseAction::Forward(Some((_, n))) if **n == *name)
+            }) || t.close_q.iter().any(|(b, action)| {
+                *b < t.sent && matches!(action, CloseAction::AsParseComplete(n) if **n == *name)
+            }))
     }
 
     /// The client's protocol-level statement that a simple Query of one

@@ -130,6 +130,15 @@ pub fn sqlstate(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// The message (`M`) of an ErrorResponse/NoticeResponse body.
+pub fn error_message(body: &[u8]) -> String {
+    fields(body)
+        .into_iter()
+        .find(|(c, _)| *c == b'M')
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
 /// Values of a DataRow body (NULL as "NULL").
 pub fn data_row(body: &[u8]) -> Vec<String> {
     let mut b = body;
