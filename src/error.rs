@@ -449,6 +449,17 @@ impl ProxyError {
         .with_hint("Portal names starting with \"_tg_\" are reserved.")
     }
 
+    /// `LISTEN` on the channel the proxy's stand-in for `DEALLOCATE`
+    /// unlistens.
+    pub fn reserved_channel(name: &str) -> Self {
+        Self::new(
+            SqlState::RESERVED_NAME,
+            Source::Client,
+            Severity::Error,
+            format!("channel name \"{name}\" is reserved by tenantgate"),
+        )
+    }
+
     /// Parse reused a statement name that is still defined.
     pub fn duplicate_prepared_statement(name: &str) -> Self {
         Self::new(

@@ -761,9 +761,22 @@ async fn sql_deallocate_of_proxy_names_does_not_break_other_clients() {
         .collect();
     assert!(!names.is_empty(), "no proxy-named statements on the server");
     for n in &names {
-        // Whether the proxy refuses this or tracks it, A must not suffer.
-        let _ = b.batch_execute(&format!("DEALLOCATE \"{n}\"")).await;
+        // Refused, naming the statement as Postgres would.
+        let e = b
+            .batch_execute(&format!("DEALLOCATE \"{n}\""))
+            .await
+            .expect_err("a proxy name");
+        let db = e.as_db_error().expect("an error response");
+        assert_eq!(db.code().code(), "26000");
+        assert_eq!(
+            db.message(),
+            format!("prepared statement \"{n}\" does not exist")
+        );
     }
+    // The channel the proxy's DEALLOCATE stand-in unlistens is not the
+    // clients'.
+    let e = b.batch_execute("LISTEN _tg").await.expect_err("reserved");
+    assert_eq!(e.code().map(|c| c.code()), Some("42939"), "{e}");
     let got = a.query_one(&s, &[&2i32]).await.unwrap_or_else(|e| {
         panic!(
             "A's statement after B's DEALLOCATE: {}",

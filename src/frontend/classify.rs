@@ -592,8 +592,9 @@ fn unquote(s: &str) -> String {
 
 /// The first statement name in `sql` that `PREPARE`, `EXECUTE` or
 /// `DEALLOCATE` would use and that starts with `prefix` (the proxy's own
-/// server-side statement names, which clients may not touch).
-pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
+/// server-side statement names, which clients may not touch), folded as
+/// Postgres folds it.
+pub fn names_with_prefix(sql: &str, prefix: &str) -> Option<String> {
     // Fast path: the prefix does not occur at all (nearly every statement).
     if !mentions(sql.as_bytes(), prefix) {
         return None;
@@ -609,13 +610,34 @@ pub fn names_with_prefix<'a>(sql: &'a str, prefix: &str) -> Option<&'a str> {
         if kw(first, "deallocate") && name.is_some_and(|n| kw(n, "prepare")) {
             name = w.next();
         }
-        if let Some(n) = name
-            && n.trim_matches('"').to_ascii_lowercase().starts_with(prefix)
+        if let Some(n) = name.map(fold_name)
+            && n.starts_with(prefix)
         {
             return Some(n);
         }
     }
     None
+}
+
+/// A name as Postgres reads it: a quoted one as written (its doubled
+/// quotes single), an unquoted one in lower case.
+fn fold_name(word: &str) -> String {
+    match word.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => word.to_ascii_lowercase(),
+    }
+}
+
+/// Whether `sql` holds a `LISTEN` on the channel the proxy's stand-in for
+/// `DEALLOCATE` unlistens (see `frontend::deallocate`), which clients may
+/// not use.
+pub fn listens_to_reserved_channel(sql: &str, channel: &str) -> bool {
+    mentions(sql.as_bytes(), channel)
+        && split_statements(sql).any(|stmt| {
+            let mut w = Words::new(stmt);
+            w.next().is_some_and(|f| f.eq_ignore_ascii_case("listen"))
+                && w.next().is_some_and(|n| fold_name(n) == channel)
+        })
 }
 
 /// Whether `b` holds only names (plain or quoted), blanks and comments.
@@ -693,12 +715,7 @@ pub fn deallocate_target(stmt: &str) -> Option<String> {
     if !words_and_blanks(stmt.as_bytes()) || w.next().is_some() {
         return None;
     }
-    Some(
-        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None => name.to_ascii_lowercase(),
-        },
-    )
+    Some(fold_name(name))
 }
 
 /// Whether `needle` occurs anywhere in `text`, ignoring ASCII case.
@@ -1661,15 +1678,29 @@ mod tests {
 
     #[test]
     fn proxy_names() {
-        assert_eq!(names_with_prefix("DEALLOCATE _tg_1", "_tg_"), Some("_tg_1"));
+        let found = |sql: &str| names_with_prefix(sql, "_tg_");
+        assert_eq!(found("DEALLOCATE _tg_1").as_deref(), Some("_tg_1"));
         assert_eq!(
-            names_with_prefix("deallocate prepare \"_tg_2\"", "_tg_"),
-            Some("\"_tg_2\"")
+            found("deallocate prepare \"_tg_2\"").as_deref(),
+            Some("_tg_2")
         );
         assert_eq!(
-            names_with_prefix("SELECT 1; EXECUTE _TG_3(1)", "_tg_"),
-            Some("_TG_3")
+            found("SELECT 1; EXECUTE _TG_3(1)").as_deref(),
+            Some("_tg_3")
         );
+        // Quoted upper case is another name.
+        assert_eq!(found("EXECUTE \"_TG_3\"(1)"), None);
+        for sql in ["LISTEN _tg", "select 1; listen \"_tg\"", "LISTEN _TG"] {
+            assert!(listens_to_reserved_channel(sql, "_tg"), "{sql}");
+        }
+        for sql in [
+            "LISTEN _tg2",
+            "UNLISTEN _tg",
+            "LISTEN \"_TG\"",
+            "SELECT 'LISTEN _tg'",
+        ] {
+            assert!(!listens_to_reserved_channel(sql, "_tg"), "{sql}");
+        }
         assert_eq!(names_with_prefix("PREPARE mine AS SELECT 1", "_tg_"), None);
         assert_eq!(names_with_prefix("SELECT '_tg_1'", "_tg_"), None);
     }

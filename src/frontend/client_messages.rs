@@ -7,10 +7,10 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{
-    Effect, bare_transaction_end, classify, effects_of, lone_begin, mentions, names_with_prefix,
-    plainly_without_effect,
+    Effect, bare_transaction_end, classify, effects_of, listens_to_reserved_channel, lone_begin,
+    mentions, names_with_prefix, plainly_without_effect,
 };
-use super::deallocate::{STAND_IN, runs_as_stand_in};
+use super::deallocate::{STAND_IN, STAND_IN_CHANNEL, runs_as_stand_in};
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement, touches_nothing,
 };
@@ -323,13 +323,18 @@ impl Session {
                 && !self.t.unsynced
                 && self.to_server.is_empty(),
         };
+        // (`_tg` starts the proxy's statement names too.)
         if let Some(raw) = sql_of(tag, msg)
-            && mentions(raw, SERVER_NAME_PREFIX)
+            && mentions(raw, STAND_IN_CHANNEL)
             && let Ok(sql) = std::str::from_utf8(raw)
-            && let Some(name) = names_with_prefix(sql, SERVER_NAME_PREFIX)
         {
-            // Other clients' statements live under these names on servers.
-            return Err(ProxyError::unknown_prepared_statement(name));
+            if let Some(name) = names_with_prefix(sql, SERVER_NAME_PREFIX) {
+                // Other clients' statements live under these names on servers.
+                return Err(ProxyError::unknown_prepared_statement(&name));
+            }
+            if listens_to_reserved_channel(sql, STAND_IN_CHANNEL) {
+                return Err(ProxyError::reserved_channel(STAND_IN_CHANNEL));
+            }
         }
         if let Some(raw) = sql_of(tag, msg)
             && let Some(what) = self.schema_path_reset(raw)?

@@ -30,6 +30,9 @@ use crate::protocol::messages;
 /// string without moving what follows it (error positions stay right).
 pub(super) const STAND_IN: &str = "UNLISTEN _tg";
 
+/// The channel [`STAND_IN`] unlistens: clients may not listen on it.
+pub(super) const STAND_IN_CHANNEL: &str = "_tg";
+
 /// Whether a Parse of `sql`, whose session effects are `effects`, is
 /// prepared on servers as the [`STAND_IN`]: it is one `DEALLOCATE name`.
 pub(super) fn runs_as_stand_in(effects: Option<&[Effect]>, sql: &[u8]) -> bool {
@@ -168,6 +171,7 @@ mod tests {
         let shortest = "deallocate a";
         assert_eq!(deallocated_name(shortest).as_deref(), Some("a"));
         assert_eq!(STAND_IN.chars().count(), shortest.chars().count());
+        assert_eq!(STAND_IN, format!("UNLISTEN {STAND_IN_CHANNEL}"));
         // The stand-in itself has no effect the proxy follows.
         assert!(effects_of(STAND_IN.as_bytes()).is_none());
     }

@@ -27,6 +27,8 @@ impl SqlState {
     pub const CONNECTION_REJECTED: SqlState = SqlState("08004");
     /// 0A000 feature_not_supported.
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
+    /// 42939 reserved_name.
+    pub const RESERVED_NAME: SqlState = SqlState("42939");
     /// 22023 invalid_parameter_value.
     pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
     /// 25001 active_sql_transaction.
