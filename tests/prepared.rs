@@ -990,6 +990,15 @@ async fn sql_deallocate_anywhere_matches_postgres() {
         // 28-29: after DEALLOCATE ALL in the same string.
         prep("b9"),
         raw::query("DEALLOCATE ALL; DEALLOCATE b9"),
+        // 30-31: one portal executed twice.
+        prep("b10"),
+        cat(&[
+            raw::parse("d10", "DEALLOCATE b10"),
+            raw::bind("p", "d10", &[]),
+            raw::execute("p"),
+            raw::execute("p"),
+            raw::sync(),
+        ]),
     ];
     let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
     let ran = ["BindComplete", "Row 42", "Complete SELECT 1", "Ready I"];
@@ -1051,6 +1060,16 @@ async fn sql_deallocate_anywhere_matches_postgres() {
     assert_eq!(
         answer[29],
         ["Complete DEALLOCATE ALL", "Error 26000", "Ready I"]
+    );
+    assert_eq!(
+        answer[31],
+        [
+            "ParseComplete",
+            "BindComplete",
+            "Complete DEALLOCATE",
+            "Error 55000",
+            "Ready I"
+        ]
     );
     proxy.shutdown().await.unwrap();
 }

@@ -620,13 +620,25 @@ pub fn names_with_prefix(sql: &str, prefix: &str) -> Option<String> {
 }
 
 /// A name as Postgres reads it: a quoted one as written (its doubled
-/// quotes single), an unquoted one in lower case.
+/// quotes single), an unquoted one in lower case; cut to 63 bytes (on a
+/// character boundary), as Postgres cuts identifiers.
 fn fold_name(word: &str) -> String {
-    match word.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+    let mut name = match word.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => word.to_ascii_lowercase(),
+    };
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        let mut end = MAX_IDENTIFIER_BYTES;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
     }
+    name
 }
+
+/// The longest identifier Postgres keeps (NAMEDATALEN - 1).
+const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Whether `sql` holds a `LISTEN` on the channel the proxy's stand-in for
 /// `DEALLOCATE` unlistens (see `frontend::deallocate`), which clients may
@@ -1174,6 +1186,17 @@ mod tests {
 
     #[test]
     fn a_deallocate_of_one_name_is_recognised() {
+        // Cut as Postgres cuts identifiers.
+        let long = "x".repeat(70);
+        assert_eq!(
+            deallocated_name(&format!("DEALLOCATE {long}")),
+            Some("x".repeat(63))
+        );
+        let wide = "é".repeat(40);
+        assert_eq!(
+            deallocated_name(&format!("DEALLOCATE \"{wide}\"")),
+            Some("é".repeat(31))
+        );
         assert_eq!(deallocated_name("DEALLOCATE a1").as_deref(), Some("a1"));
         assert_eq!(
             deallocated_name("deallocate prepare A1;").as_deref(),

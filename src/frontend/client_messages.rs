@@ -965,6 +965,9 @@ impl Session {
         if let Some(effects) = effects {
             if let [Effect::Deallocate(name)] = &effects[..] {
                 self.deallocating_at_execute(name)?;
+                // Run once: a portal of it executed again fails on the
+                // server as Postgres's does (55000).
+                self.effect_portals.retain(|(p, _)| p != portal);
             }
             self.apply_effects(&effects, true);
         }
