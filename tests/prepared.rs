@@ -1216,6 +1216,120 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
     proxy.shutdown().await.unwrap();
 }
 
+/// After an error in extended-protocol messages, Postgres skips a Query
+/// behind them and every message after it up to the Sync, whatever failed
+/// (a Describe, a Bind, a Parse, an Execute): the proxy follows, gives the
+/// server connection back only once the server has had that Sync, and
+/// statements whose Parse was skipped are not defined.
+#[tokio::test]
+async fn messages_behind_a_skipped_query_match_postgres() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 1).await;
+    // (one write, how many ReadyForQuery it gets)
+    let rounds: Vec<(Vec<u8>, usize)> = vec![
+        (
+            cat(&[
+                raw::describe_stmt("nope"),
+                raw::query("COMMIT"),
+                raw::close_stmt(""),
+                raw::sync(),
+            ]),
+            1,
+        ),
+        (
+            cat(&[
+                raw::parse("", "SELECT nosuch"),
+                raw::query("SELECT 1"),
+                raw::close_stmt("p"),
+                raw::sync(),
+            ]),
+            1,
+        ),
+        (
+            cat(&[
+                raw::describe_portal("nope"),
+                raw::query("SELECT 3"),
+                raw::parse("b", "BEGIN"),
+                raw::sync(),
+                raw::query("SELECT 4"),
+            ]),
+            2,
+        ),
+        (
+            cat(&[
+                raw::bind("p", "nope", &[]),
+                raw::query("SELECT 1"),
+                raw::close_stmt("p"),
+                raw::sync(),
+            ]),
+            1,
+        ),
+        // A Parse the server skipped, answered by the proxy (the server
+        // already held the text): the name is not defined.
+        (cat(&[raw::parse("held", "SELECT 11"), raw::sync()]), 1),
+        (cat(&[raw::close_stmt("held"), raw::sync()]), 1),
+        (
+            cat(&[
+                raw::execute("nope"),
+                raw::query("SELECT 3"),
+                raw::parse("held", "SELECT 11"),
+                raw::sync(),
+                raw::describe_stmt("held"),
+                raw::sync(),
+            ]),
+            2,
+        ),
+        (
+            cat(&[
+                raw::describe_stmt("nope"),
+                raw::parse("a", "SELECT 1"),
+                raw::sync(),
+                raw::query("SELECT 1; DEALLOCATE a"),
+            ]),
+            2,
+        ),
+        (raw::query("SELECT 'after'"), 1),
+    ];
+    let mut answers = Vec::new();
+    for port in [cluster.port(), proxy.port] {
+        let (user, password) = login_for(port, proxy.port);
+        let mut r = raw::Raw::connect(port, user, password, DB).await;
+        let mut out = Vec::new();
+        for (send, readies) in &rounds {
+            r.send(send).await;
+            let mut got = Vec::new();
+            for _ in 0..*readies {
+                got.extend(r.until_ready().await);
+            }
+            out.push(got);
+        }
+        // The (single) server connection went back to the pool.
+        let mut other = raw::Raw::connect(port, user, password, DB).await;
+        other.send(&raw::query("SELECT 'other'")).await;
+        let got = tokio::time::timeout(Duration::from_secs(10), other.until_ready())
+            .await
+            .expect("the server connection was given back");
+        out.push(got);
+        other.terminate().await;
+        r.terminate().await;
+        answers.push(out);
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "through the proxy (left) vs Postgres (right)"
+    );
+    let a = &answers[0];
+    assert_eq!(a[0], ["Error 26000", "Ready I"]);
+    assert_eq!(a[1], ["Error 42703", "Ready I"]);
+    assert_eq!(a[2][..2], ["Error 34000", "Ready I"]);
+    assert!(a[2].contains(&"Row 4".to_string()), "{:?}", a[2]);
+    assert_eq!(a[6][..2], ["Error 34000", "Ready I"]);
+    assert_eq!(a[6][2..], ["Error 26000", "Ready I"]);
+    assert!(a[7].contains(&"Error 26000".to_string()), "{:?}", a[7]);
+    assert!(a[9].contains(&"Row other".to_string()), "{:?}", a[9]);
+    proxy.shutdown().await.unwrap();
+}
+
 /// Error messages name statements as the client named them, as Postgres
 /// does: not by the proxy's server-side names (`_tg_<id>`, shared by every
 /// client that prepared the same text, so they would tell one client what

@@ -8,7 +8,7 @@
 mod raw_client;
 mod support;
 
-use raw_client::{RawClient, bind, execute, parse, query_msg, sync};
+use raw_client::{RawClient, bind, close, describe, execute, parse, query_msg, sync};
 
 use support::{
     connect, connect_direct, connect_with_options, create_database, exec, load_config,
@@ -180,6 +180,60 @@ async fn a_query_skipped_after_an_error_does_not_stop_the_session() {
         );
         assert_eq!(
             raw.query_values("SELECT current_setting('app.current_tenant', true)")
+                .await,
+            [Some("a".to_string())]
+        );
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+/// In a session with the variable, after an error in extended-protocol
+/// messages with a Query and more messages behind them in one write, the
+/// server skips everything up to the Sync (as Postgres does): the session
+/// answers exactly that, is not left waiting for the skipped Query, and
+/// keeps serving with the variable set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_behind_a_skipped_query_do_not_stop_the_session() {
+    let (_cluster, proxy) = items_behind_proxy().await;
+    let mut raw = RawClient::login(proxy.port, "a", "a-secret", "app").await;
+    let cat = |parts: &[Vec<u8>]| parts.concat();
+    let rounds = [
+        (
+            cat(&[
+                describe(b'S', "nope"),
+                query_msg("COMMIT"),
+                close(b'S', ""),
+                sync(),
+            ]),
+            "26000",
+        ),
+        (
+            cat(&[
+                parse("", "SELECT nosuch FROM items"),
+                query_msg("SELECT count(*) FROM items"),
+                close(b'S', "p"),
+                sync(),
+            ]),
+            "42703",
+        ),
+        (
+            cat(&[
+                bind("p", "nope", &[]),
+                query_msg("SELECT count(*) FROM items"),
+                close(b'P', "p"),
+                sync(),
+            ]),
+            "26000",
+        ),
+    ];
+    for (send, code) in rounds {
+        raw.send(&send).await;
+        let replies = raw.until_ready().await;
+        let kinds: Vec<char> = replies.iter().map(|m| m.tag_char()).collect();
+        assert_eq!(kinds, ['E', 'Z'], "{replies:?}");
+        assert_eq!(replies[0].code().as_deref(), Some(code));
+        assert_eq!(
+            raw.query_values("SELECT current_setting('app.current_tenant', true) FROM items UNION ALL SELECT current_setting('app.current_tenant', true)")
                 .await,
             [Some("a".to_string())]
         );

@@ -638,6 +638,17 @@ impl Session {
         if t.parse_q.is_empty() && t.close_q.is_empty() {
             return false;
         }
+        if tag == ftag::QUERY {
+            // A DEALLOCATE of a name a Parse in flight may not define.
+            return mentions(text_body(msg), "deallocate")
+                && (t
+                    .parse_q
+                    .iter()
+                    .any(|(b, a)| *b < t.sent && matches!(a, ParseAction::Forward(Some(_))))
+                    || t.close_q.iter().any(|(b, a)| {
+                        *b < t.sent && matches!(a, CloseAction::AsParseComplete(_))
+                    }));
+        }
         let name = match tag {
             ftag::PARSE => read_cstr(msg, &mut 5),
             ftag::BIND => bind_names(msg).map(|(name, _)| name),
@@ -1354,6 +1365,9 @@ impl Session {
         let (kind, name) = kind_and_name(msg)?;
         if kind != b'S' {
             self.to_server.extend_from_slice(msg);
+            self.t
+                .describe_q
+                .push_back((self.t.sent, DescribeAction::Forward));
             return Ok(());
         }
         let target = self.client_statement(name)?;

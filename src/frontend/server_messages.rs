@@ -88,7 +88,9 @@ impl Session {
                         t.queries_after_extended.pop_front();
                     }
                     // Parses sent after an error in this batch were skipped.
-                    if t.parse_q.front().is_some_and(|(b, _)| *b <= batch) {
+                    if t.parse_q.front().is_some_and(|(b, _)| *b <= batch)
+                        || t.close_q.front().is_some_and(|(b, _)| *b <= batch)
+                    {
                         forget_unprepared(
                             t,
                             first..=batch,
@@ -156,12 +158,20 @@ impl Session {
                     Some((_, CloseAction::Swallow)) => {}
                     _ => self.to_client.extend_from_slice(msg),
                 },
-                tag::PARAMETER_DESCRIPTION => match t.describe_q.pop_front() {
+                tag::PARAMETER_DESCRIPTION => match t.describe_q.front() {
                     Some((_, DescribeAction::HideLastParam)) => {
                         hide_last_param(msg, &mut self.to_client)
                     }
                     _ => self.to_client.extend_from_slice(msg),
                 },
+                tag::ROW_DESCRIPTION | tag::NO_DATA => {
+                    // The end of a Describe's answer (a simple Query's
+                    // RowDescription comes after every Describe of its batch).
+                    if t.describe_q.front().is_some_and(|(b, _)| *b == t.answered) {
+                        t.describe_q.pop_front();
+                    }
+                    self.to_client.extend_from_slice(msg);
+                }
                 tag::ERROR_RESPONSE => {
                     let severity = messages::error_field(msg, b'V')
                         .or_else(|| messages::error_field(msg, b'S'));
@@ -181,6 +191,7 @@ impl Session {
                         && (t.batch_results < executes
                             || t.parse_q.iter().any(|(b, _)| *b == batch)
                             || t.bind_q.iter().any(|(b, _)| *b == batch)
+                            || t.describe_q.iter().any(|(b, _)| *b == batch)
                             || t.close_q.iter().any(|(b, _)| *b == batch))
                     {
                         // The extended-protocol messages in front of the
@@ -209,13 +220,6 @@ impl Session {
                         &mut self.statements,
                         &mut self.unnamed,
                     );
-                    for (b, action) in &t.close_q {
-                        if *b == batch
-                            && let CloseAction::AsParseComplete(name) = action
-                        {
-                            self.statements.remove(name);
-                        }
-                    }
                     // A drop in this batch that did not complete: the names
                     // it took are the client's again.
                     while t.drops_q.front().is_some_and(|(b, _)| *b == batch) {
@@ -420,6 +424,15 @@ fn forget_unprepared(
                 conn.unnamed_owner = None;
             }
             ParseAction::Swallow(None) => conn.unnamed_owner = None,
+        }
+    }
+    // Parses answered by the proxy, the server holding the statement: the
+    // name is not defined either.
+    for (b, action) in &t.close_q {
+        if batches.contains(b)
+            && let CloseAction::AsParseComplete(name) = action
+        {
+            statements.remove(name);
         }
     }
 }

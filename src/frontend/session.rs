@@ -144,6 +144,8 @@ pub(super) struct Tracker {
     pub(super) parse_q: VecDeque<(u64, ParseAction)>,
     pub(super) close_q: VecDeque<(u64, CloseAction)>,
     pub(super) bind_q: VecDeque<(u64, BindAction)>,
+    /// Every Describe sent, answered by RowDescription or NoData (a
+    /// statement's after its ParameterDescription).
     pub(super) describe_q: VecDeque<(u64, DescribeAction)>,
     /// Results of statements tenantgate ran among the client's: the batch,
     /// and how many of the client's results in that batch come first.
@@ -986,6 +988,9 @@ impl Session {
             && self.pin.is_none()
             && self.t.pending == 0
             && !self.t.unsynced
+            // A Query answered behind extended messages with no Sync yet:
+            // after an error the server skips everything up to that Sync.
+            && !self.t.extended_since_sync
             && self.t.tx_status == b'I'
             && self.to_server.is_empty()
             && self.server_streaming == 0

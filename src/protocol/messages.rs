@@ -41,6 +41,10 @@ pub mod tag {
     pub const COPY_BOTH_RESPONSE: u8 = b'W';
     /// ParameterDescription.
     pub const PARAMETER_DESCRIPTION: u8 = b't';
+    /// RowDescription.
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    /// NoData.
+    pub const NO_DATA: u8 = b'n';
     /// NegotiateProtocolVersion.
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 }
