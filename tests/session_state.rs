@@ -1656,6 +1656,25 @@ async fn an_idle_transaction_is_ended_after_the_timeout() {
     // Outside a transaction a client may stay idle as long as it likes.
     tokio::time::sleep(Duration::from_millis(900)).await;
     b.batch_execute("SELECT 1").await.unwrap();
+    drop(b);
+    // So may it not after failing extended-protocol messages with a Query
+    // behind them (skipped) and no Sync: the server waits for that Sync.
+    let mut c = raw_client::RawClient::login(proxy.port, "app", "app-secret", DB).await;
+    let mut msgs = raw_client::parse("", "SELECT nosuch");
+    msgs.extend(raw_client::query_msg("SELECT 2"));
+    c.send(&msgs).await;
+    assert_eq!(c.expect_error().await.code().as_deref(), Some("42703"));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let end = c.expect_closed().await;
+    assert!(
+        end.iter().any(|m| m.code().as_deref() == Some("25P03")),
+        "{end:?}"
+    );
+    let d = connect(proxy.port).await;
+    tokio::time::timeout(Duration::from_secs(5), d.batch_execute("SELECT 1"))
+        .await
+        .expect("the connection came back")
+        .unwrap();
     proxy.shutdown().await.unwrap();
 }
 

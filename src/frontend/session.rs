@@ -647,8 +647,11 @@ impl Session {
     /// but not handled). Returns the limit if it does.
     #[cold]
     fn arm_idle_timer(&mut self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        // In a transaction, or with the server skipping up to a Sync that
+        // has not come (the connection is held until it does). (Unsynced
+        // messages may still be running.)
         let waits_on_client = self.server.is_some()
-            && self.t.tx_status != b'I'
+            && (self.t.tx_status != b'I' || self.t.skipping)
             && self.t.pending == 0
             && !self.t.unsynced
             && self.to_server.is_empty()
@@ -988,9 +991,9 @@ impl Session {
             && self.pin.is_none()
             && self.t.pending == 0
             && !self.t.unsynced
-            // A Query answered behind extended messages with no Sync yet:
-            // after an error the server skips everything up to that Sync.
-            && !self.t.extended_since_sync
+            // A Query behind failing extended messages was skipped and no
+            // Sync has gone out since: the server skips up to that Sync.
+            && !self.t.skipping
             && self.t.tx_status == b'I'
             && self.to_server.is_empty()
             && self.server_streaming == 0
@@ -1033,6 +1036,8 @@ impl Session {
         };
         let quiet = self.t.pending == 0
             && !self.t.unsynced
+            // The server skips up to a Sync that never came.
+            && !self.t.skipping
             && self.server_streaming == 0
             && self.client_streaming == 0
             && s.conn.read_buf.is_empty()
