@@ -25,7 +25,7 @@ use crate::protocol::messages;
 /// channel of the proxy's is allowed wherever `DEALLOCATE` is (in a
 /// read-only transaction too), refused in a failed transaction as
 /// `DEALLOCATE` is, needs no privilege, returns no rows and changes nothing
-/// (no session listens on that channel). It is as long as the shortest
+/// (clients may not listen on [`STAND_IN_CHANNEL`]). It is as long as the shortest
 /// `DEALLOCATE` (`deallocate a`), so it takes the place of one in a query
 /// string without moving what follows it (error positions stay right).
 pub(super) const STAND_IN: &str = "UNLISTEN _tg";
