@@ -70,7 +70,7 @@ impl Statement {
     }
 
     /// The text servers prepare: its own, except that a `DEALLOCATE name`
-    /// runs as the proxy's stand-in (see [`super::deallocate`]).
+    /// runs as the proxy's stand-in (see `frontend::deallocate`).
     pub fn server_query(&self) -> &[u8] {
         if runs_as_stand_in(self.effects().map(|e| &e[..]), &self.query) {
             STAND_IN.as_bytes()

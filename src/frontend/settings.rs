@@ -146,14 +146,14 @@ impl Settings {
     }
 
     /// Whether the session holds a setting that must not reach a server
-    /// connection where a tenant's rows are scoped (see [`guarded`]).
+    /// connection where a tenant's rows are scoped (see `guarded`).
     pub fn has_guarded(&self) -> bool {
         self.session.iter().any(|(n, s)| guarded(n, s))
     }
 
     /// Whether the server connections this session uses now serve its
     /// tenant's rows on a shared shard or schema: then the settings
-    /// [`guarded`] names are not replayed (they were made while it was not
+    /// `guarded` names are not replayed (they were made while it was not
     /// such a tenant's session), and the fingerprint counts without them.
     pub fn set_guarded(&mut self, on: bool) {
         if self.guarded != on {

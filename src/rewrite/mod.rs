@@ -75,7 +75,7 @@ pub struct RewriteRules<'a> {
     /// Fence every statement's tenant relations: the Parse declared a type
     /// for a parameter the statement casts (`$1::int` with `$1` declared
     /// text), so the cast runs, and can fail, where the qualifier is
-    /// evaluated (see [`leak`]).
+    /// evaluated (see `rewrite::leak`).
     pub fence: bool,
 }
 
