@@ -1288,6 +1288,21 @@ async fn messages_behind_a_skipped_query_match_postgres() {
             ]),
             2,
         ),
+        // A DEALLOCATE ALL in a second skipped Query did not run.
+        (cat(&[raw::parse("kept", "SELECT 12"), raw::sync()]), 1),
+        (
+            cat(&[
+                raw::parse("", "SELECT nosuch"),
+                raw::query("SELECT 1"),
+                raw::query("DEALLOCATE ALL"),
+                raw::sync(),
+            ]),
+            1,
+        ),
+        (
+            cat(&[raw::bind("", "kept", &[]), raw::execute(""), raw::sync()]),
+            1,
+        ),
         (raw::query("SELECT 'after'"), 1),
     ];
     let mut answers = Vec::new();
@@ -1326,7 +1341,8 @@ async fn messages_behind_a_skipped_query_match_postgres() {
     assert_eq!(a[6][..2], ["Error 34000", "Ready I"]);
     assert_eq!(a[6][2..], ["Error 26000", "Ready I"]);
     assert!(a[7].contains(&"Error 26000".to_string()), "{:?}", a[7]);
-    assert!(a[9].contains(&"Row other".to_string()), "{:?}", a[9]);
+    assert!(a[10].contains(&"Row 12".to_string()), "{:?}", a[10]);
+    assert!(a[12].contains(&"Row other".to_string()), "{:?}", a[12]);
     proxy.shutdown().await.unwrap();
 }
 

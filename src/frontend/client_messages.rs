@@ -638,18 +638,19 @@ impl Session {
         if t.parse_q.is_empty() && t.close_q.is_empty() {
             return false;
         }
-        if tag == ftag::QUERY {
-            // A DEALLOCATE of a name a Parse in flight may not define.
-            return mentions(text_body(msg), "deallocate")
-                && (t
-                    .parse_q
-                    .iter()
-                    .any(|(b, a)| *b < t.sent && matches!(a, ParseAction::Forward(Some(_))))
-                    || t.close_q.iter().any(|(b, a)| {
-                        *b < t.sent && matches!(a, CloseAction::AsParseComplete(_))
-                    }));
-        }
+        // A Parse of an earlier batch, of `name` (any, if `None`), not
+        // answered yet (a Parse the proxy answers itself is a Close).
+        let parse_in_flight = |name: Option<&[u8]>| {
+            let named = |n: &[u8]| name.is_none_or(|m| m == n);
+            t.parse_q.iter().any(|(b, a)| {
+                *b < t.sent && matches!(a, ParseAction::Forward(Some((_, n))) if named(n))
+            }) || t.close_q.iter().any(|(b, a)| {
+                *b < t.sent && matches!(a, CloseAction::AsParseComplete(n) if named(n))
+            })
+        };
         let name = match tag {
+            // A DEALLOCATE of a name such a Parse may not define.
+            ftag::QUERY => return mentions(text_body(msg), "deallocate") && parse_in_flight(None),
             ftag::PARSE => read_cstr(msg, &mut 5),
             ftag::BIND => bind_names(msg).map(|(name, _)| name),
             ftag::DESCRIBE | ftag::CLOSE => match kind_and_name(msg) {
@@ -658,15 +659,7 @@ impl Session {
             },
             _ => return false,
         };
-        let Ok(name) = name else {
-            return false;
-        };
-        !name.is_empty()
-            && (t.parse_q.iter().any(|(b, action)| {
-                *b < t.sent && matches!(action, ParseAction::Forward(Some((_, n))) if **n == *name)
-            }) || t.close_q.iter().any(|(b, action)| {
-                *b < t.sent && matches!(action, CloseAction::AsParseComplete(n) if **n == *name)
-            }))
+        name.is_ok_and(|name| !name.is_empty() && parse_in_flight(Some(name)))
     }
 
     /// The client's protocol-level statement that a simple Query of one

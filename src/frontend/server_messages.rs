@@ -99,9 +99,10 @@ impl Session {
                             &mut self.unnamed,
                         );
                     }
+                    // Drops in skipped batches did not run.
+                    restore_undropped(t, batch, &mut self.statements);
                     // Replies still expected for this batch were skipped.
                     t.retain_replies(|b| b > batch);
-                    restore_deallocated(t, batch, &mut self.statements);
                     if self.rls.inserted.as_ref().is_some_and(|(b, _)| *b <= batch) {
                         self.rls.inserted = None;
                     }
@@ -222,12 +223,7 @@ impl Session {
                     );
                     // A drop in this batch that did not complete: the names
                     // it took are the client's again.
-                    while t.drops_q.front().is_some_and(|(b, _)| *b == batch) {
-                        if let Some((_, taken)) = t.drops_q.pop_front() {
-                            self.statements.restore(taken);
-                        }
-                    }
-                    restore_deallocated(t, batch, &mut self.statements);
+                    restore_undropped(t, batch, &mut self.statements);
                     let raised = t.raised_q.iter().find(|r| r.0 == batch).map(|r| r.1);
                     t.retain_replies(|b| b != batch);
                     self.settings.on_error();
@@ -351,13 +347,19 @@ fn ours(t: &super::session::Tracker) -> bool {
     )
 }
 
-/// The `DEALLOCATE name`s of batches up to `batch` that did not complete
-/// (an error, or skipped after one): their names are the client's again.
-fn restore_deallocated(
+/// The drops (`DEALLOCATE ALL`, `DISCARD ALL`, `DEALLOCATE name`) of
+/// batches up to `batch` that did not complete (an error, or skipped after
+/// one): the names they took are the client's again.
+fn restore_undropped(
     t: &mut super::session::Tracker,
     batch: u64,
     statements: &mut super::prepared::ClientStatements,
 ) {
+    while t.drops_q.front().is_some_and(|(b, _)| *b <= batch) {
+        if let Some((_, taken)) = t.drops_q.pop_front() {
+            statements.restore(taken);
+        }
+    }
     while t.deallocs_q.front().is_some_and(|d| d.batch <= batch) {
         if let Some(d) = t.deallocs_q.pop_front() {
             statements.restore(d.taken);
