@@ -97,8 +97,10 @@ fn classify_each(sql: &str) -> Vec<Effect> {
 
 /// A quick, conservative test for the common case: one statement that
 /// starts with a word no session effect starts with, and that mentions none
-/// of the functions and keywords an effect needs further in. `true` proves
-/// that [`classify`] finds nothing; `false` only means: look closer.
+/// of the functions and keywords an effect needs further in, nor `_tg`
+/// (the start of the proxy's reserved names, which the session checks for
+/// only when this test fails). `true` proves that [`classify`] finds
+/// nothing; `false` only means: look closer.
 ///
 /// It reads the text once, looking only at the bytes the needles start
 /// with, instead of lexing it.
@@ -137,7 +139,7 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
     }
     // Further in, an effect needs `pg_[try_]advisory_lock…`, `set_config…`,
     // `pg_settings` or `INTO TEMP[ORARY]`; and one statement means no `;` but a
-    // trailing one.
+    // trailing one. (`_tg`: see above.)
     let follows = |i: usize, rest: &[u8]| {
         sql.get(i + 1..i + 1 + rest.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(rest))
@@ -145,7 +147,10 @@ pub fn plainly_without_effect(sql: &[u8]) -> bool {
     let needs_a_look = |i: usize| match NEEDLE[sql[i] as usize] {
         0 => false,
         UNDERSCORE => {
-            follows(i, b"advisory_lock") || follows(i, b"config") || follows(i, b"settings")
+            follows(i, b"advisory_lock")
+                || follows(i, b"config")
+                || follows(i, b"settings")
+                || follows(i, b"tg")
         }
         LETTER_T => follows(i, b"emp"),
         // `U&"…"`: a name in Unicode escapes could spell any of them.
@@ -1646,6 +1651,8 @@ mod tests {
                 "into temp t",
                 "x; listen c",
                 "set_config('a','b',false)",
+                "x from _tg_1",
+                "1; listen _TG",
             ] {
                 let sql = format!("select {p}{needle}");
                 assert!(!plainly_without_effect(sql.as_bytes()), "{sql:?}");

@@ -146,8 +146,10 @@ impl Session {
             // Only statements are planned: Bind, Execute, Sync and the rest
             // go as sent (pipelines carry several of them per statement).
             let carries_sql = matches!(tag, ftag::QUERY | ftag::PARSE | ftag::FUNCTION_CALL);
+            // The quick test, once per statement: most skip every closer look.
+            let plain = sql_of(tag, &msg).is_some_and(plainly_without_effect);
             let mut plan = if carries_sql {
-                match self.plan(tag, &msg, fresh.is_some()).await {
+                match self.plan(tag, &msg, fresh.is_some(), plain).await {
                     Ok(p) => p,
                     Err(e) if e.is_fatal() => return Err(e),
                     Err(e) => {
@@ -194,7 +196,7 @@ impl Session {
                 // A reload moved the tenant while this message waited (for a
                 // connection, or under PAUSE): plan it again for its new home.
                 if carries_sql && self.iso.as_ref().is_some_and(Isolation::planned_elsewhere) {
-                    plan = match self.plan(tag, &msg, false).await {
+                    plan = match self.plan(tag, &msg, false, plain).await {
                         Ok(p) => p,
                         Err(e) if e.is_fatal() => return Err(e),
                         Err(e) => {
@@ -225,11 +227,14 @@ impl Session {
                     }
                 }
             }
-            if carries_sql && let Err(e) = self.check_pin_quota(tag, &msg) {
+            if carries_sql
+                && !plain
+                && let Err(e) = self.check_pin_quota(tag, &msg)
+            {
                 self.refuse(tag, e);
                 continue;
             }
-            let handled = self.handle_client_message(tag, &msg, plan, rewritten);
+            let handled = self.handle_client_message(tag, &msg, plan, rewritten, plain);
             if ftag::is_extended(tag) {
                 self.t.extended_since_sync = true;
             }
@@ -256,7 +261,8 @@ impl Session {
     /// A Query or Parse that would pin the server connection counts against
     /// its tenant's share of the pool's pinned connections: refused (53300)
     /// when the tenant holds its share already, else counted (the lease is
-    /// kept with the pin). Sessions without a tenant are not counted.
+    /// kept with the pin). Sessions without a tenant are not counted. Not
+    /// called for statements that pass the quick test (they cannot pin).
     fn check_pin_quota(&mut self, tag: u8, msg: &[u8]) -> Result<(), ProxyError> {
         if self.pin.is_some() || self.mode != PoolMode::Transaction {
             return Ok(());
@@ -268,9 +274,6 @@ impl Session {
         ) else {
             return Ok(());
         };
-        if plainly_without_effect(raw) {
-            return Ok(());
-        }
         let pins = std::str::from_utf8(raw)
             .map(|sql| classify(sql).iter().any(|e| matches!(e, Effect::Pins(_))))
             .unwrap_or(false);
@@ -303,8 +306,15 @@ impl Session {
     /// Isolation's decision for a Query or Parse (others are sent as they are).
     ///
     /// `fresh`: the message came right after a `BEGIN` that opened the
-    /// transaction (see [`Session::move_transaction`]).
-    async fn plan(&mut self, tag: u8, msg: &[u8], fresh: bool) -> Result<Plan, ProxyError> {
+    /// transaction (see [`Session::move_transaction`]). `plain`: its SQL
+    /// passed [`plainly_without_effect`], which also rules out `_tg`.
+    async fn plan(
+        &mut self,
+        tag: u8,
+        msg: &[u8],
+        fresh: bool,
+        plain: bool,
+    ) -> Result<Plan, ProxyError> {
         if let Some(iso) = self.iso.as_mut() {
             iso.clear_planned();
         }
@@ -324,7 +334,8 @@ impl Session {
                 && self.to_server.is_empty(),
         };
         // (`_tg` starts the proxy's statement names too.)
-        if let Some(raw) = sql_of(tag, msg)
+        if !plain
+            && let Some(raw) = sql_of(tag, msg)
             && mentions(raw, STAND_IN_CHANNEL)
             && let Ok(sql) = std::str::from_utf8(raw)
         {
@@ -336,7 +347,8 @@ impl Session {
                 return Err(ProxyError::reserved_channel(STAND_IN_CHANNEL));
             }
         }
-        if let Some(raw) = sql_of(tag, msg)
+        if !plain
+            && let Some(raw) = sql_of(tag, msg)
             && let Some(what) = self.schema_path_reset(raw)?
         {
             self.check_path_reset(tag, raw, what)?;
@@ -402,7 +414,8 @@ impl Session {
         // Planned as a Parse of the client's text (planning reads no name).
         let mut parse = bytes::BytesMut::new();
         messages::parse(&mut parse, "", &src.query, &src.param_types);
-        let plan = self.plan(ftag::PARSE, &parse, false).await?;
+        let plain = plainly_without_effect(&src.query);
+        let plan = self.plan(ftag::PARSE, &parse, false, plain).await?;
         let stmt = self.intern_planned(&plan, &src.query, &src.param_types)?;
         let reads_rows = stmt.query != old.query
             || std::str::from_utf8(&src.query).map_or(true, |sql| !touches_nothing(sql));
@@ -687,13 +700,15 @@ impl Session {
     }
 
     /// Sends `msg` on as `plan` says; `rewritten`: the plan is isolation's
-    /// rewrite (not only the `rls` step's).
+    /// rewrite (not only the `rls` step's); `plain`: its SQL passed
+    /// [`plainly_without_effect`] (no session effect to note).
     fn handle_client_message(
         &mut self,
         tag: u8,
         msg: &Bytes,
         plan: Plan,
         rewritten: bool,
+        plain: bool,
     ) -> Result<(), ProxyError> {
         match tag {
             ftag::QUERY => {
@@ -701,7 +716,7 @@ impl Session {
                 if !self.stood_in.is_empty() {
                     self.deallocating_in_query();
                 }
-                self.on_query_text(text_body(msg));
+                self.on_query_text(text_body(msg), plain);
                 // A simple Query replaces the unnamed statement, here as in Postgres.
                 self.unnamed = None;
                 self.server_mut()?.conn.unnamed_owner = None;
@@ -748,7 +763,7 @@ impl Session {
             ftag::PARSE => {
                 self.obs.note_parse(msg);
                 let (sent, answered) = (self.t.sent, self.t.answered);
-                let sent_as = self.on_parse(msg, plan)?;
+                let sent_as = self.on_parse(msg, plan, plain)?;
                 // Only a Parse that went out counts in its batch.
                 if self.iso.is_some() {
                     self.sent_statements.note(sent, sent_as, answered);
@@ -854,10 +869,14 @@ impl Session {
     }
 
     /// Notes the session effects of SQL text sent by Query: it runs now.
-    fn on_query_text(&mut self, sql: &[u8]) {
+    /// `plain`: it passed [`plainly_without_effect`] (it has none).
+    fn on_query_text(&mut self, sql: &[u8], plain: bool) {
         if !self.effect_portals.is_empty() {
             // A simple Query drops the unnamed portal.
             self.effect_portals.retain(|(p, _)| !p.is_empty());
+        }
+        if plain {
+            return;
         }
         // The commonest statement with an effect, without the classifier.
         if let Some(end) = bare_transaction_end(sql) {
@@ -984,7 +1003,12 @@ impl Session {
 
     /// Sends a Parse on (as `plan` says); returns the text it was sent as
     /// when isolation rewrote it.
-    fn on_parse(&mut self, msg: &[u8], plan: Plan) -> Result<Option<String>, ProxyError> {
+    fn on_parse(
+        &mut self,
+        msg: &[u8],
+        plan: Plan,
+        plain: bool,
+    ) -> Result<Option<String>, ProxyError> {
         let mut pos = 5;
         let name = read_cstr(msg, &mut pos)?;
         self.check_name_encoding(name)?;
@@ -992,7 +1016,7 @@ impl Session {
         let types = &msg[pos..];
         let client_types = types;
         self.t.unsynced = true;
-        let effects = effects_of(query);
+        let effects = if plain { None } else { effects_of(query) };
         if let Some(e) = &effects {
             self.apply_effects(e, false);
         }

@@ -105,7 +105,10 @@ impl Stops {
                 .unwrap_or_else(PoisonError::into_inner) = Some(w.clone());
             self.task = Some(w);
         }
-        if self.signal.fired.swap(false, Ordering::SeqCst) {
+        // A load first: the locked swap only when a stop may have fired.
+        if self.signal.fired.load(Ordering::SeqCst)
+            && self.signal.fired.swap(false, Ordering::SeqCst)
+        {
             let mut own = Context::from_waker(&self.waker);
             self.force_closed |= self.force_close.as_mut().poll(&mut own).is_ready();
             self.was_killed |= self.killed.as_mut().poll(&mut own).is_ready();
