@@ -1562,6 +1562,58 @@ async fn a_statement_pipelined_behind_the_end_of_a_first_choice_waits_for_it() {
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
+/// `SHOW app.current_tenant` is answered by a `SELECT` of the session's
+/// tenant; its CommandComplete says `SHOW`, as Postgres's does (drivers
+/// read a row count from `SELECT 1`): alone, behind other statements'
+/// extended-protocol results in the same batch, and after a skipped one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_of_the_tenant_variable_completes_as_show() {
+    use raw_client::{bind, execute, parse, sync};
+    let (f, r) = fleet_with_rows_of_acme_and_globex().await;
+    let mut c = raw_as_tenant(r.port, "acme").await;
+    let tags = |msgs: &[raw_client::Msg]| -> Vec<String> {
+        msgs.iter().filter_map(|m| m.command_tag()).collect()
+    };
+    let msgs = c.query("SHOW app.current_tenant").await;
+    assert_eq!(tags(&msgs), ["SHOW"], "{msgs:?}");
+    let shown: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(shown, [vec![Some("acme".to_string())]], "{msgs:?}");
+    // Behind an Execute with no Sync between, then a Query of rows.
+    let mut script = Vec::new();
+    for m in [parse("", "SELECT 7"), bind("", "", &[]), execute("")] {
+        script.extend(m);
+    }
+    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
+    script.extend(sync());
+    script.extend(raw_client::query_msg("SELECT v FROM items ORDER BY v"));
+    c.send(&script).await;
+    let first = c.until_ready().await;
+    assert_eq!(tags(&first), ["SELECT 1", "SHOW"], "{first:?}");
+    let rows: Vec<_> = first.iter().filter_map(|m| m.data_row()).collect();
+    assert_eq!(
+        rows,
+        [vec![Some("7".to_string())], vec![Some("acme".to_string())]]
+    );
+    assert!(error_codes(&c.until_ready().await).is_empty());
+    let items = c.until_ready().await;
+    assert!(tags(&items)[0].starts_with("SELECT "), "{items:?}");
+    // Skipped after an error in front of it: no tag; the next one says SHOW.
+    let mut script = Vec::new();
+    for m in [parse("", "SELECT 1/0"), bind("", "", &[]), execute("")] {
+        script.extend(m);
+    }
+    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
+    script.extend(sync());
+    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
+    c.send(&script).await;
+    let failed = c.until_ready().await;
+    assert_eq!(error_codes(&failed), ["22012"], "{failed:?}");
+    assert!(tags(&failed).is_empty(), "{failed:?}");
+    let after = c.until_ready().await;
+    assert_eq!(tags(&after), ["SHOW"], "{after:?}");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
 /// A statement prepared while a trusted session's tenant was dedicated
 /// (passed through unrewritten) and bound after a change to a shared tenant
 /// is planned again from the client's text for the new home: run as

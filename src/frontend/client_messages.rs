@@ -731,7 +731,12 @@ impl Session {
                         None
                     }
                 };
-                if self.iso.is_some() {
+                if let Some(iso) = self.iso.as_mut() {
+                    if iso.take_show() {
+                        // Executes in front of it with no Sync between are
+                        // of its batch, and answered first.
+                        self.t.shows_q.push_back((sent, self.t.batch_executes));
+                    }
                     let answered = self.t.answered;
                     self.sent_statements.note(sent, sent_as, answered);
                 }

@@ -170,6 +170,8 @@ pub struct Isolation {
     planned: Option<RouteKey>,
     /// See [`Isolation::take_move`].
     move_transaction: bool,
+    /// See [`Isolation::take_show`].
+    answered_show: bool,
 }
 
 impl Isolation {
@@ -188,6 +190,7 @@ impl Isolation {
             held_for: None,
             planned: None,
             move_transaction: false,
+            answered_show: false,
         }
     }
 
@@ -449,6 +452,7 @@ impl Isolation {
     pub fn clear_planned(&mut self) {
         self.planned = None;
         self.move_transaction = false;
+        self.answered_show = false;
     }
 
     /// Whether the statement just planned is a first choice of a tenant
@@ -456,6 +460,13 @@ impl Isolation {
     /// nothing but its BEGIN); asked once.
     pub fn take_move(&mut self) -> bool {
         std::mem::take(&mut self.move_transaction)
+    }
+
+    /// Whether the Query just planned is a `SHOW` of the tenant variable,
+    /// answered by a `SELECT` of the session's tenant: its CommandComplete
+    /// is to say `SHOW`, as Postgres's does. Asked once.
+    pub fn take_show(&mut self) -> bool {
+        std::mem::take(&mut self.answered_show)
     }
 
     /// Whether the last statement planned was rewritten for another route
@@ -637,6 +648,7 @@ impl Isolation {
         hold: ServerHold,
     ) -> Result<Option<String>, ProxyError> {
         if let Some(show) = self.show_variable(sql) {
+            self.answered_show = true;
             return Ok(Some(show));
         }
         self.apply_tenant_sets(sql, in_transaction, Some(hold))

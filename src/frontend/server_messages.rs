@@ -290,6 +290,18 @@ impl Session {
                         buf.advance(h.total_len);
                         continue;
                     }
+                    if t.shows_q
+                        .front()
+                        .is_some_and(|&(b, before)| b == t.answered && before == t.batch_results)
+                    {
+                        // The `SELECT` that answered a `SHOW` of the tenant variable.
+                        t.shows_q.pop_front();
+                        t.batch_results += 1;
+                        self.settings.on_result();
+                        messages::command_complete(&mut self.to_client, "SHOW");
+                        buf.advance(h.total_len);
+                        continue;
+                    }
                     t.batch_results += 1;
                     let text = text_body(msg);
                     // The statement this tag answers, when it may end a

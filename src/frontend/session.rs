@@ -165,6 +165,10 @@ pub(super) struct Tracker {
     /// `DEALLOCATE name`s of the client's statements sent to run (as the
     /// stand-in), in order.
     pub(super) deallocs_q: VecDeque<super::deallocate::Deallocation>,
+    /// `SHOW`s of the tenant variable sent as a `SELECT` (see
+    /// `Isolation::take_show`): the batch, and how many of the client's
+    /// results in it come first. Their CommandComplete says `SHOW`.
+    pub(super) shows_q: VecDeque<(u64, u32)>,
     /// Extended-protocol messages were sent since the last Sync.
     pub(super) extended_since_sync: bool,
     /// The batches ended by a Query or FunctionCall sent while
@@ -226,6 +230,9 @@ impl Tracker {
         }
         if !self.drops_q.is_empty() {
             self.drops_q.retain(|(b, _)| keep(*b));
+        }
+        if !self.shows_q.is_empty() {
+            self.shows_q.retain(|(b, _)| keep(*b));
         }
     }
 }
