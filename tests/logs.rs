@@ -2,6 +2,7 @@
 //! a JSON object, and session lines carry the tenant (connection open and
 //! close, refusals, the slow-query log, authentication failures).
 
+mod raw_client;
 mod support;
 
 use std::process::Stdio;
@@ -151,6 +152,23 @@ async fn json_logs_carry_the_tenant() {
         sql.as_str().is_some_and(|s| s.contains("pg_sleep")),
         "{slow}"
     );
+    // A DEALLOCATE of a protocol-level statement runs as a stand-in on the
+    // server; the log shows the client's text.
+    let mut raw = raw_client::RawClient::login(port, "acme", "acme-secret", "app").await;
+    raw.send(&raw_client::batch(&[
+        raw_client::parse("p1", "SELECT 1"),
+        raw_client::sync(),
+    ]))
+    .await;
+    let parsed = raw.until_ready().await;
+    assert!(parsed.iter().all(|m| !m.is_error()), "{parsed:?}");
+    let text = "DEALLOCATE p1; SELECT pg_sleep(0.1)";
+    let ran = raw.query(text).await;
+    let tags: Vec<_> = ran.iter().filter_map(|m| m.command_tag()).collect();
+    assert_eq!(tags, ["DEALLOCATE", "SELECT 1"], "{ran:?}");
+    let slow = wait_for(&mut rx, &mut lines, "slow query").await;
+    let sql = field(&slow, "sql").expect("sql");
+    assert_eq!(sql.as_str(), Some(text), "{slow}");
 
     let e = client
         .simple_query("SELECT * FROM pg_stat_activity")

@@ -712,8 +712,10 @@ impl Session {
     ) -> Result<(), ProxyError> {
         match tag {
             ftag::QUERY => {
-                self.obs.note_sql(|| msg.slice_ref(text_body(msg)));
-                if !self.stood_in.is_empty() {
+                if self.stood_in.is_empty() {
+                    self.obs.note_sql(|| msg.slice_ref(text_body(msg)));
+                } else {
+                    // Its text was noted before the stand-ins replaced it.
                     self.deallocating_in_query();
                 }
                 self.on_query_text(text_body(msg), plain);

@@ -97,6 +97,8 @@ impl Session {
         if spans.is_empty() {
             return Ok(None);
         }
+        // The slow-query log shows the client's text, not the stand-ins.
+        self.obs.note_sql(|| msg.slice_ref(text));
         let mut out = String::with_capacity(sql.len());
         let mut from = 0;
         for stmt in spans {
