@@ -279,26 +279,27 @@ impl Session {
                 }
                 tag::COMMAND_COMPLETE => {
                     // A result of the client's.
-                    if t.deallocs_q.front().is_some_and(|d| {
-                        d.batch == t.answered && d.results_before == t.batch_results
-                    }) {
-                        // The stand-in of a `DEALLOCATE name` completed.
-                        t.deallocs_q.pop_front();
+                    // Results the client is to see under another tag: the
+                    // stand-in of a `DEALLOCATE name`, and the `SELECT` that
+                    // answered a `SHOW` of the tenant variable.
+                    let retag =
+                        if t.deallocs_q.front().is_some_and(|d| {
+                            d.batch == t.answered && d.results_before == t.batch_results
+                        }) {
+                            t.deallocs_q.pop_front();
+                            Some("DEALLOCATE")
+                        } else if t.shows_q.front().is_some_and(|&(b, before)| {
+                            b == t.answered && before == t.batch_results
+                        }) {
+                            t.shows_q.pop_front();
+                            Some("SHOW")
+                        } else {
+                            None
+                        };
+                    if let Some(retag) = retag {
                         t.batch_results += 1;
                         self.settings.on_result();
-                        messages::command_complete(&mut self.to_client, "DEALLOCATE");
-                        buf.advance(h.total_len);
-                        continue;
-                    }
-                    if t.shows_q
-                        .front()
-                        .is_some_and(|&(b, before)| b == t.answered && before == t.batch_results)
-                    {
-                        // The `SELECT` that answered a `SHOW` of the tenant variable.
-                        t.shows_q.pop_front();
-                        t.batch_results += 1;
-                        self.settings.on_result();
-                        messages::command_complete(&mut self.to_client, "SHOW");
+                        messages::command_complete(&mut self.to_client, retag);
                         buf.advance(h.total_len);
                         continue;
                     }
