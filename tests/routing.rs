@@ -1565,7 +1565,8 @@ async fn a_statement_pipelined_behind_the_end_of_a_first_choice_waits_for_it() {
 /// `SHOW app.current_tenant` is answered by a `SELECT` of the session's
 /// tenant; its CommandComplete says `SHOW`, as Postgres's does (drivers
 /// read a row count from `SELECT 1`): alone, behind other statements'
-/// extended-protocol results in the same batch, and after a skipped one.
+/// extended-protocol results in the same batch, after a skipped one, and
+/// prepared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_show_of_the_tenant_variable_completes_as_show() {
     use raw_client::{bind, execute, parse, sync};
@@ -1611,6 +1612,24 @@ async fn a_show_of_the_tenant_variable_completes_as_show() {
     assert!(tags(&failed).is_empty(), "{failed:?}");
     let after = c.until_ready().await;
     assert_eq!(tags(&after), ["SHOW"], "{after:?}");
+    // Prepared, as drivers run it: each Execute completes as `SHOW`, also
+    // one resumed after it stopped at its row limit (PortalSuspended).
+    let mut script = Vec::new();
+    script.extend(parse("show", "SHOW app.current_tenant"));
+    script.extend(bind("", "show", &[]));
+    script.extend(execute(""));
+    script.extend(bind("p", "show", &[]));
+    script.extend(raw_client::message(b'E', b"p\0\0\0\0\x01"));
+    script.extend(raw_client::message(b'E', b"p\0\0\0\0\0"));
+    script.extend(sync());
+    c.send(&script).await;
+    let prepared = c.until_ready().await;
+    assert!(error_codes(&prepared).is_empty(), "{prepared:?}");
+    assert_eq!(tags(&prepared), ["SHOW", "SHOW"], "{prepared:?}");
+    assert!(prepared.iter().any(|m| m.tag_char() == 's'), "{prepared:?}");
+    let rows: Vec<_> = prepared.iter().filter_map(|m| m.data_row()).collect();
+    let acme = vec![Some("acme".to_string())];
+    assert_eq!(rows, [acme.clone(), acme], "{prepared:?}");
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 

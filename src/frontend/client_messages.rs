@@ -763,6 +763,16 @@ impl Session {
                 if !self.effect_portals.is_empty() {
                     self.on_execute(msg)?;
                 }
+                if !self.show_portals.is_empty() {
+                    let mut pos = 5;
+                    let portal = read_cstr(msg, &mut pos)?;
+                    if self.show_portals.iter().any(|p| p == portal) {
+                        // Results of Executes in front of it in the batch
+                        // come first.
+                        let before = self.t.batch_executes;
+                        self.t.shows_q.push_back((self.t.sent, before));
+                    }
+                }
                 self.to_server.extend_from_slice(msg);
                 self.t.unsynced = true;
                 self.t.batch_executes += 1;
@@ -881,6 +891,9 @@ impl Session {
         if !self.effect_portals.is_empty() {
             // A simple Query drops the unnamed portal.
             self.effect_portals.retain(|(p, _)| !p.is_empty());
+        }
+        if !self.show_portals.is_empty() {
+            self.show_portals.retain(|p| !p.is_empty());
         }
         if plain {
             return;
@@ -1287,6 +1300,14 @@ impl Session {
         }
         let effects = target.effects();
         self.track_portal(portal, effects);
+        let shows = target.binding().is_some_and(|b| b.shows);
+        if shows || !self.show_portals.is_empty() {
+            // Binding a portal's name again replaces the portal.
+            self.show_portals.retain(|p| p != portal);
+            if shows && self.show_portals.len() < MAX_EFFECT_PORTALS {
+                self.show_portals.push(portal.to_vec());
+            }
+        }
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
         Ok(())
     }
@@ -1427,6 +1448,9 @@ impl Session {
         } else {
             if kind == b'P' && !self.effect_portals.is_empty() {
                 self.effect_portals.retain(|(p, _)| p != name);
+            }
+            if kind == b'P' && !self.show_portals.is_empty() {
+                self.show_portals.retain(|p| p != name);
             }
             self.to_server.extend_from_slice(msg);
         }

@@ -118,6 +118,7 @@ impl Session {
                         if t.tx_status == b'I' && !t.unsynced {
                             // No portal outlives its transaction.
                             self.effect_portals.clear();
+                            self.show_portals.clear();
                         }
                     }
                     match self.settings.on_ready(t.tx_status, batch) {
@@ -281,7 +282,14 @@ impl Session {
                     // A result of the client's.
                     // Results the client is to see under another tag: the
                     // stand-in of a `DEALLOCATE name`, and the `SELECT` that
-                    // answered a `SHOW` of the tenant variable.
+                    // answered a `SHOW` of the tenant variable. (A `SHOW`
+                    // portal's Execute that stopped at its row limit is
+                    // completed by a later one: its entry is spent.)
+                    while t.shows_q.front().is_some_and(|&(b, before)| {
+                        b < t.answered || (b == t.answered && before < t.batch_results)
+                    }) {
+                        t.shows_q.pop_front();
+                    }
                     let retag =
                         if t.deallocs_q.front().is_some_and(|d| {
                             d.batch == t.answered && d.results_before == t.batch_results

@@ -296,6 +296,10 @@ pub struct Session {
     /// executing them does (a prepared `SET` counts each time it runs).
     /// Emptied when no transaction can hold a portal any more.
     pub(super) effect_portals: Vec<(Vec<u8>, Arc<[Effect]>)>,
+    /// Portals of a prepared `SHOW` of the tenant variable (a `SELECT` on
+    /// the server), by name: their CommandComplete is to say `SHOW`.
+    /// Emptied as `effect_portals` is.
+    pub(super) show_portals: Vec<Vec<u8>>,
     /// The `DEALLOCATE`s of the Query at hand replaced by the stand-in:
     /// how many of its statements come first, and the name (see
     /// [`super::deallocate`]).
@@ -423,6 +427,7 @@ impl Session {
             unnamed: None,
             unnamed_seq: 0,
             effect_portals: Vec::new(),
+            show_portals: Vec::new(),
             stood_in: Vec::new(),
             read_back: None,
             routed_tenant: p.routed_tenant,
