@@ -120,6 +120,19 @@ use pg_raw as raw;
 
 // -------------------------------------------------------------------- tests
 
+/// What another client gets for a query: within 10 s only if a server
+/// connection is free for it (with a pool of one, that the last client's
+/// connection went back to the pool).
+async fn another_client_is_served(port: u16, user: &str, password: &str) -> Vec<String> {
+    let mut other = raw::Raw::connect(port, user, password, DB).await;
+    other.send(&raw::query("SELECT 'other'")).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), other.until_ready())
+        .await
+        .expect("the server connection was given back");
+    other.terminate().await;
+    got
+}
+
 fn rows(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -459,13 +472,7 @@ async fn queries_skipped_after_an_extended_error_match_postgres() {
         out.extend(r.until_ready().await);
         // Nothing is owed any more: the (single) server connection went
         // back to the pool, and another client gets it.
-        let mut other = raw::Raw::connect(port, user, password, DB).await;
-        other.send(&raw::query("SELECT 'other'")).await;
-        let got = tokio::time::timeout(Duration::from_secs(10), other.until_ready())
-            .await
-            .expect("the server connection was given back");
-        out.extend(got);
-        other.terminate().await;
+        out.extend(another_client_is_served(port, user, password).await);
         r.terminate().await;
         answers.push(out);
     }
@@ -1319,13 +1326,7 @@ async fn messages_behind_a_skipped_query_match_postgres() {
             out.push(got);
         }
         // The (single) server connection went back to the pool.
-        let mut other = raw::Raw::connect(port, user, password, DB).await;
-        other.send(&raw::query("SELECT 'other'")).await;
-        let got = tokio::time::timeout(Duration::from_secs(10), other.until_ready())
-            .await
-            .expect("the server connection was given back");
-        out.push(got);
-        other.terminate().await;
+        out.push(another_client_is_served(port, user, password).await);
         r.terminate().await;
         answers.push(out);
     }
