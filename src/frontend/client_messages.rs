@@ -14,10 +14,11 @@ use super::deallocate::{STAND_IN, STAND_IN_CHANNEL, runs_as_stand_in};
 use super::isolation::{
     Isolation, ParsePlan, ServerHold, TenantBinding, bind_names, raise_statement, touches_nothing,
 };
+use super::portals::PortalMeaning;
 use super::prepared::{NOOP_NAME, SERVER_NAME_PREFIX, Source, Statement};
 use super::session::{
-    BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, STREAM_THRESHOLD,
-    Session, TxControl, UnnamedStatement, reserve_ahead,
+    BindAction, CloseAction, DescribeAction, End, HIGH_WATER, ParseAction, Retag, Retagged,
+    STREAM_THRESHOLD, Session, TxControl, UnnamedStatement, reserve_ahead,
 };
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -637,7 +638,9 @@ impl Session {
     fn statements_in_doubt(&self, tag: u8, msg: &[u8]) -> bool {
         let t = &self.t;
         if t.drops_q.iter().any(|(b, _)| *b < t.sent)
-            || t.deallocs_q.iter().any(|d| d.batch < t.sent)
+            || t.retags_q
+                .iter()
+                .any(|r| r.batch < t.sent && matches!(r.sent, Retagged::Deallocate(_)))
         {
             return match tag {
                 ftag::PARSE | ftag::BIND | ftag::DESCRIBE | ftag::CLOSE => true,
@@ -737,7 +740,11 @@ impl Session {
                     if iso.take_show() {
                         // Executes in front of it with no Sync between are
                         // of its batch, and answered first.
-                        self.t.shows_q.push_back((sent, self.t.batch_executes));
+                        self.t.retags_q.push_back(Retag {
+                            batch: sent,
+                            results_before: self.t.batch_executes,
+                            sent: Retagged::Show,
+                        });
                     }
                     let answered = self.t.answered;
                     self.sent_statements.note(sent, sent_as, answered);
@@ -760,18 +767,8 @@ impl Session {
                 self.t.unsynced = false;
             }
             ftag::EXECUTE => {
-                if !self.effect_portals.is_empty() {
+                if !self.portals.is_empty() {
                     self.on_execute(msg)?;
-                }
-                if !self.show_portals.is_empty() {
-                    let mut pos = 5;
-                    let portal = read_cstr(msg, &mut pos)?;
-                    if self.show_portals.iter().any(|p| p == portal) {
-                        // Results of Executes in front of it in the batch
-                        // come first.
-                        let before = self.t.batch_executes;
-                        self.t.shows_q.push_back((self.t.sent, before));
-                    }
                 }
                 self.to_server.extend_from_slice(msg);
                 self.t.unsynced = true;
@@ -888,13 +885,7 @@ impl Session {
     /// Notes the session effects of SQL text sent by Query: it runs now.
     /// `plain`: it passed [`plainly_without_effect`] (it has none).
     fn on_query_text(&mut self, sql: &[u8], plain: bool) {
-        if !self.effect_portals.is_empty() {
-            // A simple Query drops the unnamed portal.
-            self.effect_portals.retain(|(p, _)| !p.is_empty());
-        }
-        if !self.show_portals.is_empty() {
-            self.show_portals.retain(|p| !p.is_empty());
-        }
+        self.portals.drop_unnamed();
         if plain {
             return;
         }
@@ -977,40 +968,40 @@ impl Session {
         }
     }
 
-    /// A Bind of a statement with session `effects` (or none) to `portal`:
-    /// they count when the portal is executed.
-    fn track_portal(&mut self, portal: &[u8], effects: Option<Arc<[Effect]>>) {
-        if effects.is_none() && self.effect_portals.is_empty() {
-            return;
-        }
-        self.effect_portals.retain(|(p, _)| p != portal);
-        let Some(effects) = effects else {
-            return;
-        };
-        if self.effect_portals.len() < MAX_EFFECT_PORTALS {
-            self.effect_portals.push((portal.to_vec(), effects));
-        } else if self.mode == PoolMode::Transaction && self.pin.is_none() {
+    /// A Bind to `portal` of a statement meaning `meaning` when executed.
+    fn track_portal(&mut self, portal: &[u8], meaning: PortalMeaning) {
+        if self.portals.bind(portal, meaning).is_err()
+            && self.mode == PoolMode::Transaction
+            && self.pin.is_none()
+        {
             // Beyond what is worth following: the server connection alone
             // knows the session's state, and nobody else gets it.
             self.pin_server("portals with session effects beyond the limit");
         }
     }
 
-    /// An Execute of a portal whose statement has session effects.
+    /// An Execute of a portal, with some portals followed: what it means
+    /// (session effects; the `SHOW` tag) counts now.
     fn on_execute(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let mut pos = 5;
         let portal = read_cstr(msg, &mut pos)?;
-        let effects = self
-            .effect_portals
-            .iter()
-            .find(|(p, _)| p == portal)
-            .map(|(_, e)| e.clone());
-        if let Some(effects) = effects {
+        let Some(meaning) = self.portals.get(portal).cloned() else {
+            return Ok(());
+        };
+        if meaning.shows {
+            // Results of Executes in front of it in the batch come first.
+            self.t.retags_q.push_back(Retag {
+                batch: self.t.sent,
+                results_before: self.t.batch_executes,
+                sent: Retagged::Show,
+            });
+        }
+        if let Some(effects) = meaning.effects {
             if let [Effect::Deallocate(name)] = &effects[..] {
                 self.deallocating_at_execute(name)?;
                 // Run once: a portal of it executed again fails on the
                 // server as Postgres's does (55000).
-                self.effect_portals.retain(|(p, _)| p != portal);
+                self.portals.remove(portal);
             }
             self.apply_effects(&effects, true);
         }
@@ -1298,16 +1289,11 @@ impl Session {
                 out.extend_from_slice(rest);
             }
         }
-        let effects = target.effects();
-        self.track_portal(portal, effects);
-        let shows = target.binding().is_some_and(|b| b.shows);
-        if shows || !self.show_portals.is_empty() {
-            // Binding a portal's name again replaces the portal.
-            self.show_portals.retain(|p| p != portal);
-            if shows && self.show_portals.len() < MAX_EFFECT_PORTALS {
-                self.show_portals.push(portal.to_vec());
-            }
-        }
+        let meaning = PortalMeaning {
+            effects: target.effects(),
+            shows: target.binding().is_some_and(|b| b.shows),
+        };
+        self.track_portal(portal, meaning);
         self.t.bind_q.push_back((self.t.sent, BindAction::Forward));
         Ok(())
     }
@@ -1446,11 +1432,8 @@ impl Session {
             self.statements.remove(name);
             messages::close(&mut self.to_server, b'S', NOOP_NAME);
         } else {
-            if kind == b'P' && !self.effect_portals.is_empty() {
-                self.effect_portals.retain(|(p, _)| p != name);
-            }
-            if kind == b'P' && !self.show_portals.is_empty() {
-                self.show_portals.retain(|p| p != name);
+            if kind == b'P' {
+                self.portals.remove(name);
             }
             self.to_server.extend_from_slice(msg);
         }
@@ -1522,11 +1505,6 @@ impl Target {
         }
     }
 }
-
-/// Portals with session effects followed at once; beyond this many (a
-/// client binding that many SETs without running them), the client keeps
-/// its server connection instead.
-const MAX_EFFECT_PORTALS: usize = 64;
 
 /// The kind byte (`S` or `P`) and name of a Describe or Close message,
 /// which must end with the name (as Postgres checks).

@@ -13,9 +13,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::classify::{Effect, classify, deallocated_name, mentions, split_statements};
-use super::prepared::ClientStatements;
 use super::rls::is_create;
-use super::session::Session;
+use super::session::{Retag, Retagged, Session};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::protocol::framing::text_body;
@@ -38,18 +37,6 @@ pub(super) const STAND_IN_CHANNEL: &str = "_tg";
 pub(super) fn runs_as_stand_in(effects: Option<&[Effect]>, sql: &[u8]) -> bool {
     matches!(effects, Some([Effect::Deallocate(_)]))
         && std::str::from_utf8(sql).is_ok_and(|s| deallocated_name(s).is_some())
-}
-
-/// A stand-in sent to run: which reply is its, and the client's name it
-/// took (given back if it does not complete).
-#[derive(Debug)]
-pub(super) struct Deallocation {
-    /// The batch it runs in.
-    pub(super) batch: u64,
-    /// How many of the client's results in that batch come before its own.
-    pub(super) results_before: u32,
-    /// The name it took.
-    pub(super) taken: ClientStatements,
 }
 
 impl Session {
@@ -122,12 +109,12 @@ impl Session {
         let batch = self.t.sent;
         for (before, name) in std::mem::take(&mut self.stood_in) {
             let taken = self.statements.take(&name).unwrap_or_default();
-            self.t.deallocs_q.push_back(Deallocation {
+            self.t.retags_q.push_back(Retag {
                 batch,
                 // Executes sent in front of the Query with no Sync between
                 // are of the same batch, and answered first.
                 results_before: self.t.batch_executes + before,
-                taken,
+                sent: Retagged::Deallocate(taken),
             });
         }
     }
@@ -145,10 +132,10 @@ impl Session {
                 ProxyError::unknown_prepared_statement(name)
             });
         };
-        self.t.deallocs_q.push_back(Deallocation {
+        self.t.retags_q.push_back(Retag {
             batch: self.t.sent,
             results_before: self.t.batch_executes,
-            taken,
+            sent: Retagged::Deallocate(taken),
         });
         Ok(())
     }

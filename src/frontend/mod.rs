@@ -8,6 +8,7 @@ mod deallocate;
 mod error_position;
 pub mod handshake;
 pub mod isolation;
+mod portals;
 pub mod prepared;
 mod rls;
 mod server_messages;

@@ -11,7 +11,7 @@ use super::error_position::PositionFix;
 use super::prepared::SERVER_NAME_PREFIX;
 use super::session::{
     BindAction, CloseAction, Committed, DescribeAction, HIGH_WATER, MAX_SERVER_MESSAGE,
-    ParseAction, STREAM_THRESHOLD, Session, TxControl, reserve_ahead,
+    ParseAction, Retag, Retagged, STREAM_THRESHOLD, Session, TxControl, reserve_ahead,
 };
 use crate::error::ProxyError;
 use crate::protocol::framing::{peek_header, text_body};
@@ -117,8 +117,7 @@ impl Session {
                             || (t.tx_status == b'T' && (ended || self.rls.armed));
                         if t.tx_status == b'I' && !t.unsynced {
                             // No portal outlives its transaction.
-                            self.effect_portals.clear();
-                            self.show_portals.clear();
+                            self.portals.clear();
                         }
                     }
                     match self.settings.on_ready(t.tx_status, batch) {
@@ -280,34 +279,25 @@ impl Session {
                 }
                 tag::COMMAND_COMPLETE => {
                     // A result of the client's.
-                    // Results the client is to see under another tag: the
-                    // stand-in of a `DEALLOCATE name`, and the `SELECT` that
-                    // answered a `SHOW` of the tenant variable. (A `SHOW`
-                    // portal's Execute that stopped at its row limit is
-                    // completed by a later one: its entry is spent.)
-                    while t.shows_q.front().is_some_and(|&(b, before)| {
-                        b < t.answered || (b == t.answered && before < t.batch_results)
+                    // Results the client is to see under another tag (see
+                    // `Retagged`). (A `SHOW` portal's Execute that stopped
+                    // at its row limit is completed by a later one: its
+                    // entry is spent.)
+                    while t.retags_q.front().is_some_and(|r| {
+                        r.batch < t.answered
+                            || (r.batch == t.answered && r.results_before < t.batch_results)
                     }) {
-                        t.shows_q.pop_front();
+                        if let Some(spent) = t.retags_q.pop_front() {
+                            give_back(spent, &mut self.statements);
+                        }
                     }
-                    let retag =
-                        if t.deallocs_q.front().is_some_and(|d| {
-                            d.batch == t.answered && d.results_before == t.batch_results
-                        }) {
-                            t.deallocs_q.pop_front();
-                            Some("DEALLOCATE")
-                        } else if t.shows_q.front().is_some_and(|&(b, before)| {
-                            b == t.answered && before == t.batch_results
-                        }) {
-                            t.shows_q.pop_front();
-                            Some("SHOW")
-                        } else {
-                            None
-                        };
-                    if let Some(retag) = retag {
+                    if t.retags_q.front().is_some_and(|r| {
+                        r.batch == t.answered && r.results_before == t.batch_results
+                    }) && let Some(retag) = t.retags_q.pop_front()
+                    {
                         t.batch_results += 1;
                         self.settings.on_result();
-                        messages::command_complete(&mut self.to_client, retag);
+                        messages::command_complete(&mut self.to_client, retag.sent.tag());
                         buf.advance(h.total_len);
                         continue;
                     }
@@ -381,10 +371,18 @@ fn restore_undropped(
             statements.restore(taken);
         }
     }
-    while t.deallocs_q.front().is_some_and(|d| d.batch <= batch) {
-        if let Some(d) = t.deallocs_q.pop_front() {
-            statements.restore(d.taken);
+    while t.retags_q.front().is_some_and(|r| r.batch <= batch) {
+        if let Some(r) = t.retags_q.pop_front() {
+            give_back(r, statements);
         }
+    }
+}
+
+/// A retagged result that did not complete as the client's: a name its
+/// `DEALLOCATE` took is the client's again.
+fn give_back(retag: Retag, statements: &mut super::prepared::ClientStatements) {
+    if let Retagged::Deallocate(taken) = retag.sent {
+        statements.restore(taken);
     }
 }
 

@@ -20,6 +20,7 @@ use super::cancel::{CancelSlot, Registered};
 use super::classify::Effect;
 use super::error_position::BatchStatements;
 use super::isolation::{Isolation, TenantBinding};
+use super::portals::Portals;
 use super::prepared::{ClientStatements, Statement};
 use super::rls::RlsState;
 pub(super) use super::settings::Committed;
@@ -162,13 +163,9 @@ pub(super) struct Tracker {
     /// `DEALLOCATE ALL` / `DISCARD ALL` sent to run, in order, each with the
     /// client's names it took (given back if it fails).
     pub(super) drops_q: VecDeque<(u64, ClientStatements)>,
-    /// `DEALLOCATE name`s of the client's statements sent to run (as the
-    /// stand-in), in order.
-    pub(super) deallocs_q: VecDeque<super::deallocate::Deallocation>,
-    /// `SHOW`s of the tenant variable sent as a `SELECT` (see
-    /// `Isolation::take_show`): the batch, and how many of the client's
-    /// results in it come first. Their CommandComplete says `SHOW`.
-    pub(super) shows_q: VecDeque<(u64, u32)>,
+    /// Results of the client's to complete under another tag than the
+    /// server's, in the order they come.
+    pub(super) retags_q: VecDeque<Retag>,
     /// Extended-protocol messages were sent since the last Sync.
     pub(super) extended_since_sync: bool,
     /// The batches ended by a Query or FunctionCall sent while
@@ -231,8 +228,39 @@ impl Tracker {
         if !self.drops_q.is_empty() {
             self.drops_q.retain(|(b, _)| keep(*b));
         }
-        if !self.shows_q.is_empty() {
-            self.shows_q.retain(|(b, _)| keep(*b));
+    }
+}
+
+/// A result of the client's that completes under another tag than the
+/// server's: which one it is, and what it stands for.
+#[derive(Debug)]
+pub(super) struct Retag {
+    /// The batch it runs in.
+    pub(super) batch: u64,
+    /// How many of the client's results in that batch come before it.
+    pub(super) results_before: u32,
+    /// What the client sent.
+    pub(super) sent: Retagged,
+}
+
+/// What a retagged result stands for.
+#[derive(Debug)]
+pub(super) enum Retagged {
+    /// `DEALLOCATE name` of one of the client's statements, sent as the
+    /// stand-in (see `super::deallocate`), with the name it took: given
+    /// back if it does not complete.
+    Deallocate(ClientStatements),
+    /// A `SHOW` of the tenant variable, sent as a `SELECT` (see
+    /// `Isolation::take_show`).
+    Show,
+}
+
+impl Retagged {
+    /// The tag the client is to see.
+    pub(super) fn tag(&self) -> &'static str {
+        match self {
+            Retagged::Deallocate(_) => "DEALLOCATE",
+            Retagged::Show => "SHOW",
         }
     }
 }
@@ -292,14 +320,10 @@ pub struct Session {
     pub(super) unnamed: Option<Arc<UnnamedStatement>>,
     /// Unnamed Parses sent so far (identifies `unnamed`).
     pub(super) unnamed_seq: u64,
-    /// Portals bound to statements with session effects, by name: what
-    /// executing them does (a prepared `SET` counts each time it runs).
-    /// Emptied when no transaction can hold a portal any more.
-    pub(super) effect_portals: Vec<(Vec<u8>, Arc<[Effect]>)>,
-    /// Portals of a prepared `SHOW` of the tenant variable (a `SELECT` on
-    /// the server), by name: their CommandComplete is to say `SHOW`.
-    /// Emptied as `effect_portals` is.
-    pub(super) show_portals: Vec<Vec<u8>>,
+    /// Portals whose Execute means something to the proxy (session
+    /// effects; a `SHOW` of the tenant variable). Emptied when no
+    /// transaction can hold a portal any more.
+    pub(super) portals: Portals,
     /// The `DEALLOCATE`s of the Query at hand replaced by the stand-in:
     /// how many of its statements come first, and the name (see
     /// [`super::deallocate`]).
@@ -426,8 +450,7 @@ impl Session {
             server_dirty: false,
             unnamed: None,
             unnamed_seq: 0,
-            effect_portals: Vec::new(),
-            show_portals: Vec::new(),
+            portals: Portals::default(),
             stood_in: Vec::new(),
             read_back: None,
             routed_tenant: p.routed_tenant,
