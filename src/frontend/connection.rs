@@ -99,7 +99,7 @@ async fn open_session(
     id: u64,
     accepted: std::time::Instant,
 ) -> Option<(Session, ClientGuard)> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = super::buffers::take();
     let loaded = state.loaded();
     let opened = tokio::time::timeout(
         handshake::AUTH_TIMEOUT,

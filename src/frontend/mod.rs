@@ -1,5 +1,6 @@
 //! The client session: startup, authentication, and the query loop.
 
+mod buffers;
 pub mod cancel;
 pub mod classify;
 mod client_messages;

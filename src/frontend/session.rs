@@ -16,6 +16,7 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
+use super::buffers::{self, rewind};
 use super::cancel::{CancelSlot, Registered};
 use super::classify::Effect;
 use super::error_position::BatchStatements;
@@ -430,8 +431,8 @@ impl Session {
             pool: p.pool,
             client: p.client,
             client_in: p.client_in,
-            to_client: BytesMut::with_capacity(16 * 1024),
-            to_server: BytesMut::with_capacity(4 * 1024),
+            to_client: buffers::take(),
+            to_server: buffers::take(),
             server: p.server,
             t: Tracker {
                 tx_status: b'I',
@@ -760,8 +761,23 @@ impl Session {
                 && self.to_server.is_empty());
         let write_client = !self.to_client.is_empty();
         let write_server = !self.to_server.is_empty();
+        // Nothing held for either side: the buffers wait elsewhere until
+        // the client speaks (see `super::buffers`).
+        let parked = self.server.is_none()
+            && !write_client
+            && !write_server
+            && self.client_in.is_empty()
+            && self.client_streaming == 0
+            && !self.held;
+        if parked {
+            buffers::give_back([
+                &mut self.client_in,
+                &mut self.to_client,
+                &mut self.to_server,
+            ]);
+        }
         // Room to read into is made once per wait, not at every poll.
-        if read_client {
+        if read_client && !parked {
             reserve_for_read(&mut self.client_in);
         }
         if read_server && let Some(s) = self.server.as_mut() {
@@ -771,6 +787,7 @@ impl Session {
         let mut timer = self.idle_timer.as_mut().filter(|_| idle_timer);
         let client = &mut self.client;
         let client_in = &mut self.client_in;
+        let outputs = (&mut self.to_client, &mut self.to_server);
         let mut server = self.server.as_mut().map(|s| &mut s.conn);
         std::future::poll_fn(|cx| {
             use std::task::Poll;
@@ -791,7 +808,12 @@ impl Session {
                     }
                 }
             }
-            if read_client {
+            // Parked, buffers are taken once there is something to read.
+            let unbuffered = parked && client_in.capacity() == 0;
+            if read_client && (!unbuffered || client.poll_read_ready(cx).is_ready()) {
+                if unbuffered {
+                    buffers::take_into([&mut *client_in, &mut *outputs.0, &mut *outputs.1]);
+                }
                 let stream = std::pin::Pin::new(&mut *client);
                 if let Poll::Ready(r) = poll_read_buf(stream, cx, client_in) {
                     return Poll::Ready(Event::ClientRead(r));
@@ -1275,67 +1297,10 @@ fn reserve_for_read(buf: &mut BytesMut) {
     }
 }
 
-/// Moves the start of an empty buffer back to the beginning of its
-/// allocation (unless a message split off it still shares the memory), so
-/// that the next reads and writes reuse the cache lines the last ones
-/// warmed instead of moving on through the whole allocation: a session
-/// touches a few hundred bytes of its buffers per transaction, and would
-/// otherwise walk through tens of kilobytes of cold memory before the
-/// space is reused. Done once about a kilobyte has been used up (a buffer
-/// of [`REWIND_BELOW`] or less), so the check is cheap at every other
-/// call; no bytes are copied (the buffer is empty).
-#[inline]
-fn rewind(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() < REWIND_BELOW {
-        let _ = buf.try_reclaim(buf.capacity() + 1);
-    }
-}
-
-/// A session's buffers start at 16 KiB or grow to it at the first read
-/// (see [`reserve_for_read`]); below this, one has used up some of it.
-const REWIND_BELOW: usize = 15 * 1024;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BufMut;
-
-    #[test]
-    fn an_emptied_buffer_starts_again_at_the_beginning_of_its_memory() {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let start = buf.as_ptr();
-        // Filled and sent in pieces, as `write_some` does.
-        for _ in 0..20 {
-            buf.put_slice(&[7; 100]);
-            buf.advance(100);
-        }
-        assert_ne!(buf.as_ptr(), start);
-        rewind(&mut buf);
-        assert_eq!(buf.as_ptr(), start);
-        assert_eq!(buf.capacity(), 16 * 1024);
-    }
-
-    #[test]
-    fn a_buffer_is_not_moved_while_it_holds_bytes_or_shares_its_memory() {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let start = buf.as_ptr();
-        buf.put_slice(&[1; 2000]);
-        let msg = buf.split_to(1990).freeze();
-        // Ten bytes of the next message are in.
-        rewind(&mut buf);
-        assert_eq!(&buf[..], &[1; 10]);
-        buf.advance(10);
-        // Empty, but the message split off still lives in the memory.
-        rewind(&mut buf);
-        assert_ne!(buf.as_ptr(), start);
-        buf.put_slice(&[2; 100]);
-        assert!(msg.iter().all(|&b| b == 1));
-        buf.advance(100);
-        drop(msg);
-        rewind(&mut buf);
-        assert_eq!(buf.as_ptr(), start);
-        assert_eq!(buf.capacity(), 16 * 1024);
-    }
 
     #[test]
     fn reads_reuse_the_same_memory_once_messages_are_dropped() {
