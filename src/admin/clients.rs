@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
@@ -77,8 +77,9 @@ pub struct ClientEntry {
     wait_us: AtomicI64,
     server_id: AtomicU64,
     server_pid: AtomicI32,
-    /// Microseconds since `info.connected` when the held server connection was opened.
-    server_opened_us: AtomicI64,
+    /// When the held server connection was opened: microseconds since the
+    /// Unix epoch.
+    server_opened_unix_us: AtomicI64,
     placement: Mutex<Placement>,
 }
 
@@ -122,7 +123,7 @@ impl ClientEntry {
             wait_us: AtomicI64::new(0),
             server_id: AtomicU64::new(0),
             server_pid: AtomicI32::new(0),
-            server_opened_us: AtomicI64::new(0),
+            server_opened_unix_us: AtomicI64::new(0),
             placement: Mutex::new(Placement::default()),
         }
     }
@@ -148,14 +149,13 @@ impl ClientEntry {
         self.state.store(1, Ordering::Relaxed);
     }
 
-    /// The client got server connection `id` (backend `pid`, opened at `opened`).
-    pub fn set_active(&self, id: u64, pid: i32, opened: Instant) {
+    /// The client got server connection `id` (backend `pid`, opened
+    /// `opened_unix_us` microseconds after the Unix epoch).
+    pub fn set_active(&self, id: u64, pid: i32, opened_unix_us: i64) {
         self.server_id.store(id, Ordering::Relaxed);
         self.server_pid.store(pid, Ordering::Relaxed);
-        self.server_opened_us.store(
-            micros_between(self.info.connected, opened),
-            Ordering::Relaxed,
-        );
+        self.server_opened_unix_us
+            .store(opened_unix_us, Ordering::Relaxed);
         self.state.store(2, Ordering::Relaxed);
     }
 
@@ -191,7 +191,10 @@ impl ClientEntry {
         (id != 0).then(|| ServerLink {
             id,
             pid: self.server_pid.load(Ordering::Relaxed),
-            opened: self.wall(self.server_opened_us.load(Ordering::Relaxed)),
+            opened: UNIX_EPOCH
+                + Duration::from_micros(
+                    self.server_opened_unix_us.load(Ordering::Relaxed).max(0) as u64
+                ),
         })
     }
 
@@ -300,8 +303,17 @@ mod tests {
         e.set_waiting(Instant::now());
         assert_eq!(e.state(), ClientState::Waiting);
         assert!(e.waiting_for().is_some());
-        e.set_active(3, 42, Instant::now());
+        let opened = SystemTime::now() - Duration::from_secs(60);
+        let opened_us = opened
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        e.set_active(3, 42, opened_us as i64);
         assert_eq!(e.server().map(|s| (s.id, s.pid)), Some((3, 42)));
+        let shown = e.server().map(|s| s.opened).unwrap_or(UNIX_EPOCH);
+        let off = shown
+            .duration_since(opened)
+            .unwrap_or_else(|e| e.duration());
+        assert!(off < Duration::from_millis(1), "{off:?}");
         assert!(e.waiting_for().is_none());
         e.set_idle();
         assert!(e.server().is_none());

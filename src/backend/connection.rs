@@ -97,6 +97,9 @@ pub struct ServerConn {
     pub unnamed_owner: Option<(u64, u64)>,
     /// When the connection was opened.
     pub created: Instant,
+    /// The same on the wall clock, in microseconds since the Unix epoch (as
+    /// the admin console shows it; kept so that a checkout reads no clock).
+    pub created_unix_us: i64,
     /// When the connection was last returned to its pool.
     pub last_used: Instant,
     /// Unique id for logs and the admin console.
@@ -146,6 +149,9 @@ impl ServerConn {
             settings_fingerprint: 0,
             unnamed_owner: None,
             created: Instant::now(),
+            created_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
             last_used: Instant::now(),
             id,
         };

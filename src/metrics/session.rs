@@ -156,7 +156,7 @@ impl SessionObs {
     /// The session holds `conn` (acquired, or kept from login in session mode).
     pub fn attached(&self, conn: &ServerConn) {
         self.entry
-            .set_active(conn.id, conn.backend_key.0, conn.created);
+            .set_active(conn.id, conn.backend_key.0, conn.created_unix_us);
     }
 
     /// The session holds no server connection any more.
