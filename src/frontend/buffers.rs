@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 
 /// The size a session buffer starts at.
-pub(super) const BUFFER_SIZE: usize = 16 * 1024;
+const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Spare buffers kept per thread at most; more are freed.
 const MAX_SPARE: usize = 256;
@@ -39,17 +39,23 @@ pub(super) fn take() -> BytesMut {
 }
 
 /// Gives each of `bufs` that has no memory a buffer as [`take`] does.
-pub(super) fn take_into<const N: usize>(bufs: [&mut BytesMut; N]) {
+pub(super) fn take_into<const N: usize>(mut bufs: [&mut BytesMut; N]) {
     let _ = SPARE.try_with(|spare| {
         let mut spare = spare.borrow_mut();
-        for buf in bufs {
-            if buf.capacity() == 0 {
-                *buf = spare
-                    .pop()
-                    .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE));
+        for buf in bufs.iter_mut() {
+            if buf.capacity() == 0
+                && let Some(kept) = spare.pop()
+            {
+                **buf = kept;
             }
         }
     });
+    // No spare left (or the thread is ending): new memory.
+    for buf in bufs {
+        if buf.capacity() == 0 {
+            *buf = BytesMut::with_capacity(BUFFER_SIZE);
+        }
+    }
 }
 
 /// Gives each of `bufs` up, leaving an empty buffer without memory in its
