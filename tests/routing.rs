@@ -1579,15 +1579,21 @@ async fn a_show_of_the_tenant_variable_completes_as_show() {
     assert_eq!(tags(&msgs), ["SHOW"], "{msgs:?}");
     let shown: Vec<_> = msgs.iter().filter_map(|m| m.data_row()).collect();
     assert_eq!(shown, [vec![Some("acme".to_string())]], "{msgs:?}");
+    // An Execute of `sql`, the SHOW as a Query with no Sync between, a
+    // Sync, then the Query `next`: all sent at once.
+    let pipeline = |sql: &str, next: &str| {
+        let mut script = Vec::new();
+        for m in [parse("", sql), bind("", "", &[]), execute("")] {
+            script.extend(m);
+        }
+        script.extend(raw_client::query_msg("SHOW app.current_tenant"));
+        script.extend(sync());
+        script.extend(raw_client::query_msg(next));
+        script
+    };
     // Behind an Execute with no Sync between, then a Query of rows.
-    let mut script = Vec::new();
-    for m in [parse("", "SELECT 7"), bind("", "", &[]), execute("")] {
-        script.extend(m);
-    }
-    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
-    script.extend(sync());
-    script.extend(raw_client::query_msg("SELECT v FROM items ORDER BY v"));
-    c.send(&script).await;
+    c.send(&pipeline("SELECT 7", "SELECT v FROM items ORDER BY v"))
+        .await;
     let first = c.until_ready().await;
     assert_eq!(tags(&first), ["SELECT 1", "SHOW"], "{first:?}");
     let rows: Vec<_> = first.iter().filter_map(|m| m.data_row()).collect();
@@ -1599,14 +1605,8 @@ async fn a_show_of_the_tenant_variable_completes_as_show() {
     let items = c.until_ready().await;
     assert!(tags(&items)[0].starts_with("SELECT "), "{items:?}");
     // Skipped after an error in front of it: no tag; the next one says SHOW.
-    let mut script = Vec::new();
-    for m in [parse("", "SELECT 1/0"), bind("", "", &[]), execute("")] {
-        script.extend(m);
-    }
-    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
-    script.extend(sync());
-    script.extend(raw_client::query_msg("SHOW app.current_tenant"));
-    c.send(&script).await;
+    c.send(&pipeline("SELECT 1/0", "SHOW app.current_tenant"))
+        .await;
     let failed = c.until_ready().await;
     assert_eq!(error_codes(&failed), ["22012"], "{failed:?}");
     assert!(tags(&failed).is_empty(), "{failed:?}");

@@ -6,10 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
+
+use crate::backend::from_unix_micros;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,10 +193,7 @@ impl ClientEntry {
         (id != 0).then(|| ServerLink {
             id,
             pid: self.server_pid.load(Ordering::Relaxed),
-            opened: UNIX_EPOCH
-                + Duration::from_micros(
-                    self.server_opened_unix_us.load(Ordering::Relaxed).max(0) as u64
-                ),
+            opened: from_unix_micros(self.server_opened_unix_us.load(Ordering::Relaxed)),
         })
     }
 
@@ -270,6 +269,7 @@ impl ClientRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::unix_micros;
 
     fn new_client(id: u64) -> ClientInfo {
         ClientInfo {
@@ -304,12 +304,12 @@ mod tests {
         assert_eq!(e.state(), ClientState::Waiting);
         assert!(e.waiting_for().is_some());
         let opened = SystemTime::now() - Duration::from_secs(60);
-        let opened_us = opened
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros());
-        e.set_active(3, 42, opened_us as i64);
+        e.set_active(3, 42, unix_micros(opened));
         assert_eq!(e.server().map(|s| (s.id, s.pid)), Some((3, 42)));
-        let shown = e.server().map(|s| s.opened).unwrap_or(UNIX_EPOCH);
+        let shown = e
+            .server()
+            .map(|s| s.opened)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let off = shown
             .duration_since(opened)
             .unwrap_or_else(|e| e.duration());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::clients::{ClientEntry, ClientState};
 use super::table::{Table, format_time, v};
+use crate::backend::from_unix_micros;
 use crate::state::ProxyState;
 
 /// Columns of `SHOW POOLS`.
@@ -232,7 +233,7 @@ pub fn servers(state: &ProxyState) -> Table {
                     v(ClientState::Idle.as_str()),
                     v(&target.host),
                     v(target.port),
-                    v(format_time(wall(opened))),
+                    v(format_time(from_unix_micros(opened))),
                     v(format_time(wall(last_used))),
                     v(id),
                     v(&name),

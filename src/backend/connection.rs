@@ -2,7 +2,7 @@
 //! tenantgate keeps about it while it lives in a pool.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
@@ -106,6 +106,18 @@ pub struct ServerConn {
     pub id: u64,
 }
 
+/// `t` in microseconds since the Unix epoch (0 before it), as server
+/// connections record when they were opened.
+pub fn unix_micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The time `us` microseconds after the Unix epoch (see [`unix_micros`]).
+pub fn from_unix_micros(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
 impl ServerConn {
     /// Connects to `target` and authenticates, within `timeout`.
     pub async fn connect(
@@ -149,9 +161,7 @@ impl ServerConn {
             settings_fingerprint: 0,
             unnamed_owner: None,
             created: Instant::now(),
-            created_unix_us: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64),
+            created_unix_us: unix_micros(SystemTime::now()),
             last_used: Instant::now(),
             id,
         };

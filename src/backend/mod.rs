@@ -4,4 +4,4 @@ mod cancel;
 mod connection;
 
 pub use cancel::send_cancel;
-pub use connection::{BackendError, BackendTarget, ServerConn};
+pub use connection::{BackendError, BackendTarget, ServerConn, from_unix_micros, unix_micros};

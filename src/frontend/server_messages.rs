@@ -288,7 +288,7 @@ impl Session {
                             || (r.batch == t.answered && r.results_before < t.batch_results)
                     }) {
                         if let Some(spent) = t.retags_q.pop_front() {
-                            give_back(spent, &mut self.statements);
+                            restore_taken(spent, &mut self.statements);
                         }
                     }
                     if t.retags_q.front().is_some_and(|r| {
@@ -373,14 +373,14 @@ fn restore_undropped(
     }
     while t.retags_q.front().is_some_and(|r| r.batch <= batch) {
         if let Some(r) = t.retags_q.pop_front() {
-            give_back(r, statements);
+            restore_taken(r, statements);
         }
     }
 }
 
 /// A retagged result that did not complete as the client's: a name its
 /// `DEALLOCATE` took is the client's again.
-fn give_back(retag: Retag, statements: &mut super::prepared::ClientStatements) {
+fn restore_taken(retag: Retag, statements: &mut super::prepared::ClientStatements) {
     if let Retagged::Deallocate(taken) = retag.sent {
         statements.restore(taken);
     }

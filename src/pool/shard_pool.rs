@@ -268,12 +268,13 @@ impl Pool {
         self.idle.lock().map(|g| g.len()).unwrap_or(0)
     }
 
-    /// Idle connections: (id, backend pid, opened, last returned), for the admin console.
-    pub fn idle_servers(&self) -> Vec<(u64, i32, Instant, Instant)> {
+    /// Idle connections: (id, backend pid, opened in microseconds since the
+    /// Unix epoch, last returned), for the admin console.
+    pub fn idle_servers(&self) -> Vec<(u64, i32, i64, Instant)> {
         let g = self.idle.lock();
         g.map(|g| {
             g.iter()
-                .map(|c| (c.id, c.backend_key.0, c.created, c.last_used))
+                .map(|c| (c.id, c.backend_key.0, c.created_unix_us, c.last_used))
                 .collect()
         })
         .unwrap_or_default()
