@@ -60,6 +60,10 @@ pub struct ProxyError {
     /// The ROUTINE field, where a Postgres routine's name tells drivers
     /// what to do (see [`ProxyError::statement_planned_elsewhere`]).
     pub routine: Option<&'static str>,
+    /// Postgres raises it before it looks at the transaction: also in a
+    /// failed transaction, where anything else gets 25P02 (see
+    /// [`ProxyError::before_abort_check`]).
+    pub before_abort_check: bool,
 }
 
 /// Result alias used across the data path.
@@ -76,7 +80,16 @@ impl ProxyError {
             origin: source,
             server_code: None,
             routine: None,
+            before_abort_check: false,
         }
+    }
+
+    /// Marks an error Postgres raises before its check for a failed
+    /// transaction (the look-up of a Bind's or Describe's statement): the
+    /// client gets it, not 25P02, in a failed transaction too.
+    pub fn before_abort_check(mut self) -> Self {
+        self.before_abort_check = true;
+        self
     }
 
     /// Adds a HINT.
@@ -436,6 +449,7 @@ impl ProxyError {
             Severity::Error,
             "unnamed prepared statement does not exist",
         )
+        .before_abort_check()
     }
 
     /// Bind named a portal with the prefix of the proxy's own names.

@@ -691,6 +691,37 @@ async fn unknown_statement_names_give_26000() {
     proxy.shutdown().await.unwrap();
 }
 
+/// In a failed transaction Postgres looks the statement of a Bind or
+/// Describe up before it refuses to run anything (26000 before 25P02),
+/// also for the names the proxy answers for itself.
+#[tokio::test]
+async fn unknown_statement_names_in_a_failed_transaction_give_26000() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        raw::query("BEGIN"),
+        raw::query("SELECT 1/0"),
+        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::describe_stmt(""), raw::sync()]),
+        cat(&[raw::bind("", "_tg_1", &[]), raw::execute(""), raw::sync()]),
+        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        raw::query("SELECT 1"),
+        raw::query("ROLLBACK"),
+        raw::query("SELECT 2"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[1], ["Error 22012", "Ready E"]);
+    for i in [2, 3, 4, 5] {
+        assert_eq!(answer[i], ["Error 26000", "Ready E"], "step {i}");
+    }
+    assert_eq!(answer[6], ["Error 25P02", "Ready E"]);
+    assert_eq!(
+        answer[8],
+        ["RowDescription", "Row 2", "Complete SELECT 1", "Ready I"]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn duplicate_statement_name_matches_postgres() {
     let cluster = support::start_app_cluster().await;

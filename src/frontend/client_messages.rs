@@ -526,9 +526,14 @@ impl Session {
             // Pool and shard failures are logged (warn) where they happen.
             tracing::debug!(parent: self.obs.span(), session = self.id, code = %e.code, reason = %e.message, "statement failed");
         }
-        self.obs.refused(&e, self.server.is_none());
+        // In a failed transaction with nothing in flight, the server would
+        // only refuse the statement that raises `e` (25P02): an error
+        // Postgres raises before that check is answered here, in order.
+        let failed_idle = self.t.tx_status == b'E' && self.t.pending == 0 && !self.t.unsynced;
+        let locally = self.server.is_none() || (e.before_abort_check && failed_idle);
+        self.obs.refused(&e, locally, self.server.is_some());
         let ends_batch = matches!(tag, ftag::QUERY | ftag::FUNCTION_CALL | ftag::SYNC);
-        if self.server.is_none() {
+        if locally {
             messages::error_response(&mut self.to_client, &e);
             if ends_batch {
                 messages::ready_for_query(&mut self.to_client, self.t.tx_status);
@@ -1153,7 +1158,8 @@ impl Session {
         match self.statements.get(name) {
             Some(stmt) => Ok(Target::Named(stmt.clone())),
             None if name.starts_with(SERVER_NAME_PREFIX.as_bytes()) => Err(
-                ProxyError::unknown_prepared_statement(&String::from_utf8_lossy(name)),
+                ProxyError::unknown_prepared_statement(&String::from_utf8_lossy(name))
+                    .before_abort_check(),
             ),
             None => Ok(Target::Unknown),
         }
@@ -1392,9 +1398,9 @@ impl Session {
     }
 
     fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        self.t.unsynced = true;
-        let (kind, name) = kind_and_name(msg)?;
+        let (kind, name) = kind_and_name(msg).inspect_err(|_| self.t.unsynced = true)?;
         if kind != b'S' {
+            self.t.unsynced = true;
             self.to_server.extend_from_slice(msg);
             self.t
                 .describe_q
@@ -1402,6 +1408,7 @@ impl Session {
             return Ok(());
         }
         let target = self.client_statement(name)?;
+        self.t.unsynced = true;
         self.check_planned_route(name, &target)?;
         self.make_present(&target)?;
         let server_name = target.server_name(name);

@@ -284,10 +284,10 @@ impl SessionObs {
     }
 
     /// tenantgate refused a statement with `e`; `locally`: the error is
-    /// sent by the proxy itself (the session holds no server connection, and
-    /// no server raises it, so it is counted here).
-    pub fn refused(&self, e: &ProxyError, locally: bool) {
-        if locally {
+    /// sent by the proxy itself (no server raises it, so it is counted
+    /// here); `holding`: the session holds a server connection.
+    pub fn refused(&self, e: &ProxyError, locally: bool, holding: bool) {
+        if !holding {
             self.entry.set_idle();
         }
         // Resource limits (53: `max_pinned_per_tenant`) and operator
