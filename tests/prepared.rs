@@ -774,6 +774,57 @@ async fn sql_prepare_and_execute_work() {
     proxy.shutdown().await.unwrap();
 }
 
+/// Postgres keeps one set of names for statements prepared by SQL and by
+/// Parse: an SQL `PREPARE` of a name the client prepared with Parse fails
+/// (42P05) unless a `DEALLOCATE` released the name before it in the
+/// string; in a failed transaction it gets 25P02 as any statement does. A
+/// query string with such a `PREPARE` behind other statements is refused
+/// whole (Postgres runs those first, then fails).
+#[tokio::test]
+async fn sql_prepare_of_a_protocol_statement_name_gives_42p05() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let steps = [
+        cat(&[raw::parse("d", "SELECT 1"), raw::sync()]),
+        raw::query("PREPARE d AS SELECT 2"),
+        cat(&[raw::bind("", "d", &[]), raw::execute(""), raw::sync()]),
+        raw::query("BEGIN"),
+        raw::query("SELECT 1/0"),
+        raw::query("PREPARE d AS SELECT 2"),
+        raw::query("ROLLBACK"),
+        raw::query("DEALLOCATE d; PREPARE d AS SELECT 4"),
+        raw::query("EXECUTE d"),
+        raw::query("DEALLOCATE d"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
+    assert_eq!(
+        answer[2],
+        ["BindComplete", "Row 1", "Complete SELECT 1", "Ready I"]
+    );
+    assert_eq!(answer[5], ["Error 25P02", "Ready E"]);
+    assert_eq!(
+        answer[7],
+        ["Complete DEALLOCATE", "Complete PREPARE", "Ready I"]
+    );
+    assert_eq!(
+        answer[8],
+        ["RowDescription", "Row 4", "Complete SELECT 1", "Ready I"]
+    );
+    let whole = [
+        cat(&[raw::parse("d", "SELECT 1"), raw::sync()]),
+        raw::query("SELECT 3; PREPARE D(int4) AS SELECT $1"),
+        cat(&[raw::bind("", "d", &[]), raw::execute(""), raw::sync()]),
+    ];
+    let answer = raw_script(&cluster, proxy.port, true, &whole).await;
+    assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
+    assert_eq!(
+        answer[2],
+        ["BindComplete", "Row 1", "Complete SELECT 1", "Ready I"]
+    );
+    proxy.shutdown().await.unwrap();
+}
+
 /// A client that deallocates the proxy's server-side names by SQL must not
 /// break other clients' prepared statements.
 #[tokio::test]

@@ -735,6 +735,18 @@ pub fn deallocate_target(stmt: &str) -> Option<String> {
     Some(fold_name(name))
 }
 
+/// The name statement `stmt`, a `PREPARE name …` (not `PREPARE
+/// TRANSACTION`), gives what it prepares, folded as Postgres folds it.
+pub fn prepare_target(stmt: &str) -> Option<String> {
+    let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    let mut w = Words::new(stmt);
+    if !kw(w.next()?, "prepare") {
+        return None;
+    }
+    let name = w.next()?;
+    (!kw(name, "transaction")).then(|| fold_name(name))
+}
+
 /// Whether `needle` occurs anywhere in `text`, ignoring ASCII case.
 ///
 /// The search jumps (with `memchr`) between occurrences of the needle's

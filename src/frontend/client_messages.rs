@@ -133,6 +133,13 @@ impl Session {
             }
             // Other DEALLOCATEs of the client's statements run as a stand-in.
             let msg = if tag == ftag::QUERY && !self.statements.is_empty() {
+                if let Some(name) = std::str::from_utf8(text_body(&msg))
+                    .ok()
+                    .and_then(|sql| self.statements.prepared_again(sql))
+                {
+                    self.refuse(tag, ProxyError::duplicate_prepared_statement(&name));
+                    continue;
+                }
                 match self.stand_in_deallocations(&msg) {
                     Ok(Some(replaced)) => replaced,
                     Ok(None) => msg,

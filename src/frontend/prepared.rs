@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use super::classify::{Effect, effects_of};
+use super::classify::{Effect, classify, effects_of, mentions, prepare_target, split_statements};
 use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::TenantBinding;
 use crate::rewrite::TenantCheck;
@@ -283,6 +283,36 @@ impl ClientStatements {
         }
     }
 
+    /// The first name an SQL `PREPARE` in query string `sql` gives that
+    /// one of these statements holds where it runs (not released by a
+    /// `DEALLOCATE`, `DEALLOCATE ALL` or `DISCARD ALL` before it in the
+    /// string). Postgres keeps one set of names for statements prepared by
+    /// SQL and by Parse, so it refuses such a `PREPARE` (42P05); on a
+    /// server the client's statements have the proxy's names, and it
+    /// would not.
+    pub fn prepared_again(&self, sql: &str) -> Option<String> {
+        if self.names.is_empty() || !mentions(sql.as_bytes(), "prepare") {
+            return None;
+        }
+        let mut released: Vec<String> = Vec::new();
+        for stmt in split_statements(sql) {
+            match classify(stmt).first() {
+                Some(Effect::DeallocateAll | Effect::DiscardAll) => return None,
+                Some(Effect::Deallocate(name)) => released.push(name.clone()),
+                Some(Effect::Pins("PREPARE")) => {
+                    if let Some(name) = prepare_target(stmt)
+                        && self.contains(name.as_bytes())
+                        && !released.contains(&name)
+                    {
+                        return Some(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// Forgets `name` if it still means `stmt`.
     pub fn remove_if(&mut self, name: &[u8], stmt: &Arc<Statement>) {
         if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
@@ -381,6 +411,36 @@ impl ClientStatements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sql_prepare_of_a_protocol_name_is_found_where_it_runs() {
+        let r = StatementRegistry::default();
+        let mut mine = ClientStatements::default();
+        assert_eq!(mine.prepared_again("PREPARE d AS SELECT 1"), None);
+        mine.insert(b"d", r.intern(b"SELECT 1", b"\0\0", None, None), None);
+        mine.insert(b"Big", r.intern(b"SELECT 2", b"\0\0", None, None), None);
+        let again = |sql: &str| mine.prepared_again(sql);
+        assert_eq!(again("PREPARE d AS SELECT 2").as_deref(), Some("d"));
+        assert_eq!(again("prepare D(int4) as select $1").as_deref(), Some("d"));
+        assert_eq!(
+            again("SELECT 1; PREPARE \"Big\" AS SELECT 3").as_deref(),
+            Some("Big")
+        );
+        // Unquoted, `Big` is `big`: another name.
+        assert_eq!(again("PREPARE Big AS SELECT 3"), None);
+        assert_eq!(again("PREPARE e AS SELECT 2"), None);
+        assert_eq!(again("PREPARE TRANSACTION 'd'"), None);
+        // Released first, in the same string.
+        assert_eq!(again("DEALLOCATE d; PREPARE d AS SELECT 2"), None);
+        assert_eq!(again("DEALLOCATE ALL; PREPARE d AS SELECT 2"), None);
+        assert_eq!(again("DISCARD ALL; PREPARE d AS SELECT 2"), None);
+        assert_eq!(
+            again("DEALLOCATE e; PREPARE d AS SELECT 2").as_deref(),
+            Some("d")
+        );
+        // Not a statement: in a literal.
+        assert_eq!(again("SELECT 'PREPARE d AS SELECT 1'"), None);
+    }
 
     #[test]
     fn another_binding_is_another_statement() {
