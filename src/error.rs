@@ -474,6 +474,20 @@ impl ProxyError {
         )
     }
 
+    /// SQL `EXECUTE` of a statement the client prepared with Parse, which
+    /// servers hold under the proxy's names only.
+    pub fn sql_execute_of_protocol_statement(name: &str) -> Self {
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            Source::Client,
+            Severity::Error,
+            format!(
+                "EXECUTE of prepared statement \"{name}\", which was prepared through the extended query protocol, is not supported"
+            ),
+        )
+        .with_hint("run it with Bind and Execute, or prepare it with SQL PREPARE")
+    }
+
     /// Parse reused a statement name that is still defined.
     pub fn duplicate_prepared_statement(name: &str) -> Self {
         Self::new(

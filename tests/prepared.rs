@@ -779,9 +779,11 @@ async fn sql_prepare_and_execute_work() {
 /// (42P05) unless a `DEALLOCATE` released the name before it in the
 /// string; in a failed transaction it gets 25P02 as any statement does. A
 /// query string with such a `PREPARE` behind other statements is refused
-/// whole (Postgres runs those first, then fails).
+/// whole (Postgres runs those first, then fails). An SQL `EXECUTE` of such
+/// a statement, which Postgres runs, is refused with 0A000 (servers hold it
+/// under the proxy's name only).
 #[tokio::test]
-async fn sql_prepare_of_a_protocol_statement_name_gives_42p05() {
+async fn sql_prepare_or_execute_of_a_protocol_statement_name() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let steps = [
@@ -815,12 +817,30 @@ async fn sql_prepare_of_a_protocol_statement_name_gives_42p05() {
         cat(&[raw::parse("d", "SELECT 1"), raw::sync()]),
         raw::query("SELECT 3; PREPARE D(int4) AS SELECT $1"),
         cat(&[raw::bind("", "d", &[]), raw::execute(""), raw::sync()]),
+        raw::query("EXECUTE d"),
+        raw::query("BEGIN"),
+        raw::query("EXPLAIN (COSTS off) EXECUTE d"),
+        raw::query("ROLLBACK"),
+        raw::query("DEALLOCATE d; PREPARE d AS SELECT 6; EXECUTE d"),
     ];
     let answer = raw_script(&cluster, proxy.port, true, &whole).await;
     assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
     assert_eq!(
         answer[2],
         ["BindComplete", "Row 1", "Complete SELECT 1", "Ready I"]
+    );
+    assert_eq!(answer[3], ["Error 0A000", "Ready I"]);
+    assert_eq!(answer[5], ["Error 0A000", "Ready E"]);
+    assert_eq!(
+        answer[7],
+        [
+            "Complete DEALLOCATE",
+            "Complete PREPARE",
+            "RowDescription",
+            "Row 6",
+            "Complete SELECT 1",
+            "Ready I"
+        ]
     );
     proxy.shutdown().await.unwrap();
 }

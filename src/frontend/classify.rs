@@ -747,6 +747,35 @@ pub fn prepare_target(stmt: &str) -> Option<String> {
     (!kw(name, "transaction")).then(|| fold_name(name))
 }
 
+/// The statement name `stmt` runs with SQL `EXECUTE name`, on its own or
+/// explained (`EXPLAIN [options] EXECUTE name`), folded as Postgres folds
+/// it.
+pub fn execute_target(stmt: &str) -> Option<String> {
+    let kw = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    let mut w = Words::new(stmt);
+    let first = w.next()?;
+    if kw(first, "execute") {
+        return w.next().map(fold_name);
+    }
+    if !kw(first, "explain") {
+        return None;
+    }
+    // Only options come between EXPLAIN and the statement it explains.
+    const STATEMENTS: &[&str] = &[
+        "select", "insert", "update", "delete", "merge", "with", "values", "table", "create",
+        "declare",
+    ];
+    while let Some(word) = w.next() {
+        if kw(word, "execute") {
+            return w.next().map(fold_name);
+        }
+        if STATEMENTS.iter().any(|s| kw(word, s)) {
+            return None;
+        }
+    }
+    None
+}
+
 /// Whether `needle` occurs anywhere in `text`, ignoring ASCII case.
 ///
 /// The search jumps (with `memchr`) between occurrences of the needle's

@@ -133,11 +133,11 @@ impl Session {
             }
             // Other DEALLOCATEs of the client's statements run as a stand-in.
             let msg = if tag == ftag::QUERY && !self.statements.is_empty() {
-                if let Some(name) = std::str::from_utf8(text_body(&msg))
+                if let Some(e) = std::str::from_utf8(text_body(&msg))
                     .ok()
-                    .and_then(|sql| self.statements.prepared_again(sql))
+                    .and_then(|sql| self.statements.refused_in_sql(sql))
                 {
-                    self.refuse(tag, ProxyError::duplicate_prepared_statement(&name));
+                    self.refuse(tag, e);
                     continue;
                 }
                 match self.stand_in_deallocations(&msg) {

@@ -11,9 +11,12 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use super::classify::{Effect, classify, effects_of, mentions, prepare_target, split_statements};
+use super::classify::{
+    Effect, classify, effects_of, execute_target, mentions, prepare_target, split_statements,
+};
 use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::TenantBinding;
+use crate::error::ProxyError;
 use crate::rewrite::TenantCheck;
 use crate::router::RouteKey;
 use crate::tenant::TenantSet;
@@ -283,31 +286,46 @@ impl ClientStatements {
         }
     }
 
-    /// The first name an SQL `PREPARE` in query string `sql` gives that
-    /// one of these statements holds where it runs (not released by a
-    /// `DEALLOCATE`, `DEALLOCATE ALL` or `DISCARD ALL` before it in the
-    /// string). Postgres keeps one set of names for statements prepared by
-    /// SQL and by Parse, so it refuses such a `PREPARE` (42P05); on a
-    /// server the client's statements have the proxy's names, and it
-    /// would not.
-    pub fn prepared_again(&self, sql: &str) -> Option<String> {
-        if self.names.is_empty() || !mentions(sql.as_bytes(), "prepare") {
+    /// What SQL in query string `sql` does with these statements' names
+    /// that the proxy refuses, for the first statement that does it: a
+    /// `PREPARE` of a name one of them holds where it runs (not released
+    /// by a `DEALLOCATE`, `DEALLOCATE ALL` or `DISCARD ALL` before it in
+    /// the string) is refused as Postgres refuses it (42P05: one set of
+    /// names serves statements prepared by SQL and by Parse, where on a
+    /// server the client's statements have the proxy's names and the
+    /// `PREPARE` would make a second one); an `EXECUTE` (or `EXPLAIN
+    /// EXECUTE`) of such a name is not supported (0A000): the server knows
+    /// the statement under the proxy's name only.
+    pub fn refused_in_sql(&self, sql: &str) -> Option<ProxyError> {
+        if self.names.is_empty()
+            || !(mentions(sql.as_bytes(), "prepare") || mentions(sql.as_bytes(), "execute"))
+        {
             return None;
         }
-        let mut released: Vec<String> = Vec::new();
+        // Names released, or defined by SQL, before the statement at hand.
+        let mut not_mine: Vec<String> = Vec::new();
+        let held = |name: &str, not_mine: &[String]| {
+            self.contains(name.as_bytes()) && !not_mine.iter().any(|n| n == name)
+        };
         for stmt in split_statements(sql) {
             match classify(stmt).first() {
                 Some(Effect::DeallocateAll | Effect::DiscardAll) => return None,
-                Some(Effect::Deallocate(name)) => released.push(name.clone()),
+                Some(Effect::Deallocate(name)) => not_mine.push(name.clone()),
                 Some(Effect::Pins("PREPARE")) => {
-                    if let Some(name) = prepare_target(stmt)
-                        && self.contains(name.as_bytes())
-                        && !released.contains(&name)
-                    {
-                        return Some(name);
+                    if let Some(name) = prepare_target(stmt) {
+                        if held(&name, &not_mine) {
+                            return Some(ProxyError::duplicate_prepared_statement(&name));
+                        }
+                        not_mine.push(name);
                     }
                 }
-                _ => {}
+                _ => {
+                    if let Some(name) = execute_target(stmt)
+                        && held(&name, &not_mine)
+                    {
+                        return Some(ProxyError::sql_execute_of_protocol_statement(&name));
+                    }
+                }
             }
         }
         None
@@ -413,33 +431,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_sql_prepare_of_a_protocol_name_is_found_where_it_runs() {
+    fn sql_naming_a_protocol_statement_is_found_where_it_runs() {
         let r = StatementRegistry::default();
         let mut mine = ClientStatements::default();
-        assert_eq!(mine.prepared_again("PREPARE d AS SELECT 1"), None);
+        assert!(mine.refused_in_sql("PREPARE d AS SELECT 1").is_none());
         mine.insert(b"d", r.intern(b"SELECT 1", b"\0\0", None, None), None);
         mine.insert(b"Big", r.intern(b"SELECT 2", b"\0\0", None, None), None);
-        let again = |sql: &str| mine.prepared_again(sql);
-        assert_eq!(again("PREPARE d AS SELECT 2").as_deref(), Some("d"));
-        assert_eq!(again("prepare D(int4) as select $1").as_deref(), Some("d"));
+        let refused = |sql: &str| mine.refused_in_sql(sql).map(|e| (e.code.code(), e.message));
+        let prepared = |name: &str| {
+            Some((
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            ))
+        };
+        assert_eq!(refused("PREPARE d AS SELECT 2"), prepared("d"));
+        assert_eq!(refused("prepare D(int4) as select $1"), prepared("d"));
         assert_eq!(
-            again("SELECT 1; PREPARE \"Big\" AS SELECT 3").as_deref(),
-            Some("Big")
+            refused("SELECT 1; PREPARE \"Big\" AS SELECT 3"),
+            prepared("Big")
         );
         // Unquoted, `Big` is `big`: another name.
-        assert_eq!(again("PREPARE Big AS SELECT 3"), None);
-        assert_eq!(again("PREPARE e AS SELECT 2"), None);
-        assert_eq!(again("PREPARE TRANSACTION 'd'"), None);
+        assert_eq!(refused("PREPARE Big AS SELECT 3"), None);
+        assert_eq!(refused("PREPARE e AS SELECT 2"), None);
+        assert_eq!(refused("PREPARE TRANSACTION 'd'"), None);
         // Released first, in the same string.
-        assert_eq!(again("DEALLOCATE d; PREPARE d AS SELECT 2"), None);
-        assert_eq!(again("DEALLOCATE ALL; PREPARE d AS SELECT 2"), None);
-        assert_eq!(again("DISCARD ALL; PREPARE d AS SELECT 2"), None);
+        assert_eq!(refused("DEALLOCATE d; PREPARE d AS SELECT 2"), None);
+        assert_eq!(refused("DEALLOCATE ALL; PREPARE d AS SELECT 2"), None);
+        assert_eq!(refused("DISCARD ALL; PREPARE d AS SELECT 2"), None);
         assert_eq!(
-            again("DEALLOCATE e; PREPARE d AS SELECT 2").as_deref(),
-            Some("d")
+            refused("DEALLOCATE e; PREPARE d AS SELECT 2"),
+            prepared("d")
         );
         // Not a statement: in a literal.
-        assert_eq!(again("SELECT 'PREPARE d AS SELECT 1'"), None);
+        assert_eq!(refused("SELECT 'PREPARE d AS SELECT 1'"), None);
+        // EXECUTE of a statement prepared with Parse.
+        let execute = |sql: &str| refused(sql).map(|(code, _)| code);
+        assert_eq!(execute("EXECUTE d"), Some("0A000"));
+        assert_eq!(execute("execute D(1, 2);"), Some("0A000"));
+        assert_eq!(
+            execute("EXPLAIN (ANALYZE, COSTS off) EXECUTE d"),
+            Some("0A000")
+        );
+        assert_eq!(execute("SELECT 1; EXECUTE \"Big\""), Some("0A000"));
+        assert_eq!(execute("EXECUTE e"), None);
+        assert_eq!(execute("EXPLAIN SELECT execute d FROM t"), None);
+        // Defined by SQL first: the server has it under that name.
+        assert_eq!(
+            execute("DEALLOCATE d; PREPARE d AS SELECT 3; EXECUTE d"),
+            None
+        );
+        assert_eq!(execute("DISCARD ALL; EXECUTE d"), None);
     }
 
     #[test]
