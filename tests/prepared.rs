@@ -845,6 +845,64 @@ async fn sql_prepare_or_execute_of_a_protocol_statement_name() {
     proxy.shutdown().await.unwrap();
 }
 
+/// The other way round: a Parse of a name an SQL `PREPARE` defined (the
+/// session is pinned to its server connection) fails as in Postgres, and
+/// a Parse of a free name, a bad one, or one in a failed transaction gets
+/// what Postgres gives.
+#[tokio::test]
+async fn a_parse_meets_the_names_sql_prepare_defined() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let busy = noise(proxy.port, 3);
+    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
+    let steps = [
+        raw::query("PREPARE e AS SELECT 3"),
+        cat(&[raw::parse("e", "SELECT 4"), raw::sync()]),
+        pbe("e"),
+        cat(&[
+            raw::parse("f", "SELECT 5"),
+            raw::parse("e", "SELECT 4"),
+            raw::bind("", "f", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ]),
+        pbe("f"),
+        raw::query("DEALLOCATE e"),
+        cat(&[raw::parse("e", "SELECT 6"), raw::sync()]),
+        pbe("e"),
+        cat(&[raw::parse("g", "SELEC 7"), raw::sync()]),
+        raw::query("BEGIN"),
+        raw::query("SELECT 1/0"),
+        cat(&[raw::parse("h", "SELECT 8"), raw::sync()]),
+        raw::query("ROLLBACK"),
+        cat(&[raw::parse("h", "SELECT 8"), raw::sync()]),
+        pbe("h"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
+    assert_eq!(
+        answer[2],
+        ["BindComplete", "Row 3", "Complete SELECT 1", "Ready I"]
+    );
+    assert_eq!(answer[3], ["ParseComplete", "Error 42P05", "Ready I"]);
+    assert_eq!(
+        answer[4],
+        ["BindComplete", "Row 5", "Complete SELECT 1", "Ready I"]
+    );
+    assert_eq!(
+        answer[7],
+        ["BindComplete", "Row 6", "Complete SELECT 1", "Ready I"]
+    );
+    assert_eq!(answer[8], ["Error 42601", "Ready I"]);
+    assert_eq!(answer[11], ["Error 25P02", "Ready E"]);
+    assert_eq!(
+        answer[14],
+        ["BindComplete", "Row 8", "Complete SELECT 1", "Ready I"]
+    );
+    stop_noise(busy).await;
+    proxy.shutdown().await.unwrap();
+}
+
 /// A client that deallocates the proxy's server-side names by SQL must not
 /// break other clients' prepared statements.
 #[tokio::test]

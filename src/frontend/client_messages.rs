@@ -926,6 +926,7 @@ impl Session {
         for effect in effects {
             match effect {
                 Effect::Pins(reason) => {
+                    self.sql_prepared |= *reason == "PREPARE";
                     if self.mode == PoolMode::Transaction && self.pin.is_none() {
                         self.pin_server(reason);
                     }
@@ -1095,6 +1096,17 @@ impl Session {
             return Err(ProxyError::duplicate_prepared_statement(
                 &String::from_utf8_lossy(name),
             ));
+        }
+        if self.sql_prepared {
+            // An SQL PREPARE may have defined the name on this server
+            // connection (Postgres keeps one set of names for both): the
+            // server tries the Parse under the client's name first, and
+            // answers it as Postgres would (42P05, or whatever else the
+            // Parse meets first); what it prepared is closed again.
+            messages::parse(&mut self.to_server, name, sql, types);
+            self.t.parse_q.push_back((sent, ParseAction::Swallow(None)));
+            messages::close(&mut self.to_server, b'S', name);
+            self.t.close_q.push_back((sent, CloseAction::Swallow));
         }
         let name: Box<[u8]> = name.into();
         let route = self.route_key()?;

@@ -298,6 +298,10 @@ pub struct Session {
     pub(super) t: Tracker,
     pub(super) settings: Settings,
     pub(super) statements: ClientStatements,
+    /// An SQL `PREPARE` was sent: the server connection (pinned to the
+    /// client, or held for the session) may hold statements under the
+    /// client's own names, which a Parse of the same name must meet.
+    pub(super) sql_prepared: bool,
     pub(super) pin: Option<&'static str>,
     /// The pin counted against its tenant's share of the pool (see
     /// [`crate::pool::PinQuota`]).
@@ -440,6 +444,7 @@ impl Session {
             },
             settings: p.settings,
             statements: ClientStatements::default(),
+            sql_prepared: false,
             pin: None,
             pin_lease: None,
             cancel: p.cancel,

@@ -333,19 +333,19 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
 
 /// Parse of a named statement with explicit parameter type OIDs (raw bytes:
 /// the i16 count followed by the OIDs, exactly as the client sent them).
-pub fn parse(buf: &mut BytesMut, name: &str, sql: &[u8], param_types: &[u8]) {
+pub fn parse(buf: &mut BytesMut, name: impl AsRef<[u8]>, sql: &[u8], param_types: &[u8]) {
     let at = begin(buf, ftag::PARSE);
-    put_cstr(buf, name.as_bytes());
+    put_cstr(buf, name.as_ref());
     put_cstr(buf, sql);
     buf.put_slice(param_types);
     finish(buf, at);
 }
 
 /// Close of a statement (`S`) or portal (`P`).
-pub fn close(buf: &mut BytesMut, kind: u8, name: &str) {
+pub fn close(buf: &mut BytesMut, kind: u8, name: impl AsRef<[u8]>) {
     let at = begin(buf, ftag::CLOSE);
     buf.put_u8(kind);
-    put_cstr(buf, name.as_bytes());
+    put_cstr(buf, name.as_ref());
     finish(buf, at);
 }
 
