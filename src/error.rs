@@ -427,8 +427,8 @@ impl ProxyError {
     }
 
     /// An extended-protocol `DEALLOCATE name` run in a session whose server
-    /// connection may hold an SQL-level statement of that name (pinned, or
-    /// session pooling): only a simple Query reaches it.
+    /// connection may hold an SQL-level statement of that name (it has sent
+    /// an SQL `PREPARE`): only a simple Query reaches it.
     pub fn deallocate_sql_level_extended(name: &str) -> Self {
         Self::new(
             SqlState::FEATURE_NOT_SUPPORTED,

@@ -903,6 +903,46 @@ async fn a_parse_meets_the_names_sql_prepare_defined() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A `DEALLOCATE` through the extended protocol of a name the client never
+/// prepared gets Postgres's 26000 in a session pinned for another reason
+/// (LISTEN); once the session has sent an SQL `PREPARE`, whose statements
+/// only a simple Query can release, it is refused with 0A000.
+#[tokio::test]
+async fn an_extended_deallocate_of_an_unknown_name_in_a_pinned_session() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let pbe = |sql: &str| {
+        cat(&[
+            raw::parse("", sql),
+            raw::bind("", "", &[]),
+            raw::execute(""),
+            raw::sync(),
+        ])
+    };
+    let steps = [
+        raw::query("LISTEN somewhere"),
+        pbe("DEALLOCATE nope"),
+        raw::query("SELECT 1"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(
+        answer[1],
+        ["ParseComplete", "BindComplete", "Error 26000", "Ready I"]
+    );
+    let steps = [
+        raw::query("PREPARE p AS SELECT 1"),
+        pbe("DEALLOCATE p"),
+        raw::query("DEALLOCATE p"),
+    ];
+    let answer = raw_script(&cluster, proxy.port, true, &steps).await;
+    assert_eq!(
+        answer[1],
+        ["ParseComplete", "BindComplete", "Error 0A000", "Ready I"]
+    );
+    assert_eq!(answer[2], ["Complete DEALLOCATE", "Ready I"]);
+    proxy.shutdown().await.unwrap();
+}
+
 /// A client that deallocates the proxy's server-side names by SQL must not
 /// break other clients' prepared statements.
 #[tokio::test]

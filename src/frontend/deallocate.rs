@@ -15,7 +15,6 @@ use bytes::{Bytes, BytesMut};
 use super::classify::{Effect, classify, deallocated_name, mentions, split_statements};
 use super::rls::is_create;
 use super::session::{Retag, Retagged, Session};
-use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::protocol::framing::text_body;
 use crate::protocol::messages;
@@ -123,10 +122,11 @@ impl Session {
     /// [`STAND_IN`]) is sent: the name is taken as for a Query. A name the
     /// client has not prepared is refused as Postgres refuses it (26000),
     /// unless the server connection may hold an SQL-level statement of that
-    /// name (pinned, or session pooling): the stand-in cannot release it.
+    /// name (the session has sent an SQL `PREPARE`): the stand-in cannot
+    /// release it.
     pub(super) fn deallocating_at_execute(&mut self, name: &str) -> Result<(), ProxyError> {
         let Some(taken) = self.statements.take(name.as_bytes()) else {
-            return Err(if self.pin.is_some() || self.mode == PoolMode::Session {
+            return Err(if self.sql_prepared {
                 ProxyError::deallocate_sql_level_extended(name)
             } else {
                 ProxyError::unknown_prepared_statement(name)
