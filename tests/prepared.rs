@@ -110,6 +110,11 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.concat()
 }
 
+/// Bind of statement `stmt` to the unnamed portal, Execute, Sync.
+fn run_stmt(stmt: &str) -> Vec<u8> {
+    cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()])
+}
+
 // ------------------------------------------------------- raw protocol client
 
 /// A minimal Postgres wire-protocol client, for what tokio-postgres cannot
@@ -513,9 +518,9 @@ async fn closed_statement_can_be_prepared_again() {
 
     let steps = [
         cat(&[raw::parse("c1", "SELECT 1"), raw::sync()]),
-        cat(&[raw::bind("", "c1", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("c1"),
         cat(&[raw::close_stmt("c1"), raw::sync()]),
-        cat(&[raw::bind("", "c1", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("c1"),
         cat(&[raw::close_stmt("never-prepared"), raw::sync()]),
         cat(&[
             raw::parse("c1", "SELECT 2"),
@@ -623,7 +628,7 @@ async fn bind_after_failed_parse_matches_postgres() {
     let proxy = start(&cluster, 2).await;
     let steps = [
         cat(&[raw::parse("bad", "SELEC 1"), raw::sync()]),
-        cat(&[raw::bind("", "bad", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("bad"),
         cat(&[raw::describe_stmt("bad"), raw::sync()]),
         // A failing Parse in a batch: the rest of the batch is skipped.
         cat(&[
@@ -632,7 +637,7 @@ async fn bind_after_failed_parse_matches_postgres() {
             raw::execute(""),
             raw::sync(),
         ]),
-        cat(&[raw::bind("", "bad2", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("bad2"),
         // The name is free: a good Parse under it works.
         cat(&[
             raw::parse("bad", "SELECT 5"),
@@ -661,9 +666,9 @@ async fn unknown_statement_names_give_26000() {
         c.query_one(&s, &[]).await.unwrap();
     }
     let steps = [
-        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("nope"),
         cat(&[raw::describe_stmt("nope"), raw::sync()]),
-        cat(&[raw::bind("", "_tg_1", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("_tg_1"),
         cat(&[raw::describe_stmt("_tg_2"), raw::sync()]),
         cat(&[
             raw::bind("", "_tg_noop", &[]),
@@ -673,7 +678,7 @@ async fn unknown_statement_names_give_26000() {
         raw::query("SELECT 1"),
         // Inside a transaction block the error aborts the transaction.
         raw::query("BEGIN"),
-        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("nope"),
         raw::query("SELECT 1"),
         raw::query("ROLLBACK"),
         raw::query("SELECT 2"),
@@ -701,10 +706,10 @@ async fn unknown_statement_names_in_a_failed_transaction_give_26000() {
     let steps = [
         raw::query("BEGIN"),
         raw::query("SELECT 1/0"),
-        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+        run_stmt(""),
         cat(&[raw::describe_stmt(""), raw::sync()]),
-        cat(&[raw::bind("", "_tg_1", &[]), raw::execute(""), raw::sync()]),
-        cat(&[raw::bind("", "nope", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("_tg_1"),
+        run_stmt("nope"),
         raw::query("SELECT 1"),
         raw::query("ROLLBACK"),
         raw::query("SELECT 2"),
@@ -730,7 +735,7 @@ async fn duplicate_statement_name_matches_postgres() {
         cat(&[raw::parse("dup", "SELECT 1"), raw::sync()]),
         cat(&[raw::parse("dup", "SELECT 2"), raw::sync()]),
         cat(&[raw::parse("dup", "SELECT 1"), raw::sync()]),
-        cat(&[raw::bind("", "dup", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("dup"),
     ];
     let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
     assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
@@ -789,7 +794,7 @@ async fn sql_prepare_or_execute_of_a_protocol_statement_name() {
     let steps = [
         cat(&[raw::parse("d", "SELECT 1"), raw::sync()]),
         raw::query("PREPARE d AS SELECT 2"),
-        cat(&[raw::bind("", "d", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("d"),
         raw::query("BEGIN"),
         raw::query("SELECT 1/0"),
         raw::query("PREPARE d AS SELECT 2"),
@@ -816,7 +821,7 @@ async fn sql_prepare_or_execute_of_a_protocol_statement_name() {
     let whole = [
         cat(&[raw::parse("d", "SELECT 1"), raw::sync()]),
         raw::query("SELECT 3; PREPARE D(int4) AS SELECT $1"),
-        cat(&[raw::bind("", "d", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("d"),
         raw::query("EXECUTE d"),
         raw::query("BEGIN"),
         raw::query("EXPLAIN (COSTS off) EXECUTE d"),
@@ -854,11 +859,10 @@ async fn a_parse_meets_the_names_sql_prepare_defined() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let busy = noise(proxy.port, 3);
-    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
     let steps = [
         raw::query("PREPARE e AS SELECT 3"),
         cat(&[raw::parse("e", "SELECT 4"), raw::sync()]),
-        pbe("e"),
+        run_stmt("e"),
         cat(&[
             raw::parse("f", "SELECT 5"),
             raw::parse("e", "SELECT 4"),
@@ -866,17 +870,17 @@ async fn a_parse_meets_the_names_sql_prepare_defined() {
             raw::execute(""),
             raw::sync(),
         ]),
-        pbe("f"),
+        run_stmt("f"),
         raw::query("DEALLOCATE e"),
         cat(&[raw::parse("e", "SELECT 6"), raw::sync()]),
-        pbe("e"),
+        run_stmt("e"),
         cat(&[raw::parse("g", "SELEC 7"), raw::sync()]),
         raw::query("BEGIN"),
         raw::query("SELECT 1/0"),
         cat(&[raw::parse("h", "SELECT 8"), raw::sync()]),
         raw::query("ROLLBACK"),
         cat(&[raw::parse("h", "SELECT 8"), raw::sync()]),
-        pbe("h"),
+        run_stmt("h"),
     ];
     let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
     assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
@@ -911,14 +915,7 @@ async fn a_parse_meets_the_names_sql_prepare_defined() {
 async fn an_extended_deallocate_of_an_unknown_name_in_a_pinned_session() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
-    let pbe = |sql: &str| {
-        cat(&[
-            raw::parse("", sql),
-            raw::bind("", "", &[]),
-            raw::execute(""),
-            raw::sync(),
-        ])
-    };
+    let pbe = |sql: &str| cat(&[raw::pbe(sql), raw::sync()]);
     let steps = [
         raw::query("LISTEN somewhere"),
         pbe("DEALLOCATE nope"),
@@ -1042,7 +1039,7 @@ async fn unnamed_statement_survives_sync_like_postgres() {
     let proxy = start(&cluster, 2).await;
     let steps = [
         cat(&[raw::parse("", "SELECT 41 + 1"), raw::sync()]),
-        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+        run_stmt(""),
     ];
     let direct = raw_script(&cluster, proxy.port, false, &steps).await;
     assert_eq!(
@@ -1084,15 +1081,14 @@ async fn unnamed_statement_survives_sync_like_postgres() {
 async fn sql_deallocate_releases_a_protocol_statement() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
-    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
     let steps = [
         cat(&[raw::parse("a1", "SELECT 1"), raw::sync()]),
-        pbe("a1"),
+        run_stmt("a1"),
         raw::query("DEALLOCATE a1"),
-        pbe("a1"),
+        run_stmt("a1"),
         // The name is free again, with another text.
         cat(&[raw::parse("a1", "SELECT 2"), raw::sync()]),
-        pbe("a1"),
+        run_stmt("a1"),
         // Quoted and PREPARE spellings; an unknown name.
         cat(&[raw::parse("B 2", "SELECT 3"), raw::sync()]),
         raw::query("DEALLOCATE PREPARE \"B 2\""),
@@ -1106,7 +1102,7 @@ async fn sql_deallocate_releases_a_protocol_statement() {
         ]),
         // (Nothing sent: the DEALLOCATE's answer.)
         Vec::new(),
-        pbe("a3"),
+        run_stmt("a3"),
         raw::query("ROLLBACK"),
         // In a failed transaction: the server's 25P02.
         cat(&[raw::parse("a4", "SELECT 5"), raw::sync()]),
@@ -1114,7 +1110,7 @@ async fn sql_deallocate_releases_a_protocol_statement() {
         raw::query("SELECT 1/0"),
         raw::query("DEALLOCATE a4"),
         raw::query("ROLLBACK"),
-        pbe("a4"),
+        run_stmt("a4"),
         raw::query("DEALLOCATE a4"),
     ];
     let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
@@ -1140,17 +1136,16 @@ async fn sql_deallocate_anywhere_matches_postgres() {
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let prep = |name: &str| cat(&[raw::parse(name, "SELECT 41 + 1"), raw::sync()]);
-    let pbe = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
     let steps = [
         // 0-2: among other statements.
         prep("b1"),
         raw::query("SELECT 1; DEALLOCATE b1; SELECT 2"),
-        pbe("b1"),
+        run_stmt("b1"),
         // 3-5: in a transaction block that rolls back (DEALLOCATE is not
         // transactional).
         prep("b2"),
         raw::query("BEGIN; DEALLOCATE b2; ROLLBACK"),
-        pbe("b2"),
+        run_stmt("b2"),
         // 6-7: twice in one string: the second does not find it.
         prep("b3"),
         raw::query("DEALLOCATE b3; DEALLOCATE b3; SELECT 'not run'"),
@@ -1164,7 +1159,7 @@ async fn sql_deallocate_anywhere_matches_postgres() {
             raw::execute(""),
             raw::sync(),
         ]),
-        pbe("b4"),
+        run_stmt("b4"),
         cat(&[raw::parse("b4", "SELECT 'again'"), raw::sync()]),
         // 12-14: behind an error in its pipeline: skipped, the name stays.
         prep("b5"),
@@ -1173,7 +1168,7 @@ async fn sql_deallocate_anywhere_matches_postgres() {
             raw::pbe("DEALLOCATE b5"),
             raw::sync(),
         ]),
-        pbe("b5"),
+        run_stmt("b5"),
         // 15-18: a named statement of DEALLOCATE, run twice.
         prep("b6"),
         cat(&[
@@ -1181,19 +1176,19 @@ async fn sql_deallocate_anywhere_matches_postgres() {
             raw::describe_stmt("d6"),
             raw::sync(),
         ]),
-        pbe("d6"),
-        pbe("d6"),
+        run_stmt("d6"),
+        run_stmt("d6"),
         // 19-20: a Query behind unsynced extended messages.
         prep("b7"),
         cat(&[raw::pbe("SELECT 7"), raw::query("DEALLOCATE b7")]),
         raw::sync(),
-        pbe("b7"),
+        run_stmt("b7"),
         // 23-27: in a failed transaction: refused, the name stays.
         prep("b8"),
         raw::query("BEGIN; SELECT 1/0"),
         raw::query("DEALLOCATE b8; SELECT 1"),
         raw::query("ROLLBACK"),
-        pbe("b8"),
+        run_stmt("b8"),
         // 28-29: after DEALLOCATE ALL in the same string.
         prep("b9"),
         raw::query("DEALLOCATE ALL; DEALLOCATE b9"),
@@ -1290,7 +1285,6 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
     let cluster = support::start_app_cluster().await;
     let proxy = start(&cluster, 2).await;
     let prep = |name: &str| cat(&[raw::parse(name, "SELECT 41 + 1"), raw::sync()]);
-    let run = |stmt: &str| cat(&[raw::bind("", stmt, &[]), raw::execute(""), raw::sync()]);
     let fail_then_deallocate = raw::query("SELECT 1/0; DEALLOCATE a");
     // (what to send in one write, how many ReadyForQuery it gets)
     let rounds: Vec<(Vec<u8>, usize)> = vec![
@@ -1303,8 +1297,8 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
             ]),
             2,
         ),
-        (run("a"), 1),
-        (cat(&[fail_then_deallocate.clone(), run("a")]), 2),
+        (run_stmt("a"), 1),
+        (cat(&[fail_then_deallocate.clone(), run_stmt("a")]), 2),
         (
             cat(&[
                 fail_then_deallocate.clone(),
@@ -1317,13 +1311,13 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
             cat(&[fail_then_deallocate.clone(), raw::query("DEALLOCATE a")]),
             2,
         ),
-        (run("a"), 1),
+        (run_stmt("a"), 1),
         (prep("a"), 1),
         (
             cat(&[fail_then_deallocate.clone(), raw::query("DEALLOCATE ALL")]),
             2,
         ),
-        (run("a"), 1),
+        (run_stmt("a"), 1),
         (prep("a"), 1),
         (
             cat(&[
@@ -1334,7 +1328,7 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
             ]),
             2,
         ),
-        (run("a"), 1),
+        (run_stmt("a"), 1),
         // A Parse skipped after an error, its name used in the next batch.
         (
             cat(&[
@@ -1348,7 +1342,7 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
             ]),
             3,
         ),
-        (run("d"), 1),
+        (run_stmt("d"), 1),
         // A DEALLOCATE ALL that fails (in a failed transaction), with a
         // statement used after the ROLLBACK pipelined behind it.
         (prep("k"), 1),
@@ -1358,7 +1352,7 @@ async fn pipelined_batches_see_statements_as_an_earlier_failed_batch_left_them()
                 raw::query("SELECT 1/0"),
                 raw::query("DEALLOCATE ALL"),
                 raw::query("ROLLBACK"),
-                run("k"),
+                run_stmt("k"),
             ]),
             5,
         ),
@@ -1506,10 +1500,7 @@ async fn messages_behind_a_skipped_query_match_postgres() {
             ]),
             1,
         ),
-        (
-            cat(&[raw::bind("", "kept", &[]), raw::execute(""), raw::sync()]),
-            1,
-        ),
+        (run_stmt("kept"), 1),
         (raw::query("SELECT 'after'"), 1),
     ];
     let mut answers = Vec::new();
@@ -1564,9 +1555,9 @@ async fn error_messages_name_the_clients_statements() {
             raw::sync(),
         ]),
         // No unnamed statement.
-        cat(&[raw::bind("", "", &[]), raw::execute(""), raw::sync()]),
+        run_stmt(""),
         // Names of the proxy's shape the client never prepared.
-        cat(&[raw::bind("", "_tg_5", &[]), raw::execute(""), raw::sync()]),
+        run_stmt("_tg_5"),
         cat(&[raw::describe_stmt("_tg_noop"), raw::sync()]),
     ];
     let mut answers = Vec::new();
