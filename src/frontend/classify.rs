@@ -41,6 +41,10 @@ pub enum Effect {
     ConfigCall(Vec<String>),
 }
 
+/// The reason an SQL `PREPARE` pins ([`Effect::Pins`]): sessions that
+/// sent one may hold statements under the client's own names.
+pub const SQL_PREPARE: &str = "PREPARE";
+
 /// Effects of every statement in `sql`, in order. Plain statements with no
 /// session effect produce nothing; the common case allocates nothing.
 pub fn classify(sql: &str) -> Vec<Effect> {
@@ -384,7 +388,7 @@ fn classify_one(stmt: &str) -> Option<Effect> {
         if kw(second, "transaction") {
             return None;
         }
-        return Some(Effect::Pins("PREPARE"));
+        return Some(Effect::Pins(SQL_PREPARE));
     }
     if kw(first, "declare") {
         // DECLARE name [BINARY] [ASENSITIVE|INSENSITIVE] [[NO] SCROLL] CURSOR { WITH | WITHOUT } HOLD FOR …

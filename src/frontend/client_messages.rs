@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use super::classify::{
-    Effect, bare_transaction_end, classify, effects_of, listens_to_reserved_channel, lone_begin,
-    mentions, names_with_prefix, plainly_without_effect,
+    Effect, SQL_PREPARE, bare_transaction_end, classify, effects_of, listens_to_reserved_channel,
+    lone_begin, mentions, names_with_prefix, plainly_without_effect,
 };
 use super::deallocate::{STAND_IN, STAND_IN_CHANNEL, runs_as_stand_in};
 use super::isolation::{
@@ -926,7 +926,7 @@ impl Session {
         for effect in effects {
             match effect {
                 Effect::Pins(reason) => {
-                    self.sql_prepared |= *reason == "PREPARE";
+                    self.sql_prepared |= *reason == SQL_PREPARE;
                     if self.mode == PoolMode::Transaction && self.pin.is_none() {
                         self.pin_server(reason);
                     }
@@ -1417,7 +1417,7 @@ impl Session {
     }
 
     fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
-        let (kind, name) = kind_and_name(msg).inspect_err(|_| self.t.unsynced = true)?;
+        let (kind, name) = kind_and_name(msg)?;
         if kind != b'S' {
             self.t.unsynced = true;
             self.to_server.extend_from_slice(msg);

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::classify::{
-    Effect, classify, effects_of, execute_target, mentions, prepare_target, split_statements,
+    Effect, SQL_PREPARE, classify, effects_of, execute_target, mentions, prepare_target,
+    split_statements,
 };
 use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::TenantBinding;
@@ -311,7 +312,7 @@ impl ClientStatements {
             match classify(stmt).first() {
                 Some(Effect::DeallocateAll | Effect::DiscardAll) => return None,
                 Some(Effect::Deallocate(name)) => not_mine.push(name.clone()),
-                Some(Effect::Pins("PREPARE")) => {
+                Some(Effect::Pins(SQL_PREPARE)) => {
                     if let Some(name) = prepare_target(stmt) {
                         if held(&name, &not_mine) {
                             return Some(ProxyError::duplicate_prepared_statement(&name));
