@@ -743,6 +743,66 @@ async fn duplicate_statement_name_matches_postgres() {
     proxy.shutdown().await.unwrap();
 }
 
+/// Postgres keys statement and portal names by their first 63 bytes:
+/// longer names that share them are one name, for Parse, Bind, Describe,
+/// Close and an SQL `DEALLOCATE` alike.
+#[tokio::test]
+async fn names_longer_than_63_bytes_are_told_apart_by_their_first_63() {
+    let cluster = support::start_app_cluster().await;
+    let proxy = start(&cluster, 2).await;
+    let stem = "s".repeat(63);
+    let (one, two) = (format!("{stem}_one"), format!("{stem}_two"));
+    let portal = "p".repeat(63);
+    let (p_one, p_two) = (format!("{portal}1"), format!("{portal}2"));
+    let steps = [
+        cat(&[raw::parse(&one, "SELECT 1"), raw::sync()]),
+        // Another name to the client, the same one to Postgres.
+        cat(&[raw::parse(&two, "SELECT 2"), raw::sync()]),
+        run_stmt(&two),
+        cat(&[raw::describe_stmt(&stem), raw::sync()]),
+        cat(&[raw::close_stmt(&two), raw::sync()]),
+        run_stmt(&one),
+        cat(&[raw::parse(&two, "SELECT 3"), raw::sync()]),
+        raw::query(&format!("DEALLOCATE {stem}")),
+        run_stmt(&one),
+        // A named portal, bound under one long name and run under another
+        // (of a SET: the proxy follows such a portal).
+        raw::query("BEGIN"),
+        cat(&[
+            raw::parse(&one, "SET application_name = 'long'"),
+            raw::bind(&p_one, &one, &[]),
+            raw::execute(&p_two),
+            raw::sync(),
+        ]),
+        raw::query("COMMIT"),
+        raw::query("SHOW application_name"),
+    ];
+    let answer = same_as_postgres(&cluster, proxy.port, &steps).await;
+    assert_eq!(answer[1], ["Error 42P05", "Ready I"]);
+    assert_eq!(answer[2][..2], ["BindComplete", "Row 1"]);
+    assert_eq!(answer[3][..2], ["ParameterDescription", "RowDescription"]);
+    assert_eq!(answer[4], ["CloseComplete", "Ready I"]);
+    assert_eq!(answer[5], ["Error 26000", "Ready I"]);
+    assert_eq!(answer[6], ["ParseComplete", "Ready I"]);
+    assert_eq!(answer[7], ["Complete DEALLOCATE", "Ready I"]);
+    assert_eq!(answer[8], ["Error 26000", "Ready I"]);
+    assert_eq!(
+        answer[10],
+        ["ParseComplete", "BindComplete", "Complete SET", "Ready T"]
+    );
+    assert_eq!(answer[12][..2], ["RowDescription", "Row long"]);
+    // The proxy knew what that portal set: the next client, which gets the
+    // same server connection (the last one given back), does not see it.
+    let next = connect(proxy.port).await;
+    let shown: String = next
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(shown, "long", "a setting of another client's session");
+    proxy.shutdown().await.unwrap();
+}
+
 /// SQL-level PREPARE/EXECUTE pins the client to its server connection.
 #[tokio::test]
 async fn sql_prepare_and_execute_work() {

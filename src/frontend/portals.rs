@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::classify::Effect;
+use super::prepared::name_key;
 
 /// Portals followed at once; beyond this many (a client binding that many
 /// SETs without running them), a client whose portal has session effects
@@ -26,7 +27,8 @@ pub(super) struct PortalMeaning {
     pub shows: bool,
 }
 
-/// The tracked portals of one session, by name.
+/// The tracked portals of one session, by name (cut as Postgres cuts
+/// portal names, see [`name_key`]).
 #[derive(Debug, Default)]
 pub(super) struct Portals {
     list: Vec<(Vec<u8>, PortalMeaning)>,
@@ -57,7 +59,7 @@ impl Portals {
             return Ok(());
         }
         if self.list.len() < MAX_TRACKED {
-            self.list.push((name.to_vec(), meaning));
+            self.list.push((name_key(name).to_vec(), meaning));
             Ok(())
         } else if meaning.effects.is_some() {
             Err(TooMany)
@@ -68,12 +70,14 @@ impl Portals {
 
     /// What executing `name` means, if it is followed.
     pub fn get(&self, name: &[u8]) -> Option<&PortalMeaning> {
+        let name = name_key(name);
         self.list.iter().find(|(p, _)| p == name).map(|(_, m)| m)
     }
 
     /// The portal `name` is gone (closed, or run once for good).
     pub fn remove(&mut self, name: &[u8]) {
         if !self.list.is_empty() {
+            let name = name_key(name);
             self.list.retain(|(p, _)| p != name);
         }
     }

@@ -29,6 +29,18 @@ pub const SERVER_NAME_PREFIX: &str = "_tg_";
 /// CloseComplete and does nothing.
 pub const NOOP_NAME: &str = "_tg_noop";
 
+/// The most bytes of a statement or portal name Postgres tells apart
+/// (NAMEDATALEN - 1): it keys both by their first 63 bytes, so two longer
+/// names that share them are one name.
+const MAX_NAME_BYTES: usize = 63;
+
+/// `name` as Postgres keys it: its first [`MAX_NAME_BYTES`] bytes, cut
+/// without regard for characters (Postgres copies the name into its key
+/// byte by byte). Errors still quote a name as the client sent it.
+pub(super) fn name_key(name: &[u8]) -> &[u8] {
+    &name[..name.len().min(MAX_NAME_BYTES)]
+}
+
 /// One distinct prepared statement.
 #[derive(Debug)]
 pub struct Statement {
@@ -198,9 +210,9 @@ impl StatementRegistry {
     }
 }
 
-/// One client's statement names, as the bytes it sent (Postgres compares
-/// names byte for byte; clients choose them, so the map keeps std's keyed
-/// hasher).
+/// One client's statement names, as the bytes it sent, cut as Postgres
+/// cuts them (see [`name_key`]; Postgres compares names byte for byte;
+/// clients choose them, so the map keeps std's keyed hasher).
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     names: HashMap<Box<[u8]>, Arc<Statement>>,
@@ -233,6 +245,7 @@ impl ClientStatements {
     /// Defines (or redefines) `name`; `source` is what the client sent when
     /// `stmt` is a rewrite of it.
     pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>, source: Option<Source>) {
+        let name = name_key(name);
         self.names.insert(name.into(), stmt);
         match source {
             Some(src) => {
@@ -249,6 +262,7 @@ impl ClientStatements {
     /// Puts `stmt`, planned again for the session's current home, in
     /// place of what `name` meant (its source stays).
     pub fn replan(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        let name = name_key(name);
         let Some(slot) = self.names.get_mut(name) else {
             return;
         };
@@ -263,6 +277,7 @@ impl ClientStatements {
     /// What the client sent for `name`: its source if isolation rewrote
     /// it, else the statement's own text.
     pub fn source(&self, name: &[u8]) -> Option<Source> {
+        let name = name_key(name);
         if let Some(src) = self.sources.get(name) {
             return Some(src.clone());
         }
@@ -271,16 +286,17 @@ impl ClientStatements {
 
     /// The statement behind `name`.
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
-        self.names.get(name)
+        self.names.get(name_key(name))
     }
 
     /// Whether `name` is defined.
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.names.contains_key(name)
+        self.names.contains_key(name_key(name))
     }
 
     /// Forgets `name`.
     pub fn remove(&mut self, name: &[u8]) {
+        let name = name_key(name);
         self.names.remove(name);
         if !self.sources.is_empty() {
             self.sources.remove(name);
@@ -334,7 +350,7 @@ impl ClientStatements {
 
     /// Forgets `name` if it still means `stmt`.
     pub fn remove_if(&mut self, name: &[u8], stmt: &Arc<Statement>) {
-        if self.names.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
+        if self.get(name).is_some_and(|s| Arc::ptr_eq(s, stmt)) {
             self.remove(name);
         }
     }
@@ -395,7 +411,7 @@ impl ClientStatements {
     /// it for [`ClientStatements::restore`] should that fail; `None` when
     /// `name` is not defined.
     pub fn take(&mut self, name: &[u8]) -> Option<ClientStatements> {
-        let (name, stmt) = self.names.remove_entry(name)?;
+        let (name, stmt) = self.names.remove_entry(name_key(name))?;
         let mut taken = ClientStatements::default();
         if let Some(src) = self.sources.remove(&name) {
             taken.sources.insert(name.clone(), src);
