@@ -646,8 +646,9 @@ fn fold_name(word: &str) -> String {
     name
 }
 
-/// The longest identifier Postgres keeps (NAMEDATALEN - 1).
-const MAX_IDENTIFIER_BYTES: usize = 63;
+/// The longest identifier Postgres keeps (NAMEDATALEN - 1); also the
+/// most bytes of a statement or portal name it tells apart.
+pub(super) const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Whether `sql` holds a `LISTEN` on the channel the proxy's stand-in for
 /// `DEALLOCATE` unlistens (see `frontend::deallocate`), which clients may

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::classify::{
-    Effect, SQL_PREPARE, classify, effects_of, execute_target, mentions, prepare_target,
-    split_statements,
+    Effect, MAX_IDENTIFIER_BYTES, SQL_PREPARE, classify, effects_of, execute_target, mentions,
+    prepare_target, split_statements,
 };
 use super::deallocate::{STAND_IN, runs_as_stand_in};
 use super::isolation::TenantBinding;
@@ -29,16 +29,13 @@ pub const SERVER_NAME_PREFIX: &str = "_tg_";
 /// CloseComplete and does nothing.
 pub const NOOP_NAME: &str = "_tg_noop";
 
-/// The most bytes of a statement or portal name Postgres tells apart
-/// (NAMEDATALEN - 1): it keys both by their first 63 bytes, so two longer
-/// names that share them are one name.
-const MAX_NAME_BYTES: usize = 63;
-
-/// `name` as Postgres keys it: its first [`MAX_NAME_BYTES`] bytes, cut
-/// without regard for characters (Postgres copies the name into its key
-/// byte by byte). Errors still quote a name as the client sent it.
+/// `name` as Postgres keys statement and portal names: its first
+/// [`MAX_IDENTIFIER_BYTES`] (63) bytes, cut without regard for characters
+/// (Postgres copies the name into its key byte by byte), so two longer
+/// names that share them are one name. Errors still quote a name as the
+/// client sent it.
 pub(super) fn name_key(name: &[u8]) -> &[u8] {
-    &name[..name.len().min(MAX_NAME_BYTES)]
+    &name[..name.len().min(MAX_IDENTIFIER_BYTES)]
 }
 
 /// One distinct prepared statement.
