@@ -243,6 +243,12 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"$rest"
 }
 
+# machine_ticks -> "IDLE TOTAL": the machine's idle clock ticks and all of
+# them (user, nice, system, idle, iowait, irq, softirq, steal), all CPUs.
+machine_ticks() {
+    awk '/^cpu / { print $5, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
 # ctx_switches PID -> context switches (voluntary + involuntary) of all its threads
 ctx_switches() {
     cat /proc/"$1"/task/*/status 2>/dev/null \
@@ -399,15 +405,15 @@ target_pid() {
     esac
 }
 
-declare -A TPS FAILED STATUS CPU_US LAT TXNS CSW
+declare -A TPS FAILED STATUS CPU_US LAT TXNS CSW IDLE
 
 # run_one TARGET MODE SECONDS LOGFILE -> sets R_* for the run
 run_one() {
     local target=$1 mode=$2 secs=$3 out=$4
-    local port user pid t0=0 t1=0 c0=0 c1=0 rc=0
+    local port user pid t0=0 t1=0 c0=0 c1=0 rc=0 m0 m1
     port=$(target_port "$target"); user=$(target_user "$target"); pid=$(target_pid "$target")
     if [[ -n $pid ]]; then
-        kill -0 "$pid" 2>/dev/null || { R_STATUS="DEAD"; R_TPS=; R_TXNS=; R_FAILED=; R_LAT=; R_CPU=; R_CSW=; return; }
+        kill -0 "$pid" 2>/dev/null || { R_STATUS="DEAD"; R_TPS=; R_TXNS=; R_FAILED=; R_LAT=; R_CPU=; R_CSW=; R_IDLE=; return; }
         t0=$(cpu_ticks "$pid")
         c0=$(ctx_switches "$pid")
     fi
@@ -416,9 +422,11 @@ run_one() {
         PERF_PID=$!
         sleep 0.5
     fi
+    m0=$(machine_ticks)
     PGPASSWORD=$BENCH_PASSWORD timeout -k 5 $((secs + 60)) \
         "$PGBENCH" -n -S -M "$mode" -c "$CLIENTS" -j "$JOBS" -T "$secs" \
         -h 127.0.0.1 -p "$port" -U "$user" "$DBNAME" >"$out" 2>&1 || rc=$?
+    m1=$(machine_ticks)
     if [[ -n $PERF_PID ]]; then
         kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=
         log "perf data in $PERF_OUT"
@@ -432,6 +440,10 @@ run_one() {
     R_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -1)
     R_CPU=
     R_CSW=
+    # The machine's idle share over the run (pgbench's connection set-up
+    # and wind-down included).
+    R_IDLE=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        t = y[2] - x[2]; if (t > 0) printf "%.1f", 100 * (y[1] - x[1]) / t }')
     if [[ -n $pid && -n $R_TXNS && $R_TXNS -gt 0 ]]; then
         R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$R_TXNS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
         R_CSW=$(awk -v d=$((c1 - c0)) -v n="$R_TXNS" 'BEGIN { printf "%.2f", d / n }')
@@ -486,6 +498,7 @@ for round in $(seq "$ROUNDS"); do
             LAT[$key]+=" ${R_LAT:-}"
             CPU_US[$key]+=" ${R_CPU:-}"
             CSW[$key]+=" ${R_CSW:-}"
+            IDLE[$key]+=" ${R_IDLE:-}"
             # A target's status is its worst round's.
             if [[ -z ${STATUS[$key]:-} || ${STATUS[$key]} == ok* ]]; then
                 STATUS[$key]=$R_STATUS
@@ -501,6 +514,7 @@ for key in "${!STATUS[@]}"; do
         LAT[$key]=$(median ${LAT[$key]})
         CPU_US[$key]=$(median ${CPU_US[$key]})
         CSW[$key]=$(median ${CSW[$key]})
+        IDLE[$key]=$(median ${IDLE[$key]})
     }
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -528,13 +542,13 @@ echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "sessions (sid): pgbench $(session_of $$), pgbouncer $(session_of "$PGB_PID"), tenantgate $(session_of "$TG_PID"); kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a)"
 echo "postgres: $("$PGBIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -1); tenantgate built at $TG_COMMIT"
 echo
-printf '%-9s %-11s %12s %12s %10s %8s %14s %11s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" "ctxsw/txn" status
+printf '%-9s %-11s %12s %12s %10s %8s %14s %11s %7s  %s\n' mode target tps transactions "lat ms" failed "proxy µs/txn" "ctxsw/txn" "idle %" status
 for mode in $MODES; do
     for target in "${TARGETS[@]}"; do
         key=$mode/$target
-        printf '%-9s %-11s %12s %12s %10s %8s %14s %11s  %s\n' "$mode" "$target" \
+        printf '%-9s %-11s %12s %12s %10s %8s %14s %11s %7s  %s\n' "$mode" "$target" \
             "${TPS[$key]:--}" "${TXNS[$key]:--}" "${LAT[$key]:--}" "${FAILED[$key]:--}" \
-            "${CPU_US[$key]:--}" "${CSW[$key]:--}" "${STATUS[$key]}"
+            "${CPU_US[$key]:--}" "${CSW[$key]:--}" "${IDLE[$key]:--}" "${STATUS[$key]}"
     done
 done
 echo
