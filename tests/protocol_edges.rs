@@ -1410,6 +1410,97 @@ async fn pipelined_error_skips_to_sync_like_postgres() {
     assert_eq!(shape(&got).last().map(String::as_str), Some("Z:I"));
 }
 
+/// A malformed Bind, which the proxy refuses through the server, followed
+/// before any Sync by simple Queries: Postgres skips those Queries without
+/// a reply, up to the Sync. The proxy counted on their replies: it kept the
+/// server connection of the idle session, and messages that had to wait
+/// for the replies (behind the skipped `DISCARD ALL`) were never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_behind_a_refused_extended_message_are_skipped_like_postgres() {
+    let (cluster, proxy) = setup().await;
+    let steps = [
+        batch(&[parse("kept", "SELECT 'kept'"), sync()]),
+        batch(&[
+            message(b'B', b""),
+            query_msg("DISCARD ALL"),
+            query_msg("SELECT 7"),
+            sync(),
+            sync(),
+        ]),
+        batch(&[describe(b'P', ""), sync()]),
+        batch(&[bind("", "kept", &[]), execute(""), sync()]),
+        query_msg("SELECT 'end'"),
+    ];
+    let mut answers = Vec::new();
+    let mut open = Vec::new();
+    // Step by step, and all at once (the later messages reach the proxy
+    // while the replies to the earlier ones are still to come).
+    for at_once in [false, true] {
+        for mut c in [direct_login(&cluster).await, app_login(&proxy).await] {
+            let got = if at_once {
+                run_script(&mut c, &steps.concat(), 6).await
+            } else {
+                let mut got = Vec::new();
+                for (step, n) in steps.iter().zip([1, 2, 1, 1, 1]) {
+                    got.extend(run_script(&mut c, step, n).await);
+                }
+                got
+            };
+            answers.push(shape(&got));
+            open.push(c);
+        }
+    }
+    assert_eq!(answers[1], answers[0], "through the proxy vs Postgres");
+    assert_eq!(
+        answers[3], answers[2],
+        "at once: through the proxy vs Postgres"
+    );
+    assert_eq!(answers[0], answers[2]);
+    assert_eq!(
+        answers[0][..9],
+        [
+            "1",
+            "Z:I",
+            "E:08P01",
+            "Z:I",
+            "Z:I",
+            "E:34000",
+            "Z:I",
+            "2",
+            "D:[Some(\"kept\")]"
+        ]
+    );
+    // The proxy saw every reply it waited for: the idle sessions, still
+    // open, hold no server connection.
+    let ops = connect(proxy.port, "ops", "ops-secret", "tenantgate").await;
+    let mut busy = Vec::new();
+    for _ in 0..20 {
+        let pools = ops.simple_query("SHOW POOLS").await.expect("SHOW POOLS");
+        busy = pools
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get("sv_active").map(str::to_string)
+                }
+                _ => None,
+            })
+            .collect();
+        if busy == ["0"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        busy,
+        ["0"],
+        "a server connection still held by an idle session"
+    );
+    for c in open {
+        c.terminate().await;
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_without_sync_returns_results() {
     let (cluster, proxy) = setup().await;

@@ -566,6 +566,10 @@ impl Session {
             // a Query behind it is then known to be skipped.
             self.t.batch_executes += 1;
             self.t.unsynced = true;
+            // Extended-protocol messages went out (for a refused message
+            // that never reaches the marking in `process_client`): a Query
+            // sent behind them before a Sync is skipped by the server.
+            self.t.extended_since_sync = true;
         }
         if let Some(s) = self.server.as_mut() {
             // The raising statement took the unnamed statement's place.
