@@ -133,6 +133,14 @@ impl ProxyError {
         )
     }
 
+    /// A message of a type no client sends once logged in.
+    pub fn invalid_message_type(tag: u8) -> Self {
+        Self::protocol_violation(format!(
+            "invalid frontend message type '{}'",
+            tag.escape_ascii()
+        ))
+    }
+
     /// A message whose framing is sound but whose content is not (a string
     /// without its NUL, fields running past the end, bytes left over): an
     /// ERROR, as Postgres reports it, and the session goes on.

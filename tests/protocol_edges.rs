@@ -1742,3 +1742,173 @@ async fn terminate_closes_cleanly() {
     assert_eq!(shape(&msgs)[1], "D:[Some(\"0\")]");
     assert_proxy_serves(&proxy).await;
 }
+
+/// A message type no client sends ends the session as in Postgres: after
+/// the batches before it are answered (a Query before it runs and commits),
+/// and also while messages are being skipped after an error (there the
+/// replies to the batch cut short are not delivered). A Parse whose
+/// parameter types cannot be read is an error of its own and leaves the
+/// unnamed statement as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_end_sessions_where_postgres_ends_them() {
+    let (cluster, proxy) = setup().await;
+    support::exec(&cluster, "app", "CREATE TABLE before_fatal (n int)").await;
+    let mut short_types = Vec::new();
+    short_types.extend_from_slice(b"\0SELECT $1::int\0");
+    short_types.extend_from_slice(&2i16.to_be_bytes());
+    short_types.extend_from_slice(&23u32.to_be_bytes());
+    let scripts = [
+        // A Query, then garbage.
+        batch(&[
+            query_msg("INSERT INTO before_fatal SELECT 1 FROM pg_sleep(0.2)"),
+            message(b'@', b"xyz"),
+        ]),
+        // An error, then garbage among the skipped messages.
+        batch(&[
+            parse("", "SELECT 1/0"),
+            bind("", "", &[]),
+            execute(""),
+            message(b'Z', b"I"),
+            sync(),
+        ]),
+        // A Parse that cannot be read; the unnamed statement before it stays.
+        batch(&[
+            parse("", "SELECT 'still here'"),
+            sync(),
+            message(b'P', &short_types),
+            sync(),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+        ]),
+    ];
+    for (i, script) in scripts.iter().enumerate() {
+        let mut answers = Vec::new();
+        for mut c in [direct_login(&cluster).await, app_login(&proxy).await] {
+            c.send(script).await;
+            let mut seen = Vec::new();
+            loop {
+                match c.read_msg_within(Duration::from_secs(5)).await {
+                    Ok(m) => {
+                        let last = i == 2 && m.tag == b'Z' && seen.len() >= 6;
+                        seen.push(m);
+                        if last {
+                            break;
+                        }
+                    }
+                    Err(ReadEnd::Closed) => break,
+                    Err(ReadEnd::TimedOut) => panic!("script {i}: stuck after {seen:?}"),
+                }
+            }
+            answers.push(shape(&seen));
+        }
+        if i == 1 {
+            // The replies of the batch cut short, which Postgres flushes as
+            // it dies, the server sends only at a Sync that never comes:
+            // the proxy's client gets the FATAL error alone.
+            assert_eq!(answers[0], ["1", "E:22012", "E:08P01"]);
+            assert_eq!(answers[1], ["E:08P01"]);
+            continue;
+        }
+        assert_eq!(
+            answers[1], answers[0],
+            "script {i}: through the proxy vs Postgres"
+        );
+        match i {
+            0 => assert_eq!(answers[0], ["C:INSERT 0 1", "Z:I", "E:08P01"]),
+            _ => assert_eq!(
+                answers[0],
+                [
+                    "1",
+                    "Z:I",
+                    "E:08P01",
+                    "Z:I",
+                    "2",
+                    "D:[Some(\"still here\")]",
+                    "C:SELECT 1",
+                    "Z:I"
+                ]
+            ),
+        }
+    }
+    let direct = support::connect_direct(&cluster, "app").await;
+    let rows: i64 = direct
+        .query_one("SELECT count(*) FROM before_fatal", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        rows, 2,
+        "the INSERT before the garbage committed, direct and proxied"
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
+/// Statements sent before a Terminate run to their end, as in Postgres: a
+/// Query (or a batch ended by Sync) outside a transaction block commits,
+/// even when the client closes its socket right after the Terminate; the
+/// replies reach a client that still reads. Extended-protocol messages
+/// with no Sync after them are not committed (Postgres rolls them back as
+/// it exits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_before_a_terminate_run_to_their_end() {
+    let (cluster, proxy) = setup().await;
+    support::exec(&cluster, "app", "CREATE TABLE landed (n int)").await;
+    let slow_insert =
+        |n: i32| query_msg(&format!("INSERT INTO landed SELECT {n} FROM pg_sleep(0.3)"));
+    for target in ["direct", "proxy"] {
+        let login = || async {
+            if target == "direct" {
+                direct_login(&cluster).await
+            } else {
+                app_login(&proxy).await
+            }
+        };
+        // The client reads what comes.
+        let mut c = login().await;
+        c.send(&batch(&[slow_insert(1), terminate()])).await;
+        let seen = c.expect_closed_within(Duration::from_secs(5)).await;
+        assert_eq!(tags(&seen), "CZ", "{target}");
+        // The client closes at once.
+        let mut c = login().await;
+        c.send(&batch(&[
+            slow_insert(2),
+            parse("", "INSERT INTO landed VALUES (3)"),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+            parse("", "INSERT INTO landed VALUES (4)"),
+            bind("", "", &[]),
+            execute(""),
+            terminate(),
+        ]))
+        .await;
+        drop(c);
+        let direct = support::connect_direct(&cluster, "app").await;
+        let mut landed = Vec::new();
+        for _ in 0..50 {
+            landed = direct
+                .query("SELECT n FROM landed ORDER BY n", &[])
+                .await
+                .expect("landed")
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect();
+            if landed.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Nothing more lands later.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again: i64 = direct
+            .query_one("SELECT count(*) FROM landed", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(landed, [1, 2, 3], "{target}");
+        assert_eq!(again, 3, "{target}");
+        support::exec(&cluster, "app", "TRUNCATE landed").await;
+    }
+    assert_proxy_serves(&proxy).await;
+}

@@ -66,8 +66,10 @@ impl Session {
             if self.to_server.len() >= HIGH_WATER {
                 return Ok(None);
             }
-            let Some(h) = peek_header(&self.client_in, self.max_message)? else {
-                return Ok(None);
+            let h = match peek_header(&self.client_in, self.max_message) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(None),
+                Err(e) => return self.end_after_replies(e),
             };
             if self.client_in.len() < h.total_len {
                 // Stream a large CopyData instead of buffering it whole.
@@ -83,7 +85,18 @@ impl Session {
             }
             let tag = h.tag;
             if tag == ftag::TERMINATE {
+                if self.t.pending > 0 && self.server.is_some() {
+                    // Postgres runs what came before a Terminate to its end
+                    // (a statement outside a transaction block commits):
+                    // the session ends once those replies are in.
+                    self.client_in.clear();
+                    self.terminating = Some(None);
+                    return Ok(None);
+                }
                 return Ok(Some(End::ClientGone));
+            }
+            if !ftag::is_frontend(tag) {
+                return self.end_after_replies(ProxyError::invalid_message_type(tag));
             }
             if self.must_wait_for_replies(tag, &self.client_in[..h.total_len]) {
                 self.held = true;
@@ -260,10 +273,27 @@ impl Session {
                         self.fresh_begin = Some(sql.to_string());
                     }
                 }
-                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) if e.is_fatal() => return self.end_after_replies(e),
                 Err(e) => self.refuse(tag, e),
             }
         }
+    }
+
+    /// A client message the session cannot go on after (one it cannot
+    /// frame, a type no client sends): Postgres has run the batches before
+    /// it, and answered them, when it reads it. So the session ends with
+    /// `e` once the batches in flight are answered (nothing more is read
+    /// from the client); at once when none is, or for any other error.
+    fn end_after_replies(&mut self, e: ProxyError) -> Result<Option<End>, ProxyError> {
+        let protocol = e.origin == crate::error::Source::Client
+            && (e.code == crate::protocol::sqlstate::SqlState::PROTOCOL_VIOLATION
+                || e.code == crate::protocol::sqlstate::SqlState::PROGRAM_LIMIT_EXCEEDED);
+        if !protocol || self.t.pending == 0 || self.server.is_none() {
+            return Err(e);
+        }
+        self.client_in.clear();
+        self.terminating = Some(Some(e));
+        Ok(None)
     }
 
     /// A Query or Parse that would pin the server connection counts against
@@ -809,12 +839,7 @@ impl Session {
             ftag::COPY_DATA | ftag::COPY_DONE | ftag::COPY_FAIL => {
                 self.to_server.extend_from_slice(msg)
             }
-            other => {
-                return Err(ProxyError::protocol_violation(format!(
-                    "invalid frontend message type '{}'",
-                    other.escape_ascii()
-                )));
-            }
+            other => return Err(ProxyError::invalid_message_type(other)),
         }
         Ok(())
     }
@@ -834,6 +859,10 @@ impl Session {
                 }
                 self.check_name_encoding(name)?;
                 let query = read_cstr(msg, &mut pos)?;
+                if let Err(e) = check_parameter_types(&msg[pos..]) {
+                    self.check_name_encoding(query)?;
+                    return Err(e);
+                }
                 if self.statements.contains(name) {
                     return Err(ProxyError::duplicate_prepared_statement(
                         &String::from_utf8_lossy(name),
@@ -1042,6 +1071,13 @@ impl Session {
         self.check_name_encoding(name)?;
         let query = read_cstr(msg, &mut pos)?;
         let types = &msg[pos..];
+        // Read whole before anything changes: a Parse Postgres cannot read
+        // leaves the statements as they were (the unnamed one too). Its
+        // text's encoding is checked first, as Postgres reads in order.
+        if let Err(e) = check_parameter_types(types) {
+            self.check_name_encoding(query)?;
+            return Err(e);
+        }
         let client_types = types;
         self.t.unsynced = true;
         let effects = if plain { None } else { effects_of(query) };
@@ -1534,6 +1570,25 @@ impl Target {
             Target::Unknown => None,
         }
     }
+}
+
+/// The end of a Parse message after its query text (the count of
+/// parameter types, then each type's OID), read as Postgres reads it
+/// before it does anything with the message: a malformed Parse gets the
+/// error of its format (not of its name, nor a statement made of it).
+fn check_parameter_types(types: &[u8]) -> Result<(), ProxyError> {
+    let short = || ProxyError::malformed_message("insufficient data left in message");
+    let count = types.get(..2).ok_or_else(short)?;
+    // An unsigned count, as Postgres reads it.
+    let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+    let end = 2 + 4 * count;
+    if types.len() < end {
+        return Err(short());
+    }
+    if types.len() > end {
+        return Err(ProxyError::malformed_message("invalid message format"));
+    }
+    Ok(())
 }
 
 /// The kind byte (`S` or `P`) and name of a Describe or Close message,

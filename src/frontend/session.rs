@@ -368,6 +368,11 @@ pub struct Session {
     /// The server sent the client a FATAL (or PANIC) error: the connection
     /// it then closes needs no second one from the proxy.
     pub(super) server_fatal: bool,
+    /// The client sent Terminate (`Some(None)`), or a message the session
+    /// cannot go on after (`Some(Some(error))`), behind batches still
+    /// running: nothing more is read from it, and the session ends (with
+    /// the error) once they are answered.
+    pub(super) terminating: Option<Option<ProxyError>>,
 }
 
 /// Everything a session needs at birth.
@@ -469,6 +474,7 @@ impl Session {
             told: p.told,
             told_stale: false,
             server_fatal: false,
+            terminating: None,
         }
     }
 
@@ -507,6 +513,17 @@ impl Session {
                 return Ok(end);
             }
             self.process_server()?;
+            if self.t.pending == 0
+                && let Some(end) = self.terminating.take()
+            {
+                // What came before the Terminate (or the bad message) is
+                // answered.
+                self.try_flush();
+                return match end {
+                    Some(e) => Err(e),
+                    None => Ok(End::ClientGone),
+                };
+            }
             if let Some(lost) = self.settings.take_untrackable() {
                 self.on_untrackable(lost);
             }
@@ -562,6 +579,12 @@ impl Session {
                     if let Err(e) = self.write_client()
                         && e.kind() != std::io::ErrorKind::WouldBlock
                     {
+                        if self.terminating.is_some() {
+                            // A client that left after its Terminate reads
+                            // nothing more; its statements still finish.
+                            self.to_client.clear();
+                            continue;
+                        }
                         return Ok(End::ClientGone);
                     }
                 }
@@ -753,7 +776,8 @@ impl Session {
     /// read that would only return EAGAIN. That is one system call less per
     /// message in each direction.
     async fn wait(&mut self, idle_timer: bool) -> Event {
-        let read_client = self.to_server.len() < HIGH_WATER
+        let read_client = self.terminating.is_none()
+            && self.to_server.len() < HIGH_WATER
             && self.to_client.len() < HIGH_WATER
             && (!self.held || self.client_in.len() < HIGH_WATER);
         let read_server = self.server.is_some() && self.to_client.len() < HIGH_WATER;

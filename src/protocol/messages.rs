@@ -85,6 +85,28 @@ pub mod ftag {
     pub fn is_extended(tag: u8) -> bool {
         matches!(tag, PARSE | BIND | DESCRIBE | EXECUTE | CLOSE | FLUSH)
     }
+
+    /// Whether a client may send `tag` once logged in. Postgres ends the
+    /// session at any other type, also while it skips messages after an
+    /// error.
+    pub fn is_frontend(tag: u8) -> bool {
+        matches!(
+            tag,
+            QUERY
+                | PARSE
+                | BIND
+                | DESCRIBE
+                | EXECUTE
+                | CLOSE
+                | SYNC
+                | FLUSH
+                | TERMINATE
+                | COPY_DATA
+                | COPY_DONE
+                | COPY_FAIL
+                | FUNCTION_CALL
+        )
+    }
 }
 
 /// Starts a message with `tag`, returning the offset of its length word.
