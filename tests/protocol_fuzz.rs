@@ -27,7 +27,7 @@ use support::{STANDARD_USERS, connect, start_app_cluster, start_proxy};
 /// connection left busy or lost shows.
 const POOL_SIZE: usize = 2;
 
-/// Panics anywhere in this test binary (it holds this one test).
+/// Panics in this test binary outside the tests' own threads.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// xorshift64*: small, seeded, reproducible.
@@ -107,7 +107,8 @@ const SQL: &[&str] = &[
     "SELECT set_config('search_path', 'pg_catalog', false)",
 ];
 
-/// Statement and portal names.
+/// Statement and portal names; those from the sixth on are the proxy's
+/// (reserved, or answered by the proxy itself) or a cursor's.
 const NAMES: &[&str] = &["", "", "a", "b", "p", "_tg_1", "_tg_noop", "cur"];
 
 fn cstr(out: &mut Vec<u8>, s: &[u8]) {
@@ -115,8 +116,8 @@ fn cstr(out: &mut Vec<u8>, s: &[u8]) {
     out.push(0);
 }
 
-fn name(rng: &mut Rng) -> Vec<u8> {
-    if rng.chance(5) {
+fn name(rng: &mut Rng, reserved: bool) -> Vec<u8> {
+    if reserved && rng.chance(5) {
         // Longer than Postgres keeps, or not UTF-8.
         return if rng.chance(50) {
             vec![b'n'; 64 + rng.below(40)]
@@ -124,7 +125,8 @@ fn name(rng: &mut Rng) -> Vec<u8> {
             vec![0xff, 0xfe, b'x']
         };
     }
-    rng.pick(NAMES).as_bytes().to_vec()
+    let names = if reserved { NAMES } else { &NAMES[..5] };
+    rng.pick(names).as_bytes().to_vec()
 }
 
 fn sql(rng: &mut Rng) -> Vec<u8> {
@@ -147,10 +149,10 @@ fn sql(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// A parameter value, format or count that may lie.
-fn bind_body(rng: &mut Rng) -> Vec<u8> {
+fn bind_body(rng: &mut Rng, reserved: bool) -> Vec<u8> {
     let mut b = Vec::new();
-    cstr(&mut b, &name(rng));
-    cstr(&mut b, &name(rng));
+    cstr(&mut b, &name(rng, reserved));
+    cstr(&mut b, &name(rng, reserved));
     let formats = *rng.pick(&[0i16, 0, 1, 2, -1, 7]);
     b.extend_from_slice(&formats.to_be_bytes());
     for _ in 0..formats.max(0) {
@@ -180,6 +182,13 @@ fn bind_body(rng: &mut Rng) -> Vec<u8> {
 /// What one generated session sends, and what may be expected of it.
 #[derive(Default)]
 struct Script {
+    /// Lengths may lie (off for the comparison with Postgres, where what
+    /// follows a lie depends on the timing of reads).
+    lies: bool,
+    /// Names the proxy reserves (`_tg_…`, refused where Postgres would
+    /// accept them), and names that are not UTF-8 (Postgres checks their
+    /// encoding before it looks them up, the proxy does not), may come.
+    reserved: bool,
     bytes: Vec<u8>,
     /// A length that lies: what follows is read as other messages, or the
     /// proxy waits for bytes that never come.
@@ -201,7 +210,7 @@ impl Script {
             body[at] ^= 1 << rng.below(8);
         }
         let mut m = message(tag, &body);
-        if rng.chance(3) {
+        if self.lies && rng.chance(3) {
             // A length that lies.
             let lie: i32 = match rng.below(4) {
                 0 => rng.below(4) as i32,
@@ -230,7 +239,7 @@ impl Script {
             }
             2 | 3 => {
                 let mut b = Vec::new();
-                cstr(&mut b, &name(rng));
+                cstr(&mut b, &name(rng, self.reserved));
                 cstr(&mut b, &sql(rng));
                 let n = *rng.pick(&[0i16, 0, 1, 2, -1, 200]);
                 b.extend_from_slice(&n.to_be_bytes());
@@ -240,23 +249,23 @@ impl Script {
                 self.push(rng, b'P', b);
             }
             4 | 5 => {
-                let b = bind_body(rng);
+                let b = bind_body(rng, self.reserved);
                 self.push(rng, b'B', b);
             }
             6 | 7 => {
                 let mut b = Vec::new();
-                cstr(&mut b, &name(rng));
+                cstr(&mut b, &name(rng, self.reserved));
                 b.extend_from_slice(&(*rng.pick(&[0i32, 0, 1, -1, 2])).to_be_bytes());
                 self.push(rng, b'E', b);
             }
             8 => {
                 let mut b = vec![*rng.pick(b"SSPPX")];
-                cstr(&mut b, &name(rng));
+                cstr(&mut b, &name(rng, self.reserved));
                 self.push(rng, b'D', b);
             }
             9 => {
                 let mut b = vec![*rng.pick(b"SSPPX")];
-                cstr(&mut b, &name(rng));
+                cstr(&mut b, &name(rng, self.reserved));
                 self.push(rng, b'C', b);
             }
             10 | 11 => self.push(rng, b'S', Vec::new()),
@@ -394,7 +403,15 @@ async fn setup_schema(cluster: &tenantgate::localpg::Cluster) {
 async fn random_traffic_never_breaks_the_proxy() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
+        // The proxy's tasks run on the runtime's worker threads; a failed
+        // assertion of a test, on the test's own thread, is not counted.
+        let thread = std::thread::current();
+        if !thread
+            .name()
+            .is_some_and(|n| n.starts_with("random_traffic"))
+        {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+        }
         default_hook(info);
     }));
     let seed = std::env::var("TG_FUZZ_SEED")
@@ -464,7 +481,11 @@ async fn random_traffic_never_breaks_the_proxy() {
         let (user, password) = *rng.pick(&[("app", "app-secret"), ("t1user", "t1-secret")]);
         let port = rng.pick(&proxies).port;
         let mut c = RawClient::login(port, user, password, "app").await;
-        let mut script = Script::default();
+        let mut script = Script {
+            lies: true,
+            reserved: true,
+            ..Script::default()
+        };
         for _ in 0..1 + rng.below(8) {
             script.add_message(&mut rng);
         }
@@ -546,4 +567,195 @@ async fn random_traffic_never_breaks_the_proxy() {
     for p in proxies {
         p.shutdown().await.expect("proxy shutdown");
     }
+}
+
+/// What a session was told, as far as it must match Postgres: message
+/// types, SQLSTATEs (and severities) of errors, command tags, rows,
+/// transaction states; not ParameterStatus (a pooler reports parameters
+/// when it sees fit) nor message texts. Ends with how the session ended.
+async fn transcript(c: &mut RawClient) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut marker_row = false;
+    loop {
+        let m = match c.read_msg_within(Duration::from_secs(10)).await {
+            Ok(m) => m,
+            Err(ReadEnd::Closed) => {
+                out.push("closed".into());
+                return out;
+            }
+            Err(ReadEnd::TimedOut) => {
+                out.push("stuck".into());
+                return out;
+            }
+        };
+        match m.tag {
+            b'S' => {}
+            b'E' | b'N' => out.push(format!(
+                "{}:{}:{}",
+                m.tag_char(),
+                m.severity().unwrap_or_default(),
+                m.code().unwrap_or_default()
+            )),
+            b'C' => out.push(format!("C:{}", m.command_tag().unwrap_or_default())),
+            b'D' => {
+                let row = m.data_row().unwrap_or_default();
+                marker_row |= row == [Some("fuzz-end".to_string())];
+                out.push(format!("D:{row:?}"));
+            }
+            b'Z' => {
+                out.push(format!("Z:{}", m.ready_status().unwrap_or(b'?') as char));
+                if marker_row {
+                    return out;
+                }
+            }
+            b'G' => {
+                out.push("G".into());
+                let mut b = message(b'f', b"fuzz\0");
+                b.extend(marker_bytes());
+                let _ = c.try_send(&b).await;
+            }
+            _ => out.push(m.tag_char().to_string()),
+        }
+    }
+}
+
+/// A transcript that ends with the connection closed (a FATAL error, or
+/// the client's Terminate) without what came after its last ReadyForQuery
+/// (but the FATAL error): the replies to the messages of a batch that the
+/// end cut short. Postgres flushes those it had made before it exits; the
+/// proxy ends the session at once (the server would send them only at a
+/// Sync or Flush that never comes), and a client that terminates reads
+/// nothing more.
+fn settled(mut t: Vec<String>) -> Vec<String> {
+    if t.last().map(String::as_str) != Some("closed") {
+        return t;
+    }
+    let fatal = t
+        .iter()
+        .rev()
+        .nth(1)
+        .filter(|m| m.starts_with("E:FATAL:"))
+        .cloned();
+    let last_ready = t
+        .iter()
+        .rposition(|m| m.starts_with("Z:"))
+        .map_or(0, |i| i + 1);
+    t.truncate(last_ready);
+    t.extend(fatal);
+    t.push("closed".into());
+    t
+}
+
+/// The one difference the comparison allows: a Parse (or SQL `PREPARE`)
+/// of a name the session holds is refused by the proxy with 42P05 before
+/// the server sees it, where Postgres reports first what else is wrong
+/// with it (its text, its parameter types), which only the server can
+/// tell. Everything else must be equal.
+fn known_difference(proxy: &[String], postgres: &[String]) -> bool {
+    proxy.len() == postgres.len()
+        && proxy
+            .iter()
+            .zip(postgres)
+            .all(|(a, b)| a == b || (a == "E:ERROR:42P05" && b.starts_with("E:ERROR:")))
+}
+
+/// The same random sessions, well framed, directly against Postgres and
+/// through a pass-through proxy in transaction pooling (each on its own
+/// copy of the data): the client must be told the same. Pooling must not
+/// show: statements that change the session pin it, the client's settings
+/// and prepared statements follow it from one server connection to the
+/// next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_traffic_is_answered_as_postgres_answers() {
+    let seed = std::env::var("TG_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x7e4a_17e5_eed5_0002);
+    let cases = std::env::var("TG_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(200);
+    println!("TG_FUZZ_SEED={seed} TG_FUZZ_CASES={cases}");
+    let cluster = start_app_cluster().await;
+    support::create_database(&cluster, "direct").await;
+    setup_schema(&cluster).await;
+    for db in ["direct"] {
+        support::exec(
+            &cluster,
+            db,
+            "CREATE TABLE items (tenant_id text NOT NULL DEFAULT 't1', id bigint, note text);\n\
+             CREATE TABLE plans (id int);\n\
+             INSERT INTO items (id, note) VALUES (1, 'one'), (2, 'two');\n\
+             INSERT INTO plans VALUES (1)",
+        )
+        .await;
+    }
+    let rest = format!("query_wait_timeout = \"5s\"\n{STANDARD_USERS}\n");
+    let mut text = support::config_text_for(&[], &rest);
+    text.push_str(&format!(
+        "\n[[shards]]\nname = \"s0\"\nurl = {}\npool_size = {POOL_SIZE}\n\n\
+         [routing]\nhash_shards = [\"s0\"]\n",
+        support::toml_str(&cluster.url("app"))
+    ));
+    let proxy = start_proxy(support::load_config(&text)).await;
+    // Other clients keep the server connections changing hands.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut others = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let stop = stop.clone();
+        let port = proxy.port;
+        others.spawn(async move {
+            let c = connect(port, "app", "app-secret", "app").await;
+            while !stop.is_cancelled() {
+                c.simple_query("SELECT 1").await.expect("other client");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut compared = 0;
+    for case in 0..cases {
+        let mut script = Script::default();
+        for _ in 0..1 + rng.below(8) {
+            script.add_message(&mut rng);
+        }
+        script.bytes.extend(marker_bytes());
+        let mut told = Vec::new();
+        for via_proxy in [false, true] {
+            let mut c = if via_proxy {
+                RawClient::login(proxy.port, "app", "app-secret", "app").await
+            } else {
+                RawClient::login(cluster.port(), "postgres", "", "direct").await
+            };
+            let _ = c.try_send(&script.bytes).await;
+            told.push(settled(transcript(&mut c).await));
+        }
+        if known_difference(&told[1], &told[0]) {
+            told[1] = told[0].clone();
+        }
+        if told[1] != told[0]
+            && let Some(path) = std::env::var_os("TG_FUZZ_DUMP")
+        {
+            std::fs::write(path, &script.bytes).expect("dump the case");
+        }
+        assert_eq!(
+            told[1], told[0],
+            "case {case}: through the proxy (left) vs Postgres (right); sent {:?} \
+             (TG_FUZZ_SEED={seed})",
+            script.sent
+        );
+        assert_ne!(
+            told[0].last().map(String::as_str),
+            Some("stuck"),
+            "case {case}"
+        );
+        compared += 1;
+    }
+    stop.cancel();
+    while let Some(r) = others.join_next().await {
+        r.expect("other client");
+    }
+    assert_eq!(compared, cases);
+    proxy.shutdown().await.expect("proxy shutdown");
 }
