@@ -1912,3 +1912,119 @@ async fn statements_before_a_terminate_run_to_their_end() {
     }
     assert_proxy_serves(&proxy).await;
 }
+
+/// Pipelined batches whose outcome decides what a later message means, each
+/// sent in one write (the proxy reads them all before any reply is in),
+/// compared with Postgres: a Bind of the unnamed statement behind an earlier
+/// batch's unnamed Parse that the server skips; a new unnamed statement
+/// behind an earlier batch's failing unnamed Parse; a Bind of a statement
+/// that does not exist behind a batch that fails its transaction (Postgres
+/// looks the statement up before it checks the transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batches_decide_what_later_messages_mean_as_in_postgres() {
+    let (cluster, proxy) = setup().await;
+    let scripts = [
+        batch(&[
+            bind("a", "", &[]),
+            parse("", "SELECT 'skipped'"),
+            sync(),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+        ]),
+        batch(&[
+            parse("", "SELECT * FROM no_such_table"),
+            sync(),
+            parse("", "SELECT 'newer'"),
+            bind("", "", &[]),
+            execute(""),
+            sync(),
+        ]),
+        batch(&[
+            query_msg("BEGIN"),
+            describe(b'S', "nope"),
+            sync(),
+            bind("", "", &[]),
+            sync(),
+            query_msg("ROLLBACK"),
+        ]),
+    ];
+    let readies = [2, 2, 4];
+    for (i, script) in scripts.iter().enumerate() {
+        let mut answers = Vec::new();
+        for mut c in [direct_login(&cluster).await, app_login(&proxy).await] {
+            answers.push(shape(&run_script(&mut c, script, readies[i]).await));
+        }
+        assert_eq!(
+            answers[1], answers[0],
+            "script {i}: through the proxy vs Postgres"
+        );
+        let expected: &[&str] = match i {
+            0 => &["E:26000", "Z:I", "E:26000", "Z:I"],
+            1 => &[
+                "E:42P01",
+                "Z:I",
+                "1",
+                "2",
+                "D:[Some(\"newer\")]",
+                "C:SELECT 1",
+                "Z:I",
+            ],
+            _ => &[
+                "C:BEGIN",
+                "Z:T",
+                "E:26000",
+                "Z:E",
+                "E:26000",
+                "Z:E",
+                "C:ROLLBACK",
+                "Z:I",
+            ],
+        };
+        assert_eq!(answers[0], expected, "script {i}: Postgres itself");
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
+/// A session that ends (Terminate, or a message no client may send) while
+/// a `COPY … FROM STDIN` it started waits for data: the COPY fails and the
+/// session ends, nothing waits forever; and names that are not UTF-8 get
+/// 22021 before the statement is looked up, as in Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_in_copy_and_bad_names_fail_as_in_postgres() {
+    let (cluster, proxy) = setup().await;
+    support::exec(&cluster, "app", "CREATE TABLE copied (n int)").await;
+    for end in [terminate(), message(b'@', b"x")] {
+        for target in ["direct", "proxy"] {
+            let mut c = if target == "direct" {
+                direct_login(&cluster).await
+            } else {
+                app_login(&proxy).await
+            };
+            c.send(&batch(&[query_msg("COPY copied FROM STDIN"), end.clone()]))
+                .await;
+            let seen = c.expect_closed_within(Duration::from_secs(10)).await;
+            assert_eq!(
+                seen.first().map(|m| m.tag),
+                Some(b'G'),
+                "{target}: {seen:?}"
+            );
+        }
+    }
+    let mut bad_bind = Vec::new();
+    bad_bind.extend_from_slice(b"\xff\xfe\0\0");
+    bad_bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let script = batch(&[
+        message(b'B', &bad_bind),
+        sync(),
+        describe(b'S', "\u{0}"),
+        sync(),
+    ]);
+    let mut answers = Vec::new();
+    for mut c in [direct_login(&cluster).await, app_login(&proxy).await] {
+        answers.push(shape(&run_script(&mut c, &script, 2).await));
+    }
+    assert_eq!(answers[1], answers[0], "through the proxy vs Postgres");
+    assert_eq!(answers[0][0], "E:22021");
+    assert_proxy_serves(&proxy).await;
+}

@@ -129,7 +129,28 @@ fn name(rng: &mut Rng, reserved: bool) -> Vec<u8> {
     rng.pick(names).as_bytes().to_vec()
 }
 
-fn sql(rng: &mut Rng) -> Vec<u8> {
+/// Statements the comparison with Postgres leaves out: a Sync sent while a
+/// `COPY … FROM STDIN` waits for its data is ignored by Postgres, counted
+/// by the proxy (which sees the COPY begin only later); an SQL `EXECUTE` of
+/// a statement prepared by Parse is refused by the proxy (0A000, see
+/// docs/architecture.md).
+const NOT_COMPARED: &[&str] = &["COPY items (id, note) FROM STDIN", "EXECUTE p"];
+
+/// A statement text; `compared`: none of [`NOT_COMPARED`].
+fn sql(rng: &mut Rng, compared: bool) -> Vec<u8> {
+    let text = any_sql(rng);
+    let left_out = |t: &[u8]| {
+        NOT_COMPARED
+            .iter()
+            .any(|n| t.windows(n.len()).any(|w| w == n.as_bytes()))
+    };
+    if compared && left_out(&text) {
+        return b"SELECT 1".to_vec();
+    }
+    text
+}
+
+fn any_sql(rng: &mut Rng) -> Vec<u8> {
     match rng.below(20) {
         0 => {
             // Text with bytes of every kind (no NUL: the NUL ends it).
@@ -186,8 +207,8 @@ struct Script {
     /// follows a lie depends on the timing of reads).
     lies: bool,
     /// Names the proxy reserves (`_tg_…`, refused where Postgres would
-    /// accept them), and names that are not UTF-8 (Postgres checks their
-    /// encoding before it looks them up, the proxy does not), may come.
+    /// accept them), names that are not UTF-8, and the statements of
+    /// [`NOT_COMPARED`] may come (off for the comparison with Postgres).
     reserved: bool,
     bytes: Vec<u8>,
     /// A length that lies: what follows is read as other messages, or the
@@ -234,13 +255,13 @@ impl Script {
         match rng.below(17) {
             0 | 1 => {
                 let mut b = Vec::new();
-                cstr(&mut b, &sql(rng));
+                cstr(&mut b, &sql(rng, !self.reserved));
                 self.push(rng, b'Q', b);
             }
             2 | 3 => {
                 let mut b = Vec::new();
                 cstr(&mut b, &name(rng, self.reserved));
-                cstr(&mut b, &sql(rng));
+                cstr(&mut b, &sql(rng, !self.reserved));
                 let n = *rng.pick(&[0i16, 0, 1, 2, -1, 200]);
                 b.extend_from_slice(&n.to_be_bytes());
                 for _ in 0..n.clamp(0, 3) {

@@ -89,8 +89,7 @@ impl Session {
                     // Postgres runs what came before a Terminate to its end
                     // (a statement outside a transaction block commits):
                     // the session ends once those replies are in.
-                    self.client_in.clear();
-                    self.terminating = Some(None);
+                    self.end_after_running(None);
                     return Ok(None);
                 }
                 return Ok(Some(End::ClientGone));
@@ -291,9 +290,19 @@ impl Session {
         if !protocol || self.t.pending == 0 || self.server.is_none() {
             return Err(e);
         }
-        self.client_in.clear();
-        self.terminating = Some(Some(e));
+        self.end_after_running(Some(e));
         Ok(None)
+    }
+
+    /// Ends the session (with `e`, if any) once the batches in flight are
+    /// answered; reads nothing more from the client. A `COPY … FROM STDIN`
+    /// among them would wait for data forever: it is failed (the server
+    /// ignores a CopyFail outside COPY), as it fails in Postgres when the
+    /// session ends.
+    fn end_after_running(&mut self, e: Option<ProxyError>) {
+        self.client_in.clear();
+        messages::copy_fail(&mut self.to_server, "the client ended the session");
+        self.terminating = Some(e);
     }
 
     /// A Query or Parse that would pin the server connection counts against
@@ -630,6 +639,11 @@ impl Session {
         if self.rls_must_wait(tag) || self.t.path_reset || self.statements_in_doubt(tag, msg) {
             return true;
         }
+        if self.missing_statement_answered_here(tag, msg) {
+            // Whether a transaction has failed meanwhile decides who
+            // answers (see `refuse`): known once the replies are in.
+            return true;
+        }
         if self.t.tenant_unsettled && !self.t.unsynced {
             // The next batch belongs to the tenant's new home.
             return true;
@@ -721,7 +735,38 @@ impl Session {
             },
             _ => return false,
         };
-        name.is_ok_and(|name| !name.is_empty() && parse_in_flight(Some(name)))
+        name.is_ok_and(|name| {
+            if name.is_empty() {
+                // The unnamed statement, Parsed in an earlier batch not
+                // answered yet: the server may have skipped that Parse
+                // (after an error), and then has none (or another).
+                tag != ftag::PARSE
+                    && t.parse_q
+                        .iter()
+                        .any(|(b, a)| *b < t.sent && matches!(a, ParseAction::Forward(None)))
+            } else {
+                parse_in_flight(Some(name))
+            }
+        })
+    }
+
+    /// Whether `msg` is a Bind or a Describe of a statement that does not
+    /// exist and that the proxy answers for (the unnamed statement never
+    /// prepared, a name of the proxy's): Postgres looks it up before it
+    /// checks for a failed transaction.
+    fn missing_statement_answered_here(&self, tag: u8, msg: &[u8]) -> bool {
+        let name = match tag {
+            ftag::BIND => bind_names(msg).map(|(name, _)| name),
+            ftag::DESCRIBE => match kind_and_name(msg) {
+                Ok((b'S', name)) => Ok(name),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        name.is_ok_and(|name| {
+            self.client_statement(name)
+                .is_err_and(|e| e.before_abort_check)
+        })
     }
 
     /// The client's protocol-level statement that a simple Query of one
@@ -1293,6 +1338,10 @@ impl Session {
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let (stmt_name, stmt_end) = bind_names(msg)?;
+        // Both names are read, their encoding checked, before the
+        // statement is looked up (as Postgres reads a Bind).
+        self.check_name_encoding(read_cstr(msg, &mut 5)?)?;
+        self.check_name_encoding(stmt_name)?;
         if self.t.tenant_changed {
             return Err(ProxyError::statement_after_tenant_change());
         }
@@ -1458,6 +1507,10 @@ impl Session {
 
     fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let (kind, name) = kind_and_name(msg)?;
+        if kind == b'S' {
+            // Read (and its encoding checked) before it is looked up.
+            self.check_name_encoding(name)?;
+        }
         if kind != b'S' {
             self.t.unsynced = true;
             self.to_server.extend_from_slice(msg);

@@ -440,9 +440,15 @@ fn forget_unprepared(
                 conn.doubtful.insert(stmt.id);
             }
             ParseAction::Forward(None) => {
-                // A failed unnamed Parse leaves no unnamed statement.
-                *unnamed = None;
-                conn.unnamed_owner = None;
+                // A failed unnamed Parse leaves no unnamed statement, unless
+                // a later batch (pipelined behind it) parses a new one.
+                let newer = t.parse_q.iter().any(|(later, a)| {
+                    *later > *batches.end() && matches!(a, ParseAction::Forward(None))
+                });
+                if !newer {
+                    *unnamed = None;
+                    conn.unnamed_owner = None;
+                }
             }
             ParseAction::Swallow(None) => conn.unnamed_owner = None,
         }

@@ -404,6 +404,13 @@ pub fn execute(buf: &mut BytesMut, portal: &str) {
     finish(buf, at);
 }
 
+/// CopyFail with `reason`.
+pub fn copy_fail(buf: &mut BytesMut, reason: &str) {
+    let at = begin(buf, ftag::COPY_FAIL);
+    put_cstr(buf, reason.as_bytes());
+    finish(buf, at);
+}
+
 /// Sync.
 pub fn sync(buf: &mut BytesMut) {
     let at = begin(buf, ftag::SYNC);
