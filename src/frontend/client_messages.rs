@@ -737,13 +737,15 @@ impl Session {
         };
         name.is_ok_and(|name| {
             if name.is_empty() {
-                // The unnamed statement, Parsed in an earlier batch not
-                // answered yet: the server may have skipped that Parse
+                // The unnamed statement, last Parsed in an earlier batch
+                // not answered yet: the server may have skipped that Parse
                 // (after an error), and then has none (or another).
                 tag != ftag::PARSE
                     && t.parse_q
                         .iter()
-                        .any(|(b, a)| *b < t.sent && matches!(a, ParseAction::Forward(None)))
+                        .rev()
+                        .find(|(_, a)| matches!(a, ParseAction::Forward(None)))
+                        .is_some_and(|(b, _)| *b < t.sent)
             } else {
                 parse_in_flight(Some(name))
             }
