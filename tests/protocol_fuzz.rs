@@ -408,10 +408,21 @@ async fn read_to_end(
     }
 }
 
-async fn setup_schema(cluster: &tenantgate::localpg::Cluster) {
+/// The seed and the number of cases: `TG_FUZZ_SEED` and `TG_FUZZ_CASES`,
+/// else the test's own (printed, to replay a run).
+fn run_size(seed: u64, cases: usize) -> (u64, usize) {
+    let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let seed = env("TG_FUZZ_SEED").unwrap_or(seed);
+    let cases = env("TG_FUZZ_CASES").map_or(cases, |n| n as usize);
+    println!("TG_FUZZ_SEED={seed} TG_FUZZ_CASES={cases}");
+    (seed, cases)
+}
+
+/// The tables the generated statements use, in database `db`.
+async fn setup_schema(cluster: &tenantgate::localpg::Cluster, db: &str) {
     support::exec(
         cluster,
-        "app",
+        db,
         "CREATE TABLE items (tenant_id text NOT NULL DEFAULT 't1', id bigint, note text);\n\
          CREATE TABLE plans (id int);\n\
          INSERT INTO items (id, note) VALUES (1, 'one'), (2, 'two');\n\
@@ -435,18 +446,10 @@ async fn random_traffic_never_breaks_the_proxy() {
         }
         default_hook(info);
     }));
-    let seed = std::env::var("TG_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0x7e4a_17e5_eed5_0001);
-    let cases = std::env::var("TG_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(300);
-    println!("TG_FUZZ_SEED={seed} TG_FUZZ_CASES={cases}");
+    let (seed, cases) = run_size(0x7e4a_17e5_eed5_0001, 300);
 
     let cluster = start_app_cluster().await;
-    setup_schema(&cluster).await;
+    setup_schema(&cluster, "app").await;
     // Transaction pooling, the same with `rls`, and session pooling.
     let mut proxies = Vec::new();
     for (server, tenancy) in [
@@ -688,29 +691,11 @@ fn known_difference(proxy: &[String], postgres: &[String]) -> bool {
 /// next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_traffic_is_answered_as_postgres_answers() {
-    let seed = std::env::var("TG_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0x7e4a_17e5_eed5_0002);
-    let cases = std::env::var("TG_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(200);
-    println!("TG_FUZZ_SEED={seed} TG_FUZZ_CASES={cases}");
+    let (seed, cases) = run_size(0x7e4a_17e5_eed5_0002, 200);
     let cluster = start_app_cluster().await;
     support::create_database(&cluster, "direct").await;
-    setup_schema(&cluster).await;
-    for db in ["direct"] {
-        support::exec(
-            &cluster,
-            db,
-            "CREATE TABLE items (tenant_id text NOT NULL DEFAULT 't1', id bigint, note text);\n\
-             CREATE TABLE plans (id int);\n\
-             INSERT INTO items (id, note) VALUES (1, 'one'), (2, 'two');\n\
-             INSERT INTO plans VALUES (1)",
-        )
-        .await;
-    }
+    setup_schema(&cluster, "app").await;
+    setup_schema(&cluster, "direct").await;
     let rest = format!("query_wait_timeout = \"5s\"\n{STANDARD_USERS}\n");
     let mut text = support::config_text_for(&[], &rest);
     text.push_str(&format!(
