@@ -2017,7 +2017,7 @@ async fn sessions_end_in_copy_and_bad_names_fail_as_in_postgres() {
     let script = batch(&[
         message(b'B', &bad_bind),
         sync(),
-        describe(b'S', "\u{0}"),
+        message(b'D', b"S_tg_\xff\0"),
         sync(),
     ]);
     let mut answers = Vec::new();
@@ -2025,6 +2025,6 @@ async fn sessions_end_in_copy_and_bad_names_fail_as_in_postgres() {
         answers.push(shape(&run_script(&mut c, &script, 2).await));
     }
     assert_eq!(answers[1], answers[0], "through the proxy vs Postgres");
-    assert_eq!(answers[0][0], "E:22021");
+    assert_eq!(answers[0], ["E:22021", "Z:I", "E:22021", "Z:I"]);
     assert_proxy_serves(&proxy).await;
 }

@@ -720,7 +720,8 @@ async fn random_traffic_is_answered_as_postgres_answers() {
     }
 
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut compared = 0;
+    // Sessions that got through to the marker (others ended closed).
+    let mut finished = 0;
     for case in 0..cases {
         let mut script = Script::default();
         for _ in 0..1 + rng.below(8) {
@@ -756,12 +757,15 @@ async fn random_traffic_is_answered_as_postgres_answers() {
             Some("stuck"),
             "case {case}"
         );
-        compared += 1;
+        finished += usize::from(told[0].last().is_some_and(|m| m.starts_with("Z:")));
     }
     stop.cancel();
     while let Some(r) = others.join_next().await {
         r.expect("other client");
     }
-    assert_eq!(compared, cases);
+    assert!(
+        finished > cases / 4,
+        "too few sessions got through to compare much: {finished} of {cases}"
+    );
     proxy.shutdown().await.expect("proxy shutdown");
 }

@@ -765,10 +765,18 @@ impl Session {
             },
             _ => return false,
         };
-        name.is_ok_and(|name| {
-            self.client_statement(name)
-                .is_err_and(|e| e.before_abort_check)
-        })
+        name.is_ok_and(|name| self.missing_statement(name))
+    }
+
+    /// Whether `name` is a statement [`Session::client_statement`] reports
+    /// missing itself: the unnamed one never prepared, or one of the
+    /// proxy's names the client does not hold.
+    fn missing_statement(&self, name: &[u8]) -> bool {
+        if name.is_empty() {
+            self.unnamed.is_none()
+        } else {
+            name.starts_with(SERVER_NAME_PREFIX.as_bytes()) && !self.statements.contains(name)
+        }
     }
 
     /// The client's protocol-level statement that a simple Query of one
@@ -906,10 +914,7 @@ impl Session {
                 }
                 self.check_name_encoding(name)?;
                 let query = read_cstr(msg, &mut pos)?;
-                if let Err(e) = check_parameter_types(&msg[pos..]) {
-                    self.check_name_encoding(query)?;
-                    return Err(e);
-                }
+                self.check_parse_rest(query, &msg[pos..])?;
                 if self.statements.contains(name) {
                     return Err(ProxyError::duplicate_prepared_statement(
                         &String::from_utf8_lossy(name),
@@ -1119,12 +1124,8 @@ impl Session {
         let query = read_cstr(msg, &mut pos)?;
         let types = &msg[pos..];
         // Read whole before anything changes: a Parse Postgres cannot read
-        // leaves the statements as they were (the unnamed one too). Its
-        // text's encoding is checked first, as Postgres reads in order.
-        if let Err(e) = check_parameter_types(types) {
-            self.check_name_encoding(query)?;
-            return Err(e);
-        }
+        // leaves the statements as they were (the unnamed one too).
+        self.check_parse_rest(query, types)?;
         let client_types = types;
         self.t.unsynced = true;
         let effects = if plain { None } else { effects_of(query) };
@@ -1225,6 +1226,20 @@ impl Session {
                 .push_back((sent, ParseAction::Forward(Some((stmt, name)))));
         }
         Ok(plan.into_rewritten())
+    }
+
+    /// A Parse's query text and parameter types (`types`, the rest of the
+    /// message) read as Postgres reads them before it does anything with
+    /// the message: a malformed Parse gets the error of its format (the
+    /// text's encoding first, as Postgres reads in order), not of its name
+    /// or of a statement made of it. The text's encoding is looked at only
+    /// when the types are malformed; otherwise the server checks it.
+    fn check_parse_rest(&self, query: &[u8], types: &[u8]) -> Result<(), ProxyError> {
+        if let Err(e) = check_parameter_types(types) {
+            self.check_name_encoding(query)?;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Postgres reads a statement name in the client encoding and refuses
@@ -1340,9 +1355,10 @@ impl Session {
 
     fn on_bind(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let (stmt_name, stmt_end) = bind_names(msg)?;
+        let portal = read_cstr(msg, &mut 5)?;
         // Both names are read, their encoding checked, before the
         // statement is looked up (as Postgres reads a Bind).
-        self.check_name_encoding(read_cstr(msg, &mut 5)?)?;
+        self.check_name_encoding(portal)?;
         self.check_name_encoding(stmt_name)?;
         if self.t.tenant_changed {
             return Err(ProxyError::statement_after_tenant_change());
@@ -1365,8 +1381,6 @@ impl Session {
         }
         self.bound_transaction_control(&target)?;
         self.t.unsynced = true;
-        let mut pos = 5;
-        let portal = read_cstr(msg, &mut pos)?;
         if portal.starts_with(SERVER_NAME_PREFIX.as_bytes()) {
             return Err(ProxyError::reserved_portal_name(&String::from_utf8_lossy(
                 portal,
@@ -1509,10 +1523,6 @@ impl Session {
 
     fn on_describe(&mut self, msg: &[u8]) -> Result<(), ProxyError> {
         let (kind, name) = kind_and_name(msg)?;
-        if kind == b'S' {
-            // Read (and its encoding checked) before it is looked up.
-            self.check_name_encoding(name)?;
-        }
         if kind != b'S' {
             self.t.unsynced = true;
             self.to_server.extend_from_slice(msg);
@@ -1521,6 +1531,8 @@ impl Session {
                 .push_back((self.t.sent, DescribeAction::Forward));
             return Ok(());
         }
+        // Read (and its encoding checked) before it is looked up.
+        self.check_name_encoding(name)?;
         let target = self.client_statement(name)?;
         self.t.unsynced = true;
         self.check_planned_route(name, &target)?;
@@ -1628,9 +1640,7 @@ impl Target {
 }
 
 /// The end of a Parse message after its query text (the count of
-/// parameter types, then each type's OID), read as Postgres reads it
-/// before it does anything with the message: a malformed Parse gets the
-/// error of its format (not of its name, nor a statement made of it).
+/// parameter types, then each type's OID) as Postgres reads it.
 fn check_parameter_types(types: &[u8]) -> Result<(), ProxyError> {
     let short = || ProxyError::malformed_message("insufficient data left in message");
     let count = types.get(..2).ok_or_else(short)?;
